@@ -1,0 +1,40 @@
+"""actorflow: Ray Core's programming model (tasks, actors, objects), asyncio all the way down."""
+
+from actorflow import exceptions
+from actorflow.api import (
+    RuntimeContext,
+    available_resources,
+    cancel,
+    cluster_resources,
+    get,
+    get_runtime_context,
+    init,
+    is_initialized,
+    method,
+    put,
+    remote,
+    shutdown,
+    wait,
+)
+from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ObjectRef",
+    "ObjectRefGenerator",
+    "RuntimeContext",
+    "available_resources",
+    "cancel",
+    "cluster_resources",
+    "exceptions",
+    "get",
+    "get_runtime_context",
+    "init",
+    "is_initialized",
+    "method",
+    "put",
+    "remote",
+    "shutdown",
+    "wait",
+]

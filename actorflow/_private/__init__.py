@@ -1,0 +1,1 @@
+"""Implementation modules of actorflow; nothing here is public API."""

@@ -1,0 +1,60 @@
+"""The one configuration object: a frozen dataclass with ``ACTORFLOW_*`` environment overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Config:
+    # Values at or below this many bytes travel inline with their owner; larger ones go to the
+    # node's object store once it exists (the seam is serialization.is_inline).
+    inline_object_max_bytes: int = 100 * 1024
+    # Largest frame a connection accepts; bigger messages are refused with a clear error.
+    max_frame_size: int = 512 * 1024 * 1024
+    # How long an idle task lease is kept before it goes back to the raylet. Keeping it briefly
+    # saves a raylet round trip per task for a caller that submits one task at a time.
+    lease_idle_seconds: float = 0.05
+    # Tasks whose function usually runs faster than this are pipelined several to a worker.
+    pipeline_short_task_seconds: float = 0.002
+    pipeline_depth: int = 16
+    # Outstanding lease requests one caller keeps per resource shape.
+    max_pending_lease_requests: int = 8
+    # Workers beyond the CPU count that a node may start (blocked tasks, zero-CPU tasks).
+    max_workers_per_node: int = 64
+    # An idle worker above the pre-started count exits after this long.
+    idle_worker_seconds: float = 10.0
+    # How long a new worker process may take to register before it is counted as failed.
+    worker_register_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    default_max_retries: int = 3
+    session_root: str = "/tmp/actorflow-sessions"  # not importable: cannot shadow the package
+    # Forward worker print/logging output to the driver's terminal.
+    log_to_driver: bool = True
+
+    def replace(self, **changes: Any) -> Config:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Config:
+        """Defaults overridden by ``ACTORFLOW_<FIELD NAME IN CAPITALS>`` variables."""
+        environ = dict(os.environ if environ is None else environ)
+        changes: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get("ACTORFLOW_" + f.name.upper())
+            if raw is None:
+                continue
+            kind = type(f.default)
+            try:
+                if kind is bool:
+                    changes[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
+                else:
+                    changes[f.name] = kind(raw)
+            except ValueError:
+                raise ValueError(
+                    f"ACTORFLOW_{f.name.upper()}={raw!r} is not a valid {kind.__name__}"
+                ) from None
+        return cls(**changes)

@@ -1,0 +1,423 @@
+"""The core worker: the owner side of every process (driver or worker).
+
+It owns the refs this process creates, keeps their values in the object table, submits tasks
+through the task submitter, fetches borrowed values from their owners, and answers owners' and
+borrowers' messages as the ``core`` actor. Its public methods are called from user threads; the
+rest runs on the runtime loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import ids, serialization
+from actorflow._private.config import Config
+from actorflow._private.object_table import MISSING, ObjectTable
+from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.streams import StreamTable
+from actorflow._private.task_submitter import STREAMING, PendingTask, TaskSubmitter
+
+logger = logging.getLogger("actorflow.core")
+
+# The task this code runs for (None in a driver's own code): parent of tasks it submits.
+current_task_id: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
+    "actorflow_current_task", default=None)
+
+
+def check_not_in_event_loop(what: str) -> None:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise exceptions.AsyncioContextError(
+        f"actorflow.{what}() blocks, and this thread is running an asyncio event loop: "
+        f"use `await ref` (or `await asyncio.gather(*refs)` / `await asyncio.wait(...)`) "
+        f"instead of actorflow.{what}() inside async code")
+
+
+class CoreWorker:
+    def __init__(self, runtime: Runtime, config: Config, *, mode: str, raylet_address: str,
+                 gcs_address: str, node_id: str, worker_id: str, job_id: str,
+                 namespace: str) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.mode = mode  # "driver" or "worker"
+        self.raylet_address = raylet_address
+        self.gcs_address = gcs_address
+        self.node_id = node_id
+        self.worker_id = worker_id
+        self.job_id = job_id
+        self.namespace = namespace
+        self.objects = ObjectTable()
+        self.streams = StreamTable(self)
+        self.submitter = TaskSubmitter(self)
+        self._fetching: set[bytes] = set()
+        # Set by the worker process: called when a task thread starts and stops waiting.
+        self.on_blocked: Callable[[], None] | None = None
+        self.on_unblocked: Callable[[], None] | None = None
+        self.extensions: dict[str, Any] = {}
+
+    @property
+    def address(self) -> str:
+        return self.runtime.address
+
+    # -- objects: values ------------------------------------------------------------------------
+
+    def set_object(self, obj_id: bytes, wire: list) -> None:
+        """Store a value that arrived (loop thread) and wake whoever waits for it."""
+        for callback in self.objects.put(obj_id, wire):
+            try:
+                callback(wire)
+            except Exception:
+                logger.exception("object callback failed")
+
+    def put(self, value: Any) -> Any:
+        from actorflow.object_ref import ObjectRef
+
+        if isinstance(value, ObjectRef):
+            raise TypeError("actorflow.put() of an ObjectRef is not allowed: pass the ref itself")
+        try:
+            wire, nested = serialization.serialize_collecting_refs(value)
+        except Exception as exc:
+            raise exceptions.SerializationError(
+                f"actorflow.put() could not serialize a value of type {type(value).__name__}: "
+                f"{exc}") from exc
+        self._note_escaped(nested)
+        obj_id = ids.object_id(ids.new_task_id(), 0)
+        ref = ObjectRef(obj_id, self.address)
+        self.objects.put(obj_id, wire)
+        return ref
+
+    def _note_escaped(self, refs: list) -> None:
+        for ref in refs:
+            if ref.owner == self.address:
+                self.objects.mark_escaped(ref.id)
+
+    def resolve_ref(self, ref: Any, callback: Callable[[list], None]) -> None:
+        """Call callback(wire) once ref has a value (loop thread)."""
+        wire = self.objects.wait_or_get(ref.id, callback)
+        if wire is MISSING:
+            if ref.owner == self.address:
+                callback(serialization.serialize_error(exceptions.ObjectLostError(
+                    f"object {ref.id.hex()} was freed or never existed")))
+                return
+            self.objects.add_pending(ref.id, owned=False)
+            wire = self.objects.wait_or_get(ref.id, callback)
+        if wire is None:
+            if ref.owner != self.address:
+                self._fetch(ref.id, ref.owner)
+        else:
+            callback(wire)
+
+    def _fetch(self, obj_id: bytes, owner: str) -> None:
+        """Ask the owner for a borrowed object's value (loop thread)."""
+        if obj_id in self._fetching:
+            return
+        self._fetching.add(obj_id)
+        future = self.runtime.request(owner, "core", "get_object", [obj_id])
+
+        def done(f: asyncio.Future) -> None:
+            self._fetching.discard(obj_id)
+            exc = f.exception()
+            if exc is None:
+                wire = f.result()
+            elif isinstance(exc, PeerUnreachableError):
+                wire = serialization.serialize_error(exceptions.OwnerDiedError(
+                    f"the owner of object {obj_id.hex()} ({owner}) is gone: {exc}"))
+            else:
+                wire = serialization.serialize_error(exc if isinstance(
+                    exc, exceptions.ActorflowError) else exceptions.ObjectLostError(str(exc)))
+            self.set_object(obj_id, wire)
+
+        future.add_done_callback(done)
+
+    async def handle_get_object(self, payload: list, call: Call) -> list:
+        """A borrower wants the value of an object this process owns."""
+        obj_id = payload[0]
+        future = self.runtime.loop.create_future()
+
+        def ready(wire: list) -> None:
+            if not future.done():
+                future.set_result(wire)
+
+        wire = self.objects.wait_or_get(obj_id, ready)
+        if wire is MISSING:
+            raise exceptions.ObjectLostError(
+                f"object {obj_id.hex()} is not known to its owner (it was freed)")
+        if wire is not None:
+            return wire
+        return await future
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def serialize_args(self, fn_name: str, args: tuple, kwargs: dict) -> tuple[list, list]:
+        """Top-level refs become slots the owner resolves before the task runs; the rest is
+        serialized once. Plain values skip pickling."""
+        from actorflow.object_ref import ObjectRef
+
+        slots: list = []
+        arg_list = list(args)
+        for i, value in enumerate(arg_list):
+            if type(value) is ObjectRef:
+                slots.append([i, value])
+                arg_list[i] = None
+        kw = dict(kwargs)
+        for key, value in kwargs.items():
+            if type(value) is ObjectRef:
+                slots.append([key, value])
+                kw[key] = None
+        is_plain = serialization.is_plain
+        if all(is_plain(v) for v in arg_list) and all(is_plain(v) for v in kw.values()):
+            return [serialization.PLAIN, [arg_list, kw]], slots
+        try:
+            wire, nested = serialization.serialize_collecting_refs([arg_list, kw])
+        except Exception as exc:
+            raise self._unpicklable_argument(fn_name, arg_list, kw, exc) from exc
+        self._note_escaped(nested)
+        return wire, slots
+
+    @staticmethod
+    def _unpicklable_argument(fn_name: str, args: list, kwargs: dict,
+                              exc: Exception) -> exceptions.SerializationError:
+        named = [(f"argument {i}", v) for i, v in enumerate(args)]
+        named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
+        for label, value in named:
+            try:
+                serialization.serialize(value)
+            except Exception as inner:
+                return exceptions.SerializationError(
+                    f"could not serialize {label} of {fn_name}() (a {type(value).__name__}): "
+                    f"{inner}")
+        return exceptions.SerializationError(f"could not serialize the arguments of "
+                                             f"{fn_name}(): {exc}")
+
+    def submit_task(self, *, fn_id: bytes, fn_blob: bytes, fn_name: str, args: tuple,
+                    kwargs: dict, num_returns: int, resources: dict[str, float],
+                    max_retries: int, retry_exceptions: Any) -> Any:
+        """Submit a task from any thread; return its ref, list of refs, or generator."""
+        from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+
+        args_wire, slots = self.serialize_args(fn_name, args, kwargs)
+        if isinstance(retry_exceptions, list):
+            retry_exceptions = tuple(retry_exceptions)
+        task = PendingTask(
+            task_id=ids.new_task_id(), fn_id=fn_id, fn_blob=fn_blob, fn_name=fn_name,
+            args_wire=args_wire, slots=slots, num_returns=num_returns, resources=resources,
+            retries_left=max_retries, retry_exceptions=retry_exceptions,
+            parent_task_id=current_task_id.get())
+        if num_returns == STREAMING:
+            self.streams.open(task.task_id)
+            result: Any = ObjectRefGenerator(task.task_id, self.address)
+        else:
+            refs = [ObjectRef(obj_id, self.address) for obj_id in task.return_ids]
+            result = refs[0] if num_returns == 1 else (refs or None)
+        self.runtime.call_soon(self.submitter.submit, task)
+        return result
+
+    # -- objects: waiting -----------------------------------------------------------------------
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        from actorflow.object_ref import ObjectRef
+
+        check_not_in_event_loop("get")
+        if isinstance(refs, ObjectRef):
+            return self._value(self._wait_wires([refs], timeout, "get")[0])
+        if not isinstance(refs, (list, tuple)):
+            raise TypeError(f"actorflow.get() takes an ObjectRef or a list of ObjectRefs, not "
+                            f"{type(refs).__name__}")
+        for ref in refs:
+            if not isinstance(ref, ObjectRef):
+                raise TypeError(f"actorflow.get() got a {type(ref).__name__} in its list; "
+                                f"every element must be an ObjectRef")
+        wires = self._wait_wires(list(refs), timeout, "get")
+        return [self._value(w) for w in wires]
+
+    @staticmethod
+    def _value(wire: list) -> Any:
+        value = serialization.deserialize(wire)
+        if serialization.is_error(wire):
+            if isinstance(value, exceptions.TaskError):
+                raise value.as_instanceof_cause()
+            raise value
+        return value
+
+    def _wait_wires(self, refs: list, timeout: float | None, what: str,
+                    stop_on_error: bool = True) -> list:
+        """Block until every ref has a value (or one is an error); return the wires."""
+        wires: list = [self.objects.get_wire(r.id) for r in refs]
+        missing = [i for i, w in enumerate(wires) if w is None]
+        if not missing or (stop_on_error and any(
+                w is not None and serialization.is_error(w) for w in wires)):
+            if not missing:
+                return wires
+            raise self._value(next(w for w in wires if w is not None and
+                                   serialization.is_error(w)))
+        waker = threading.Lock()
+        waker.acquire()
+        state_lock = threading.Lock()
+        state = {"left": len(missing), "woken": False, "error": None}
+
+        def arrived(index: int, wire: list) -> None:
+            with state_lock:
+                wires[index] = wire
+                state["left"] -= 1
+                failed = stop_on_error and serialization.is_error(wire)
+                if failed and state["error"] is None:
+                    state["error"] = wire
+                if (state["left"] == 0 or failed) and not state["woken"]:
+                    state["woken"] = True
+                    waker.release()
+
+        callbacks = []
+        for index in missing:
+            cb = (lambda i: lambda wire: arrived(i, wire))(index)
+            callbacks.append((refs[index], cb))
+            self.runtime.call_soon(self.resolve_ref, refs[index], cb)
+        blocked = self.on_blocked is not None and current_task_id.get() is not None
+        if blocked:
+            self.on_blocked()  # type: ignore[misc]
+        try:
+            got = waker.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        finally:
+            if blocked:
+                self.on_unblocked()  # type: ignore[misc]
+        if not got:
+            for ref, cb in callbacks:
+                self.objects.remove_callback(ref.id, cb)
+            with state_lock:
+                left = state["left"]
+            raise exceptions.GetTimeoutError(
+                f"actorflow.{what}() timed out after {timeout} s: {left} of {len(refs)} "
+                f"objects not ready")
+        if state["error"] is not None:
+            raise self._value(state["error"])
+        return wires
+
+    def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None,
+             fetch_local: bool = True) -> tuple[list, list]:
+        from actorflow.object_ref import ObjectRef
+
+        check_not_in_event_loop("wait")
+        refs = self._check_wait_args(refs, num_returns, ObjectRef)
+        ready_ids = self._wait_ready(refs, num_returns, timeout)
+        ready = [r for r in refs if r.id in ready_ids][:num_returns]
+        chosen = set(id(r) for r in ready)
+        return ready, [r for r in refs if id(r) not in chosen]
+
+    @staticmethod
+    def _check_wait_args(refs: Any, num_returns: int, ref_type: type) -> list:
+        if isinstance(refs, ref_type) or not isinstance(refs, (list, tuple)):
+            raise TypeError("actorflow.wait() takes a list of ObjectRefs")
+        refs = list(refs)
+        for ref in refs:
+            if not isinstance(ref, ref_type):
+                raise TypeError(f"actorflow.wait() got a {type(ref).__name__} in its list; "
+                                f"every element must be an ObjectRef")
+        if len({r.id for r in refs}) != len(refs):
+            raise ValueError("actorflow.wait() got the same ObjectRef twice")
+        if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(refs):
+            raise ValueError(f"num_returns must be between 1 and the number of refs "
+                             f"({len(refs)}), got {num_returns!r}")
+        return refs
+
+    def _wait_ready(self, refs: list, num_returns: int, timeout: float | None) -> set:
+        ready = {r.id for r in refs if self.objects.get_wire(r.id) is not None}
+        if len(ready) >= num_returns or timeout == 0:
+            return ready
+        waker = threading.Lock()
+        waker.acquire()
+        state_lock = threading.Lock()
+        woken = [False]
+
+        def arrived(obj_id: bytes, wire: list) -> None:
+            with state_lock:
+                ready.add(obj_id)
+                if len(ready) >= num_returns and not woken[0]:
+                    woken[0] = True
+                    waker.release()
+
+        callbacks = []
+        for ref in refs:
+            if ref.id not in ready:
+                cb = (lambda oid: lambda wire: arrived(oid, wire))(ref.id)
+                callbacks.append((ref, cb))
+                self.runtime.call_soon(self.resolve_ref, ref, cb)
+        blocked = self.on_blocked is not None and current_task_id.get() is not None
+        if blocked:
+            self.on_blocked()  # type: ignore[misc]
+        try:
+            waker.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+        finally:
+            if blocked:
+                self.on_unblocked()  # type: ignore[misc]
+        for ref, cb in callbacks:
+            self.objects.remove_callback(ref.id, cb)
+        with state_lock:
+            return set(ready)
+
+    async def get_async(self, ref: Any) -> Any:
+        """Await a ref's value from any event loop; cancelling the awaiter cancels the task."""
+        wire = self.objects.get_wire(ref.id)
+        if wire is None:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            if loop is self.runtime.loop:
+                def arrived(w: list) -> None:
+                    if not future.done():
+                        future.set_result(w)
+            else:
+                def arrived(w: list) -> None:
+                    loop.call_soon_threadsafe(_resolve_future, future, w)
+            self.runtime.call_soon(self.resolve_ref, ref, arrived)
+            try:
+                wire = await future
+            except asyncio.CancelledError:
+                self.objects.remove_callback(ref.id, arrived)
+                self.cancel(ref, force=False, recursive=True)
+                raise
+        return self._value(wire)
+
+    # -- cancellation ---------------------------------------------------------------------------
+
+    def cancel(self, ref: Any, force: bool = False, recursive: bool = True) -> None:
+        task_id = ids.task_id_of(ref.id)
+        if ref.owner == self.address:
+            self.runtime.call_soon(self._cancel_owned, task_id, force, recursive)
+        else:
+            self.runtime.call_soon(self.runtime.send_oneway, ref.owner, "core", "cancel",
+                                   [task_id, force, recursive])
+
+    def _cancel_owned(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        self.submitter.cancel(task_id, force, recursive)
+        actor_cancel = self.extensions.get("cancel_actor_task")
+        if actor_cancel is not None:
+            actor_cancel(task_id, force)
+
+    def handle_cancel(self, payload: list, call: Call | None) -> None:
+        task_id, force, recursive = payload
+        self._cancel_owned(task_id, bool(force), bool(recursive))
+
+    # -- output of workers, printed by the driver ------------------------------------------------
+
+    def handle_log(self, payload: list, call: Call | None) -> None:
+        origin, is_stderr, text = payload
+        stream = sys.stderr if is_stderr else sys.stdout
+        prefix = f"({origin}) "
+        lines = text.splitlines()
+        try:
+            stream.write("".join(prefix + line + "\n" for line in lines))
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _resolve_future(future: asyncio.Future, value: Any) -> None:
+    if not future.done():
+        future.set_result(value)

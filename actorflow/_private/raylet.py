@@ -1,0 +1,281 @@
+"""The raylet: one per node. It owns the node's resources and worker pool and grants leases.
+
+A lease is the right to run work of a resource shape on one worker. The caller asks for a lease,
+gets a worker's address, pushes tasks straight to that worker, and returns the lease when it has no
+more work of that shape. The raylet is off the per-task path while a lease is held.
+
+A task blocked in ``get`` gives its CPUs back until it resumes (as in Ray), so that tasks that
+wait on other tasks cannot deadlock a node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import ids
+from actorflow._private.config import Config
+from actorflow._private.resources import NodeResources, describe, normalize
+from actorflow._private.runtime import Call, Runtime
+from actorflow._private.worker_pool import DEAD, IDLE, LEASED, STARTING, WorkerPool, WorkerProcess
+
+logger = logging.getLogger("actorflow.raylet")
+
+
+@dataclass(eq=False)
+class Lease:
+    lease_id: str
+    worker: WorkerProcess
+    resources: dict[str, float]
+    dedicated: bool
+    blocked: bool = False
+    holder: Any = None
+
+
+@dataclass(eq=False)
+class LeaseRequest:
+    resources: dict[str, float]
+    dedicated: bool
+    future: asyncio.Future
+    holder: Any  # the connection of the caller (None for a caller in this process)
+
+
+class Raylet:
+    def __init__(self, runtime: Runtime, config: Config, *, node_id: str,
+                 resources: dict[str, float], session_dir: str, gcs_address: str,
+                 worker_env: dict[str, str], prestart: int) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.node_id = node_id
+        self.resources = NodeResources(resources)
+        self.gcs_address = gcs_address
+        self.prestart = prestart
+        self.pool = WorkerPool(session_dir=session_dir, env=worker_env,
+                               on_exit=self._on_worker_exit)
+        self.leases: dict[str, Lease] = {}
+        self.queue: deque[LeaseRequest] = deque()
+        self._idle: deque[WorkerProcess] = deque()
+        self._leases_by_holder: dict[Any, set[str]] = {}
+        self._start_failures = 0
+        self._closing = False
+        self._reaper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.runtime.request(self.gcs_address, "gcs", "register_node",
+                                   [self.node_id, self.runtime.address, self.resources.total])
+        for _ in range(self.prestart):
+            self._spawn()
+        self._reaper = self.runtime.loop.create_task(self._reap_idle_workers())
+
+    async def shutdown(self) -> None:
+        self._closing = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for request in self.queue:
+            if not request.future.done():
+                request.future.set_exception(exceptions.ActorflowError("the node is shutting down"))
+        self.queue.clear()
+        await self.pool.shutdown()
+
+    # -- workers --------------------------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        if self._closing:
+            return
+        task = self.runtime.loop.create_task(self.pool.start_worker())
+        task.add_done_callback(self._spawned)
+
+    def _spawned(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        logger.error("could not start a worker process: %s", task.exception())
+        self._start_failures += 1
+        self._fail_queue_if_workers_cannot_start(str(task.exception()))
+
+    def handle_register_worker(self, payload: list, call: Call) -> dict:
+        worker_id, address, pid = payload
+        worker = self.pool.workers.get(worker_id)
+        if worker is None:
+            raise LookupError(f"unknown worker {worker_id}: not started by this node")
+        worker.address, worker.pid = address, pid
+        worker.state = IDLE
+        worker.idle_since = time.monotonic()
+        self._start_failures = 0
+        if worker.registered is not None and not worker.registered.done():
+            worker.registered.set_result(True)
+        self._idle.append(worker)
+        self._dispatch()
+        return {"node_id": self.node_id}
+
+    def _on_worker_exit(self, worker: WorkerProcess) -> None:
+        if worker.lease_id is not None:
+            lease = self.leases.pop(worker.lease_id, None)
+            if lease is not None:
+                self._release(lease)
+        if worker.exit_code not in (0, None) and not self._closing:
+            logger.debug("worker pid %s exited with code %s", worker.pid, worker.exit_code)
+        if worker.address == "" and not self._closing:
+            # It died before registering: something is wrong with starting workers.
+            self._start_failures += 1
+            self._fail_queue_if_workers_cannot_start(
+                f"worker process {worker.pid} exited with code {worker.exit_code} before it "
+                f"registered; see {worker.log_path}")
+        self._dispatch()
+
+    def _fail_queue_if_workers_cannot_start(self, reason: str) -> None:
+        if self._start_failures < 3:
+            self._dispatch()
+            return
+        for request in self.queue:
+            if not request.future.done():
+                request.future.set_exception(exceptions.WorkerCrashedError(
+                    f"workers on this node fail to start: {reason}"))
+        self.queue.clear()
+
+    async def _reap_idle_workers(self) -> None:
+        """Workers above the pre-started count exit after idling for a while."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = time.monotonic()
+            alive = self.pool.count(STARTING, IDLE, LEASED)
+            for worker in list(self._idle):
+                if alive <= self.prestart:
+                    break
+                if now - worker.idle_since > self.config.idle_worker_seconds:
+                    self._idle.remove(worker)
+                    worker.state = DEAD
+                    self.pool.kill(worker)
+                    alive -= 1
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def handle_request_lease(self, payload: list, call: Call) -> list:
+        resources, dedicated = normalize(payload[0]), bool(payload[1])
+        if not self.resources.feasible(resources):
+            raise exceptions.TaskUnschedulableError(
+                f"no node in the cluster can ever satisfy the request {describe(resources)}: "
+                f"the largest node has {describe(self.resources.total)}")
+        request = LeaseRequest(resources, dedicated, self.runtime.loop.create_future(), call.conn)
+        self.queue.append(request)
+        self._dispatch()
+        lease: Lease = await request.future
+        if call.conn is not None:
+            held = self._leases_by_holder.get(call.conn)
+            if held is None:
+                held = self._leases_by_holder[call.conn] = set()
+                call.on_caller_lost(lambda conn=call.conn: self._holder_lost(conn))
+            held.add(lease.lease_id)
+            lease.holder = call.conn
+        return [lease.lease_id, lease.worker.worker_id, lease.worker.address]
+
+    def _holder_lost(self, conn: Any) -> None:
+        """The caller's connection closed: its leases come back, and its workers are not
+        trusted to be idle (they may still run its tasks), so they are ended."""
+        for lease_id in self._leases_by_holder.pop(conn, set()):
+            self._return(lease_id, kill_worker=True)
+
+    def handle_return_lease(self, payload: list, call: Call) -> None:
+        lease_id, kill_worker = payload
+        self._return(lease_id, bool(kill_worker))
+
+    def _return(self, lease_id: str, kill_worker: bool) -> None:
+        lease = self.leases.pop(lease_id, None)
+        if lease is None:
+            return
+        if lease.holder is not None:
+            self._leases_by_holder.get(lease.holder, set()).discard(lease_id)
+        self._release(lease)
+        worker = lease.worker
+        worker.lease_id = None
+        if worker.state == LEASED:
+            if kill_worker or lease.dedicated:
+                worker.state = DEAD
+                self.pool.kill(worker)
+            else:
+                worker.state = IDLE
+                worker.idle_since = time.monotonic()
+                self._idle.appendleft(worker)  # warm caches: reuse the most recent first
+        self._dispatch()
+
+    def _release(self, lease: Lease) -> None:
+        if lease.blocked:
+            self.resources.release({k: v for k, v in lease.resources.items() if k != "CPU"})
+        else:
+            self.resources.release(lease.resources)
+
+    def handle_worker_blocked(self, payload: list, call: Call | None) -> None:
+        lease = self._lease_of_worker(payload[0])
+        if lease is not None and not lease.blocked:
+            lease.blocked = True
+            self.resources.release({"CPU": lease.resources.get("CPU", 0.0)})
+            self._dispatch()
+
+    def handle_worker_unblocked(self, payload: list, call: Call | None) -> None:
+        lease = self._lease_of_worker(payload[0])
+        if lease is not None and lease.blocked:
+            lease.blocked = False
+            # May oversubscribe the node for a moment, as in Ray: the task is already running.
+            self.resources.acquire({"CPU": lease.resources.get("CPU", 0.0)})
+
+    def _lease_of_worker(self, worker_id: str) -> Lease | None:
+        worker = self.pool.workers.get(worker_id)
+        if worker is None or worker.lease_id is None:
+            return None
+        return self.leases.get(worker.lease_id)
+
+    def _dispatch(self) -> None:
+        """Grant every queued request that fits now; start workers for the ones that lack one."""
+        if self._closing:
+            return
+        waiting_for_worker = 0
+        for request in list(self.queue):
+            if request.future.done():
+                self.queue.remove(request)
+                continue
+            if not self.resources.fits(request.resources):
+                continue
+            worker = self._pop_idle()
+            if worker is None:
+                waiting_for_worker += 1
+                continue
+            self.queue.remove(request)
+            self._grant(request, worker)
+        starting = self.pool.count(STARTING)
+        alive = self.pool.count(STARTING, IDLE, LEASED)
+        while (starting < waiting_for_worker and alive < self.config.max_workers_per_node):
+            self._spawn()
+            starting += 1
+            alive += 1
+
+    def _pop_idle(self) -> WorkerProcess | None:
+        while self._idle:
+            worker = self._idle.popleft()
+            if worker.state == IDLE:
+                return worker
+        return None
+
+    def _grant(self, request: LeaseRequest, worker: WorkerProcess) -> None:
+        lease = Lease(ids.new_id(8).hex(), worker, request.resources, request.dedicated)
+        self.resources.acquire(request.resources)
+        worker.state = LEASED
+        worker.lease_id = lease.lease_id
+        self.leases[lease.lease_id] = lease
+        request.future.set_result(lease)
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def handle_node_info(self, payload: Any, call: Call) -> dict:
+        return {
+            "node_id": self.node_id,
+            "address": self.runtime.address,
+            "resources_total": self.resources.total,
+            "resources_available": self.resources.available,
+            "workers": [{"worker_id": w.worker_id, "pid": w.pid, "state": w.state,
+                         "address": w.address} for w in self.pool.workers.values()],
+            "queued_lease_requests": len(self.queue),
+        }

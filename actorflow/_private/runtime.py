@@ -1,0 +1,388 @@
+"""The per-process actor runtime: one event loop, one mailbox server, actors addressed by id.
+
+Every process (driver, worker, node) has exactly one Runtime. System actors (GCS, raylet, the
+core worker) and the hosts of user actors register here under an id; a message names its target
+actor and a handler, and handlers are the actor's ``handle_<name>`` methods, so nothing else on an
+object can be reached from the wire.
+
+Messages are msgpack lists:
+
+    [REQUEST,  req_id, target, method, payload]   -> answered by RESPONSE or FAILURE
+    [RESPONSE, req_id, payload]
+    [FAILURE,  req_id, [error_type, message]]
+    [ONEWAY,   target, method, payload]
+    [STREAM,   req_id, payload]                     (partial results of a request, in order)
+
+A request goes out on this process's own connection to the peer's mailbox; its answer comes back
+on the same connection, so answers and stream items of one request keep their order. Messages to
+this process's own address are dispatched in place without touching the wire.
+
+Everything here runs on the runtime's loop thread; other threads hop in with ``call_soon``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import transports
+from transports import CommClosedError, Connection
+
+from actorflow import exceptions
+
+logger = logging.getLogger("actorflow.runtime")
+
+REQUEST, RESPONSE, FAILURE, ONEWAY, STREAM = 0, 1, 2, 3, 4
+
+
+class RemoteError(exceptions.ActorflowError):
+    """A system handler on another process failed with an error of a type not known here."""
+
+
+class PeerUnreachableError(exceptions.ActorflowError, ConnectionError):
+    """The peer's mailbox could not be reached, or the connection to it was lost."""
+
+
+def error_to_wire(exc: BaseException) -> list:
+    message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return [type(exc).__name__, message]
+
+
+def error_from_wire(wire: list) -> BaseException:
+    """Rebuild a control-plane error: actorflow and builtin exception types by name only, since
+    nothing from the wire is ever unpickled here."""
+    name, message = (wire + ["", ""])[:2]
+    cls = getattr(exceptions, name, None)
+    if cls is None:
+        candidate = getattr(builtins, name, None)
+        if isinstance(candidate, type) and issubclass(candidate, Exception):
+            cls = candidate
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        try:
+            return cls(message)
+        except Exception:
+            pass
+    return RemoteError(f"{name}: {message}")
+
+
+class Call:
+    """What a handler knows about the message it is handling."""
+
+    __slots__ = ("runtime", "conn", "req_id")
+
+    def __init__(self, runtime: Runtime, conn: Connection | None, req_id: int) -> None:
+        self.runtime = runtime
+        self.conn = conn
+        self.req_id = req_id
+
+    def stream(self, payload: Any) -> None:
+        """Send a partial result of this request to its caller, ahead of the final answer."""
+        if self.conn is None:
+            self.runtime._deliver_stream(self.req_id, payload)
+        elif not self.conn.closed:
+            self.conn.send([STREAM, self.req_id, payload])
+
+    def on_caller_lost(self, callback: Callable[[], None]) -> None:
+        """Run callback when the connection this message came on closes."""
+        if self.conn is not None:
+            self.runtime._add_close_callback(self.conn, callback)
+
+
+class _Pending:
+    __slots__ = ("future", "conn", "on_stream")
+
+    def __init__(self, future: asyncio.Future, conn: Connection | None,
+                 on_stream: Callable[[Any], None] | None) -> None:
+        self.future = future
+        self.conn = conn
+        self.on_stream = on_stream
+
+
+class Runtime:
+    def __init__(self, loop: asyncio.AbstractEventLoop, token: bytes, max_frame_size: int,
+                 connect_timeout: float = 10.0) -> None:
+        self.loop = loop
+        self.token = token
+        self.max_frame_size = max_frame_size
+        self.connect_timeout = connect_timeout
+        self.address = ""
+        self.actors: dict[str, Any] = {}
+        self._handlers: dict[tuple[str, str], tuple[Callable, bool]] = {}
+        self._listener: transports.Listener | None = None
+        self._conns: dict[str, Connection] = {}
+        self._outbox: dict[str, list] = {}  # messages waiting for a connection being opened
+        self._pending: dict[int, _Pending] = {}
+        self._next_req_id = 0
+        self._close_callbacks: dict[Connection, list[Callable[[], None]]] = {}
+        self._accepted: set[Connection] = set()
+        self._peer_lost: dict[str, list[Callable[[], None]]] = {}
+        self.loop_thread_id = threading.get_ident()
+        self.closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, listen_address: str) -> None:
+        self.loop_thread_id = threading.get_ident()
+        self._listener = await transports.listen(listen_address, self._on_accept,
+                                                 token=self.token,
+                                                 max_frame_size=self.max_frame_size)
+        self.address = self._listener.address
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self._listener is not None:
+            await self._listener.aclose()
+        for conn in list(self._conns.values()) + list(self._accepted):
+            conn.close()
+        for pending in list(self._pending.values()):
+            if not pending.future.done():
+                pending.future.set_exception(PeerUnreachableError("the runtime shut down"))
+        self._pending.clear()
+
+    def register_actor(self, actor_id: str, actor: Any) -> None:
+        self.actors[actor_id] = actor
+
+    def unregister_actor(self, actor_id: str) -> None:
+        self.actors.pop(actor_id, None)
+        for key in [k for k in self._handlers if k[0] == actor_id]:
+            del self._handlers[key]
+
+    def call_soon(self, fn: Callable, *args: Any) -> None:
+        """Run fn on the runtime loop; safe from any thread."""
+        if threading.get_ident() == self.loop_thread_id:
+            self.loop.call_soon(fn, *args)
+        else:
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def request(self, address: str, target: str, method: str, payload: Any,
+                on_stream: Callable[[Any], None] | None = None) -> asyncio.Future:
+        """Send a request; the future resolves with the answer's payload or its error."""
+        future = self.loop.create_future()
+        self._next_req_id += 1
+        req_id = self._next_req_id
+        if address == self.address:
+            self._pending[req_id] = _Pending(future, None, on_stream)
+            self._dispatch_request(None, req_id, target, method, payload)
+            return future
+        conn = self._conns.get(address)
+        self._pending[req_id] = _Pending(future, conn, on_stream)
+        self._send(address, conn, [REQUEST, req_id, target, method, payload])
+        return future
+
+    def send_oneway(self, address: str, target: str, method: str, payload: Any) -> None:
+        if address == self.address:
+            self._dispatch_oneway(target, method, payload)
+            return
+        self._send(address, self._conns.get(address), [ONEWAY, target, method, payload])
+
+    def on_peer_lost(self, address: str, callback: Callable[[], None]) -> None:
+        """Run callback once when our connection to address closes or cannot be opened."""
+        self._peer_lost.setdefault(address, []).append(callback)
+
+    def _send(self, address: str, conn: Connection | None, message: list) -> None:
+        if conn is not None and not conn.closed:
+            conn.send(message)
+            return
+        queued = self._outbox.get(address)
+        if queued is None:
+            self._outbox[address] = [message]
+            self.loop.create_task(self._open(address))
+        else:
+            queued.append(message)
+
+    async def _open(self, address: str) -> None:
+        try:
+            conn = await transports.connect(address, token=self.token,
+                                            timeout=self.connect_timeout,
+                                            max_frame_size=self.max_frame_size)
+        except Exception as exc:
+            self._fail_outbox(address, exc)
+            return
+        self._conns[address] = conn
+        conn.set_handler(lambda msg: self._on_message(conn, msg),
+                         lambda exc: self._on_outgoing_closed(address, conn, exc))
+        for message in self._outbox.pop(address, []):
+            if message[0] == REQUEST:
+                pending = self._pending.get(message[1])
+                if pending is not None:
+                    pending.conn = conn
+            try:
+                conn.send(message)
+            except Exception as exc:  # e.g. a frame over the limit: fail only that request
+                self._fail_request(message, exc)
+
+    def _fail_outbox(self, address: str, exc: BaseException) -> None:
+        if isinstance(exc, transports.AuthenticationError):
+            error: BaseException = exceptions.AuthenticationError(str(exc))
+        else:
+            error = PeerUnreachableError(f"cannot reach {address}: {exc}")
+        for message in self._outbox.pop(address, []):
+            self._fail_request(message, error)
+        self._run_peer_lost(address)
+
+    def _fail_request(self, message: list, exc: BaseException) -> None:
+        if message[0] == REQUEST:
+            pending = self._pending.pop(message[1], None)
+            if pending is not None and not pending.future.done():
+                pending.future.set_exception(exc)
+
+    def _on_outgoing_closed(self, address: str, conn: Connection,
+                            exc: BaseException | None) -> None:
+        if self._conns.get(address) is conn:
+            del self._conns[address]
+        self._on_closed(conn, exc)
+        self._run_peer_lost(address)
+
+    def _run_peer_lost(self, address: str) -> None:
+        for callback in self._peer_lost.pop(address, []):
+            try:
+                callback()
+            except Exception:
+                logger.exception("peer-lost callback failed")
+
+    # -- receiving ------------------------------------------------------------------------------
+
+    def _on_accept(self, conn: Connection) -> None:
+        self._accepted.add(conn)
+        conn.set_handler(lambda msg: self._on_message(conn, msg),
+                         lambda exc: self._on_closed(conn, exc))
+
+    def _on_closed(self, conn: Connection, exc: BaseException | None) -> None:
+        self._accepted.discard(conn)
+        lost = [rid for rid, p in self._pending.items() if p.conn is conn]
+        for req_id in lost:
+            pending = self._pending.pop(req_id)
+            if not pending.future.done():
+                reason = f": {exc}" if exc else ""
+                pending.future.set_exception(PeerUnreachableError(
+                    f"connection to {conn.peer_address} lost{reason}"))
+        for callback in self._close_callbacks.pop(conn, []):
+            try:
+                callback()
+            except Exception:
+                logger.exception("connection-close callback failed")
+
+    def _add_close_callback(self, conn: Connection, callback: Callable[[], None]) -> None:
+        if conn.closed:
+            self.loop.call_soon(callback)
+        else:
+            self._close_callbacks.setdefault(conn, []).append(callback)
+
+    def _on_message(self, conn: Connection, msg: Any) -> None:
+        try:
+            kind = msg[0]
+            if kind == RESPONSE:
+                pending = self._pending.pop(msg[1], None)
+                if pending is not None and not pending.future.done():
+                    pending.future.set_result(msg[2])
+            elif kind == REQUEST:
+                self._dispatch_request(conn, msg[1], msg[2], msg[3], msg[4])
+            elif kind == ONEWAY:
+                self._dispatch_oneway(msg[1], msg[2], msg[3])
+            elif kind == STREAM:
+                self._deliver_stream(msg[1], msg[2])
+            elif kind == FAILURE:
+                pending = self._pending.pop(msg[1], None)
+                if pending is not None and not pending.future.done():
+                    pending.future.set_exception(error_from_wire(msg[2]))
+            else:
+                raise ValueError(f"unknown message kind {kind!r}")
+        except (TypeError, IndexError, KeyError, ValueError) as exc:
+            # Malformed: this peer is broken or hostile; drop it, keep serving everyone else.
+            logger.warning("malformed message from %s (%s); closing that connection",
+                           conn.peer_address, exc)
+            conn.close()
+
+    def _deliver_stream(self, req_id: int, payload: Any) -> None:
+        pending = self._pending.get(req_id)
+        if pending is not None and pending.on_stream is not None:
+            try:
+                pending.on_stream(payload)
+            except Exception:
+                logger.exception("stream handler failed")
+
+    def _handler(self, target: str, method: str) -> tuple[Callable, bool]:
+        key = (target, method)
+        found = self._handlers.get(key)
+        if found is None:
+            actor = self.actors.get(target)
+            if actor is None:
+                raise LookupError(f"no actor {target!r} at {self.address}")
+            if not isinstance(method, str):
+                raise LookupError(f"bad handler name {method!r}")
+            fn = getattr(actor, "handle_" + method, None)
+            if fn is None:
+                raise LookupError(f"actor {target!r} has no handler {method!r}")
+            found = (fn, inspect.iscoroutinefunction(fn))
+            self._handlers[key] = found
+        return found
+
+    def _dispatch_request(self, conn: Connection | None, req_id: int, target: str, method: str,
+                          payload: Any) -> None:
+        call = Call(self, conn, req_id)
+        try:
+            fn, is_async = self._handler(target, method)
+            if is_async:
+                task = self.loop.create_task(fn(payload, call))
+                task.add_done_callback(lambda t: self._answer_task(call, t))
+                return
+            result = fn(payload, call)
+        except Exception as exc:
+            self._answer(call, FAILURE, error_to_wire(exc))
+            return
+        if isinstance(result, asyncio.Future):  # answered later, without a Task per message
+            result.add_done_callback(lambda f: self._answer_task(call, f))
+            return
+        self._answer(call, RESPONSE, result)
+
+    def _answer_task(self, call: Call, task: asyncio.Future) -> None:
+        if task.cancelled():
+            self._answer(call, FAILURE, ["TaskCancelledError", "handler was cancelled"])
+            return
+        exc = task.exception()
+        if exc is not None:
+            if not isinstance(exc, (exceptions.ActorflowError, LookupError, ValueError,
+                                    TypeError)):
+                logger.error("handler failed", exc_info=exc)
+            self._answer(call, FAILURE, error_to_wire(exc))
+        else:
+            self._answer(call, RESPONSE, task.result())
+
+    def _answer(self, call: Call, kind: int, payload: Any) -> None:
+        if call.conn is None:  # a request from this very process
+            pending = self._pending.pop(call.req_id, None)
+            if pending is None or pending.future.done():
+                return
+            if kind == RESPONSE:
+                pending.future.set_result(payload)
+            else:
+                pending.future.set_exception(error_from_wire(payload))
+            return
+        if call.conn.closed:
+            return
+        try:
+            call.conn.send([kind, call.req_id, payload])
+        except (CommClosedError, transports.TransportError):
+            pass
+        except TypeError as exc:  # a handler returned something msgpack cannot carry
+            logger.error("handler answer not encodable: %s", exc)
+            call.conn.send([FAILURE, call.req_id, ["TypeError", str(exc)]])
+
+    def _dispatch_oneway(self, target: str, method: str, payload: Any) -> None:
+        try:
+            fn, is_async = self._handler(target, method)
+            if is_async:
+                self.loop.create_task(fn(payload, None))
+            else:
+                fn(payload, None)
+        except LookupError as exc:
+            logger.warning("dropped one-way message: %s", exc)
+        except Exception:
+            logger.exception("one-way handler %s.%s failed", target, method)

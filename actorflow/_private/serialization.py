@@ -1,0 +1,103 @@
+"""User values on the wire.
+
+A serialized value is a small msgpack-ready list:
+
+- ``[PLAIN, value]``: an int, float, str, bytes, bool or None of exactly that type, carried by
+  msgpack as is (no pickling, and it comes back as exactly the same type);
+- ``[PICKLED, data, buffers]``: cloudpickle protocol 5, with out-of-band buffers alongside so that
+  large arrays are not copied into the pickle stream;
+- ``[ERROR, data]``: a pickled exception; ``get`` raises it instead of returning it.
+
+ObjectRefs met while pickling are collected, so the owner learns which refs escaped.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+from typing import Any
+
+import cloudpickle
+
+PLAIN = 0
+PICKLED = 1
+ERROR = 2
+
+_PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+_context = threading.local()
+
+
+def is_plain(value: Any) -> bool:
+    kind = type(value)
+    if kind not in _PLAIN_TYPES:
+        return False
+    return kind is not int or _INT_MIN <= value <= _INT_MAX
+
+
+def serialize(value: Any) -> list:
+    """Serialize a user value (see the module docstring for the format)."""
+    if is_plain(value):
+        return [PLAIN, value]
+    buffers: list[pickle.PickleBuffer] = []
+    data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return [PICKLED, data, [b.raw() for b in buffers]]
+
+
+def serialize_collecting_refs(value: Any) -> tuple[list, list]:
+    """Like serialize, and also return the ObjectRefs found inside the value."""
+    if is_plain(value):
+        return [PLAIN, value], []
+    found: list = []
+    outer = getattr(_context, "refs", None)
+    _context.refs = found
+    try:
+        return serialize(value), found
+    finally:
+        _context.refs = outer
+
+
+def note_ref_pickled(ref: Any) -> None:
+    """Called by ObjectRef.__reduce__: record the ref in the current collection, if any."""
+    refs = getattr(_context, "refs", None)
+    if refs is not None:
+        refs.append(ref)
+
+
+def serialize_error(exc: BaseException) -> list:
+    try:
+        return [ERROR, cloudpickle.dumps(exc, protocol=5)]
+    except Exception as pickling_problem:  # the exception itself cannot be pickled
+        from actorflow.exceptions import ActorflowError
+
+        stand_in = ActorflowError(f"{type(exc).__name__}: {exc} (the original exception could "
+                                  f"not be pickled: {pickling_problem})")
+        return [ERROR, cloudpickle.dumps(stand_in, protocol=5)]
+
+
+def deserialize(wire: list) -> Any:
+    """Return the value; for an error value, return the exception (use is_error to tell)."""
+    kind = wire[0]
+    if kind == PLAIN:
+        return wire[1]
+    if kind == PICKLED:
+        return pickle.loads(wire[1], buffers=wire[2])
+    if kind == ERROR:
+        return pickle.loads(wire[1])
+    raise ValueError(f"unknown serialized value kind {kind!r}")
+
+
+def is_error(wire: list) -> bool:
+    return wire[0] == ERROR
+
+
+def size_of(wire: list) -> int:
+    """Approximate size in bytes, to decide inline vs. object store."""
+    kind = wire[0]
+    if kind == PLAIN:
+        v = wire[1]
+        return len(v) if isinstance(v, (str, bytes)) else 8
+    if kind == PICKLED:
+        return len(wire[1]) + sum(len(b) for b in wire[2])
+    return len(wire[1])

@@ -1,0 +1,29 @@
+"""The session directory: logs and the cluster token, readable by this user only."""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def create(root: str) -> str:
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}"
+    path = os.path.join(root, name)
+    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    latest = os.path.join(root, "session_latest")
+    try:
+        if os.path.islink(latest):
+            os.unlink(latest)
+        os.symlink(path, latest)
+    except OSError:
+        pass  # another session raced us to the link; it is only a convenience
+    return path
+
+
+def write_token(session_dir: str, token: bytes) -> str:
+    path = os.path.join(session_dir, "token")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token.hex())
+    return path

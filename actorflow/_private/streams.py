@@ -1,0 +1,125 @@
+"""Streaming generator tasks, owner side: items arrive one by one, readers wait for the next.
+
+Item i of task T is object ``(T, i + 1)``. If the generator fails, its error becomes the item
+after the last one produced, so the reader gets it from the next ``get``, as in Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from actorflow._private import ids
+
+if TYPE_CHECKING:
+    from actorflow._private.core_worker import CoreWorker
+
+
+class _Stream:
+    __slots__ = ("produced", "finished", "waiters")
+
+    def __init__(self) -> None:
+        self.produced = 0
+        self.finished = False
+        self.waiters: list[Callable[[], None]] = []
+
+
+class StreamTable:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self._lock = threading.Lock()
+        self._streams: dict[bytes, _Stream] = {}
+
+    def open(self, task_id: bytes) -> None:
+        with self._lock:
+            self._streams[task_id] = _Stream()
+
+    def item(self, task_id: bytes, index: int, wire: list) -> None:
+        """Loop thread: item number index of the stream arrived."""
+        self.core.set_object(ids.object_id(task_id, index + 1), wire)
+        with self._lock:
+            stream = self._streams.get(task_id)
+            if stream is None:
+                return
+            stream.produced = max(stream.produced, index + 1)
+            waiters, stream.waiters = stream.waiters, []
+        for wake in waiters:
+            wake()
+
+    def finish(self, task_id: bytes, error_wire: list | None) -> None:
+        """Loop thread: the generator ended, with error_wire if it failed."""
+        with self._lock:
+            stream = self._streams.get(task_id)
+            if stream is None:
+                return
+            if error_wire is not None:
+                self.core.set_object(ids.object_id(task_id, stream.produced + 1), error_wire)
+                stream.produced += 1
+            stream.finished = True
+            waiters, stream.waiters = stream.waiters, []
+        for wake in waiters:
+            wake()
+
+    def _ready(self, task_id: bytes, index: int, wake: Callable[[], None] | None) -> bool | None:
+        """True: item index exists; False: the stream ended before it; None: registered wake."""
+        with self._lock:
+            stream = self._streams.get(task_id)
+            if stream is None or index < stream.produced:
+                return stream is not None
+            if stream.finished:
+                return False
+            if wake is not None:
+                stream.waiters.append(wake)
+            return None
+
+    def wait_next(self, task_id: bytes, index: int, timeout: float | None) -> bool:
+        """Block until item index exists (True) or the stream ended without it (False)."""
+        found = self._ready(task_id, index, None)
+        if found is not None:
+            return found
+        waker = threading.Lock()
+        waker.acquire()
+        found = self._ready(task_id, index, waker.release)
+        if found is not None:
+            return found
+        blocked = self.core.on_blocked is not None
+        if blocked:
+            self.core.on_blocked()  # type: ignore[misc]
+        try:
+            if not waker.acquire(timeout=-1 if timeout is None else timeout):
+                from actorflow.exceptions import GetTimeoutError
+
+                raise GetTimeoutError(f"no next item of the generator within {timeout} s")
+        finally:
+            if blocked:
+                self.core.on_unblocked()  # type: ignore[misc]
+        return bool(self._ready(task_id, index, None))
+
+    async def wait_next_async(self, task_id: bytes, index: int) -> bool:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None))
+
+        found = self._ready(task_id, index, wake)
+        if found is not None:
+            return found
+        await future
+        return bool(self._ready(task_id, index, None))
+
+    def is_finished(self, task_id: bytes) -> bool:
+        with self._lock:
+            stream = self._streams.get(task_id)
+            return stream is None or stream.finished
+
+    def close(self, task_id: bytes, consumed: int) -> None:
+        """The reader is gone: forget the stream and the items nobody took."""
+        with self._lock:
+            stream = self._streams.pop(task_id, None)
+        if stream is None:
+            return
+        for index in range(consumed, stream.produced):
+            self.core.objects.discard_if_unreferenced(ids.object_id(task_id, index + 1))

@@ -1,0 +1,260 @@
+"""Worker side of tasks: the ``worker`` actor that runs what owners push to it.
+
+Synchronous functions run one at a time on the process's main thread, so that a cancel can
+interrupt them with a signal even inside ``time.sleep``; ``async def`` functions and async
+generators run on the runtime loop. The reply to ``push_task`` is ``[status, payload, seconds]``
+(statuses in task_submitter.py); generators stream ``[index, value]`` items before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import pickle
+import queue
+import signal
+import socket
+import threading
+import time
+import traceback
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import serialization
+from actorflow._private.core_worker import CoreWorker, current_task_id
+from actorflow._private.runtime import Call
+from actorflow._private.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
+
+logger = logging.getLogger("actorflow.executor")
+
+
+class TaskCancelledSignal(BaseException):
+    """Raised inside a running task to cancel it; BaseException so `except Exception` in user
+    code does not swallow it."""
+
+
+class _Job:
+    __slots__ = ("task_id", "fn", "fn_name", "args_wire", "slots", "num_returns", "call",
+                 "future", "cancelled", "async_task", "thread_id")
+
+    def __init__(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
+                 num_returns: int, call: Call, future: asyncio.Future) -> None:
+        self.task_id = task_id
+        self.fn = fn
+        self.fn_name = fn_name
+        self.args_wire = args_wire
+        self.slots = slots
+        self.num_returns = num_returns
+        self.call = call
+        self.future = future
+        self.cancelled = False
+        self.async_task: asyncio.Task | None = None
+        self.thread_id: int | None = None
+
+
+def decode_args(args_wire: list, slots: list) -> tuple[list, dict]:
+    args, kwargs = serialization.deserialize(args_wire)
+    for position, wire in slots:
+        value = serialization.deserialize(wire)
+        if isinstance(position, int):
+            args[position] = value
+        else:
+            kwargs[position] = value
+    return args, kwargs
+
+
+def task_error(fn_name: str, exc: BaseException) -> list:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    err = exceptions.TaskError(fn_name, tb, exc, os.getpid(), _host_ip())
+    try:
+        return serialization.serialize_error(err)
+    except Exception:
+        return serialization.serialize_error(exceptions.TaskError(fn_name, tb, None,
+                                                                  os.getpid(), _host_ip()))
+
+
+def _host_ip() -> str:
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+
+
+def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: str) -> list:
+    if num_returns == 1:
+        values = [value]
+    elif num_returns == 0:
+        values = []
+    else:
+        if not isinstance(value, (list, tuple)) or len(value) != num_returns:
+            got = len(value) if isinstance(value, (list, tuple)) else "1"
+            raise ValueError(f"{fn_name}() has num_returns={num_returns} but returned {got} "
+                             f"value(s); return a tuple or list of exactly {num_returns}")
+        values = list(value)
+    wires = []
+    for item in values:
+        try:
+            wire, nested = serialization.serialize_collecting_refs(item)
+        except Exception as exc:
+            raise exceptions.SerializationError(
+                f"the return value of {fn_name}() (type {type(item).__name__}) could not be "
+                f"serialized: {exc}") from exc
+        core._note_escaped(nested)
+        wires.append(wire)
+    return wires
+
+
+class TaskExecutor:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self.runtime = core.runtime
+        self._functions: dict[bytes, Any] = {}
+        self._main_queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._queued: dict[bytes, _Job] = {}
+        self._running: dict[bytes, _Job] = {}
+        self._main_thread_id = threading.main_thread().ident
+        self.current_name = ""
+
+    # -- receiving tasks (loop thread) ----------------------------------------------------------
+
+    def function(self, fn_id: bytes, blob: bytes | None, fn_name: str) -> Any:
+        fn = self._functions.get(fn_id)
+        if fn is None:
+            if blob is None:
+                raise LookupError(f"function {fn_name} ({fn_id.hex()}) was never sent here")
+            fn = self._functions[fn_id] = pickle.loads(blob)
+        return fn
+
+    def handle_push_task(self, payload: list, call: Call) -> asyncio.Future:
+        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, _owner = payload
+        future = self.runtime.loop.create_future()
+        try:
+            fn = self.function(fn_id, blob, fn_name)
+        except Exception as exc:
+            future.set_result([FAILED, task_error(fn_name, exc), 0.0])
+            return future
+        job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future)
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            job.async_task = self.runtime.loop.create_task(self._run_async(job))
+            self._running[task_id] = job
+        else:
+            self._queued[task_id] = job
+            self._main_queue.put(job)
+        return future
+
+    def handle_cancel_task(self, payload: list, call: Call | None) -> None:
+        task_id, force, recursive = payload
+        if recursive:
+            self.core.submitter.cancel_children(task_id, bool(force))
+        job = self._queued.pop(task_id, None)
+        if job is not None:
+            job.future.set_result([CANCELLED, None, 0.0])
+            return
+        job = self._running.get(task_id)
+        if job is None:
+            return
+        if force:
+            logger.warning("force-cancelling %s: this worker exits", job.fn_name)
+            os._exit(1)
+        job.cancelled = True
+        if job.async_task is not None:
+            job.async_task.cancel()
+        elif job.thread_id == self._main_thread_id:
+            signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+
+    def bounce_queued(self) -> None:
+        """The running task blocked: give queued tasks back to their owners to run elsewhere,
+        so that a task waiting on work queued behind it cannot deadlock."""
+        for task_id in list(self._queued):
+            job = self._queued.pop(task_id)
+            job.future.set_result([RESCHEDULE, None, 0.0])
+
+    # -- running (main thread for sync functions) -----------------------------------------------
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        for job in self._running.values():
+            if job.cancelled and job.thread_id == threading.get_ident():
+                raise TaskCancelledSignal()
+
+    def run_main_thread(self) -> None:
+        """Serve sync tasks forever (the worker's main thread)."""
+        while True:
+            job = self._main_queue.get()
+            if job is None:
+                return
+            if self._queued.pop(job.task_id, None) is None:
+                continue  # cancelled or bounced while queued
+            job.thread_id = threading.get_ident()
+            self._running[job.task_id] = job
+            try:
+                reply = self._run_sync(job)
+            except TaskCancelledSignal:  # the signal landed just after the function returned
+                reply = [CANCELLED, None, 0.0]
+            self._running.pop(job.task_id, None)
+            self.runtime.call_soon(_settle, job.future, reply)
+
+    def stop(self) -> None:
+        self._main_queue.put(None)
+
+    def _run_sync(self, job: _Job) -> list:
+        token = current_task_id.set(job.task_id)
+        self.current_name = job.fn_name
+        start = time.perf_counter()
+        try:
+            args, kwargs = decode_args(job.args_wire, job.slots)
+            if job.num_returns == STREAMING:
+                index = 0
+                for item in job.fn(*args, **kwargs):
+                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0]
+                    self.runtime.call_soon(job.call.stream, [index, wire])
+                    index += 1
+                return [OK, [], time.perf_counter() - start]
+            value = job.fn(*args, **kwargs)
+            if inspect.isgenerator(value):
+                value = list(value)  # a generator called with a fixed num_returns
+            wires = serialize_returns(self.core, value, job.num_returns, job.fn_name)
+            return [OK, wires, time.perf_counter() - start]
+        except TaskCancelledSignal:
+            return [CANCELLED, None, time.perf_counter() - start]
+        except KeyboardInterrupt as exc:
+            if job.cancelled:
+                return [CANCELLED, None, time.perf_counter() - start]
+            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
+        except Exception as exc:
+            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
+        finally:
+            self.current_name = ""
+            current_task_id.reset(token)
+
+    async def _run_async(self, job: _Job) -> None:
+        current_task_id.set(job.task_id)  # this asyncio task has its own context copy
+        start = time.perf_counter()
+        try:
+            args, kwargs = decode_args(job.args_wire, job.slots)
+            if job.num_returns == STREAMING:
+                index = 0
+                async for item in job.fn(*args, **kwargs):
+                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0]
+                    job.call.stream([index, wire])
+                    index += 1
+                reply = [OK, [], time.perf_counter() - start]
+            else:
+                if inspect.isasyncgenfunction(job.fn):
+                    value = [item async for item in job.fn(*args, **kwargs)]
+                else:
+                    value = await job.fn(*args, **kwargs)
+                wires = serialize_returns(self.core, value, job.num_returns, job.fn_name)
+                reply = [OK, wires, time.perf_counter() - start]
+        except asyncio.CancelledError:
+            reply = [CANCELLED, None, time.perf_counter() - start]
+        except Exception as exc:
+            reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
+        self._running.pop(job.task_id, None)
+        _settle(job.future, reply)
+
+
+def _settle(future: asyncio.Future, reply: list) -> None:
+    if not future.done():
+        future.set_result(reply)

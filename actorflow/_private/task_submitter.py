@@ -1,0 +1,333 @@
+"""Owner-side task submission: resolve arguments, lease workers, push tasks, retry, cancel.
+
+Tasks wait in a queue per resource shape. A leased worker takes one task at a time, or several
+(pipelined) when the function has been seen to run in well under a round trip, so that batches of
+tiny tasks are bound by the pipelined message rate and long tasks still spread over all workers.
+An idle lease is kept for a moment (``lease_idle_seconds``) and then returned to the raylet.
+
+Runs on the runtime loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actorflow import exceptions
+from actorflow._private import ids, serialization
+from actorflow._private.runtime import PeerUnreachableError
+
+if TYPE_CHECKING:
+    from actorflow._private.core_worker import CoreWorker
+
+logger = logging.getLogger("actorflow.tasks")
+
+# Reply statuses from a worker (see task_executor.py).
+OK, FAILED, CANCELLED, RESCHEDULE = 0, 1, 2, 3
+STREAMING = -1  # num_returns of a streaming generator task
+
+RESOLVING, QUEUED, RUNNING, DONE = range(4)
+
+
+@dataclass(eq=False)
+class PendingTask:
+    task_id: bytes
+    fn_id: bytes
+    fn_blob: bytes
+    fn_name: str
+    args_wire: list
+    slots: list  # [[position or keyword, ObjectRef or wire], ...]
+    num_returns: int
+    resources: dict[str, float]
+    retries_left: int
+    retry_exceptions: Any  # bool or tuple of exception types
+    parent_task_id: bytes | None
+    state: int = RESOLVING
+    unresolved: int = 0
+    worker: LeasedWorker | None = None
+    cancel_requested: bool = False
+    force_cancel: bool = False
+    streamed: int = 0
+    pinned: list = field(default_factory=list)
+
+    @property
+    def return_ids(self) -> list[bytes]:
+        if self.num_returns == STREAMING:
+            return [ids.object_id(self.task_id, 0)]
+        return [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
+
+
+@dataclass(eq=False)
+class LeasedWorker:
+    lease_id: str
+    worker_id: str
+    address: str
+    in_flight: int = 0
+    idle_timer: asyncio.TimerHandle | None = None
+    dead: bool = False
+
+
+@dataclass(eq=False)
+class ShapeQueue:
+    resources: dict[str, float]
+    queue: deque = field(default_factory=deque)
+    workers: list = field(default_factory=list)
+    pending_leases: int = 0
+
+
+class TaskSubmitter:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self.runtime = core.runtime
+        self.config = core.config
+        self.tasks: dict[bytes, PendingTask] = {}
+        self.children: dict[bytes, set[bytes]] = {}  # parent task -> tasks it submitted
+        self._shapes: dict[tuple, ShapeQueue] = {}
+        self._fn_seconds: dict[bytes, float] = {}  # moving average of run time per function
+        self._fns_sent: dict[str, set[bytes]] = {}  # worker address -> function ids it has
+
+    # -- submission -----------------------------------------------------------------------------
+
+    def submit(self, task: PendingTask) -> None:
+        self.tasks[task.task_id] = task
+        if task.parent_task_id is not None:
+            self.children.setdefault(task.parent_task_id, set()).add(task.task_id)
+        for slot in task.slots:
+            ref = slot[1]
+            task.unresolved += 1
+            self.core.resolve_ref(ref, lambda wire, slot=slot: self._resolved(task, slot, wire))
+        if task.unresolved == 0:
+            self._enqueue(task)
+
+    def _resolved(self, task: PendingTask, slot: list, wire: list) -> None:
+        if task.state != RESOLVING:
+            return
+        if serialization.is_error(wire):
+            # An argument failed: the task fails with that same error without running.
+            self._finish(task, [wire] * max(1, len(task.return_ids)))
+            return
+        slot[1] = wire
+        task.unresolved -= 1
+        if task.unresolved == 0:
+            self._enqueue(task)
+
+    def _enqueue(self, task: PendingTask, front: bool = False) -> None:
+        task.state = QUEUED
+        key = tuple(sorted(task.resources.items()))
+        shape = self._shapes.get(key)
+        if shape is None:
+            shape = self._shapes[key] = ShapeQueue(task.resources)
+        if front:
+            shape.queue.appendleft(task)
+        else:
+            shape.queue.append(task)
+        self._pump(shape)
+
+    def _pump(self, shape: ShapeQueue) -> None:
+        queue = shape.queue
+        while queue:
+            task = queue[0]
+            if task.state != QUEUED:
+                queue.popleft()
+                continue
+            worker = self._pick_worker(shape, task)
+            if worker is None:
+                break
+            queue.popleft()
+            self._push(shape, task, worker)
+        wanted = min(len(queue), self.config.max_pending_lease_requests) - shape.pending_leases
+        for _ in range(wanted):
+            self._request_lease(shape)
+
+    def _pick_worker(self, shape: ShapeQueue, task: PendingTask) -> LeasedWorker | None:
+        for worker in shape.workers:
+            if worker.in_flight == 0:
+                return worker
+        seconds = self._fn_seconds.get(task.fn_id)
+        if seconds is None or seconds > self.config.pipeline_short_task_seconds:
+            return None
+        best = None
+        for worker in shape.workers:
+            if worker.in_flight < self.config.pipeline_depth and (
+                    best is None or worker.in_flight < best.in_flight):
+                best = worker
+        return best
+
+    def _request_lease(self, shape: ShapeQueue) -> None:
+        shape.pending_leases += 1
+        future = self.runtime.request(self.core.raylet_address, "raylet", "request_lease",
+                                      [shape.resources, False])
+        future.add_done_callback(lambda f: self._lease_granted(shape, f))
+
+    def _lease_granted(self, shape: ShapeQueue, future: asyncio.Future) -> None:
+        shape.pending_leases -= 1
+        exc = future.exception()
+        if exc is not None:
+            if isinstance(exc, PeerUnreachableError) and self.runtime.closed:
+                return
+            # Unschedulable, or the node cannot start workers: every queued task of this shape
+            # fails with that error rather than waiting forever.
+            while shape.queue:
+                task = shape.queue.popleft()
+                if task.state == QUEUED:
+                    self._finish(task, [serialization.serialize_error(exc)] * len(task.return_ids))
+            return
+        lease_id, worker_id, address = future.result()
+        worker = LeasedWorker(lease_id, worker_id, address)
+        shape.workers.append(worker)
+        self._pump(shape)
+        if worker.in_flight == 0:
+            self._schedule_return(shape, worker)
+
+    def _schedule_return(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
+        if worker.idle_timer is None:
+            worker.idle_timer = self.runtime.loop.call_later(
+                self.config.lease_idle_seconds, self._return_lease, shape, worker)
+
+    def _return_lease(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
+        worker.idle_timer = None
+        if worker.in_flight or worker.dead:
+            return
+        shape.workers.remove(worker)
+        self.runtime.send_oneway(self.core.raylet_address, "raylet", "return_lease",
+                                 [worker.lease_id, False])
+
+    # -- pushing and replies --------------------------------------------------------------------
+
+    def _push(self, shape: ShapeQueue, task: PendingTask, worker: LeasedWorker) -> None:
+        task.state = RUNNING
+        task.worker = worker
+        worker.in_flight += 1
+        if worker.idle_timer is not None:
+            worker.idle_timer.cancel()
+            worker.idle_timer = None
+        sent = self._fns_sent.get(worker.address)
+        if sent is None:
+            sent = self._fns_sent[worker.address] = set()
+        blob = None
+        if task.fn_id not in sent:
+            sent.add(task.fn_id)
+            blob = task.fn_blob
+        payload = [task.task_id, task.fn_id, blob, task.fn_name, task.args_wire, task.slots,
+                   task.num_returns, self.core.address]
+        on_stream = None
+        if task.num_returns == STREAMING:
+            on_stream = lambda item: self._stream_item(task, item)  # noqa: E731
+        future = self.runtime.request(worker.address, "worker", "push_task", payload, on_stream)
+        future.add_done_callback(lambda f: self._on_reply(shape, task, worker, f))
+
+    def _stream_item(self, task: PendingTask, item: list) -> None:
+        index, wire = item
+        task.streamed = max(task.streamed, index + 1)
+        self.core.streams.item(task.task_id, index, wire)
+
+    def _on_reply(self, shape: ShapeQueue, task: PendingTask, worker: LeasedWorker,
+                  future: asyncio.Future) -> None:
+        worker.in_flight -= 1
+        task.worker = None
+        exc = future.exception()
+        if exc is not None:
+            self._worker_lost(shape, worker)
+            self._after_crash(task, exc)
+        else:
+            status, payload, seconds = future.result()
+            old = self._fn_seconds.get(task.fn_id)
+            self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
+            if status == OK:
+                self._finish(task, payload)
+            elif status == FAILED:
+                if self._should_retry_on_error(task, payload):
+                    task.retries_left -= 1
+                    self._enqueue(task)
+                else:
+                    self._finish(task, [payload] * len(task.return_ids))
+            elif status == CANCELLED:
+                self._finish_cancelled(task)
+            elif status == RESCHEDULE:
+                self._enqueue(task, front=True)
+        if not worker.dead:
+            if worker.in_flight == 0 and not shape.queue:
+                self._schedule_return(shape, worker)
+            self._pump(shape)
+
+    def _worker_lost(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
+        if worker.dead:
+            return
+        worker.dead = True
+        if worker in shape.workers:
+            shape.workers.remove(worker)
+        self._fns_sent.pop(worker.address, None)
+        self.runtime.send_oneway(self.core.raylet_address, "raylet", "return_lease",
+                                 [worker.lease_id, True])
+
+    def _after_crash(self, task: PendingTask, exc: BaseException) -> None:
+        if task.cancel_requested:
+            self._finish_cancelled(task)
+        elif task.retries_left != 0 and task.streamed == 0:
+            task.retries_left -= 1
+            logger.info("retrying task %s: its worker died (%s)", task.fn_name, exc)
+            self._enqueue(task, front=True)
+        else:
+            error = exceptions.WorkerCrashedError(
+                f"the worker running {task.fn_name}() died before it finished ({exc}); "
+                f"no retries left")
+            self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
+
+    def _should_retry_on_error(self, task: PendingTask, error_wire: list) -> bool:
+        if task.retries_left == 0 or not task.retry_exceptions or task.cancel_requested:
+            return False
+        if task.retry_exceptions is True:
+            return True
+        try:
+            err = serialization.deserialize(error_wire)
+        except Exception:
+            return False
+        cause = getattr(err, "cause", err)
+        return isinstance(cause, task.retry_exceptions)
+
+    # -- completion -----------------------------------------------------------------------------
+
+    def _finish(self, task: PendingTask, wires: list) -> None:
+        if task.state == DONE:
+            return
+        task.state = DONE
+        self.tasks.pop(task.task_id, None)
+        if task.parent_task_id is not None:
+            siblings = self.children.get(task.parent_task_id)
+            if siblings is not None:
+                siblings.discard(task.task_id)
+                if not siblings:
+                    del self.children[task.parent_task_id]
+        for obj_id in task.pinned:
+            self.core.objects.unpin(obj_id)
+        if task.num_returns == STREAMING:
+            self.core.streams.finish(task.task_id, wires[0] if wires else None)
+            return
+        for obj_id, wire in zip(task.return_ids, wires):
+            self.core.set_object(obj_id, wire)
+
+    def _finish_cancelled(self, task: PendingTask) -> None:
+        error = exceptions.TaskCancelledError(task.task_id.hex(),
+                                              f"task {task.fn_name}() was cancelled")
+        self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
+
+    # -- cancellation ---------------------------------------------------------------------------
+
+    def cancel(self, task_id: bytes, force: bool, recursive: bool) -> None:
+        task = self.tasks.get(task_id)
+        if task is None or task.state == DONE:
+            return
+        task.cancel_requested = True
+        task.force_cancel = task.force_cancel or force
+        if task.state in (RESOLVING, QUEUED):
+            self._finish_cancelled(task)
+        elif task.worker is not None:
+            self.runtime.send_oneway(task.worker.address, "worker", "cancel_task",
+                                     [task_id, force, recursive])
+
+    def cancel_children(self, parent_task_id: bytes, force: bool) -> None:
+        for child in list(self.children.get(parent_task_id, ())):
+            self.cancel(child, force, True)

@@ -1,0 +1,112 @@
+"""Entry point of a worker process: ``python -m actorflow._private.worker_main``.
+
+Settings come from ``ACTORFLOW_*`` environment variables set by the node's worker pool. The
+runtime loop runs on a thread; the main thread runs synchronous tasks. The worker never outlives
+its node: it asks the kernel for SIGKILL when its parent dies, and exits when its connection to
+the raylet closes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # not Linux: the raylet-connection check below still ends us
+    expected = os.environ.get("ACTORFLOW_PARENT_PID")
+    if expected and os.getppid() != int(expected):
+        os._exit(1)  # the parent died before prctl took effect
+
+
+def main() -> None:
+    _die_with_parent()
+    env = os.environ
+    token = bytes.fromhex(env.pop("ACTORFLOW_TOKEN"))  # user code and its children don't see it
+    for path in reversed(json.loads(env.get("ACTORFLOW_SYS_PATH", "[]"))):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from actorflow._private import context, output
+    from actorflow._private.config import Config
+    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.loop_thread import LoopThread
+    from actorflow._private.runtime import Runtime
+    from actorflow._private.task_executor import TaskExecutor
+
+    config = Config.from_env()
+    raylet_address = env["ACTORFLOW_RAYLET_ADDRESS"]
+    worker_id = env["ACTORFLOW_WORKER_ID"]
+    loop_thread = LoopThread()
+    loop_thread.start()
+    runtime = Runtime(loop_thread.loop, token, config.max_frame_size, config.connect_timeout)
+    loop_thread.run(runtime.start("tcp://127.0.0.1:0"), timeout=30)
+    core = CoreWorker(runtime, config, mode="worker", raylet_address=raylet_address,
+                      gcs_address=env["ACTORFLOW_GCS_ADDRESS"], node_id=env["ACTORFLOW_NODE_ID"],
+                      worker_id=worker_id, job_id=env.get("ACTORFLOW_JOB_ID", ""),
+                      namespace=env.get("ACTORFLOW_NAMESPACE", ""))
+    executor = TaskExecutor(core)
+    runtime.register_actor("core", core)
+    runtime.register_actor("worker", executor)
+    context.set_core(core)
+
+    def blocked() -> None:
+        runtime.call_soon(executor.bounce_queued)
+        runtime.call_soon(runtime.send_oneway, raylet_address, "raylet", "worker_blocked",
+                          [worker_id])
+
+    def unblocked() -> None:
+        runtime.call_soon(runtime.send_oneway, raylet_address, "raylet", "worker_unblocked",
+                          [worker_id])
+
+    core.on_blocked, core.on_unblocked = blocked, unblocked
+    extensions = env.get("ACTORFLOW_WORKER_EXTENSIONS", "")
+    for hook in filter(None, extensions.split(",")):
+        module, _, name = hook.partition(":")
+        getattr(__import__(module, fromlist=[name]), name)(core, executor)
+
+    log_address = env.get("ACTORFLOW_LOG_ADDRESS", "")
+    if log_address:
+        def forwarder(is_stderr: bool):  # noqa: ANN202
+            def forward(text: str) -> None:
+                label = output.origin_label(executor.current_name)
+                runtime.call_soon(runtime.send_oneway, log_address, "core", "log",
+                                  [label, is_stderr, text])
+            return forward
+
+        sys.stdout = output.ForwardingStream(sys.stdout, forwarder(False))  # type: ignore
+        sys.stderr = output.ForwardingStream(sys.stderr, forwarder(True))  # type: ignore
+
+    def raylet_gone() -> None:
+        os._exit(0)
+
+    async def register() -> None:
+        await runtime.request(raylet_address, "raylet", "register_worker",
+                              [worker_id, runtime.address, os.getpid()])
+        runtime.on_peer_lost(raylet_address, raylet_gone)
+
+    try:
+        loop_thread.run(register(), timeout=config.worker_register_timeout)
+    except Exception as exc:
+        print(f"worker {worker_id}: could not register with the raylet at {raylet_address}: "
+              f"{exc}", file=sys.__stderr__)
+        os._exit(1)
+    signal.signal(signal.SIGINT, executor.on_sigint)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    executor.run_main_thread()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The top-level API: init, shutdown, remote, get, put, wait, cancel and friends."""
+
+from __future__ import annotations
+
+import atexit
+import inspect
+import threading
+import types
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import context, ids
+from actorflow._private.config import Config
+from actorflow._private.core_worker import CoreWorker, current_task_id
+from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+
+_init_lock = threading.RLock()
+_atexit_registered = False
+
+# Ray's init() arguments that have no meaning here and are accepted so Ray code runs unchanged.
+_IGNORED_INIT_ARGS = {"include_dashboard", "dashboard_host", "dashboard_port",
+                      "configure_logging", "logging_level", "logging_format", "log_to_driver",
+                      "_temp_dir", "object_store_memory", "_system_config"}
+
+
+def init(address: str | None = None, *, num_cpus: float | None = None,
+         num_gpus: float | None = None, resources: dict[str, float] | None = None,
+         namespace: str | None = None, ignore_reinit_error: bool = False,
+         **ray_compat: Any) -> dict[str, Any]:
+    """Start an embedded local cluster (address None) and connect this process as its driver."""
+    global _atexit_registered
+    unknown = set(ray_compat) - _IGNORED_INIT_ARGS
+    if unknown:
+        raise TypeError(f"init() got unknown argument(s): {', '.join(sorted(unknown))}")
+    with _init_lock:
+        if context.core_or_none() is not None:
+            if ignore_reinit_error:
+                return _info()
+            raise RuntimeError("actorflow.init() was already called; call actorflow.shutdown() "
+                               "first or pass ignore_reinit_error=True")
+        if address not in (None, "local"):
+            raise ConnectionError(
+                f"init(address={address!r}): connecting to an existing cluster is not built "
+                f"yet (see the README's status table); call init() without an address to start "
+                f"an embedded local cluster")
+        from actorflow._private.node import LocalSession
+
+        config = Config.from_env()
+        if "log_to_driver" in ray_compat:
+            config = config.replace(log_to_driver=bool(ray_compat["log_to_driver"]))
+        if ray_compat.get("_temp_dir"):
+            config = config.replace(session_root=ray_compat["_temp_dir"])
+        session = LocalSession(config, num_cpus=num_cpus, num_gpus=num_gpus,
+                               resources=resources, namespace=namespace)
+        core = session.start()
+        context.set_core(core, session)
+        if not _atexit_registered:
+            atexit.register(shutdown)
+            _atexit_registered = True
+        return _info()
+
+
+def _info() -> dict[str, Any]:
+    session = context.session()
+    return session.info() if session is not None else {}
+
+
+def shutdown() -> None:
+    """Stop the local cluster this driver started: every process it started ends."""
+    with _init_lock:
+        session = context.session()
+        core = context.core_or_none()
+        if core is None or core.mode != "driver":
+            return
+        context.set_core(None, None)
+        if session is not None:
+            session.shutdown()
+
+
+def is_initialized() -> bool:
+    return context.core_or_none() is not None
+
+
+def _ensure_core() -> CoreWorker:
+    core = context.core_or_none()
+    if core is None:
+        with _init_lock:
+            core = context.core_or_none()
+            if core is None:
+                init()
+                core = context.core_or_none()
+    assert core is not None
+    return core
+
+
+def remote(*args: Any, **options: Any) -> Any:
+    """``@remote`` or ``@remote(option=...)`` on a function (a task) or a class (an actor)."""
+    if len(args) == 1 and not options and (inspect.isfunction(args[0])
+                                           or inspect.isclass(args[0])):
+        return _make_remote(args[0], {})
+    if args:
+        raise TypeError("@actorflow.remote takes a function or class, or only keyword options")
+
+    def decorator(target: Any) -> Any:
+        return _make_remote(target, options)
+
+    return decorator
+
+
+def _make_remote(target: Any, options: dict[str, Any]) -> Any:
+    if inspect.isclass(target):
+        from actorflow.actor import ActorClass
+
+        return ActorClass(target, options)
+    if inspect.isfunction(target) or inspect.ismethod(target):
+        from actorflow.remote_function import RemoteFunction
+
+        return RemoteFunction(target, options)
+    raise TypeError(f"@actorflow.remote takes a function or a class, not "
+                    f"{type(target).__name__}")
+
+
+def get(object_refs: Any, *, timeout: float | None = None) -> Any:
+    """The value of a ref, or the values of a list of refs, waiting up to timeout seconds."""
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+        raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
+    if isinstance(object_refs, ObjectRefGenerator):
+        raise TypeError("actorflow.get() got an ObjectRefGenerator: iterate over it (for or "
+                        "async for) and get each ref it yields")
+    return _ensure_core().get(object_refs, timeout)
+
+
+def put(value: Any) -> ObjectRef:
+    """Store a value in the cluster and return a ref to it."""
+    return _ensure_core().put(value)
+
+
+def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
+         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+    """Wait until num_returns of the refs are ready or timeout passes; return (ready, not_ready),
+    each in the order of the input."""
+    return _ensure_core().wait(object_refs, num_returns, timeout, fetch_local)
+
+
+def cancel(ref: ObjectRef | ObjectRefGenerator, *, force: bool = False,
+           recursive: bool = True) -> None:
+    """Cancel the task behind ref: dropped if queued, interrupted if running (force=True ends
+    its worker process). Getting the ref then raises TaskCancelledError."""
+    core = _ensure_core()
+    if isinstance(ref, ObjectRefGenerator):
+        target: Any = types.SimpleNamespace(id=ids.object_id(ref._task_id, 0), owner=ref._owner)
+    elif isinstance(ref, ObjectRef):
+        target = ref
+    else:
+        raise TypeError(f"actorflow.cancel() takes an ObjectRef, not {type(ref).__name__}")
+    core.cancel(target, force=force, recursive=recursive)
+
+
+def method(**options: Any) -> Any:
+    """``@actorflow.method(num_returns=..., concurrency_group=...)`` on an actor method."""
+    from actorflow._private import options as opts
+
+    checked = opts.check(options, opts.METHOD_OPTIONS, "an actor method")
+
+    def decorator(fn: Any) -> Any:
+        fn.__actorflow_method_options__ = checked
+        return fn
+
+    return decorator
+
+
+class RuntimeContext:
+    """What is running here: ids of the job, node, worker, task and actor, and the namespace."""
+
+    def __init__(self, core: CoreWorker) -> None:
+        self._core = core
+
+    def get_job_id(self) -> str:
+        return self._core.job_id
+
+    def get_node_id(self) -> str:
+        return self._core.node_id
+
+    def get_worker_id(self) -> str:
+        return self._core.worker_id
+
+    def get_task_id(self) -> str | None:
+        task_id = current_task_id.get()
+        return task_id.hex() if task_id is not None else None
+
+    def get_actor_id(self) -> str | None:
+        return self._core.extensions.get("actor_id")
+
+    @property
+    def namespace(self) -> str:
+        return self._core.namespace
+
+    def get_namespace(self) -> str:
+        return self._core.namespace
+
+    def get(self) -> dict[str, Any]:
+        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
+                "worker_id": self.get_worker_id(), "task_id": self.get_task_id(),
+                "actor_id": self.get_actor_id(), "namespace": self.namespace}
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(_ensure_core())
+
+
+def cluster_resources() -> dict[str, float]:
+    session = context.session()
+    if session is None:
+        raise exceptions.RuntimeNotInitializedError("call actorflow.init() first")
+    return dict(session.resources)
+
+
+def available_resources() -> dict[str, float]:
+    session = context.session()
+    if session is None or session.raylet is None:
+        raise exceptions.RuntimeNotInitializedError("call actorflow.init() first")
+    return {k: v for k, v in session.raylet.resources.available.items() if v > 0}

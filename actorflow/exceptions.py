@@ -1,0 +1,185 @@
+"""The actorflow exception tree.
+
+Every error actorflow raises is an ``ActorflowError``. Names follow Ray's without the ``Ray``
+prefix; Ray's spellings are available as aliases at the bottom of this module so that code written
+for Ray keeps working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ActorflowError",
+    "TaskError",
+    "GetTimeoutError",
+    "TaskCancelledError",
+    "WorkerCrashedError",
+    "ObjectLostError",
+    "OwnerDiedError",
+    "ObjectStoreFullError",
+    "ActorDiedError",
+    "ActorUnavailableError",
+    "ActorUnschedulableError",
+    "TaskUnschedulableError",
+    "NodeDiedError",
+    "SerializationError",
+    "AuthenticationError",
+    "RuntimeNotInitializedError",
+    "AsyncioContextError",
+    "RayError",
+    "RayTaskError",
+    "RayActorError",
+    "RaySystemError",
+]
+
+
+class ActorflowError(Exception):
+    """Root of every error raised by actorflow."""
+
+
+class TaskError(ActorflowError):
+    """A remote task or actor method raised; ``cause`` is the original exception.
+
+    ``get`` raises an instance that is also an instance of the cause's class where that class can
+    be subclassed, so ``except ValueError`` catches a remote ``ValueError``.
+    """
+
+    def __init__(
+        self,
+        function_name: str,
+        traceback_str: str,
+        cause: BaseException | None,
+        pid: int | None = None,
+        ip: str | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.traceback_str = traceback_str
+        self.cause = cause
+        self.pid = pid
+        self.ip = ip
+        super().__init__(function_name, traceback_str, cause, pid, ip)
+
+    def __str__(self) -> str:
+        where = f" (pid={self.pid}, ip={self.ip})" if self.pid is not None else ""
+        return f"{self.function_name}(){where} failed:\n{self.traceback_str.rstrip()}"
+
+    def __reduce__(self) -> Any:
+        return (TaskError, (self.function_name, self.traceback_str, self.cause, self.pid, self.ip))
+
+    def as_instanceof_cause(self) -> TaskError:
+        """Return a copy that is an instance of both TaskError and the cause's class."""
+        cause_cls = type(self.cause) if self.cause is not None else None
+        if cause_cls is None or isinstance(self, cause_cls) or issubclass(TaskError, cause_cls):
+            return self
+        try:
+            dual = _dual_class(cause_cls)
+            err = dual.__new__(dual)
+            TaskError.__init__(err, self.function_name, self.traceback_str, self.cause,
+                               self.pid, self.ip)
+            err.__dict__.update(getattr(self.cause, "__dict__", {}))
+            # __init__ above may have clobbered attributes the cause defines; keep ours last.
+            err.function_name, err.traceback_str, err.cause = (
+                self.function_name, self.traceback_str, self.cause)
+            return err
+        except Exception:  # a class that refuses subclassing or construction: plain TaskError
+            return self
+
+
+_dual_classes: dict[type, type] = {}
+
+
+def _dual_class(cause_cls: type) -> type:
+    cls = _dual_classes.get(cause_cls)
+    if cls is None:
+        name = f"TaskError({cause_cls.__name__})"
+
+        def __reduce__(self: TaskError) -> Any:  # pickles back as the plain TaskError
+            return TaskError.__reduce__(self)
+
+        cls = type(name, (TaskError, cause_cls), {"__reduce__": __reduce__,
+                                                   "__str__": TaskError.__str__,
+                                                   "__module__": __name__})
+        _dual_classes[cause_cls] = cls
+    return cls
+
+
+class GetTimeoutError(ActorflowError, TimeoutError):
+    """``get`` or ``wait`` ran out of time."""
+
+
+class TaskCancelledError(ActorflowError):
+    """The task was cancelled with ``actorflow.cancel`` (or its awaiting asyncio task was)."""
+
+    def __init__(self, task_id: str = "", message: str | None = None) -> None:
+        self.task_id = task_id
+        super().__init__(message or f"task {task_id} was cancelled")
+
+    def __reduce__(self) -> Any:
+        return (TaskCancelledError, (self.task_id, str(self)))
+
+
+class WorkerCrashedError(ActorflowError):
+    """The worker process running the task died before the task finished."""
+
+
+class ObjectLostError(ActorflowError):
+    """The object's value can no longer be had (freed, or every copy is gone)."""
+
+
+class OwnerDiedError(ObjectLostError):
+    """The process that owned the object has exited."""
+
+
+class ObjectStoreFullError(ActorflowError):
+    """The object store has no room and nothing can be spilled."""
+
+
+class ActorDiedError(ActorflowError):
+    """The actor is dead; ``cause`` says why (killed, process exited, constructor failed, ...)."""
+
+    def __init__(self, message: str = "the actor died", cause: BaseException | None = None):
+        self.cause = cause
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (ActorDiedError, (str(self), self.cause))
+
+
+class ActorUnavailableError(ActorflowError):
+    """The actor is temporarily unreachable (restarting)."""
+
+
+class ActorUnschedulableError(ActorflowError):
+    """No node can ever satisfy the actor's resource request."""
+
+
+class TaskUnschedulableError(ActorflowError):
+    """No node can ever satisfy the task's resource request."""
+
+
+class NodeDiedError(ActorflowError):
+    """A node of the cluster died."""
+
+
+class SerializationError(ActorflowError, TypeError):
+    """A value could not be serialized (names the argument) or deserialized."""
+
+
+class AuthenticationError(ActorflowError, PermissionError):
+    """A peer did not prove it knows the cluster token."""
+
+
+class RuntimeNotInitializedError(ActorflowError, RuntimeError):
+    """An API call needs ``actorflow.init()`` and auto-init is not possible here."""
+
+
+class AsyncioContextError(ActorflowError, RuntimeError):
+    """A blocking call was made on a thread whose event loop is running: ``await`` instead."""
+
+
+# Ray's spellings, so that code written for Ray keeps working.
+RayError = ActorflowError
+RayTaskError = TaskError
+RayActorError = ActorDiedError
+RaySystemError = ActorflowError

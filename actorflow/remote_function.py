@@ -1,0 +1,80 @@
+"""Remote functions: ``@actorflow.remote`` on a function, ``f.remote(...)``, ``f.options(...)``."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from typing import Any
+
+import cloudpickle
+
+from actorflow._private import options as opts
+from actorflow._private.task_submitter import STREAMING
+
+
+class RemoteFunction:
+    def __init__(self, function: Any, options: dict[str, Any] | None = None) -> None:
+        self._function = function
+        self._options = opts.check(options or {}, opts.TASK_OPTIONS,
+                                   f"remote function {function.__qualname__}")
+        self._name = function.__qualname__
+        self._signature = inspect.signature(function)
+        self._is_generator = (inspect.isgeneratorfunction(function)
+                              or inspect.isasyncgenfunction(function))
+        self._export: tuple[bytes, bytes] | None = None
+        self._lock = threading.Lock()
+        self.__doc__ = function.__doc__
+        self.__name__ = getattr(function, "__name__", self._name)
+        self.__wrapped__ = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"remote function {self._name} cannot be called directly: use "
+                        f"{self.__name__}.remote(...)")
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Travels to workers inside other tasks: the function, not our caches or lock.
+        return {"function": self._function, "options": self._options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["function"], state["options"])  # type: ignore[misc]
+
+    def options(self, **options: Any) -> RemoteFunction:
+        """A copy with these options changed; the exported function is shared."""
+        merged = dict(self._options)
+        merged.update(options)
+        copy = RemoteFunction(self._function, merged)
+        copy._export = self._export
+        return copy
+
+    def _exported(self) -> tuple[bytes, bytes]:
+        """(function id, pickled function), computed once: workers cache by id."""
+        if self._export is None:
+            with self._lock:
+                if self._export is None:
+                    blob = cloudpickle.dumps(self._function, protocol=5)
+                    self._export = (hashlib.sha1(blob).digest()[:16], blob)
+        return self._export
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        from actorflow.api import _ensure_core
+
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self._name}(): {exc}") from None
+        core = _ensure_core()
+        fn_id, blob = self._exported()
+        o = self._options
+        num_returns = o.get("num_returns", "streaming" if self._is_generator else 1)
+        if num_returns == "streaming":
+            num_returns = STREAMING
+        max_retries = o.get("max_retries")
+        return core.submit_task(
+            fn_id=fn_id, fn_blob=blob, fn_name=self._name, args=args, kwargs=kwargs,
+            num_returns=num_returns, resources=opts.resource_request(o, 1.0),
+            max_retries=core.config.default_max_retries if max_retries is None else max_retries,
+            retry_exceptions=o.get("retry_exceptions", False))
+
+    def __repr__(self) -> str:
+        return f"RemoteFunction({self._name})"
