@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import inspect
 import threading
@@ -220,3 +221,56 @@ def available_resources() -> dict[str, float]:
     if session is None or session.raylet is None:
         raise exceptions.RuntimeNotInitializedError("call actorflow.init() first")
     return {k: v for k, v in session.raylet.resources.available.items() if v > 0}
+
+
+def kill(actor: Any, *, no_restart: bool = True) -> None:
+    """End an actor now: queued and running calls fail with ActorDiedError. With
+    no_restart=False it is restarted if it has restarts left."""
+    from actorflow.actor import ActorHandle
+
+    if not isinstance(actor, ActorHandle):
+        raise TypeError(f"actorflow.kill() takes an actor handle, not {type(actor).__name__}")
+    core = _ensure_core()
+    payload = [actor._actor_id, bool(no_restart)]
+    if core.on_loop_thread():
+        core.runtime.send_oneway(core.gcs_address, "actors", "kill_actor", payload)
+    else:
+        core.call_control(core.gcs_address, "actors", "kill_actor", payload)
+
+
+def get_actor(name: str, namespace: str | None = None) -> Any:
+    """The handle of the live actor with this name (in this job's namespace unless given)."""
+    from actorflow.actor import ActorHandle
+
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
+    core = _ensure_core()
+    actor_id, meta = core.call_control(core.gcs_address, "actors", "get_named_actor",
+                                       [name, namespace or core.namespace])
+    return ActorHandle(actor_id, meta)
+
+
+async def get_actor_async(name: str, namespace: str | None = None) -> Any:
+    """get_actor for async code, including inside async actors."""
+    from actorflow.actor import ActorHandle
+
+    core = _ensure_core()
+    payload = [name, namespace or core.namespace]
+    if asyncio.get_running_loop() is core.runtime.loop:
+        actor_id, meta = await core.runtime.request(core.gcs_address, "actors",
+                                                    "get_named_actor", payload)
+    else:
+        future = asyncio.run_coroutine_threadsafe(_ask(core, payload), core.runtime.loop)
+        actor_id, meta = await asyncio.wrap_future(future)
+    return ActorHandle(actor_id, meta)
+
+
+async def _ask(core: CoreWorker, payload: list) -> Any:
+    return await core.runtime.request(core.gcs_address, "actors", "get_named_actor", payload)
+
+
+def list_named_actors(all_namespaces: bool = False) -> list[Any]:
+    core = _ensure_core()
+    found = core.call_control(core.gcs_address, "actors", "list_named_actors",
+                              [all_namespaces, core.namespace])
+    return found if all_namespaces else [entry["name"] for entry in found]

@@ -18,6 +18,7 @@ __all__ = [
     "ObjectLostError",
     "OwnerDiedError",
     "ObjectStoreFullError",
+    "ActorError",
     "ActorDiedError",
     "ActorUnavailableError",
     "ActorUnschedulableError",
@@ -135,7 +136,11 @@ class ObjectStoreFullError(ActorflowError):
     """The object store has no room and nothing can be spilled."""
 
 
-class ActorDiedError(ActorflowError):
+class ActorError(ActorflowError):
+    """The actor could not run the call (Ray's RayActorError)."""
+
+
+class ActorDiedError(ActorError):
     """The actor is dead; ``cause`` says why (killed, process exited, constructor failed, ...)."""
 
     def __init__(self, message: str = "the actor died", cause: BaseException | None = None):
@@ -146,7 +151,7 @@ class ActorDiedError(ActorflowError):
         return (ActorDiedError, (str(self), self.cause))
 
 
-class ActorUnavailableError(ActorflowError):
+class ActorUnavailableError(ActorError):
     """The actor is temporarily unreachable (restarting)."""
 
 
@@ -181,5 +186,5 @@ class AsyncioContextError(ActorflowError, RuntimeError):
 # Ray's spellings, so that code written for Ray keeps working.
 RayError = ActorflowError
 RayTaskError = TaskError
-RayActorError = ActorDiedError
+RayActorError = ActorError
 RaySystemError = ActorflowError

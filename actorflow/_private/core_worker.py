@@ -18,6 +18,7 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import ids, serialization
+from actorflow._private.actor_submitter import ActorSubmitter
 from actorflow._private.config import Config
 from actorflow._private.object_table import MISSING, ObjectTable
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
@@ -58,6 +59,7 @@ class CoreWorker:
         self.objects = ObjectTable()
         self.streams = StreamTable(self)
         self.submitter = TaskSubmitter(self)
+        self.actor_submitter = ActorSubmitter(self)
         self._fetching: set[bytes] = set()
         # Set by the worker process: called when a task thread starts and stops waiting.
         self.on_blocked: Callable[[], None] | None = None
@@ -219,6 +221,85 @@ class CoreWorker:
             refs = [ObjectRef(obj_id, self.address) for obj_id in task.return_ids]
             result = refs[0] if num_returns == 1 else (refs or None)
         self.runtime.call_soon(self.submitter.submit, task)
+        return result
+
+    # -- actors ---------------------------------------------------------------------------------
+
+    def on_loop_thread(self) -> bool:
+        return threading.get_ident() == self.runtime.loop_thread_id
+
+    def call_control(self, address: str, target: str, method: str, payload: Any,
+                     timeout: float | None = 30.0) -> Any:
+        """A request to a system actor, waited for from a user thread."""
+        if self.on_loop_thread():
+            raise exceptions.AsyncioContextError(
+                f"this call blocks and cannot run on actorflow's own event loop (inside an async "
+                f"actor or async task): use the async variant ({method})")
+
+        async def ask() -> Any:
+            return await self.runtime.request(address, target, method, payload)
+
+        return asyncio.run_coroutine_threadsafe(ask(), self.runtime.loop).result(timeout)
+
+    def create_actor(self, spec: dict[str, Any], wait: bool) -> tuple[str, dict[str, Any]]:
+        """Register the actor with the GCS once its arguments are resolved. With wait (named
+        actors) the answer is waited for, so a taken name fails right here."""
+        channel_ready = self.actor_submitter.channel(spec["actor_id"])
+        channel_ready.watching = True  # hold calls until the GCS has heard of the actor
+        result: asyncio.Future | None = None
+        done = threading.Event()
+        answer: list = []
+
+        def send() -> None:
+            future = self.runtime.request(self.gcs_address, "actors", "create_actor", spec)
+            channel_ready.watching = False
+            self.actor_submitter._pump(channel_ready)
+
+            def replied(f: asyncio.Future) -> None:
+                answer.append(f)
+                done.set()
+
+            future.add_done_callback(replied)
+
+        def resolve_then_send() -> None:
+            slots = spec["slots"]
+            left = [len(slots)]
+            if not slots:
+                send()
+                return
+            for slot in slots:
+                def resolved(wire: list, slot: list = slot) -> None:
+                    slot[1] = wire
+                    left[0] -= 1
+                    if left[0] == 0:
+                        send()
+                self.resolve_ref(slot[1], resolved)
+
+        self.runtime.call_soon(resolve_then_send)
+        del result
+        if not wait or self.on_loop_thread():
+            return spec["actor_id"], spec["meta"]
+        done.wait()
+        future = answer[0]
+        exc = future.exception()
+        if exc is not None:
+            self.runtime.call_soon(self.actor_submitter._declare_dead, channel_ready,
+                                   f"it could not be created: {exc}", None)
+            raise exc
+        actor_id, existed, meta = future.result()
+        return actor_id, meta
+
+    def submit_actor_call(self, actor_id: str, call: Any) -> Any:
+        from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+
+        call.parent = current_task_id.get()
+        if call.num_returns == STREAMING:
+            self.streams.open(call.task_id)
+            result: Any = ObjectRefGenerator(call.task_id, self.address)
+        else:
+            refs = [ObjectRef(obj_id, self.address) for obj_id in call.return_ids]
+            result = refs[0] if call.num_returns == 1 else (refs or None)
+        self.runtime.call_soon(self.actor_submitter.submit, actor_id, call)
         return result
 
     # -- objects: waiting -----------------------------------------------------------------------
@@ -396,9 +477,7 @@ class CoreWorker:
 
     def _cancel_owned(self, task_id: bytes, force: bool, recursive: bool) -> None:
         self.submitter.cancel(task_id, force, recursive)
-        actor_cancel = self.extensions.get("cancel_actor_task")
-        if actor_cancel is not None:
-            actor_cancel(task_id, force)
+        self.actor_submitter.cancel(task_id, force)
 
     def handle_cancel(self, payload: list, call: Call | None) -> None:
         task_id, force, recursive = payload

@@ -20,6 +20,7 @@ from actorflow._private import ids, session_dir
 from actorflow._private.config import Config
 from actorflow._private.core_worker import CoreWorker
 from actorflow._private.gcs import GCS
+from actorflow._private.gcs_actors import ActorManager
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.raylet import Raylet
 from actorflow._private.resources import normalize
@@ -80,6 +81,7 @@ class LocalSession:
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = GCS(runtime)
         runtime.register_actor("gcs", self.gcs)
+        runtime.register_actor("actors", ActorManager(runtime, self.gcs))
         node_id = ids.new_id(8).hex()
         job_id = await runtime.request(runtime.address, "gcs", "register_job",
                                        [runtime.address, self.namespace])

@@ -106,20 +106,21 @@ class Raylet:
         worker.state = IDLE
         worker.idle_since = time.monotonic()
         self._start_failures = 0
-        if worker.registered is not None and not worker.registered.done():
-            worker.registered.set_result(True)
         self._idle.append(worker)
         self._dispatch()
         return {"node_id": self.node_id}
 
     def _on_worker_exit(self, worker: WorkerProcess) -> None:
+        if worker.extra.get("dedicated"):
+            self.runtime.send_oneway(self.gcs_address, "actors", "actor_worker_exited",
+                                     [worker.worker_id, worker.exit_code])
         if worker.lease_id is not None:
             lease = self.leases.pop(worker.lease_id, None)
             if lease is not None:
                 self._release(lease)
         if worker.exit_code not in (0, None) and not self._closing:
             logger.debug("worker pid %s exited with code %s", worker.pid, worker.exit_code)
-        if worker.address == "" and not self._closing:
+        if worker.address == "" and not self._closing and not worker.extra.get("killed"):
             # It died before registering: something is wrong with starting workers.
             self._start_failures += 1
             self._fail_queue_if_workers_cannot_start(
@@ -264,6 +265,8 @@ class Raylet:
         self.resources.acquire(request.resources)
         worker.state = LEASED
         worker.lease_id = lease.lease_id
+        if request.dedicated:
+            worker.extra["dedicated"] = True
         self.leases[lease.lease_id] = lease
         request.future.set_result(lease)
 

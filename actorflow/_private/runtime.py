@@ -45,7 +45,12 @@ class RemoteError(exceptions.ActorflowError):
 
 
 class PeerUnreachableError(exceptions.ActorflowError, ConnectionError):
-    """The peer's mailbox could not be reached, or the connection to it was lost."""
+    """The peer's mailbox could not be reached, or the connection to it was lost.
+
+    ``delivered`` is False when the message certainly never left this process (the connection
+    could not be opened), so it is safe to send it again elsewhere."""
+
+    delivered = True
 
 
 def error_to_wire(exc: BaseException) -> list:
@@ -223,6 +228,7 @@ class Runtime:
             error: BaseException = exceptions.AuthenticationError(str(exc))
         else:
             error = PeerUnreachableError(f"cannot reach {address}: {exc}")
+            error.delivered = False
         for message in self._outbox.pop(address, []):
             self._fail_request(message, error)
         self._run_peer_lost(address)

@@ -9,6 +9,7 @@ generators run on the runtime loop. The reply to ``push_task`` is ``[status, pay
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import inspect
 import logging
 import os
@@ -33,6 +34,10 @@ logger = logging.getLogger("actorflow.executor")
 class TaskCancelledSignal(BaseException):
     """Raised inside a running task to cancel it; BaseException so `except Exception` in user
     code does not swallow it."""
+
+
+class ActorExitSignal(BaseException):
+    """Raised by exit_actor() inside an actor method: the actor ends after this call."""
 
 
 class _Job:
@@ -116,6 +121,7 @@ class TaskExecutor:
         self._running: dict[bytes, _Job] = {}
         self._main_thread_id = threading.main_thread().ident
         self.current_name = ""
+        self.on_actor_exit: Any = None  # set by the actor host
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------
 
@@ -137,12 +143,42 @@ class TaskExecutor:
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future)
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-            job.async_task = self.runtime.loop.create_task(self._run_async(job))
-            self._running[task_id] = job
+            self.start_async(job)
         else:
-            self._queued[task_id] = job
-            self._main_queue.put(job)
+            self.enqueue_main(job)
         return future
+
+    def make_job(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
+                 num_returns: int, call: Call) -> _Job:
+        return _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call,
+                    self.runtime.loop.create_future())
+
+    def enqueue_main(self, job: _Job) -> None:
+        """Run job on the main thread, after the jobs queued before it."""
+        self._queued[job.task_id] = job
+        self._main_queue.put(job)
+
+    def start_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
+        """Run an async job on the loop, at most limiter's count at once."""
+        job.async_task = self.runtime.loop.create_task(self._run_async(job, limiter))
+        self._running[job.task_id] = job
+
+    def run_in_pool(self, job: _Job, pool: Any) -> None:
+        """Run a sync job on a thread of pool (threaded actors)."""
+        self._queued[job.task_id] = job
+        pool.submit(self._run_pooled, job)
+
+    def _run_pooled(self, job: _Job) -> None:
+        if self._queued.pop(job.task_id, None) is None:
+            return
+        job.thread_id = threading.get_ident()
+        self._running[job.task_id] = job
+        try:
+            reply = self._run_sync(job)
+        except TaskCancelledSignal:
+            reply = [CANCELLED, None, 0.0]
+        self._running.pop(job.task_id, None)
+        self.runtime.call_soon(_settle, job.future, reply)
 
     def handle_cancel_task(self, payload: list, call: Call | None) -> None:
         task_id, force, recursive = payload
@@ -163,6 +199,9 @@ class TaskExecutor:
             job.async_task.cancel()
         elif job.thread_id == self._main_thread_id:
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
+        elif job.thread_id is not None:  # a thread-pool thread: no signals there
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread_id),
+                                                       ctypes.py_object(TaskCancelledSignal))
 
     def bounce_queued(self) -> None:
         """The running task blocked: give queued tasks back to their owners to run elsewhere,
@@ -218,6 +257,8 @@ class TaskExecutor:
             return [OK, wires, time.perf_counter() - start]
         except TaskCancelledSignal:
             return [CANCELLED, None, time.perf_counter() - start]
+        except ActorExitSignal:
+            return self._actor_exit_reply(start)
         except KeyboardInterrupt as exc:
             if job.cancelled:
                 return [CANCELLED, None, time.perf_counter() - start]
@@ -228,7 +269,21 @@ class TaskExecutor:
             self.current_name = ""
             current_task_id.reset(token)
 
-    async def _run_async(self, job: _Job) -> None:
+    def _actor_exit_reply(self, start: float) -> list:
+        reason = "the actor exited: exit_actor() was called"
+        if self.on_actor_exit is not None:
+            self.runtime.call_soon(self.on_actor_exit, reason)
+        error = exceptions.ActorDiedError(reason)
+        return [FAILED, serialization.serialize_error(error), time.perf_counter() - start]
+
+    async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
+        if limiter is not None:
+            async with limiter:
+                await self._run_async_now(job)
+        else:
+            await self._run_async_now(job)
+
+    async def _run_async_now(self, job: _Job) -> None:
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
         start = time.perf_counter()
         try:
@@ -249,6 +304,8 @@ class TaskExecutor:
                 reply = [OK, wires, time.perf_counter() - start]
         except asyncio.CancelledError:
             reply = [CANCELLED, None, time.perf_counter() - start]
+        except ActorExitSignal:
+            reply = self._actor_exit_reply(start)
         except Exception as exc:
             reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
         self._running.pop(job.task_id, None)

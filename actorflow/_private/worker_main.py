@@ -40,6 +40,7 @@ def main() -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from actorflow._private import context, output
+    from actorflow._private.actor_host import ActorHost
     from actorflow._private.config import Config
     from actorflow._private.core_worker import CoreWorker
     from actorflow._private.loop_thread import LoopThread
@@ -60,6 +61,7 @@ def main() -> None:
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
     runtime.register_actor("worker", executor)
+    runtime.register_actor("actor", ActorHost(core, executor))
     context.set_core(core)
 
     def blocked() -> None:

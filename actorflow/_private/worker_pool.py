@@ -32,7 +32,6 @@ class WorkerProcess:
     log_path: str = ""
     lease_id: str | None = None
     idle_since: float = 0.0
-    registered: asyncio.Future | None = None
     exit_code: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -52,8 +51,7 @@ class WorkerPool:
     async def start_worker(self) -> WorkerProcess:
         worker_id = ids.new_id(8).hex()
         log_path = os.path.join(self.session_dir, "logs", f"worker-{worker_id}.log")
-        worker = WorkerProcess(worker_id=worker_id, log_path=log_path,
-                               registered=asyncio.get_running_loop().create_future())
+        worker = WorkerProcess(worker_id=worker_id, log_path=log_path)
         self.workers[worker_id] = worker
         env = dict(os.environ)
         env.update(self.env)
@@ -75,13 +73,10 @@ class WorkerPool:
         worker.exit_code = await worker.process.wait()
         worker.state = DEAD
         self.workers.pop(worker.worker_id, None)
-        if worker.registered is not None and not worker.registered.done():
-            worker.registered.set_exception(RuntimeError(
-                f"worker process {worker.pid} exited with code {worker.exit_code} before it "
-                f"registered; see {worker.log_path}"))
         self.on_exit(worker)
 
     def kill(self, worker: WorkerProcess, sig: int = signal.SIGKILL) -> None:
+        worker.extra["killed"] = True
         if worker.process is not None and worker.process.returncode is None:
             try:
                 worker.process.send_signal(sig)

@@ -1,0 +1,151 @@
+"""Worker side of actors: the ``actor`` runtime actor that turns a leased worker into a user actor.
+
+The GCS sends ``become_actor`` once (the constructor runs on the main thread); callers then send
+``call`` straight here. How a call runs depends on the kind of actor:
+
+- default: one call at a time, in arrival order, on the main thread;
+- async (any ``async def`` method): coroutines on the loop, at most ``max_concurrency`` at once;
+- threaded (sync, ``max_concurrency > 1``): a thread pool of that size.
+
+``concurrency_groups`` give named methods their own limit (a semaphore or a thread pool each).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import pickle
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import serialization
+from actorflow._private.core_worker import CoreWorker
+from actorflow._private.runtime import Call
+from actorflow._private.task_executor import ActorExitSignal, TaskExecutor, task_error
+from actorflow._private.task_submitter import FAILED
+
+logger = logging.getLogger("actorflow.actor")
+
+TERMINATE_METHODS = ("__actorflow_terminate__", "__ray_terminate__")
+
+
+class ActorHost:
+    def __init__(self, core: CoreWorker, executor: TaskExecutor) -> None:
+        self.core = core
+        self.runtime = core.runtime
+        self.executor = executor
+        self.instance: Any = None
+        self.actor_id = ""
+        self.gcs_address = ""
+        self.class_name = ""
+        self.is_async = False
+        self.threaded = False
+        self._limiters: dict[str, asyncio.Semaphore] = {}
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._method_groups: dict[str, str] = {}
+        self._exiting = False
+        executor.on_actor_exit = self.exit
+
+    # -- creation -------------------------------------------------------------------------------
+
+    def handle_become_actor(self, payload: list, call: Call) -> asyncio.Future:
+        actor_id, spec, restarts, gcs_address = payload
+        if self.instance is not None or self.actor_id:
+            raise RuntimeError(f"this worker already hosts actor {self.actor_id}")
+        self.actor_id, self.gcs_address = actor_id, gcs_address
+        self.class_name = spec["class_name"]
+        self.core.extensions["actor_id"] = actor_id
+        self.core.extensions["actor_restarts"] = restarts
+        future = self.runtime.loop.create_future()
+        try:
+            cls = pickle.loads(spec["class_blob"])
+        except Exception as exc:
+            future.set_result([FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0])
+            return future
+        self._configure(cls, spec)
+
+        def construct(*args: Any, **kwargs: Any) -> None:
+            self.instance = cls(*args, **kwargs)
+
+        job = self.executor.make_job(actor_id.encode()[:16], construct,
+                                     f"{self.class_name}.__init__", spec["args_wire"],
+                                     spec["slots"], 0, call)
+        self.executor.enqueue_main(job)
+        return job.future
+
+    def _configure(self, cls: type, spec: dict[str, Any]) -> None:
+        self.is_async = spec["meta"]["is_async"]
+        max_concurrency = spec.get("max_concurrency") or (1000 if self.is_async else 1)
+        self.threaded = not self.is_async and max_concurrency > 1
+        groups = dict(spec.get("concurrency_groups") or {})
+        groups["_default"] = max_concurrency
+        for name, method_info in spec["meta"]["methods"].items():
+            group = method_info.get("concurrency_group")
+            if group:
+                if group not in groups:
+                    raise ValueError(f"method {name} names concurrency group {group!r}, which "
+                                     f"is not among the actor's concurrency_groups")
+                self._method_groups[name] = group
+        for group, limit in groups.items():
+            if self.is_async:
+                self._limiters[group] = asyncio.Semaphore(limit)
+            elif self.threaded or group != "_default":
+                self._pools[group] = ThreadPoolExecutor(
+                    max_workers=limit, thread_name_prefix=f"actor-{group}")
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def handle_call(self, payload: list, call: Call) -> asyncio.Future:
+        task_id, method_name, args_wire, slots, num_returns, _caller = payload
+        if method_name in TERMINATE_METHODS:
+            fn: Any = _terminate
+        else:
+            fn = getattr(self.instance, method_name, None) if self.instance is not None else None
+        if fn is None or self._exiting:
+            future = self.runtime.loop.create_future()
+            reason = (f"actor {self.class_name} has no method {method_name!r}" if not
+                      self._exiting else "the actor is exiting")
+            error = exceptions.ActorDiedError(reason) if self._exiting else AttributeError(reason)
+            future.set_result([FAILED, task_error(f"{self.class_name}.{method_name}", error)
+                               if not self._exiting else serialization.serialize_error(error),
+                               0.0])
+            return future
+        job = self.executor.make_job(task_id, fn, f"{self.class_name}.{method_name}", args_wire,
+                                     slots, num_returns, call)
+        group = self._method_groups.get(method_name, "_default")
+        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            self.executor.start_async(job, self._limiters.get(group))
+        elif group in self._pools:
+            self.executor.run_in_pool(job, self._pools[group])
+        else:
+            self.executor.enqueue_main(job)
+        return job.future
+
+    def handle_cancel(self, payload: list, call: Call | None) -> None:
+        task_id, force = payload
+        self.executor.handle_cancel_task([task_id, force, True], call)
+
+    # -- exit -----------------------------------------------------------------------------------
+
+    def exit(self, reason: str) -> None:
+        """Tell the GCS the actor ended on purpose (no restart), then end the process once the
+        replies already queued have left."""
+        if self._exiting:
+            return
+        self._exiting = True
+        future = self.runtime.request(self.gcs_address, "actors", "actor_exited",
+                                      [self.actor_id, reason])
+        future.add_done_callback(lambda _: self.runtime.loop.call_later(0.05, os._exit, 0))
+
+
+def _terminate() -> None:
+    raise ActorExitSignal()
+
+
+def is_async_class(cls: type) -> bool:
+    return any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+               for _, m in inspect.getmembers(cls, predicate=inspect.isfunction))
+

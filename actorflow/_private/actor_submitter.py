@@ -1,0 +1,304 @@
+"""Caller side of actor calls: one ordered channel per actor, straight to the actor's worker.
+
+Calls leave in the order they were made (a call waiting for its arguments holds back the calls
+behind it, so per-caller order is kept). The actor's address comes from the GCS once; after
+that the GCS is consulted only when the connection to the actor is lost: calls that never reached
+the actor are simply resent to the restarted actor, calls that were running are retried within
+``max_task_retries``, and everything fails with ActorDiedError (and its cause) once the actor is
+dead for good.
+
+Runs on the runtime loop only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actorflow import exceptions
+from actorflow._private import ids, serialization
+from actorflow._private.runtime import PeerUnreachableError
+from actorflow._private.task_submitter import CANCELLED, FAILED, OK, STREAMING
+
+if TYPE_CHECKING:
+    from actorflow._private.core_worker import CoreWorker
+
+logger = logging.getLogger("actorflow.actors")
+
+
+@dataclass(eq=False)
+class ActorCall:
+    seq: int
+    task_id: bytes
+    method: str
+    fn_name: str
+    args_wire: list
+    slots: list
+    num_returns: int
+    retries_left: int
+    retry_exceptions: Any
+    unresolved: int = 0
+    failed_wire: list | None = None  # an argument failed: the call fails without running
+    done: bool = False
+    cancel_requested: bool = False
+    streamed: int = 0
+    parent: bytes | None = None
+
+    @property
+    def return_ids(self) -> list[bytes]:
+        if self.num_returns == STREAMING:
+            return [ids.object_id(self.task_id, 0)]
+        return [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
+
+    def __lt__(self, other: ActorCall) -> bool:
+        return self.seq < other.seq
+
+
+@dataclass(eq=False)
+class ActorChannel:
+    actor_id: str
+    address: str = ""
+    version: int = 0
+    dead: list | None = None  # [cause, error wire] once the actor is dead for good
+    queue: deque = field(default_factory=deque)
+    in_flight: dict = field(default_factory=dict)
+    watching: bool = False
+    next_seq: int = 0
+    lost: list = field(default_factory=list)  # calls lost with their worker, no retries left
+
+
+class ActorSubmitter:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self.runtime = core.runtime
+        self.channels: dict[str, ActorChannel] = {}
+        self._calls: dict[bytes, tuple[ActorChannel, ActorCall]] = {}
+
+    def channel(self, actor_id: str) -> ActorChannel:
+        ch = self.channels.get(actor_id)
+        if ch is None:
+            ch = self.channels[actor_id] = ActorChannel(actor_id)
+        return ch
+
+    # -- submission -----------------------------------------------------------------------------
+
+    def submit(self, actor_id: str, call: ActorCall) -> None:
+        ch = self.channel(actor_id)
+        call.seq = ch.next_seq
+        ch.next_seq += 1
+        self._calls[call.task_id] = (ch, call)
+        if ch.dead is not None:
+            self._finish_dead(ch, call)
+            return
+        for slot in call.slots:
+            call.unresolved += 1
+            self.core.resolve_ref(slot[1], lambda wire, slot=slot: self._resolved(ch, call, slot,
+                                                                                  wire))
+        ch.queue.append(call)
+        self._pump(ch)
+
+    def _resolved(self, ch: ActorChannel, call: ActorCall, slot: list, wire: list) -> None:
+        if serialization.is_error(wire) and call.failed_wire is None:
+            call.failed_wire = wire
+        slot[1] = wire
+        call.unresolved -= 1
+        self._pump(ch)
+
+    def _pump(self, ch: ActorChannel) -> None:
+        queue = ch.queue
+        while queue and queue[0].unresolved == 0:
+            call = queue[0]
+            if call.done:
+                queue.popleft()
+                continue
+            if call.failed_wire is not None:
+                queue.popleft()
+                self._finish(call, [call.failed_wire] * len(call.return_ids))
+                continue
+            if not ch.address:
+                break
+            queue.popleft()
+            self._push(ch, call)
+        if queue and not ch.address:
+            self._watch(ch)
+
+    def _push(self, ch: ActorChannel, call: ActorCall) -> None:
+        ch.in_flight[call.task_id] = call
+        address = ch.address
+        payload = [call.task_id, call.method, call.args_wire, call.slots, call.num_returns,
+                   self.core.address]
+        on_stream = None
+        if call.num_returns == STREAMING:
+            on_stream = lambda item: self._stream_item(call, item)  # noqa: E731
+        future = self.runtime.request(address, "actor", "call", payload, on_stream)
+        future.add_done_callback(lambda f: self._on_reply(ch, call, address, f))
+
+    def _stream_item(self, call: ActorCall, item: list) -> None:
+        index, wire = item
+        call.streamed = max(call.streamed, index + 1)
+        self.core.streams.item(call.task_id, index, wire)
+
+    # -- replies --------------------------------------------------------------------------------
+
+    def _on_reply(self, ch: ActorChannel, call: ActorCall, address: str,
+                  future: asyncio.Future) -> None:
+        ch.in_flight.pop(call.task_id, None)
+        exc = future.exception()
+        if exc is None:
+            status, payload, _seconds = future.result()
+            if status == OK:
+                self._finish(call, payload)
+            elif status == FAILED:
+                if self._retry_on_error(call, payload):
+                    call.retries_left -= 1
+                    self._requeue(ch, call)
+                else:
+                    self._finish(call, [payload] * len(call.return_ids))
+            elif status == CANCELLED:
+                self._finish_cancelled(call)
+            return
+        if not isinstance(exc, PeerUnreachableError):
+            self._finish(call, [serialization.serialize_error(exc)] * len(call.return_ids))
+            return
+        if ch.address == address:
+            ch.address = ""  # learn the actor's new state from the GCS
+        if call.cancel_requested:
+            self._finish_cancelled(call)
+        elif not getattr(exc, "delivered", True):
+            self._requeue(ch, call)  # it never reached the actor: send it to the next one
+        elif call.retries_left != 0 and call.streamed == 0:
+            if call.retries_left > 0:
+                call.retries_left -= 1
+            self._requeue(ch, call)
+        else:
+            ch.lost.append(call)  # fails once the GCS says whether the actor is dead for good
+            self._watch(ch)
+        self._pump(ch)
+
+    def _retry_on_error(self, call: ActorCall, error_wire: list) -> bool:
+        if call.retries_left == 0 or not call.retry_exceptions or call.cancel_requested:
+            return False
+        if call.retry_exceptions is True:
+            return True
+        try:
+            err = serialization.deserialize(error_wire)
+        except Exception:
+            return False
+        return isinstance(getattr(err, "cause", err), call.retry_exceptions)
+
+    def _requeue(self, ch: ActorChannel, call: ActorCall) -> None:
+        """Back into the queue at its place by submission order."""
+        items = list(ch.queue)
+        bisect.insort(items, call)
+        ch.queue = deque(items)
+        self._pump(ch)
+
+    def _finish(self, call: ActorCall, wires: list) -> None:
+        if call.done:
+            return
+        call.done = True
+        self._calls.pop(call.task_id, None)
+        if call.num_returns == STREAMING:
+            self.core.streams.finish(call.task_id, wires[0] if wires else None)
+            return
+        for obj_id, wire in zip(call.return_ids, wires):
+            self.core.set_object(obj_id, wire)
+
+    def _finish_cancelled(self, call: ActorCall) -> None:
+        error = exceptions.TaskCancelledError(call.task_id.hex(),
+                                              f"actor call {call.fn_name}() was cancelled")
+        self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+
+    # -- the actor's state ----------------------------------------------------------------------
+
+    def _watch(self, ch: ActorChannel) -> None:
+        if ch.watching or ch.dead is not None:
+            return
+        ch.watching = True
+        future = self.runtime.request(self.core.gcs_address, "actors", "wait_actor",
+                                      [ch.actor_id, ch.version])
+        future.add_done_callback(lambda f: self._state_known(ch, f))
+
+    def _state_known(self, ch: ActorChannel, future: asyncio.Future) -> None:
+        ch.watching = False
+        exc = future.exception()
+        if exc is not None:
+            cause = f"the control store (GCS) could not be reached: {exc}"
+            self._declare_dead(ch, cause, None)
+            return
+        version, state, address, cause, error_wire = future.result()
+        ch.version = version
+        lost, ch.lost = ch.lost, []
+        for call in lost:
+            if state == "DEAD":
+                self._finish_dead_with(call, cause, error_wire)
+            else:
+                error = exceptions.ActorDiedError(
+                    f"the actor's process died while running {call.fn_name}() (the actor was "
+                    f"restarted) and the call has no retries left (max_task_retries)")
+                self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+        if state == "ALIVE":
+            ch.address = address
+            self._pump(ch)
+        elif state == "DEAD":
+            self._declare_dead(ch, cause, error_wire)
+        else:
+            self._watch(ch)
+
+    def _declare_dead(self, ch: ActorChannel, cause: str, error_wire: list | None) -> None:
+        ch.dead = [cause, error_wire]
+        ch.address = ""
+        while ch.queue:
+            self._finish_dead(ch, ch.queue.popleft())
+        for call in list(ch.in_flight.values()):
+            self._finish_dead(ch, call)
+
+    def _finish_dead_with(self, call: ActorCall, cause: str, error_wire: list | None) -> None:
+        error = self._death_error(call_actor_id(self, call), cause, error_wire)
+        self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+
+    def death_error(self, ch: ActorChannel) -> exceptions.ActorDiedError:
+        cause, error_wire = ch.dead or ["", None]
+        return self._death_error(ch.actor_id, cause, error_wire)
+
+    @staticmethod
+    def _death_error(actor_id: str, cause: str,
+                     error_wire: list | None) -> exceptions.ActorDiedError:
+        original = None
+        if error_wire is not None:
+            try:
+                original = serialization.deserialize(error_wire)
+            except Exception:
+                original = None
+        message = f"the actor {actor_id} is dead: {cause}"
+        if isinstance(original, exceptions.TaskError):
+            message += f"\n{original}"
+        return exceptions.ActorDiedError(message, original)
+
+    def _finish_dead(self, ch: ActorChannel, call: ActorCall) -> None:
+        wire = serialization.serialize_error(self.death_error(ch))
+        self._finish(call, [wire] * len(call.return_ids))
+
+    # -- cancellation ---------------------------------------------------------------------------
+
+    def cancel(self, task_id: bytes, force: bool) -> None:
+        found = self._calls.get(task_id)
+        if found is None:
+            return
+        ch, call = found
+        call.cancel_requested = True
+        if call.task_id in ch.in_flight and ch.address:
+            self.runtime.send_oneway(ch.address, "actor", "cancel", [task_id, False])
+        elif not call.done:
+            if call in ch.queue:
+                ch.queue.remove(call)
+            self._finish_cancelled(call)
+
+
+def call_actor_id(submitter: ActorSubmitter, call: ActorCall) -> str:
+    found = submitter._calls.get(call.task_id)
+    return found[0].actor_id if found else "?"

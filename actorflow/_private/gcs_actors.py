@@ -1,0 +1,260 @@
+"""The GCS's actor table: creation, names, restarts, death, and state for callers.
+
+An actor is created on a dedicated worker leased from a raylet; the GCS runs its constructor there
+(``become_actor``) and publishes its address. Callers then talk to the actor directly and come
+back here only to learn a new state (after a restart, or its death). A caller waits for a state
+newer than the one it knows with ``wait_actor`` (a long poll).
+
+States: PENDING (being created), ALIVE, RESTARTING, DEAD (with a cause that callers see).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import serialization
+from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+
+logger = logging.getLogger("actorflow.gcs")
+
+PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
+
+
+@dataclass(eq=False)
+class ActorRecord:
+    actor_id: str
+    spec: dict[str, Any]
+    state: str = PENDING
+    address: str = ""
+    worker_id: str = ""
+    lease_id: str = ""
+    raylet_address: str = ""
+    restarts: int = 0
+    version: int = 0
+    death_cause: str = ""
+    death_error: list | None = None  # serialized error (the constructor's) when it has one
+    no_restart: bool = False
+    waiters: list = field(default_factory=list)
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def name_key(self) -> tuple[str, str] | None:
+        name = self.spec.get("name")
+        return (self.spec.get("namespace") or "", name) if name else None
+
+    def view(self) -> list:
+        return [self.version, self.state, self.address, self.death_cause, self.death_error]
+
+
+class ActorManager:
+    def __init__(self, runtime: Runtime, gcs: Any) -> None:
+        self.runtime = runtime
+        self.gcs = gcs
+        self.actors: dict[str, ActorRecord] = {}
+        self.names: dict[tuple[str, str], str] = {}
+        self._by_worker: dict[str, ActorRecord] = {}
+        self._owned_by: dict[Any, set[str]] = {}
+
+    # -- creation -------------------------------------------------------------------------------
+
+    def handle_create_actor(self, payload: dict, call: Call) -> list:
+        """Register an actor and start creating it; answer [actor_id, existed, meta]."""
+        spec = payload
+        key = (spec.get("namespace") or "", spec["name"]) if spec.get("name") else None
+        if key is not None:
+            existing_id = self.names.get(key)
+            existing = self.actors.get(existing_id) if existing_id else None
+            if existing is not None and existing.state != DEAD:
+                if spec.get("get_if_exists"):
+                    return [existing.actor_id, True, existing.spec["meta"]]
+                raise ValueError(f"the actor name {spec['name']!r} is already taken in namespace "
+                                 f"{key[0]!r}; pick another name, or pass get_if_exists=True to "
+                                 f"get the existing actor")
+        record = ActorRecord(spec["actor_id"], spec)
+        self.actors[record.actor_id] = record
+        if key is not None:
+            self.names[key] = record.actor_id
+        if spec.get("lifetime") != "detached" and call.conn is not None:
+            owned = self._owned_by.get(call.conn)
+            if owned is None:
+                owned = self._owned_by[call.conn] = set()
+                call.on_caller_lost(lambda conn=call.conn: self._owner_gone(conn))
+            owned.add(record.actor_id)
+        self.runtime.loop.create_task(self._create(record))
+        return [record.actor_id, False, spec["meta"]]
+
+    def _owner_gone(self, conn: Any) -> None:
+        for actor_id in self._owned_by.pop(conn, set()):
+            record = self.actors.get(actor_id)
+            if record is not None and record.state != DEAD:
+                self._kill(record, "its owner (the process that created it) exited")
+
+    def owner_gone_by_address(self, owner_address: str) -> None:
+        for record in list(self.actors.values()):
+            if (record.spec.get("owner") == owner_address and record.state != DEAD
+                    and record.spec.get("lifetime") != "detached"):
+                self._kill(record, "its owner (the process that created it) exited")
+
+    async def _create(self, record: ActorRecord) -> None:
+        spec = record.spec
+        raylet = self._pick_raylet(spec["resources"])
+        if raylet is None:
+            self._set_dead(record, "no node is available to host it",
+                           serialization.serialize_error(exceptions.ActorUnschedulableError(
+                               "no node in the cluster is alive to host the actor")))
+            return
+        try:
+            lease_id, worker_id, address = await self.runtime.request(
+                raylet, "raylet", "request_lease", [spec["resources"], True])
+        except exceptions.TaskUnschedulableError as exc:
+            self._set_dead(record, str(exc), serialization.serialize_error(
+                exceptions.ActorUnschedulableError(str(exc))))
+            return
+        except Exception as exc:
+            self._set_dead(record, f"no worker could be leased for it: {exc}", None)
+            return
+        if record.state == DEAD:  # killed while waiting for a worker
+            self.runtime.send_oneway(raylet, "raylet", "return_lease", [lease_id, True])
+            return
+        record.worker_id, record.lease_id, record.raylet_address = worker_id, lease_id, raylet
+        self._by_worker[worker_id] = record
+        # The raylet reports the exit code; the lost connection is the fallback if it cannot.
+        self.runtime.on_peer_lost(address, lambda: self.runtime.loop.call_later(
+            0.5, self._worker_lost, record, worker_id, None))
+        try:
+            status, payload, _ = await self.runtime.request(
+                address, "actor", "become_actor",
+                [record.actor_id, spec, record.restarts, self.runtime.address])
+        except PeerUnreachableError:
+            return  # _worker_lost handles it
+        if status != 0:  # the constructor raised: the actor is dead for good, as in Ray
+            record.no_restart = True
+            self._set_dead(record, "its constructor raised an error", payload)
+            self._end_worker(record)
+            return
+        if record.state == DEAD:
+            self._end_worker(record)
+            return
+        record.address = address
+        self._publish(record, ALIVE)
+
+    def _pick_raylet(self, resources: dict[str, float]) -> str | None:
+        for node in self.gcs.nodes.values():
+            if node["alive"]:
+                return node["address"]
+        return None
+
+    # -- death and restart ----------------------------------------------------------------------
+
+    def handle_actor_worker_exited(self, payload: list, call: Call | None) -> None:
+        """From a raylet: an actor's worker process exited with this code."""
+        worker_id, exit_code = payload
+        record = self._by_worker.get(worker_id)
+        if record is not None:
+            self._worker_lost(record, worker_id, exit_code)
+
+    def _worker_lost(self, record: ActorRecord, worker_id: str, exit_code: int | None) -> None:
+        if record.worker_id != worker_id or self._by_worker.get(worker_id) is not record:
+            return
+        del self._by_worker[worker_id]
+        if record.state == DEAD:
+            return
+        how = (f"its worker process exited with code {exit_code}" if exit_code is not None
+               else "its worker process died")
+        max_restarts = record.spec.get("max_restarts", 0)
+        if not record.no_restart and (max_restarts == -1 or record.restarts < max_restarts):
+            record.restarts += 1
+            record.address = ""
+            logger.info("actor %s: %s; restarting (%d)", record.actor_id, how, record.restarts)
+            self._publish(record, RESTARTING)
+            self.runtime.loop.create_task(self._create(record))
+        else:
+            reason = how if max_restarts == 0 else f"{how} and it has no restarts left"
+            self._set_dead(record, reason, None)
+
+    def handle_actor_exited(self, payload: list, call: Call | None) -> None:
+        """From the actor itself: exit_actor() or a graceful terminate."""
+        actor_id, reason = payload
+        record = self.actors.get(actor_id)
+        if record is not None and record.state != DEAD:
+            record.no_restart = True
+            self._set_dead(record, reason, None)
+
+    def handle_kill_actor(self, payload: list, call: Call | None) -> None:
+        actor_id, no_restart = payload
+        record = self.actors.get(actor_id)
+        if record is None:
+            raise ValueError(f"no actor with id {actor_id}")
+        if no_restart:
+            self._kill(record, "it was killed with actorflow.kill()")
+        elif record.worker_id:
+            # Ends the process; the actor restarts if it has restarts left.
+            self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",
+                                     [record.lease_id, True])
+
+    def _kill(self, record: ActorRecord, reason: str) -> None:
+        record.no_restart = True
+        self._set_dead(record, reason, None)
+        self._end_worker(record)
+
+    def _end_worker(self, record: ActorRecord) -> None:
+        if record.lease_id:
+            self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",
+                                     [record.lease_id, True])
+
+    def _set_dead(self, record: ActorRecord, cause: str, error_wire: list | None) -> None:
+        record.death_cause = cause
+        record.death_error = error_wire
+        record.address = ""
+        key = record.name_key
+        if key is not None and self.names.get(key) == record.actor_id:
+            del self.names[key]
+        self._publish(record, DEAD)
+
+    def _publish(self, record: ActorRecord, state: str) -> None:
+        record.state = state
+        record.version += 1
+        waiters, record.waiters = record.waiters, []
+        for future in waiters:
+            if not future.done():
+                future.set_result(record.view())
+
+    # -- queries --------------------------------------------------------------------------------
+
+    async def handle_wait_actor(self, payload: list, call: Call) -> list:
+        """Answer with the actor's state once it is newer than known_version and settled
+        (ALIVE or DEAD), or at once if it already is."""
+        actor_id, known_version = payload
+        record = self.actors.get(actor_id)
+        if record is None:
+            return [0, DEAD, "", f"no actor with id {actor_id} is known to the cluster", None]
+        while record.version <= known_version or record.state in (PENDING, RESTARTING):
+            future = self.runtime.loop.create_future()
+            record.waiters.append(future)
+            await future
+        return record.view()
+
+    def handle_get_named_actor(self, payload: list, call: Call) -> list:
+        name, namespace = payload
+        actor_id = self.names.get((namespace or "", name))
+        record = self.actors.get(actor_id) if actor_id else None
+        if record is None or record.state == DEAD:
+            raise ValueError(f"no actor named {name!r} in namespace {namespace!r} (it never "
+                             f"existed, it died, or it lives in another namespace)")
+        return [record.actor_id, record.spec["meta"]]
+
+    def handle_list_actors(self, payload: Any, call: Call) -> list:
+        return [{"actor_id": r.actor_id, "name": r.spec.get("name") or "",
+                 "namespace": r.spec.get("namespace") or "", "class_name": r.spec["class_name"],
+                 "state": r.state, "address": r.address, "restarts": r.restarts,
+                 "death_cause": r.death_cause} for r in self.actors.values()]
+
+    def handle_list_named_actors(self, payload: list, call: Call) -> list:
+        all_namespaces, namespace = payload
+        return [{"name": name, "namespace": ns} for (ns, name) in self.names
+                if all_namespaces or ns == namespace]
+

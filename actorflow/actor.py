@@ -1,0 +1,249 @@
+"""Actors: ``@actorflow.remote`` on a class, ``Cls.remote(...)``, handles and their methods.
+
+A handle is cheap and travels: pass it to tasks and other actors, return it from methods. Method
+calls go straight from the caller to the actor's worker, in the order each caller made them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import threading
+from typing import Any
+
+import cloudpickle
+
+from actorflow import exceptions
+from actorflow._private import ids
+from actorflow._private import options as opts
+from actorflow._private.actor_host import TERMINATE_METHODS, is_async_class
+from actorflow._private.actor_submitter import ActorCall
+from actorflow._private.task_executor import ActorExitSignal
+from actorflow._private.task_submitter import STREAMING
+
+__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor"]
+
+
+def _method_table(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """name -> (signature without self/cls, or None; method options), for every public method."""
+    table: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for name in dir(cls):
+        if name.startswith("__") and name.endswith("__"):
+            continue
+        raw = inspect.getattr_static(cls, name)
+        fn = raw.__func__ if isinstance(raw, (staticmethod, classmethod)) else raw
+        if not callable(fn) or isinstance(fn, type):
+            continue
+        try:
+            sig: Any = inspect.signature(fn)
+            if not isinstance(raw, staticmethod):
+                params = list(sig.parameters.values())[1:]  # drop self / cls
+                sig = sig.replace(parameters=params)
+        except (TypeError, ValueError):
+            sig = None
+        options = dict(getattr(fn, "__actorflow_method_options__", {}))
+        if "num_returns" not in options and (inspect.isgeneratorfunction(fn)
+                                             or inspect.isasyncgenfunction(fn)):
+            options["num_returns"] = "streaming"
+        table[name] = (sig, options)
+    return table
+
+
+def _constructor_signature(cls: type) -> Any:
+    try:
+        sig = inspect.signature(cls.__init__)
+        return sig.replace(parameters=list(sig.parameters.values())[1:])
+    except (TypeError, ValueError):
+        return None
+
+
+class ActorClass:
+    """What ``@actorflow.remote`` makes of a class; ``.remote(...)`` creates an actor."""
+
+    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+        self._cls = cls
+        self._options = opts.check(options, opts.ACTOR_OPTIONS, f"actor class {cls.__name__}")
+        self._export: tuple[bytes, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+        self.__name__ = cls.__name__
+        self.__doc__ = cls.__doc__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor class {self.__name__} cannot be instantiated directly: use "
+                        f"{self.__name__}.remote(...)")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"cls": self._cls, "options": self._options}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["cls"], state["options"])  # type: ignore[misc]
+
+    def options(self, **options: Any) -> ActorClass:
+        merged = dict(self._options)
+        merged.update(options)
+        copy = ActorClass(self._cls, merged)
+        copy._export = self._export
+        return copy
+
+    def _exported(self) -> tuple[bytes, dict[str, Any]]:
+        """(pickled class, metadata every handle carries), computed once."""
+        if self._export is None:
+            with self._lock:
+                if self._export is None:
+                    table = _method_table(self._cls)
+                    meta = {
+                        "class_name": self._cls.__name__,
+                        "is_async": is_async_class(self._cls),
+                        "methods": {name: {"concurrency_group": o.get("concurrency_group")}
+                                    for name, (_, o) in table.items()},
+                        "methods_blob": cloudpickle.dumps(table),
+                    }
+                    self._export = (cloudpickle.dumps(self._cls, protocol=5), meta)
+        return self._export
+
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+        from actorflow.api import _ensure_core
+
+        signature = _constructor_signature(self._cls)
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self.__name__}.__init__(): {exc}") from None
+        o = self._options
+        if o.get("get_if_exists") and not o.get("name"):
+            raise ValueError("get_if_exists=True needs a name=... for the actor")
+        name = o.get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
+        core = _ensure_core()
+        blob, meta = self._exported()
+        actor_id = ids.new_id(16).hex()
+        args_wire, slots = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
+        groups = o.get("concurrency_groups") or {}
+        for group, limit in groups.items():
+            if not isinstance(limit, int) or limit < 1:
+                raise ValueError(f"concurrency group {group!r} needs a limit >= 1, got {limit!r}")
+        for method_name, info in meta["methods"].items():
+            group = info["concurrency_group"]
+            if group and group not in groups:
+                raise ValueError(f"method {method_name} uses concurrency group {group!r}, which "
+                                 f"is not declared in concurrency_groups={groups!r}")
+        spec = {
+            "actor_id": actor_id, "class_name": self.__name__, "class_blob": blob,
+            "args_wire": args_wire, "slots": slots, "meta": meta,
+            "resources": opts.resource_request(o, 0.0),
+            "max_restarts": o.get("max_restarts", 0) or 0,
+            "max_concurrency": o.get("max_concurrency"), "concurrency_groups": groups,
+            "lifetime": o.get("lifetime"), "name": name,
+            "namespace": o.get("namespace") or core.namespace,
+            "get_if_exists": bool(o.get("get_if_exists")), "owner": core.address,
+        }
+        actor_id, meta = core.create_actor(spec, wait=name is not None)
+        return ActorHandle(actor_id, meta, max_task_retries=o.get("max_task_retries", 0) or 0)
+
+    def __repr__(self) -> str:
+        return f"ActorClass({self.__name__})"
+
+
+class ActorHandle:
+    """A reference to an actor; attribute access gives its methods."""
+
+    def __init__(self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0) -> None:
+        self._actor_id = actor_id
+        self._meta = meta
+        self._max_task_retries = max_task_retries
+        self._table: dict[str, tuple[Any, dict[str, Any]]] | None = None
+
+    def _methods(self) -> dict[str, tuple[Any, dict[str, Any]]]:
+        if self._table is None:
+            self._table = cloudpickle.loads(self._meta["methods_blob"])
+        return self._table
+
+    def __getattr__(self, name: str) -> ActorMethod:
+        if name.startswith("_") and name not in TERMINATE_METHODS and name not in (
+                self._meta.get("methods") or {}):
+            raise AttributeError(name)
+        if name in TERMINATE_METHODS:
+            return ActorMethod(self, name, None, {"num_returns": 1})
+        found = self._methods().get(name)
+        if found is None:
+            raise AttributeError(f"actor {self._meta['class_name']} has no method {name!r}")
+        return ActorMethod(self, name, found[0], found[1])
+
+    def __reduce__(self) -> Any:
+        return (ActorHandle, (self._actor_id, self._meta, self._max_task_retries))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
+
+    def __hash__(self) -> int:
+        return hash(self._actor_id)
+
+    def __repr__(self) -> str:
+        return f"Actor({self._meta['class_name']}, {self._actor_id})"
+
+    @property
+    def actor_id(self) -> str:
+        return self._actor_id
+
+
+class ActorMethod:
+    def __init__(self, handle: ActorHandle, name: str, signature: Any,
+                 options: dict[str, Any]) -> None:
+        self._handle = handle
+        self._name = name
+        self._signature = signature
+        self._options = options
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"actor methods cannot be called directly: use "
+                        f"{self._name}.remote(...)")
+
+    def options(self, **options: Any) -> ActorMethod:
+        checked = opts.check(options, opts.METHOD_OPTIONS, f"actor method {self._name}")
+        merged = dict(self._options)
+        merged.update(checked)
+        return ActorMethod(self._handle, self._name, self._signature, merged)
+
+    def remote(self, *args: Any, **kwargs: Any) -> Any:
+        from actorflow.api import _ensure_core
+
+        class_name = self._handle._meta["class_name"]
+        fn_name = f"{class_name}.{self._name}"
+        if self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{fn_name}(): {exc}") from None
+        core = _ensure_core()
+        num_returns = self._options.get("num_returns", 1)
+        if num_returns == "streaming":
+            num_returns = STREAMING
+        retries = self._options.get("max_task_retries", self._handle._max_task_retries)
+        retry_exceptions = self._options.get("retry_exceptions", False)
+        if isinstance(retry_exceptions, list):
+            retry_exceptions = tuple(retry_exceptions)
+        args_wire, slots = core.serialize_args(fn_name, args, kwargs)
+        call = ActorCall(seq=0, task_id=ids.new_task_id(), method=self._name, fn_name=fn_name,
+                         args_wire=args_wire, slots=slots, num_returns=num_returns,
+                         retries_left=retries, retry_exceptions=retry_exceptions)
+        return core.submit_actor_call(self._handle._actor_id, call)
+
+    def __repr__(self) -> str:
+        return f"ActorMethod({self._handle._meta['class_name']}.{self._name})"
+
+
+def exit_actor() -> None:
+    """End the current actor after this call: it is not restarted; later calls get
+    ActorDiedError."""
+    from actorflow._private import context
+
+    core = context.core_or_none()
+    if core is None or "actor_id" not in core.extensions:
+        raise TypeError("exit_actor() can only be called inside an actor method")
+    raise ActorExitSignal()
+
+
+ActorExitSignal.__module__ = __name__
+_ = (exceptions, hashlib)
