@@ -6,15 +6,13 @@ calls go straight from the caller to the actor's worker, in the order each calle
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import threading
 from typing import Any
 
 import cloudpickle
 
-from actorflow import exceptions
-from actorflow._private import ids
+from actorflow._private import context, ids, serialization
 from actorflow._private import options as opts
 from actorflow._private.actor_host import TERMINATE_METHODS, is_async_class
 from actorflow._private.actor_submitter import ActorCall
@@ -119,7 +117,8 @@ class ActorClass:
         core = _ensure_core()
         blob, meta = self._exported()
         actor_id = ids.new_id(16).hex()
-        args_wire, slots = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
+        args_wire, slots, _nested = core.serialize_args(f"{self.__name__}.__init__", args,
+                                                        kwargs)
         groups = o.get("concurrency_groups") or {}
         for group, limit in groups.items():
             if not isinstance(limit, int) or limit < 1:
@@ -139,8 +138,12 @@ class ActorClass:
             "namespace": o.get("namespace") or core.namespace,
             "get_if_exists": bool(o.get("get_if_exists")), "owner": core.address,
         }
+        collectable = name is None and o.get("lifetime") != "detached"
+        if collectable:
+            core.handles.owned_and_collectable(actor_id)
         actor_id, meta = core.create_actor(spec, wait=name is not None)
-        return ActorHandle(actor_id, meta, max_task_retries=o.get("max_task_retries", 0) or 0)
+        return ActorHandle(actor_id, meta, max_task_retries=o.get("max_task_retries", 0) or 0,
+                           owner=core.address if collectable else "")
 
     def __repr__(self) -> str:
         return f"ActorClass({self.__name__})"
@@ -149,11 +152,25 @@ class ActorClass:
 class ActorHandle:
     """A reference to an actor; attribute access gives its methods."""
 
-    def __init__(self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0) -> None:
+    def __init__(self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0,
+                 owner: str = "") -> None:
         self._actor_id = actor_id
         self._meta = meta
         self._max_task_retries = max_task_retries
+        # The process whose handles keep the actor alive ("" for named and detached actors,
+        # which live until killed).
+        self._owner = owner
         self._table: dict[str, tuple[Any, dict[str, Any]]] | None = None
+        core = context.core_or_none()
+        self._counted = core is not None
+        if core is not None:
+            core.handles.added(actor_id, owner)
+
+    def __del__(self) -> None:
+        if getattr(self, "_counted", False):
+            core = context.core_or_none()
+            if core is not None:
+                core.handles.removed(self._actor_id)
 
     def _methods(self) -> dict[str, tuple[Any, dict[str, Any]]]:
         if self._table is None:
@@ -172,7 +189,8 @@ class ActorHandle:
         return ActorMethod(self, name, found[0], found[1])
 
     def __reduce__(self) -> Any:
-        return (ActorHandle, (self._actor_id, self._meta, self._max_task_retries))
+        serialization.note_ref_pickled(self)
+        return (ActorHandle, (self._actor_id, self._meta, self._max_task_retries, self._owner))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
@@ -224,10 +242,11 @@ class ActorMethod:
         retry_exceptions = self._options.get("retry_exceptions", False)
         if isinstance(retry_exceptions, list):
             retry_exceptions = tuple(retry_exceptions)
-        args_wire, slots = core.serialize_args(fn_name, args, kwargs)
+        args_wire, slots, nested = core.serialize_args(fn_name, args, kwargs)
         call = ActorCall(seq=0, task_id=ids.new_task_id(), method=self._name, fn_name=fn_name,
                          args_wire=args_wire, slots=slots, num_returns=num_returns,
-                         retries_left=retries, retry_exceptions=retry_exceptions)
+                         retries_left=retries, retry_exceptions=retry_exceptions,
+                         pins=[self._handle, *nested])
         return core.submit_actor_call(self._handle._actor_id, call)
 
     def __repr__(self) -> str:
@@ -244,6 +263,3 @@ def exit_actor() -> None:
         raise TypeError("exit_actor() can only be called inside an actor method")
     raise ActorExitSignal()
 
-
-ActorExitSignal.__module__ = __name__
-_ = (exceptions, hashlib)

@@ -63,7 +63,7 @@ class ActorHost:
         try:
             cls = pickle.loads(spec["class_blob"])
         except Exception as exc:
-            future.set_result([FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0])
+            future.set_result([FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0, []])
             return future
         self._configure(cls, spec)
 
@@ -106,12 +106,13 @@ class ActorHost:
             fn = getattr(self.instance, method_name, None) if self.instance is not None else None
         if fn is None or self._exiting:
             future = self.runtime.loop.create_future()
-            reason = (f"actor {self.class_name} has no method {method_name!r}" if not
-                      self._exiting else "the actor is exiting")
-            error = exceptions.ActorDiedError(reason) if self._exiting else AttributeError(reason)
-            future.set_result([FAILED, task_error(f"{self.class_name}.{method_name}", error)
-                               if not self._exiting else serialization.serialize_error(error),
-                               0.0])
+            if self._exiting:
+                wire = serialization.serialize_error(
+                    exceptions.ActorDiedError("the actor is exiting"))
+            else:
+                wire = task_error(f"{self.class_name}.{method_name}", AttributeError(
+                    f"actor {self.class_name} has no method {method_name!r}"))
+            future.set_result([FAILED, wire, 0.0, []])
             return future
         job = self.executor.make_job(task_id, fn, f"{self.class_name}.{method_name}", args_wire,
                                      slots, num_returns, call)

@@ -47,6 +47,7 @@ class ActorCall:
     cancel_requested: bool = False
     streamed: int = 0
     parent: bytes | None = None
+    pins: list = field(default_factory=list)  # the handle called, and handles in the args
 
     @property
     def return_ids(self) -> list[bytes]:
@@ -94,11 +95,12 @@ class ActorSubmitter:
         if ch.dead is not None:
             self._finish_dead(ch, call)
             return
-        for slot in call.slots:
-            call.unresolved += 1
-            self.core.resolve_ref(slot[1], lambda wire, slot=slot: self._resolved(ch, call, slot,
-                                                                                  wire))
         ch.queue.append(call)
+        # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
+        call.unresolved = len(call.slots)
+        for slot in list(call.slots):
+            self.core.resolve_ref(slot[1],
+                                  lambda wire, slot=slot: self._resolved(ch, call, slot, wire))
         self._pump(ch)
 
     def _resolved(self, ch: ActorChannel, call: ActorCall, slot: list, wire: list) -> None:
@@ -149,8 +151,9 @@ class ActorSubmitter:
         ch.in_flight.pop(call.task_id, None)
         exc = future.exception()
         if exc is None:
-            status, payload, _seconds = future.result()
+            status, payload, _seconds, contained = future.result()
             if status == OK:
+                self.core.pin_contained_handles(call.return_ids, contained)
                 self._finish(call, payload)
             elif status == FAILED:
                 if self._retry_on_error(call, payload):
@@ -201,6 +204,7 @@ class ActorSubmitter:
         if call.done:
             return
         call.done = True
+        call.pins = []
         self._calls.pop(call.task_id, None)
         if call.num_returns == STREAMING:
             self.core.streams.finish(call.task_id, wires[0] if wires else None)

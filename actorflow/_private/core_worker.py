@@ -20,6 +20,7 @@ from actorflow import exceptions
 from actorflow._private import ids, serialization
 from actorflow._private.actor_submitter import ActorSubmitter
 from actorflow._private.config import Config
+from actorflow._private.handle_counts import HandleCounts
 from actorflow._private.object_table import MISSING, ObjectTable
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
 from actorflow._private.streams import StreamTable
@@ -30,6 +31,9 @@ logger = logging.getLogger("actorflow.core")
 # The task this code runs for (None in a driver's own code): parent of tasks it submits.
 current_task_id: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
     "actorflow_current_task", default=None)
+# Its function or method name, for the prefix of forwarded output.
+current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "actorflow_current_task_name", default="")
 
 
 def check_not_in_event_loop(what: str) -> None:
@@ -60,7 +64,11 @@ class CoreWorker:
         self.streams = StreamTable(self)
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)
+        self.handles = HandleCounts(self)
+        self._object_pins: dict[bytes, list] = {}  # values held alive by an object (handles)
+        self.objects.on_drop = self._object_dropped
         self._fetching: set[bytes] = set()
+        self._kept = False
         # Set by the worker process: called when a task thread starts and stops waiting.
         self.on_blocked: Callable[[], None] | None = None
         self.on_unblocked: Callable[[], None] | None = None
@@ -95,12 +103,46 @@ class CoreWorker:
         obj_id = ids.object_id(ids.new_task_id(), 0)
         ref = ObjectRef(obj_id, self.address)
         self.objects.put(obj_id, wire)
+        self.pin_to_object(obj_id, [h for h in nested if not isinstance(h, ObjectRef)])
         return ref
 
-    def _note_escaped(self, refs: list) -> None:
-        for ref in refs:
-            if ref.owner == self.address:
-                self.objects.mark_escaped(ref.id)
+    def _note_escaped(self, found: list) -> None:
+        """Refs of ours that were serialized may be read by another process: keep them."""
+        for item in found:
+            if getattr(item, "owner", None) == self.address and isinstance(item.id, bytes):
+                self.objects.mark_escaped(item.id)
+                self.keep_process()
+
+    def keep_process(self) -> None:
+        """This worker now owns something others may use: the node must not end it as idle."""
+        if self.mode == "worker" and not self._kept:
+            self._kept = True
+            self.runtime.call_soon(self.runtime.send_oneway, self.raylet_address, "raylet",
+                                   "keep_worker", [self.worker_id])
+
+    def pin_to_object(self, obj_id: bytes, values: list) -> None:
+        """Keep values (actor handles found in an object) alive while the object lives."""
+        if values:
+            self._object_pins.setdefault(obj_id, []).extend(values)
+
+    def _object_dropped(self, obj_id: bytes) -> None:
+        self._object_pins.pop(obj_id, None)
+
+    def pin_contained_handles(self, obj_ids: list, contained: list) -> None:
+        """A result holds these actor handles: borrow them now, for as long as we keep it."""
+        if not contained:
+            return
+        from actorflow.actor import ActorHandle
+
+        handles = [ActorHandle(actor_id, meta, owner=owner) for actor_id, meta, owner in contained]
+        for obj_id in obj_ids:
+            self.pin_to_object(obj_id, handles)
+
+    def handle_borrow_actor(self, payload: list, call: Call | None) -> None:
+        self.handles.borrowed(payload[0], payload[1], call)
+
+    def handle_release_actor(self, payload: list, call: Call | None) -> None:
+        self.handles.released(payload[0], payload[1])
 
     def resolve_ref(self, ref: Any, callback: Callable[[list], None]) -> None:
         """Call callback(wire) once ref has a value (loop thread)."""
@@ -159,9 +201,11 @@ class CoreWorker:
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    def serialize_args(self, fn_name: str, args: tuple, kwargs: dict) -> tuple[list, list]:
+    def serialize_args(self, fn_name: str, args: tuple,
+                       kwargs: dict) -> tuple[list, list, list]:
         """Top-level refs become slots the owner resolves before the task runs; the rest is
-        serialized once. Plain values skip pickling."""
+        serialized once (plain values skip pickling). Also returns the refs and handles found
+        inside the arguments: the caller keeps them until the task is done."""
         from actorflow.object_ref import ObjectRef
 
         slots: list = []
@@ -177,13 +221,13 @@ class CoreWorker:
                 kw[key] = None
         is_plain = serialization.is_plain
         if all(is_plain(v) for v in arg_list) and all(is_plain(v) for v in kw.values()):
-            return [serialization.PLAIN, [arg_list, kw]], slots
+            return [serialization.PLAIN, [arg_list, kw]], slots, []
         try:
             wire, nested = serialization.serialize_collecting_refs([arg_list, kw])
         except Exception as exc:
             raise self._unpicklable_argument(fn_name, arg_list, kw, exc) from exc
         self._note_escaped(nested)
-        return wire, slots
+        return wire, slots, nested
 
     @staticmethod
     def _unpicklable_argument(fn_name: str, args: list, kwargs: dict,
@@ -206,14 +250,14 @@ class CoreWorker:
         """Submit a task from any thread; return its ref, list of refs, or generator."""
         from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
-        args_wire, slots = self.serialize_args(fn_name, args, kwargs)
+        args_wire, slots, nested = self.serialize_args(fn_name, args, kwargs)
         if isinstance(retry_exceptions, list):
             retry_exceptions = tuple(retry_exceptions)
         task = PendingTask(
             task_id=ids.new_task_id(), fn_id=fn_id, fn_blob=fn_blob, fn_name=fn_name,
             args_wire=args_wire, slots=slots, num_returns=num_returns, resources=resources,
             retries_left=max_retries, retry_exceptions=retry_exceptions,
-            parent_task_id=current_task_id.get())
+            parent_task_id=current_task_id.get(), pinned=nested)
         if num_returns == STREAMING:
             self.streams.open(task.task_id)
             result: Any = ObjectRefGenerator(task.task_id, self.address)
@@ -244,6 +288,7 @@ class CoreWorker:
     def create_actor(self, spec: dict[str, Any], wait: bool) -> tuple[str, dict[str, Any]]:
         """Register the actor with the GCS once its arguments are resolved. With wait (named
         actors) the answer is waited for, so a taken name fails right here."""
+        self.keep_process()
         channel_ready = self.actor_submitter.channel(spec["actor_id"])
         channel_ready.watching = True  # hold calls until the GCS has heard of the actor
         result: asyncio.Future | None = None

@@ -126,7 +126,7 @@ class ActorManager:
         self.runtime.on_peer_lost(address, lambda: self.runtime.loop.call_later(
             0.5, self._worker_lost, record, worker_id, None))
         try:
-            status, payload, _ = await self.runtime.request(
+            status, payload, _seconds, _contained = await self.runtime.request(
                 address, "actor", "become_actor",
                 [record.actor_id, spec, record.restarts, self.runtime.address])
         except PeerUnreachableError:
@@ -185,12 +185,15 @@ class ActorManager:
             self._set_dead(record, reason, None)
 
     def handle_kill_actor(self, payload: list, call: Call | None) -> None:
-        actor_id, no_restart = payload
+        actor_id, no_restart = payload[0], payload[1]
+        reason = payload[2] if len(payload) > 2 else "it was killed with actorflow.kill()"
         record = self.actors.get(actor_id)
         if record is None:
             raise ValueError(f"no actor with id {actor_id}")
+        if record.state == DEAD:
+            return
         if no_restart:
-            self._kill(record, "it was killed with actorflow.kill()")
+            self._kill(record, reason)
         elif record.worker_id:
             # Ends the process; the actor restarts if it has restarts left.
             self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",

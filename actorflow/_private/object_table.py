@@ -35,6 +35,7 @@ class ObjectTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: dict[bytes, _Entry] = {}
+        self.on_drop: Callable[[bytes], None] | None = None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -63,7 +64,7 @@ class ObjectTable:
                 callbacks, entry.callbacks = entry.callbacks, None
                 # Nobody holds a ref any more: the value arrived for no one.
                 if entry.refs <= 0 and not entry.pinned and not entry.escaped:
-                    del self._entries[obj_id]
+                    self._drop(obj_id)
                 return callbacks or []
             entry.wire = wire
             return []
@@ -141,14 +142,19 @@ class ObjectTable:
         with self._lock:
             entry = self._entries.get(obj_id)
             if entry is not None and entry.refs <= 0 and not entry.escaped and not entry.pinned:
-                del self._entries[obj_id]
+                self._drop(obj_id)
 
     def _maybe_drop(self, obj_id: bytes, entry: _Entry) -> None:
         # A pending entry is kept while its task runs (callbacks may be waiting), and an entry
         # that escaped to another process is kept while this process lives.
         if (entry.refs <= 0 and entry.pinned <= 0 and not entry.escaped
                 and (entry.wire is not None or not entry.owned) and not entry.callbacks):
-            del self._entries[obj_id]
+            self._drop(obj_id)
+
+    def _drop(self, obj_id: bytes) -> None:
+        del self._entries[obj_id]
+        if self.on_drop is not None:
+            self.on_drop(obj_id)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:

@@ -87,7 +87,9 @@ class Raylet:
     def _spawn(self) -> None:
         if self._closing:
             return
-        task = self.runtime.loop.create_task(self.pool.start_worker())
+        # The worker is counted as starting from now on, before its process exists.
+        worker = self.pool.new_worker()
+        task = self.runtime.loop.create_task(self.pool.launch(worker))
         task.add_done_callback(self._spawned)
 
     def _spawned(self, task: asyncio.Task) -> None:
@@ -109,6 +111,12 @@ class Raylet:
         self._idle.append(worker)
         self._dispatch()
         return {"node_id": self.node_id}
+
+    def handle_keep_worker(self, payload: list, call: Call | None) -> None:
+        """The worker owns actors or objects others use: never end it for being idle."""
+        worker = self.pool.workers.get(payload[0])
+        if worker is not None:
+            worker.extra["keep"] = True
 
     def _on_worker_exit(self, worker: WorkerProcess) -> None:
         if worker.extra.get("dedicated"):
@@ -147,6 +155,8 @@ class Raylet:
             for worker in list(self._idle):
                 if alive <= self.prestart:
                     break
+                if worker.extra.get("keep"):
+                    continue
                 if now - worker.idle_since > self.config.idle_worker_seconds:
                     self._idle.remove(worker)
                     worker.state = DEAD
@@ -234,18 +244,24 @@ class Raylet:
         if self._closing:
             return
         waiting_for_worker = 0
+        # Resources the requests that wait for a worker will take once one registers: later
+        # requests must not count them as free, or a burst would start a worker per request.
+        promised = NodeResources(self.resources.total)
+        promised.available = dict(self.resources.available)
         for request in list(self.queue):
             if request.future.done():
                 self.queue.remove(request)
                 continue
-            if not self.resources.fits(request.resources):
+            if not promised.fits(request.resources):
                 continue
             worker = self._pop_idle()
             if worker is None:
                 waiting_for_worker += 1
+                promised.acquire(request.resources)
                 continue
             self.queue.remove(request)
             self._grant(request, worker)
+            promised.acquire(request.resources)
         starting = self.pool.count(STARTING)
         alive = self.pool.count(STARTING, IDLE, LEASED)
         while (starting < waiting_for_worker and alive < self.config.max_workers_per_node):

@@ -24,7 +24,7 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import serialization
-from actorflow._private.core_worker import CoreWorker, current_task_id
+from actorflow._private.core_worker import CoreWorker, current_task_id, current_task_name
 from actorflow._private.runtime import Call
 from actorflow._private.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
 
@@ -42,7 +42,7 @@ class ActorExitSignal(BaseException):
 
 class _Job:
     __slots__ = ("task_id", "fn", "fn_name", "args_wire", "slots", "num_returns", "call",
-                 "future", "cancelled", "async_task", "thread_id")
+                 "future", "cancelled", "async_task", "thread_id", "movable")
 
     def __init__(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
                  num_returns: int, call: Call, future: asyncio.Future) -> None:
@@ -57,6 +57,7 @@ class _Job:
         self.cancelled = False
         self.async_task: asyncio.Task | None = None
         self.thread_id: int | None = None
+        self.movable = False  # a task (not an actor call) may be given back to run elsewhere
 
 
 def decode_args(args_wire: list, slots: list) -> tuple[list, dict]:
@@ -87,7 +88,10 @@ def _host_ip() -> str:
         return "127.0.0.1"
 
 
-def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: str) -> list:
+def serialize_returns(core: CoreWorker, value: Any, num_returns: int,
+                      fn_name: str) -> tuple[list, list]:
+    """The wires of the return values, and [actor_id, meta, owner] of every actor handle found
+    inside them (the caller borrows those at once, before this process may drop its own)."""
     if num_returns == 1:
         values = [value]
     elif num_returns == 0:
@@ -98,7 +102,8 @@ def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: s
             raise ValueError(f"{fn_name}() has num_returns={num_returns} but returned {got} "
                              f"value(s); return a tuple or list of exactly {num_returns}")
         values = list(value)
-    wires = []
+    wires: list = []
+    contained: list = []
     for item in values:
         try:
             wire, nested = serialization.serialize_collecting_refs(item)
@@ -108,7 +113,9 @@ def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: s
                 f"serialized: {exc}") from exc
         core._note_escaped(nested)
         wires.append(wire)
-    return wires
+        contained += [[h._actor_id, h._meta, h._owner] for h in nested
+                      if getattr(h, "_owner", "")]
+    return wires, contained
 
 
 class TaskExecutor:
@@ -120,7 +127,6 @@ class TaskExecutor:
         self._queued: dict[bytes, _Job] = {}
         self._running: dict[bytes, _Job] = {}
         self._main_thread_id = threading.main_thread().ident
-        self.current_name = ""
         self.on_actor_exit: Any = None  # set by the actor host
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------
@@ -139,9 +145,10 @@ class TaskExecutor:
         try:
             fn = self.function(fn_id, blob, fn_name)
         except Exception as exc:
-            future.set_result([FAILED, task_error(fn_name, exc), 0.0])
+            future.set_result([FAILED, task_error(fn_name, exc), 0.0, []])
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future)
+        job.movable = True
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             self.start_async(job)
         else:
@@ -176,7 +183,7 @@ class TaskExecutor:
         try:
             reply = self._run_sync(job)
         except TaskCancelledSignal:
-            reply = [CANCELLED, None, 0.0]
+            reply = [CANCELLED, None, 0.0, []]
         self._running.pop(job.task_id, None)
         self.runtime.call_soon(_settle, job.future, reply)
 
@@ -186,7 +193,7 @@ class TaskExecutor:
             self.core.submitter.cancel_children(task_id, bool(force))
         job = self._queued.pop(task_id, None)
         if job is not None:
-            job.future.set_result([CANCELLED, None, 0.0])
+            job.future.set_result([CANCELLED, None, 0.0, []])
             return
         job = self._running.get(task_id)
         if job is None:
@@ -206,9 +213,10 @@ class TaskExecutor:
     def bounce_queued(self) -> None:
         """The running task blocked: give queued tasks back to their owners to run elsewhere,
         so that a task waiting on work queued behind it cannot deadlock."""
-        for task_id in list(self._queued):
-            job = self._queued.pop(task_id)
-            job.future.set_result([RESCHEDULE, None, 0.0])
+        for task_id, job in list(self._queued.items()):
+            if job.movable:
+                del self._queued[task_id]
+                job.future.set_result([RESCHEDULE, None, 0.0, []])
 
     # -- running (main thread for sync functions) -----------------------------------------------
 
@@ -230,7 +238,7 @@ class TaskExecutor:
             try:
                 reply = self._run_sync(job)
             except TaskCancelledSignal:  # the signal landed just after the function returned
-                reply = [CANCELLED, None, 0.0]
+                reply = [CANCELLED, None, 0.0, []]
             self._running.pop(job.task_id, None)
             self.runtime.call_soon(_settle, job.future, reply)
 
@@ -239,34 +247,34 @@ class TaskExecutor:
 
     def _run_sync(self, job: _Job) -> list:
         token = current_task_id.set(job.task_id)
-        self.current_name = job.fn_name
+        name_token = current_task_name.set(job.fn_name)
         start = time.perf_counter()
         try:
             args, kwargs = decode_args(job.args_wire, job.slots)
             if job.num_returns == STREAMING:
                 index = 0
                 for item in job.fn(*args, **kwargs):
-                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0]
+                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0][0]
                     self.runtime.call_soon(job.call.stream, [index, wire])
                     index += 1
-                return [OK, [], time.perf_counter() - start]
+                return [OK, [], time.perf_counter() - start, []]
             value = job.fn(*args, **kwargs)
             if inspect.isgenerator(value):
                 value = list(value)  # a generator called with a fixed num_returns
-            wires = serialize_returns(self.core, value, job.num_returns, job.fn_name)
-            return [OK, wires, time.perf_counter() - start]
+            wires, contained = serialize_returns(self.core, value, job.num_returns, job.fn_name)
+            return [OK, wires, time.perf_counter() - start, contained]
         except TaskCancelledSignal:
-            return [CANCELLED, None, time.perf_counter() - start]
+            return [CANCELLED, None, time.perf_counter() - start, []]
         except ActorExitSignal:
             return self._actor_exit_reply(start)
         except KeyboardInterrupt as exc:
             if job.cancelled:
-                return [CANCELLED, None, time.perf_counter() - start]
-            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
+                return [CANCELLED, None, time.perf_counter() - start, []]
+            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
         except Exception as exc:
-            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
+            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
         finally:
-            self.current_name = ""
+            current_task_name.reset(name_token)
             current_task_id.reset(token)
 
     def _actor_exit_reply(self, start: float) -> list:
@@ -274,7 +282,7 @@ class TaskExecutor:
         if self.on_actor_exit is not None:
             self.runtime.call_soon(self.on_actor_exit, reason)
         error = exceptions.ActorDiedError(reason)
-        return [FAILED, serialization.serialize_error(error), time.perf_counter() - start]
+        return [FAILED, serialization.serialize_error(error), time.perf_counter() - start, []]
 
     async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
         if limiter is not None:
@@ -285,29 +293,31 @@ class TaskExecutor:
 
     async def _run_async_now(self, job: _Job) -> None:
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
+        current_task_name.set(job.fn_name)
         start = time.perf_counter()
         try:
             args, kwargs = decode_args(job.args_wire, job.slots)
             if job.num_returns == STREAMING:
                 index = 0
                 async for item in job.fn(*args, **kwargs):
-                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0]
+                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0][0]
                     job.call.stream([index, wire])
                     index += 1
-                reply = [OK, [], time.perf_counter() - start]
+                reply = [OK, [], time.perf_counter() - start, []]
             else:
                 if inspect.isasyncgenfunction(job.fn):
                     value = [item async for item in job.fn(*args, **kwargs)]
                 else:
                     value = await job.fn(*args, **kwargs)
-                wires = serialize_returns(self.core, value, job.num_returns, job.fn_name)
-                reply = [OK, wires, time.perf_counter() - start]
+                wires, contained = serialize_returns(self.core, value, job.num_returns,
+                                                     job.fn_name)
+                reply = [OK, wires, time.perf_counter() - start, contained]
         except asyncio.CancelledError:
-            reply = [CANCELLED, None, time.perf_counter() - start]
+            reply = [CANCELLED, None, time.perf_counter() - start, []]
         except ActorExitSignal:
             reply = self._actor_exit_reply(start)
         except Exception as exc:
-            reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start]
+            reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
         self._running.pop(job.task_id, None)
         _settle(job.future, reply)
 

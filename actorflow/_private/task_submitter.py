@@ -95,10 +95,11 @@ class TaskSubmitter:
         self.tasks[task.task_id] = task
         if task.parent_task_id is not None:
             self.children.setdefault(task.parent_task_id, set()).add(task.task_id)
-        for slot in task.slots:
-            ref = slot[1]
-            task.unresolved += 1
-            self.core.resolve_ref(ref, lambda wire, slot=slot: self._resolved(task, slot, wire))
+        # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
+        task.unresolved = len(task.slots)
+        for slot in list(task.slots):
+            self.core.resolve_ref(slot[1],
+                                  lambda wire, slot=slot: self._resolved(task, slot, wire))
         if task.unresolved == 0:
             self._enqueue(task)
 
@@ -233,10 +234,11 @@ class TaskSubmitter:
             self._worker_lost(shape, worker)
             self._after_crash(task, exc)
         else:
-            status, payload, seconds = future.result()
+            status, payload, seconds, contained = future.result()
             old = self._fn_seconds.get(task.fn_id)
             self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
             if status == OK:
+                self.core.pin_contained_handles(task.return_ids, contained)
                 self._finish(task, payload)
             elif status == FAILED:
                 if self._should_retry_on_error(task, payload):
@@ -301,8 +303,7 @@ class TaskSubmitter:
                 siblings.discard(task.task_id)
                 if not siblings:
                     del self.children[task.parent_task_id]
-        for obj_id in task.pinned:
-            self.core.objects.unpin(obj_id)
+        task.pinned = []  # the refs and handles its arguments held may go now
         if task.num_returns == STREAMING:
             self.core.streams.finish(task.task_id, wires[0] if wires else None)
             return

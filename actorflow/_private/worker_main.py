@@ -36,13 +36,11 @@ def main() -> None:
     for path in reversed(json.loads(env.get("ACTORFLOW_SYS_PATH", "[]"))):
         if path not in sys.path:
             sys.path.insert(0, path)
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     from actorflow._private import context, output
     from actorflow._private.actor_host import ActorHost
     from actorflow._private.config import Config
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.core_worker import CoreWorker, current_task_name
     from actorflow._private.loop_thread import LoopThread
     from actorflow._private.runtime import Runtime
     from actorflow._private.task_executor import TaskExecutor
@@ -83,13 +81,16 @@ def main() -> None:
     if log_address:
         def forwarder(is_stderr: bool):  # noqa: ANN202
             def forward(text: str) -> None:
-                label = output.origin_label(executor.current_name)
+                label = output.origin_label(current_task_name.get())
                 runtime.call_soon(runtime.send_oneway, log_address, "core", "log",
                                   [label, is_stderr, text])
             return forward
 
         sys.stdout = output.ForwardingStream(sys.stdout, forwarder(False))  # type: ignore
         sys.stderr = output.ForwardingStream(sys.stderr, forwarder(True))  # type: ignore
+    # After the streams are replaced, so that logging in tasks reaches the driver too.
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def raylet_gone() -> None:
         os._exit(0)

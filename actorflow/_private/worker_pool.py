@@ -48,21 +48,32 @@ class WorkerPool:
     def count(self, *states: str) -> int:
         return sum(1 for w in self.workers.values() if w.state in states)
 
-    async def start_worker(self) -> WorkerProcess:
+    def new_worker(self) -> WorkerProcess:
+        """A worker record in the STARTING state; launch() starts its process."""
         worker_id = ids.new_id(8).hex()
         log_path = os.path.join(self.session_dir, "logs", f"worker-{worker_id}.log")
         worker = WorkerProcess(worker_id=worker_id, log_path=log_path)
         self.workers[worker_id] = worker
+        return worker
+
+    async def launch(self, worker: WorkerProcess) -> WorkerProcess:
+        worker_id, log_path = worker.worker_id, worker.log_path
         env = dict(os.environ)
         env.update(self.env)
         env["ACTORFLOW_WORKER_ID"] = worker_id
-        with open(log_path, "ab") as log:
-            worker.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "actorflow._private.worker_main",
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
-            )
+        try:
+            with open(log_path, "ab") as log:
+                worker.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "actorflow._private.worker_main",
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                    start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
+                )
+        except BaseException:
+            self.workers.pop(worker_id, None)
+            raise
         worker.pid = worker.process.pid
+        if worker.extra.get("killed"):  # shut down while it was being started
+            self.kill(worker)
         task = asyncio.get_running_loop().create_task(self._watch(worker))
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)

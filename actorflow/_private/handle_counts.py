@@ -1,0 +1,95 @@
+"""Reference counting of actor handles across processes.
+
+Every process counts the ActorHandle objects it holds per actor. A process that is not the
+actor's owner registers as a borrower with the owner when its count goes from 0 to 1 and
+deregisters when it drops back to 0 (or when its connection to the owner closes). The owner ends
+the actor once its own count is zero and no borrower is left — after a short grace period, so that
+a handle in flight to another process (inside task arguments or results) is registered by its
+receiver first. What keeps a handle alive while it travels: the submitting process pins handles
+found in a task's arguments until the task finishes, and the receiving process pins handles found
+in a result for as long as it keeps that result.
+
+Named and detached actors are not collected: they live until killed (or their owner exits).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from actorflow._private.runtime import Call
+
+if TYPE_CHECKING:
+    from actorflow._private.core_worker import CoreWorker
+
+GRACE_SECONDS = 1.0
+
+
+class HandleCounts:
+    def __init__(self, core: CoreWorker) -> None:
+        self.core = core
+        self._lock = threading.Lock()
+        self._local: dict[str, int] = {}
+        self._owner: dict[str, str] = {}
+        self._collectable: set[str] = set()  # owned here, unnamed, not detached
+        self._borrowers: dict[str, set[str]] = {}
+
+    def owned_and_collectable(self, actor_id: str) -> None:
+        with self._lock:
+            self._collectable.add(actor_id)
+
+    def added(self, actor_id: str, owner: str) -> None:
+        """An ActorHandle was made in this process (any thread)."""
+        with self._lock:
+            count = self._local.get(actor_id, 0) + 1
+            self._local[actor_id] = count
+            self._owner[actor_id] = owner
+        if count == 1 and owner and owner != self.core.address:
+            self.core.runtime.call_soon(self._send, owner, "borrow_actor", actor_id)
+
+    def removed(self, actor_id: str) -> None:
+        """An ActorHandle of this process was garbage-collected (any thread)."""
+        with self._lock:
+            count = self._local.get(actor_id, 0) - 1
+            if count > 0:
+                self._local[actor_id] = count
+                return
+            self._local.pop(actor_id, None)
+            owner = self._owner.pop(actor_id, "")
+        if owner and owner != self.core.address:
+            self.core.runtime.call_soon(self._send, owner, "release_actor", actor_id)
+        elif actor_id in self._collectable:
+            self.core.runtime.call_soon(self._check_later, actor_id)
+
+    def _send(self, owner: str, what: str, actor_id: str) -> None:
+        if not self.core.runtime.closed:
+            self.core.runtime.send_oneway(owner, "core", what, [actor_id, self.core.address])
+
+    # -- owner side (loop thread) ---------------------------------------------------------------
+
+    def borrowed(self, actor_id: str, borrower: str, call: Call | None) -> None:
+        self._borrowers.setdefault(actor_id, set()).add(borrower)
+        if call is not None:
+            call.on_caller_lost(lambda: self.released(actor_id, borrower))
+
+    def released(self, actor_id: str, borrower: str) -> None:
+        borrowers = self._borrowers.get(actor_id)
+        if borrowers is not None:
+            borrowers.discard(borrower)
+            if not borrowers:
+                del self._borrowers[actor_id]
+        self._check_later(actor_id)
+
+    def _check_later(self, actor_id: str) -> None:
+        self.core.runtime.loop.call_later(GRACE_SECONDS, self._collect_if_unused, actor_id)
+
+    def _collect_if_unused(self, actor_id: str) -> None:
+        with self._lock:
+            if (actor_id not in self._collectable or self._local.get(actor_id)
+                    or self._borrowers.get(actor_id)):
+                return
+            self._collectable.discard(actor_id)
+        if not self.core.runtime.closed:
+            self.core.runtime.send_oneway(
+                self.core.gcs_address, "actors", "kill_actor",
+                [actor_id, True, "every handle to it is gone (it went out of scope)"])
