@@ -49,8 +49,7 @@ def _method_table(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
 
 def _constructor_signature(cls: type) -> Any:
     try:
-        sig = inspect.signature(cls.__init__)
-        return sig.replace(parameters=list(sig.parameters.values())[1:])
+        return inspect.signature(cls)
     except (TypeError, ValueError):
         return None
 

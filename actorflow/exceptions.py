@@ -7,6 +7,7 @@ for Ray keeps working.
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 __all__ = [
@@ -74,7 +75,7 @@ class TaskError(ActorflowError):
         if cause_cls is None or isinstance(self, cause_cls) or issubclass(TaskError, cause_cls):
             return self
         try:
-            dual = _dual_class(cause_cls)
+            dual: Any = _dual_class(cause_cls)
             err = dual.__new__(dual)
             TaskError.__init__(err, self.function_name, self.traceback_str, self.cause,
                                self.pid, self.ip)
@@ -98,9 +99,10 @@ def _dual_class(cause_cls: type) -> type:
         def __reduce__(self: TaskError) -> Any:  # pickles back as the plain TaskError
             return TaskError.__reduce__(self)
 
-        cls = type(name, (TaskError, cause_cls), {"__reduce__": __reduce__,
-                                                   "__str__": TaskError.__str__,
-                                                   "__module__": __name__})
+        namespace = {"__reduce__": __reduce__, "__str__": TaskError.__str__,
+                     "__module__": __name__}
+        cls = types.new_class(name, (TaskError, cause_cls), exec_body=lambda ns: ns.update(
+            namespace))
         _dual_classes[cause_cls] = cls
     return cls
 

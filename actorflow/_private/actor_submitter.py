@@ -16,6 +16,7 @@ import asyncio
 import bisect
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,8 +100,10 @@ class ActorSubmitter:
         # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
         call.unresolved = len(call.slots)
         for slot in list(call.slots):
-            self.core.resolve_ref(slot[1],
-                                  lambda wire, slot=slot: self._resolved(ch, call, slot, wire))
+            def resolved(wire: list, slot: list = slot) -> None:
+                self._resolved(ch, call, slot, wire)
+
+            self.core.resolve_ref(slot[1], resolved)
         self._pump(ch)
 
     def _resolved(self, ch: ActorChannel, call: ActorCall, slot: list, wire: list) -> None:
@@ -133,9 +136,10 @@ class ActorSubmitter:
         address = ch.address
         payload = [call.task_id, call.method, call.args_wire, call.slots, call.num_returns,
                    self.core.address]
-        on_stream = None
+        on_stream: Callable[[Any], None] | None = None
         if call.num_returns == STREAMING:
-            on_stream = lambda item: self._stream_item(call, item)  # noqa: E731
+            def on_stream(item: list) -> None:
+                self._stream_item(call, item)
         future = self.runtime.request(address, "actor", "call", payload, on_stream)
         future.add_done_callback(lambda f: self._on_reply(ch, call, address, f))
 
@@ -209,7 +213,7 @@ class ActorSubmitter:
         if call.num_returns == STREAMING:
             self.core.streams.finish(call.task_id, wires[0] if wires else None)
             return
-        for obj_id, wire in zip(call.return_ids, wires):
+        for obj_id, wire in zip(call.return_ids, wires, strict=False):
             self.core.set_object(obj_id, wire)
 
     def _finish_cancelled(self, call: ActorCall) -> None:

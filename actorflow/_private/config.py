@@ -47,7 +47,7 @@ class Config:
             raw = environ.get("ACTORFLOW_" + f.name.upper())
             if raw is None:
                 continue
-            kind = type(f.default)
+            kind: Any = type(f.default)
             try:
                 if kind is bool:
                     changes[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")

@@ -374,57 +374,44 @@ class CoreWorker:
             raise value
         return value
 
-    def _wait_wires(self, refs: list, timeout: float | None, what: str,
-                    stop_on_error: bool = True) -> list:
-        """Block until every ref has a value (or one is an error); return the wires."""
+    def _wait_wires(self, refs: list, timeout: float | None, what: str) -> list:
+        """Block until every ref has a value, or one is an error; return the wires."""
         wires: list = [self.objects.get_wire(r.id) for r in refs]
+        for wire in wires:
+            if wire is not None and serialization.is_error(wire):
+                raise self._value(wire)
         missing = [i for i, w in enumerate(wires) if w is None]
-        if not missing or (stop_on_error and any(
-                w is not None and serialization.is_error(w) for w in wires)):
-            if not missing:
-                return wires
-            raise self._value(next(w for w in wires if w is not None and
-                                   serialization.is_error(w)))
-        waker = threading.Lock()
-        waker.acquire()
-        state_lock = threading.Lock()
-        state = {"left": len(missing), "woken": False, "error": None}
-
-        def arrived(index: int, wire: list) -> None:
-            with state_lock:
-                wires[index] = wire
-                state["left"] -= 1
-                failed = stop_on_error and serialization.is_error(wire)
-                if failed and state["error"] is None:
-                    state["error"] = wire
-                if (state["left"] == 0 or failed) and not state["woken"]:
-                    state["woken"] = True
-                    waker.release()
-
+        if not missing:
+            return wires
+        waiter = _Waiter(needed=len(missing), wake_on_error=True)
         callbacks = []
         for index in missing:
-            cb = (lambda i: lambda wire: arrived(i, wire))(index)
-            callbacks.append((refs[index], cb))
-            self.runtime.call_soon(self.resolve_ref, refs[index], cb)
+            def arrived(wire: list, index: int = index) -> None:
+                wires[index] = wire
+                waiter.arrived(index, wire)
+
+            callbacks.append((refs[index], arrived))
+            self.runtime.call_soon(self.resolve_ref, refs[index], arrived)
+        if not self._block(waiter, timeout):
+            for ref, cb in callbacks:
+                self.objects.remove_callback(ref.id, cb)
+            raise exceptions.GetTimeoutError(
+                f"actorflow.{what}() timed out after {timeout} s: {waiter.left} of {len(refs)} "
+                f"objects not ready")
+        if waiter.error is not None:
+            raise self._value(waiter.error)
+        return wires
+
+    def _block(self, waiter: _Waiter, timeout: float | None) -> bool:
+        """Wait on a user thread; a task that blocks gives its CPU back meanwhile."""
         blocked = self.on_blocked is not None and current_task_id.get() is not None
         if blocked:
             self.on_blocked()  # type: ignore[misc]
         try:
-            got = waker.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+            return waiter.wait(timeout)
         finally:
             if blocked:
                 self.on_unblocked()  # type: ignore[misc]
-        if not got:
-            for ref, cb in callbacks:
-                self.objects.remove_callback(ref.id, cb)
-            with state_lock:
-                left = state["left"]
-            raise exceptions.GetTimeoutError(
-                f"actorflow.{what}() timed out after {timeout} s: {left} of {len(refs)} "
-                f"objects not ready")
-        if state["error"] is not None:
-            raise self._value(state["error"])
-        return wires
 
     def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list, list]:
@@ -432,9 +419,23 @@ class CoreWorker:
 
         check_not_in_event_loop("wait")
         refs = self._check_wait_args(refs, num_returns, ObjectRef)
-        ready_ids = self._wait_ready(refs, num_returns, timeout)
+        ready_ids = {r.id for r in refs if self.objects.get_wire(r.id) is not None}
+        if len(ready_ids) < num_returns and timeout != 0:
+            waiter = _Waiter(needed=num_returns - len(ready_ids), wake_on_error=False)
+            callbacks = []
+            for ref in refs:
+                if ref.id not in ready_ids:
+                    def arrived(wire: list, obj_id: bytes = ref.id) -> None:
+                        waiter.arrived(obj_id, wire)
+
+                    callbacks.append((ref, arrived))
+                    self.runtime.call_soon(self.resolve_ref, ref, arrived)
+            self._block(waiter, timeout)
+            for ref, cb in callbacks:
+                self.objects.remove_callback(ref.id, cb)
+            ready_ids |= waiter.keys()
         ready = [r for r in refs if r.id in ready_ids][:num_returns]
-        chosen = set(id(r) for r in ready)
+        chosen = {id(r) for r in ready}
         return ready, [r for r in refs if id(r) not in chosen]
 
     @staticmethod
@@ -452,41 +453,6 @@ class CoreWorker:
             raise ValueError(f"num_returns must be between 1 and the number of refs "
                              f"({len(refs)}), got {num_returns!r}")
         return refs
-
-    def _wait_ready(self, refs: list, num_returns: int, timeout: float | None) -> set:
-        ready = {r.id for r in refs if self.objects.get_wire(r.id) is not None}
-        if len(ready) >= num_returns or timeout == 0:
-            return ready
-        waker = threading.Lock()
-        waker.acquire()
-        state_lock = threading.Lock()
-        woken = [False]
-
-        def arrived(obj_id: bytes, wire: list) -> None:
-            with state_lock:
-                ready.add(obj_id)
-                if len(ready) >= num_returns and not woken[0]:
-                    woken[0] = True
-                    waker.release()
-
-        callbacks = []
-        for ref in refs:
-            if ref.id not in ready:
-                cb = (lambda oid: lambda wire: arrived(oid, wire))(ref.id)
-                callbacks.append((ref, cb))
-                self.runtime.call_soon(self.resolve_ref, ref, cb)
-        blocked = self.on_blocked is not None and current_task_id.get() is not None
-        if blocked:
-            self.on_blocked()  # type: ignore[misc]
-        try:
-            waker.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
-        finally:
-            if blocked:
-                self.on_unblocked()  # type: ignore[misc]
-        for ref, cb in callbacks:
-            self.objects.remove_callback(ref.id, cb)
-        with state_lock:
-            return set(ready)
 
     async def get_async(self, ref: Any) -> Any:
         """Await a ref's value from any event loop; cancelling the awaiter cancels the task."""
@@ -540,6 +506,41 @@ class CoreWorker:
             stream.flush()
         except Exception:
             pass
+
+
+class _Waiter:
+    """Counts values arriving (on the runtime loop) and wakes one blocked user thread once
+    enough have arrived, or at the first error when wake_on_error."""
+
+    def __init__(self, needed: int, wake_on_error: bool) -> None:
+        self.left = needed
+        self.error: list | None = None
+        self._wake_on_error = wake_on_error
+        self._arrived: set = set()
+        self._lock = threading.Lock()
+        self._waker = threading.Lock()
+        self._waker.acquire()
+        self._woken = False
+
+    def arrived(self, key: Any, wire: list) -> None:
+        with self._lock:
+            if key in self._arrived:
+                return
+            self._arrived.add(key)
+            self.left -= 1
+            failed = self._wake_on_error and serialization.is_error(wire)
+            if failed and self.error is None:
+                self.error = wire
+            if (self.left <= 0 or failed) and not self._woken:
+                self._woken = True
+                self._waker.release()
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._waker.acquire(timeout=-1 if timeout is None else max(0.0, timeout))
+
+    def keys(self) -> set:
+        with self._lock:
+            return set(self._arrived)
 
 
 def _resolve_future(future: asyncio.Future, value: Any) -> None:

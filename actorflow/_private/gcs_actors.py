@@ -82,7 +82,8 @@ class ActorManager:
             owned = self._owned_by.get(call.conn)
             if owned is None:
                 owned = self._owned_by[call.conn] = set()
-                call.on_caller_lost(lambda conn=call.conn: self._owner_gone(conn))
+                conn = call.conn
+                call.on_caller_lost(lambda: self._owner_gone(conn))
             owned.add(record.actor_id)
         self.runtime.loop.create_task(self._create(record))
         return [record.actor_id, False, spec["meta"]]
@@ -123,8 +124,10 @@ class ActorManager:
         record.worker_id, record.lease_id, record.raylet_address = worker_id, lease_id, raylet
         self._by_worker[worker_id] = record
         # The raylet reports the exit code; the lost connection is the fallback if it cannot.
-        self.runtime.on_peer_lost(address, lambda: self.runtime.loop.call_later(
-            0.5, self._worker_lost, record, worker_id, None))
+        def lost() -> None:
+            self.runtime.loop.call_later(0.5, self._worker_lost, record, worker_id, None)
+
+        self.runtime.on_peer_lost(address, lost)
         try:
             status, payload, _seconds, _contained = await self.runtime.request(
                 address, "actor", "become_actor",

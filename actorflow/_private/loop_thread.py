@@ -1,4 +1,4 @@
-"""The runtime's event loop on a thread of its own, so user code on other threads never blocks it."""
+"""The runtime's event loop on a thread of its own, so user threads never block it."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-
 MISSING: Any = object()  # wait_or_get: no such object here
 
 

@@ -179,7 +179,8 @@ class Raylet:
             held = self._leases_by_holder.get(call.conn)
             if held is None:
                 held = self._leases_by_holder[call.conn] = set()
-                call.on_caller_lost(lambda conn=call.conn: self._holder_lost(conn))
+                conn = call.conn
+                call.on_caller_lost(lambda: self._holder_lost(conn))
             held.add(lease.lease_id)
             lease.holder = call.conn
         return [lease.lease_id, lease.worker.worker_id, lease.worker.address]

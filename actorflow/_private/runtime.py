@@ -31,9 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 import transports
-from transports import CommClosedError, Connection
-
 from actorflow import exceptions
+from transports import CommClosedError, Connection
 
 logger = logging.getLogger("actorflow.runtime")
 

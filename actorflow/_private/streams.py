@@ -101,8 +101,12 @@ class StreamTable:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
 
+        def settle() -> None:
+            if not future.done():
+                future.set_result(None)
+
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: future.done() or future.set_result(None))
+            loop.call_soon_threadsafe(settle)
 
         found = self._ready(task_id, index, wake)
         if found is not None:

@@ -126,7 +126,7 @@ class TaskExecutor:
         self._main_queue: queue.SimpleQueue = queue.SimpleQueue()
         self._queued: dict[bytes, _Job] = {}
         self._running: dict[bytes, _Job] = {}
-        self._main_thread_id = threading.main_thread().ident
+        self._main_thread_id = threading.main_thread().ident or 0
         self.on_actor_exit: Any = None  # set by the actor host
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------

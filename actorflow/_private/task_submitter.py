@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,8 +99,10 @@ class TaskSubmitter:
         # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
         task.unresolved = len(task.slots)
         for slot in list(task.slots):
-            self.core.resolve_ref(slot[1],
-                                  lambda wire, slot=slot: self._resolved(task, slot, wire))
+            def resolved(wire: list, slot: list = slot) -> None:
+                self._resolved(task, slot, wire)
+
+            self.core.resolve_ref(slot[1], resolved)
         if task.unresolved == 0:
             self._enqueue(task)
 
@@ -214,9 +217,10 @@ class TaskSubmitter:
             blob = task.fn_blob
         payload = [task.task_id, task.fn_id, blob, task.fn_name, task.args_wire, task.slots,
                    task.num_returns, self.core.address]
-        on_stream = None
+        on_stream: Callable[[Any], None] | None = None
         if task.num_returns == STREAMING:
-            on_stream = lambda item: self._stream_item(task, item)  # noqa: E731
+            def on_stream(item: list) -> None:
+                self._stream_item(task, item)
         future = self.runtime.request(worker.address, "worker", "push_task", payload, on_stream)
         future.add_done_callback(lambda f: self._on_reply(shape, task, worker, f))
 
@@ -307,7 +311,7 @@ class TaskSubmitter:
         if task.num_returns == STREAMING:
             self.core.streams.finish(task.task_id, wires[0] if wires else None)
             return
-        for obj_id, wire in zip(task.return_ids, wires):
+        for obj_id, wire in zip(task.return_ids, wires, strict=False):
             self.core.set_object(obj_id, wire)
 
     def _finish_cancelled(self, task: PendingTask) -> None:

@@ -79,7 +79,7 @@ def main() -> None:
 
     log_address = env.get("ACTORFLOW_LOG_ADDRESS", "")
     if log_address:
-        def forwarder(is_stderr: bool):  # noqa: ANN202
+        def forwarder(is_stderr: bool):
             def forward(text: str) -> None:
                 label = output.origin_label(current_task_name.get())
                 runtime.call_soon(runtime.send_oneway, log_address, "core", "log",

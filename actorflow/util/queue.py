@@ -144,7 +144,7 @@ class Queue:
     def _put_call(self, item: Any, block: bool, timeout: float | None) -> ObjectRef:
         handle = self._handle()
         if not block:
-            return handle.put.remote(item, 0)
+            return handle.put.remote(item, None)
         _check_timeout(timeout)
         return handle.put.remote(item, timeout)
 
@@ -223,7 +223,7 @@ class _QueueActor:
     async def get(self, timeout: float | None = None) -> tuple[bool, Any]:
         """(True, first item), waiting up to timeout (0: not at all); (False, None) if none."""
         if not self.queue.empty():
-            return True, self.queue._queue.pop()
+            return True, self.queue.get_nowait()
         if timeout is not None and timeout <= 0:
             return False, None
         try:
