@@ -4,7 +4,7 @@ The GCS sends ``become_actor`` once (the constructor runs on the main thread); c
 ``call`` straight here. How a call runs depends on the kind of actor:
 
 - default: one call at a time, in arrival order, on the main thread;
-- async (any ``async def`` method): coroutines on the loop, at most ``max_concurrency`` at once;
+- async (any ``async def`` method): every method on the loop, at most ``max_concurrency`` at once;
 - threaded (sync, ``max_concurrency > 1``): a thread pool of that size.
 
 ``concurrency_groups`` give named methods their own limit (a semaphore or a thread pool each).
@@ -117,7 +117,9 @@ class ActorHost:
         job = self.executor.make_job(task_id, fn, f"{self.class_name}.{method_name}", args_wire,
                                      slots, num_returns, call)
         group = self._method_groups.get(method_name, "_default")
-        if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+        if self.is_async and fn is not _terminate:
+            # Every method of an async actor runs on its loop, plain ones too (as in Ray), so
+            # they can touch the actor's asyncio objects safely.
             self.executor.start_async(job, self._limiters.get(group))
         elif group in self._pools:
             self.executor.run_in_pool(job, self._pools[group])

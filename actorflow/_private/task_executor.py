@@ -299,7 +299,9 @@ class TaskExecutor:
             args, kwargs = decode_args(job.args_wire, job.slots)
             if job.num_returns == STREAMING:
                 index = 0
-                async for item in job.fn(*args, **kwargs):
+                produced = job.fn(*args, **kwargs)
+                items = produced if inspect.isasyncgen(produced) else _aiter(produced)
+                async for item in items:
                     wire = serialize_returns(self.core, item, 1, job.fn_name)[0][0]
                     job.call.stream([index, wire])
                     index += 1
@@ -308,7 +310,9 @@ class TaskExecutor:
                 if inspect.isasyncgenfunction(job.fn):
                     value = [item async for item in job.fn(*args, **kwargs)]
                 else:
-                    value = await job.fn(*args, **kwargs)
+                    value = job.fn(*args, **kwargs)  # a plain method of an async actor, or
+                    if inspect.isawaitable(value):  # a coroutine function
+                        value = await value
                 wires, contained = serialize_returns(self.core, value, job.num_returns,
                                                      job.fn_name)
                 reply = [OK, wires, time.perf_counter() - start, contained]
@@ -320,6 +324,11 @@ class TaskExecutor:
             reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
         self._running.pop(job.task_id, None)
         _settle(job.future, reply)
+
+
+async def _aiter(items: Any) -> Any:
+    for item in items:
+        yield item
 
 
 def _settle(future: asyncio.Future, reply: list) -> None:

@@ -56,6 +56,17 @@ def _check_timeout(timeout: float | None) -> None:
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
 
 
+def _refuse_running_loop(method: str) -> None:
+    """The blocking methods, like actorflow.get/wait, refuse a thread whose loop is running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise exceptions.AsyncioContextError(
+        f"ActorPool.{method}() blocks, and this thread is running an asyncio event loop: use "
+        f"`await pool.{method}_async(...)` (or `async for ... in pool.map_async(...)`) instead")
+
+
 def _consume(future: asyncio.Future) -> None:
     """Mark a helper future's outcome as seen, so asyncio does not log it as never retrieved."""
     if not future.cancelled():
@@ -162,6 +173,7 @@ class ActorPool:
         """The next result in submission order, waiting up to ``timeout`` seconds (None: no
         limit). On timeout raise ``GetTimeoutError``; with ``ignore_if_timedout=True`` the
         timed-out result is also skipped (never returned) and its actor made idle again."""
+        _refuse_running_loop("get_next")
         _check_timeout(timeout)
         task = self._first()
         ready, _ = actorflow.wait([task.ref], num_returns=1, timeout=timeout)
@@ -174,6 +186,7 @@ class ActorPool:
         """Whichever result is ready first (the earliest submitted among those ready), waiting up
         to ``timeout`` seconds. On timeout raise ``GetTimeoutError``; with
         ``ignore_if_timedout=True`` the oldest outstanding result is skipped."""
+        _refuse_running_loop("get_next_unordered")
         _check_timeout(timeout)
         tasks = self._candidates(ordered=False)
         ready, _ = actorflow.wait([t.ref for t in tasks], num_returns=1, timeout=timeout)

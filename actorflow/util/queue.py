@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import actorflow
+from actorflow import exceptions
 from actorflow.object_ref import ObjectRef
 
 __all__ = ["Empty", "Full", "Queue"]
@@ -94,6 +95,7 @@ class Queue:
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Add item at the end. If the queue is full: with block=False raise Full at once;
         otherwise wait for room, up to timeout seconds (None: no limit), then raise Full."""
+        _refuse_running_loop("put")
         _put_reply(actorflow.get(self._put_call(item, block, timeout)))
 
     async def put_async(self, item: Any, block: bool = True,
@@ -105,6 +107,7 @@ class Queue:
         """Remove and return the first item. If the queue is empty: with block=False raise Empty
         at once; otherwise wait for an item, up to timeout seconds (None: no limit), then raise
         Empty."""
+        _refuse_running_loop("get")
         return _get_reply(actorflow.get(self._get_call(block, timeout)))
 
     async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -144,7 +147,7 @@ class Queue:
     def _put_call(self, item: Any, block: bool, timeout: float | None) -> ObjectRef:
         handle = self._handle()
         if not block:
-            return handle.put.remote(item, None)
+            return handle.put.remote(item, 0)
         _check_timeout(timeout)
         return handle.put.remote(item, timeout)
 
@@ -170,6 +173,17 @@ class Queue:
                 if not ready:
                     actorflow.kill(self.actor, no_restart=True)
         self.actor = None
+
+
+def _refuse_running_loop(method: str) -> None:
+    """Blocking calls, like actorflow.get, refuse a thread whose event loop is running."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise exceptions.AsyncioContextError(
+        f"Queue.{method}() blocks, and this thread is running an asyncio event loop: use "
+        f"`await queue.{method}_async(...)` instead")
 
 
 def _check_timeout(timeout: float | None) -> None:
