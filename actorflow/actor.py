@@ -260,5 +260,5 @@ def exit_actor() -> None:
     core = context.core_or_none()
     if core is None or "actor_id" not in core.extensions:
         raise TypeError("exit_actor() can only be called inside an actor method")
-    raise ActorExitSignal()
+    raise ActorExitSignal("the actor exited: exit_actor() was called")
 

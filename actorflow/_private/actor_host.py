@@ -145,7 +145,7 @@ class ActorHost:
 
 
 def _terminate() -> None:
-    raise ActorExitSignal()
+    raise ActorExitSignal("the actor was terminated gracefully (__ray_terminate__)")
 
 
 def is_async_class(cls: type) -> bool:

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("actorflow.actors")
 
+FATE_TIMEOUT = 10.0  # seconds a caller waits to learn why an actor's process went away
+
 
 @dataclass(eq=False)
 class ActorCall:
@@ -71,6 +73,7 @@ class ActorChannel:
     watching: bool = False
     next_seq: int = 0
     lost: list = field(default_factory=list)  # calls lost with their worker, no retries left
+    learning: bool = False  # asking the GCS what happened to the actor
 
 
 class ActorSubmitter:
@@ -182,8 +185,8 @@ class ActorSubmitter:
                 call.retries_left -= 1
             self._requeue(ch, call)
         else:
-            ch.lost.append(call)  # fails once the GCS says whether the actor is dead for good
-            self._watch(ch)
+            ch.lost.append(call)
+            self._learn_fate(ch)
         self._pump(ch)
 
     def _retry_on_error(self, call: ActorCall, error_wire: list) -> bool:
@@ -240,15 +243,7 @@ class ActorSubmitter:
             return
         version, state, address, cause, error_wire = future.result()
         ch.version = version
-        lost, ch.lost = ch.lost, []
-        for call in lost:
-            if state == "DEAD":
-                self._finish_dead_with(call, cause, error_wire)
-            else:
-                error = exceptions.ActorDiedError(
-                    f"the actor's process died while running {call.fn_name}() (the actor was "
-                    f"restarted) and the call has no retries left (max_task_retries)")
-                self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+        self._fail_lost(ch, state, cause, error_wire)
         if state == "ALIVE":
             ch.address = address
             self._pump(ch)
@@ -256,6 +251,41 @@ class ActorSubmitter:
             self._declare_dead(ch, cause, error_wire)
         else:
             self._watch(ch)
+
+    def _learn_fate(self, ch: ActorChannel) -> None:
+        """Calls lost with the actor's process fail as soon as the GCS records what happened
+        (restarting or dead), without waiting for a restart to finish."""
+        if ch.learning:
+            return
+        ch.learning = True
+        future = self.runtime.request(self.core.gcs_address, "actors", "wait_actor",
+                                      [ch.actor_id, ch.version, False])
+        # Should the GCS not notice the death (it normally does within a second), fail anyway.
+        timer = self.runtime.loop.call_later(FATE_TIMEOUT, self._fail_lost, ch, "", "", None)
+
+        def known(f: asyncio.Future) -> None:
+            ch.learning = False
+            timer.cancel()
+            if f.exception() is not None:
+                self._fail_lost(ch, "", str(f.exception()), None)
+                return
+            _version, state, _address, cause, error_wire = f.result()
+            self._fail_lost(ch, state, cause, error_wire)
+
+        future.add_done_callback(known)
+
+    def _fail_lost(self, ch: ActorChannel, state: str, cause: str,
+                   error_wire: list | None) -> None:
+        lost, ch.lost = ch.lost, []
+        for call in lost:
+            if state == "DEAD":
+                self._finish_dead_with(call, cause, error_wire)
+                continue
+            what = " (it is being restarted)" if state in ("RESTARTING", "PENDING") else ""
+            error = exceptions.ActorDiedError(
+                f"the actor's process died while running {call.fn_name}(){what}, and the call "
+                f"has no retries left (max_task_retries)")
+            self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
 
     def _declare_dead(self, ch: ActorChannel, cause: str, error_wire: list | None) -> None:
         ch.dead = [cause, error_wire]

@@ -232,13 +232,15 @@ class ActorManager:
     # -- queries --------------------------------------------------------------------------------
 
     async def handle_wait_actor(self, payload: list, call: Call) -> list:
-        """Answer with the actor's state once it is newer than known_version and settled
-        (ALIVE or DEAD), or at once if it already is."""
-        actor_id, known_version = payload
+        """Answer with the actor's state once it is newer than known_version and, when settled
+        is asked for, ALIVE or DEAD; at once if it already is."""
+        actor_id, known_version = payload[0], payload[1]
+        settled = payload[2] if len(payload) > 2 else True
         record = self.actors.get(actor_id)
         if record is None:
             return [0, DEAD, "", f"no actor with id {actor_id} is known to the cluster", None]
-        while record.version <= known_version or record.state in (PENDING, RESTARTING):
+        while record.version <= known_version or (settled and record.state in (PENDING,
+                                                                                RESTARTING)):
             future = self.runtime.loop.create_future()
             record.waiters.append(future)
             await future

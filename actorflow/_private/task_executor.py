@@ -128,6 +128,7 @@ class TaskExecutor:
         self._running: dict[bytes, _Job] = {}
         self._main_thread_id = threading.main_thread().ident or 0
         self.on_actor_exit: Any = None  # set by the actor host
+        self.exit_reason: str | None = None  # once set, calls are refused, not run
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------
 
@@ -246,6 +247,8 @@ class TaskExecutor:
         self._main_queue.put(None)
 
     def _run_sync(self, job: _Job) -> list:
+        if self.exit_reason is not None:
+            return self._refused(0.0)
         token = current_task_id.set(job.task_id)
         name_token = current_task_name.set(job.fn_name)
         start = time.perf_counter()
@@ -265,8 +268,8 @@ class TaskExecutor:
             return [OK, wires, time.perf_counter() - start, contained]
         except TaskCancelledSignal:
             return [CANCELLED, None, time.perf_counter() - start, []]
-        except ActorExitSignal:
-            return self._actor_exit_reply(start)
+        except ActorExitSignal as exit_signal:
+            return self._actor_exit_reply(start, exit_signal)
         except KeyboardInterrupt as exc:
             if job.cancelled:
                 return [CANCELLED, None, time.perf_counter() - start, []]
@@ -277,11 +280,16 @@ class TaskExecutor:
             current_task_name.reset(name_token)
             current_task_id.reset(token)
 
-    def _actor_exit_reply(self, start: float) -> list:
-        reason = "the actor exited: exit_actor() was called"
+    def _actor_exit_reply(self, start: float, exit_signal: ActorExitSignal) -> list:
+        reason = str(exit_signal) or "the actor exited: exit_actor() was called"
+        # Set here, on the thread that ran the call, so that no call queued behind it runs.
+        self.exit_reason = reason
         if self.on_actor_exit is not None:
             self.runtime.call_soon(self.on_actor_exit, reason)
-        error = exceptions.ActorDiedError(reason)
+        return self._refused(start)
+
+    def _refused(self, start: float) -> list:
+        error = exceptions.ActorDiedError(f"the actor is dead: {self.exit_reason}")
         return [FAILED, serialization.serialize_error(error), time.perf_counter() - start, []]
 
     async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
@@ -292,6 +300,10 @@ class TaskExecutor:
             await self._run_async_now(job)
 
     async def _run_async_now(self, job: _Job) -> None:
+        if self.exit_reason is not None:
+            self._running.pop(job.task_id, None)
+            _settle(job.future, self._refused(0.0))
+            return
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
         current_task_name.set(job.fn_name)
         start = time.perf_counter()
@@ -318,8 +330,8 @@ class TaskExecutor:
                 reply = [OK, wires, time.perf_counter() - start, contained]
         except asyncio.CancelledError:
             reply = [CANCELLED, None, time.perf_counter() - start, []]
-        except ActorExitSignal:
-            reply = self._actor_exit_reply(start)
+        except ActorExitSignal as exit_signal:
+            reply = self._actor_exit_reply(start, exit_signal)
         except Exception as exc:
             reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
         self._running.pop(job.task_id, None)
