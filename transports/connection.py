@@ -243,7 +243,7 @@ class Connection:
         self.close()
         await asyncio.shield(self._closed_fut)
 
-    async def __aenter__(self) -> Connection:  # noqa: PYI034 - py3.10 has no Self
+    async def __aenter__(self) -> Connection:
         return self
 
     async def __aexit__(

@@ -102,7 +102,7 @@ class FrameDecoder:
                             view[pos + HEADER_SIZE : end], raw=False, strict_map_key=False
                         )
                     )
-                except Exception as exc:  # noqa: BLE001 - msgpack raises a zoo of types on junk
+                except Exception as exc:
                     self.error = FrameError(f"undecodable msgpack frame ({size} bytes): {exc!r}")
                     break
                 pos = end

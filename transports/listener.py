@@ -46,7 +46,7 @@ class Listener:
         # Let the loop run the socket teardown callbacks scheduled by close().
         await asyncio.sleep(0)
 
-    async def __aenter__(self) -> Listener:  # noqa: PYI034 - py3.10 has no Self
+    async def __aenter__(self) -> Listener:
         return self
 
     async def __aexit__(
