@@ -76,13 +76,13 @@ class TaskError(ActorflowError):
             return self
         try:
             dual: Any = _dual_class(cause_cls)
-            err = dual.__new__(dual)
-            TaskError.__init__(err, self.function_name, self.traceback_str, self.cause,
-                               self.pid, self.ip)
+            # No __init__ call: the cause's class may want other arguments than ours.
+            err = dual.__new__(dual, *self.cause.args)  # type: ignore[union-attr]
+            err.args = self.cause.args  # type: ignore[union-attr]
             err.__dict__.update(getattr(self.cause, "__dict__", {}))
-            # __init__ above may have clobbered attributes the cause defines; keep ours last.
             err.function_name, err.traceback_str, err.cause = (
                 self.function_name, self.traceback_str, self.cause)
+            err.pid, err.ip = self.pid, self.ip
             return err
         except Exception:  # a class that refuses subclassing or construction: plain TaskError
             return self

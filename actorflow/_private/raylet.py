@@ -56,7 +56,8 @@ class Raylet:
         self.gcs_address = gcs_address
         self.prestart = prestart
         self.pool = WorkerPool(session_dir=session_dir, env=worker_env,
-                               on_exit=self._on_worker_exit)
+                               on_exit=self._on_worker_exit,
+                               use_forkserver=config.use_forkserver)
         self.leases: dict[str, Lease] = {}
         self.queue: deque[LeaseRequest] = deque()
         self._idle: deque[WorkerProcess] = deque()

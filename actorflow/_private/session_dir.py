@@ -8,7 +8,8 @@ import time
 
 def create(root: str) -> str:
     os.makedirs(root, mode=0o700, exist_ok=True)
-    name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}"
+    # The random part: one process may start several sessions within a second.
+    name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(3).hex()}"
     path = os.path.join(root, name)
     os.makedirs(os.path.join(path, "logs"), mode=0o700)
     latest = os.path.join(root, "session_latest")

@@ -22,6 +22,8 @@ import time
 import traceback
 from typing import Any
 
+import cloudpickle
+
 from actorflow import exceptions
 from actorflow._private import serialization
 from actorflow._private.core_worker import CoreWorker, current_task_id, current_task_name
@@ -72,13 +74,17 @@ def decode_args(args_wire: list, slots: list) -> tuple[list, dict]:
 
 
 def task_error(fn_name: str, exc: BaseException) -> list:
+    """The wire form of the TaskError for exc. If exc cannot travel (it cannot be pickled, or
+    not rebuilt from its pickle), the TaskError carries only its traceback (cause None)."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     err = exceptions.TaskError(fn_name, tb, exc, os.getpid(), _host_ip())
     try:
-        return serialization.serialize_error(err)
+        data = cloudpickle.dumps(err, protocol=5)
+        pickle.loads(data)  # an exception whose __init__ wants other arguments fails here
+        return [serialization.ERROR, data]
     except Exception:
-        return serialization.serialize_error(exceptions.TaskError(fn_name, tb, None,
-                                                                  os.getpid(), _host_ip()))
+        bare = exceptions.TaskError(fn_name, tb, None, os.getpid(), _host_ip())
+        return serialization.serialize_error(bare)
 
 
 def _host_ip() -> str:

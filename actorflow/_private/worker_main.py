@@ -18,7 +18,7 @@ import sys
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -30,7 +30,7 @@ def _die_with_parent() -> None:
 
 
 def main() -> None:
-    _die_with_parent()
+    die_with_parent()
     env = os.environ
     token = bytes.fromhex(env.pop("ACTORFLOW_TOKEN"))  # user code and its children don't see it
     for path in reversed(json.loads(env.get("ACTORFLOW_SYS_PATH", "[]"))):

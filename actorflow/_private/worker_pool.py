@@ -1,13 +1,17 @@
 """Starting and watching worker processes for one node.
 
-A worker is ``python -m actorflow._private.worker_main`` with its settings in the environment
-(never the token on the command line, where ``ps`` shows it). Its stdout and stderr go to a log file
-in the session directory; the worker also forwards what it prints to the driver itself.
+Workers are forked from the node's fork server (forkserver.py), which has imported the worker's
+code once, so a worker is ready in milliseconds. With ``use_forkserver`` off (or where fork is
+unavailable) each worker is a fresh ``python -m actorflow._private.worker_main``. Either way its
+settings come in the environment (never the token on a command line, where ``ps`` shows it) and
+its stdout and stderr go to a log file in the session directory; the worker also forwards what it
+prints to the driver itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -25,7 +29,6 @@ STARTING, IDLE, LEASED, DEAD = "starting", "idle", "leased", "dead"
 @dataclass(eq=False)
 class WorkerProcess:
     worker_id: str
-    process: asyncio.subprocess.Process | None = None
     state: str = STARTING
     address: str = ""
     pid: int = 0
@@ -33,16 +36,69 @@ class WorkerProcess:
     lease_id: str | None = None
     idle_since: float = 0.0
     exit_code: int | None = None
+    exited: asyncio.Future | None = None
     extra: dict = field(default_factory=dict)
+
+
+class _ForkServer:
+    """The node's side of the fork-server protocol."""
+
+    def __init__(self, process: asyncio.subprocess.Process,
+                 on_exit: Callable[[int, int | None], None]) -> None:
+        self.process = process
+        self._on_exit = on_exit
+        self._pending: dict[str, asyncio.Future] = {}
+        self.reader = asyncio.get_running_loop().create_task(self._read())
+
+    async def fork(self, worker_id: str, log_path: str, env: dict[str, str]) -> int:
+        assert self.process.stdin is not None
+        future = asyncio.get_running_loop().create_future()
+        self._pending[worker_id] = future
+        command = {"worker_id": worker_id, "log_path": log_path, "env": env}
+        self.process.stdin.write((json.dumps(command) + "\n").encode())
+        return await future
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        while True:
+            line = await self.process.stdout.readline()
+            if not line:
+                break
+            message = json.loads(line)
+            if "exited" in message:
+                self._on_exit(message["exited"], message["code"])
+            else:
+                future = self._pending.pop(message["worker_id"], None)
+                if future is not None and not future.done():
+                    future.set_result(message["pid"])
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(RuntimeError("the fork server exited"))
+        self._on_exit(-1, None)  # every worker it forked dies with it
+
+    async def aclose(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        if self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), 2.0)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        self.reader.cancel()
 
 
 class WorkerPool:
     def __init__(self, *, session_dir: str, env: dict[str, str],
-                 on_exit: Callable[[WorkerProcess], None]) -> None:
+                 on_exit: Callable[[WorkerProcess], None], use_forkserver: bool = True) -> None:
         self.session_dir = session_dir
         self.env = env
         self.on_exit = on_exit
+        self.use_forkserver = use_forkserver and hasattr(os, "fork")
         self.workers: dict[str, WorkerProcess] = {}
+        self._by_pid: dict[int, WorkerProcess] = {}
+        self._forkserver: _ForkServer | None = None
+        self._forkserver_starting: asyncio.Future | None = None
         self._watchers: set[asyncio.Task] = set()
 
     def count(self, *states: str) -> int:
@@ -52,45 +108,93 @@ class WorkerPool:
         """A worker record in the STARTING state; launch() starts its process."""
         worker_id = ids.new_id(8).hex()
         log_path = os.path.join(self.session_dir, "logs", f"worker-{worker_id}.log")
-        worker = WorkerProcess(worker_id=worker_id, log_path=log_path)
+        worker = WorkerProcess(worker_id=worker_id, log_path=log_path,
+                               exited=asyncio.get_running_loop().create_future())
         self.workers[worker_id] = worker
         return worker
 
     async def launch(self, worker: WorkerProcess) -> WorkerProcess:
-        worker_id, log_path = worker.worker_id, worker.log_path
-        env = dict(os.environ)
-        env.update(self.env)
-        env["ACTORFLOW_WORKER_ID"] = worker_id
+        env = dict(self.env)
+        env["ACTORFLOW_WORKER_ID"] = worker.worker_id
         try:
-            with open(log_path, "ab") as log:
-                worker.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "actorflow._private.worker_main",
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                    start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
-                )
+            if self.use_forkserver:
+                forkserver = await self._get_forkserver()
+                worker.pid = await forkserver.fork(worker.worker_id, worker.log_path, env)
+                self._by_pid[worker.pid] = worker
+            else:
+                await self._spawn(worker, env)
         except BaseException:
-            self.workers.pop(worker_id, None)
+            self.workers.pop(worker.worker_id, None)
             raise
-        worker.pid = worker.process.pid
         if worker.extra.get("killed"):  # shut down while it was being started
             self.kill(worker)
-        task = asyncio.get_running_loop().create_task(self._watch(worker))
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
         return worker
 
-    async def _watch(self, worker: WorkerProcess) -> None:
-        assert worker.process is not None
-        worker.exit_code = await worker.process.wait()
+    async def _spawn(self, worker: WorkerProcess, env: dict[str, str]) -> None:
+        full_env = dict(os.environ)
+        full_env.update(env)
+        with open(worker.log_path, "ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "actorflow._private.worker_main",
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=full_env,
+                start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
+            )
+        worker.pid = process.pid
+
+        async def watch() -> None:
+            self._exited(worker, await process.wait())
+
+        task = asyncio.get_running_loop().create_task(watch())
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _get_forkserver(self) -> _ForkServer:
+        if self._forkserver is not None:
+            return self._forkserver
+        if self._forkserver_starting is None:
+            self._forkserver_starting = asyncio.ensure_future(self._start_forkserver())
+        return await asyncio.shield(self._forkserver_starting)
+
+    async def _start_forkserver(self) -> _ForkServer:
+        env = dict(os.environ)
+        env.update({k: v for k, v in self.env.items() if k != "ACTORFLOW_TOKEN"})
+        env["ACTORFLOW_PARENT_PID"] = str(os.getpid())
+        log_path = os.path.join(self.session_dir, "logs", "forkserver.log")
+        with open(log_path, "ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "actorflow._private.forkserver",
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
+                env=env, start_new_session=True)
+        self._forkserver = _ForkServer(process, self._forked_exit)
+        self._forkserver_starting = None
+        return self._forkserver
+
+    def _forked_exit(self, pid: int, code: int | None) -> None:
+        if pid == -1:  # the fork server itself is gone: so is every worker it forked
+            self._forkserver = None
+            for worker in list(self._by_pid.values()):
+                self._exited(worker, None)
+            self._by_pid.clear()
+            return
+        worker = self._by_pid.pop(pid, None)
+        if worker is not None:
+            self._exited(worker, code)
+
+    def _exited(self, worker: WorkerProcess, code: int | None) -> None:
+        if worker.state == DEAD and worker.exited is not None and worker.exited.done():
+            return
+        worker.exit_code = code
         worker.state = DEAD
         self.workers.pop(worker.worker_id, None)
+        if worker.exited is not None and not worker.exited.done():
+            worker.exited.set_result(code)
         self.on_exit(worker)
 
     def kill(self, worker: WorkerProcess, sig: int = signal.SIGKILL) -> None:
         worker.extra["killed"] = True
-        if worker.process is not None and worker.process.returncode is None:
+        if worker.pid and not (worker.exited is not None and worker.exited.done()):
             try:
-                worker.process.send_signal(sig)
+                os.kill(worker.pid, sig)
             except ProcessLookupError:
                 pass
 
@@ -99,13 +203,15 @@ class WorkerPool:
         workers = list(self.workers.values())
         for worker in workers:
             self.kill(worker, signal.SIGTERM)
-        procs = [w.process for w in workers if w.process is not None]
-        if procs:
-            done, pending = await asyncio.wait([asyncio.ensure_future(p.wait()) for p in procs],
-                                               timeout=grace)
-            for worker in workers:
-                self.kill(worker, signal.SIGKILL)
+        waits = [w.exited for w in workers if w.exited is not None and w.pid]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=grace)
             if pending:
+                for worker in workers:
+                    self.kill(worker, signal.SIGKILL)
                 await asyncio.wait(pending, timeout=grace)
+        if self._forkserver is not None:
+            await self._forkserver.aclose()
+            self._forkserver = None
         for task in list(self._watchers):
             task.cancel()
