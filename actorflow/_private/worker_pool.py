@@ -176,7 +176,7 @@ class WorkerPool:
                 self._exited(worker, None)
             self._by_pid.clear()
             return
-        worker: WorkerProcess | None = self._by_pid.pop(pid, None)
+        worker = self._by_pid.pop(pid, None)
         if worker is not None:
             self._exited(worker, code)
 
