@@ -172,8 +172,8 @@ class WorkerPool:
     def _forked_exit(self, pid: int, code: int | None) -> None:
         if pid == -1:  # the fork server itself is gone: so is every worker it forked
             self._forkserver = None
-            for worker in list(self._by_pid.values()):
-                self._exited(worker, None)
+            for orphan in list(self._by_pid.values()):
+                self._exited(orphan, None)
             self._by_pid.clear()
             return
         worker = self._by_pid.pop(pid, None)
