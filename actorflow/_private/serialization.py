@@ -42,7 +42,9 @@ def serialize(value: Any) -> list:
         return [PLAIN, value]
     buffers: list[pickle.PickleBuffer] = []
     data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
-    return [PICKLED, data, [b.raw() for b in buffers]]
+    # A copy, as in Ray: the stored object must not change when the caller later mutates its
+    # array. (The shared-memory store will make this the one copy into shared memory.)
+    return [PICKLED, data, [bytes(b.raw()) for b in buffers]]
 
 
 def serialize_collecting_refs(value: Any) -> tuple[list, list]:
