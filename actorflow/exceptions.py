@@ -19,6 +19,7 @@ __all__ = [
     "ObjectLostError",
     "OwnerDiedError",
     "ObjectStoreFullError",
+    "ObjectTooLargeError",
     "ActorError",
     "ActorDiedError",
     "ActorUnavailableError",
@@ -132,6 +133,10 @@ class ObjectLostError(ActorflowError):
 
 class OwnerDiedError(ObjectLostError):
     """The process that owned the object has exited."""
+
+
+class ObjectTooLargeError(ActorflowError, ValueError):
+    """A value is larger than a message may be (the connection's frame limit)."""
 
 
 class ObjectStoreFullError(ActorflowError):

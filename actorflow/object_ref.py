@@ -24,7 +24,7 @@ class ObjectRef:
         core = context.core_or_none()
         self._tracked = core is not None
         if core is not None:
-            core.objects.add_ref(obj_id, owned=owner == core.address)
+            core.objects.add_ref(obj_id, owner == core.address, lambda: _lost_wire(obj_id))
 
     def __del__(self) -> None:
         if self._tracked:
@@ -120,10 +120,6 @@ class ObjectRefGenerator:
     def task_id(self) -> str:
         return self._task_id.hex()
 
-    def _task_ref(self) -> ObjectRef:
-        """A ref naming the generator's task (for cancel); it never gets a value."""
-        return ObjectRef(ids.object_id(self._task_id, 0), self._owner)
-
     def __del__(self) -> None:
         core = context.core_or_none()
         if core is not None:
@@ -131,6 +127,14 @@ class ObjectRefGenerator:
 
     def __repr__(self) -> str:
         return f"ObjectRefGenerator({self._task_id.hex()})"
+
+
+def _lost_wire(obj_id: bytes) -> list:
+    from actorflow.exceptions import ObjectLostError
+
+    return serialization.serialize_error(ObjectLostError(
+        f"object {obj_id.hex()} is not held by its owner: it was freed (every ref to it was "
+        f"dropped) or never existed"))
 
 
 def _core() -> Any:

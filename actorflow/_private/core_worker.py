@@ -101,8 +101,8 @@ class CoreWorker:
                 f"{exc}") from exc
         self._note_escaped(nested)
         obj_id = ids.object_id(ids.new_task_id(), 0)
-        ref = ObjectRef(obj_id, self.address)
         self.objects.put(obj_id, wire)
+        ref = ObjectRef(obj_id, self.address)
         self.pin_to_object(obj_id, [h for h in nested if not isinstance(h, ObjectRef)])
         return ref
 
@@ -248,7 +248,7 @@ class CoreWorker:
                     kwargs: dict, num_returns: int, resources: dict[str, float],
                     max_retries: int, retry_exceptions: Any) -> Any:
         """Submit a task from any thread; return its ref, list of refs, or generator."""
-        from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+        from actorflow.object_ref import ObjectRefGenerator
 
         args_wire, slots, nested = self.serialize_args(fn_name, args, kwargs)
         if isinstance(retry_exceptions, list):
@@ -262,8 +262,7 @@ class CoreWorker:
             self.streams.open(task.task_id)
             result: Any = ObjectRefGenerator(task.task_id, self.address)
         else:
-            refs = [ObjectRef(obj_id, self.address) for obj_id in task.return_ids]
-            result = refs[0] if num_returns == 1 else (refs or None)
+            result = self._return_refs(task.return_ids, num_returns)
         self.runtime.call_soon(self.submitter.submit, task)
         return result
 
@@ -334,16 +333,24 @@ class CoreWorker:
         actor_id, existed, meta = future.result()
         return actor_id, meta
 
+    def _return_refs(self, obj_ids: list, num_returns: int) -> Any:
+        """Refs for a call's results: one, a list, or None for num_returns=0."""
+        from actorflow.object_ref import ObjectRef
+
+        for obj_id in obj_ids:
+            self.objects.add_pending(obj_id)
+        refs = [ObjectRef(obj_id, self.address) for obj_id in obj_ids]
+        return refs[0] if num_returns == 1 else (refs or None)
+
     def submit_actor_call(self, actor_id: str, call: Any) -> Any:
-        from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+        from actorflow.object_ref import ObjectRefGenerator
 
         call.parent = current_task_id.get()
         if call.num_returns == STREAMING:
             self.streams.open(call.task_id)
             result: Any = ObjectRefGenerator(call.task_id, self.address)
         else:
-            refs = [ObjectRef(obj_id, self.address) for obj_id in call.return_ids]
-            result = refs[0] if call.num_returns == 1 else (refs or None)
+            result = self._return_refs(call.return_ids, call.num_returns)
         self.runtime.call_soon(self.actor_submitter.submit, actor_id, call)
         return result
 

@@ -103,11 +103,16 @@ class ObjectTable:
 
     # -- reference counting ---------------------------------------------------------------------
 
-    def add_ref(self, obj_id: bytes, owned: bool) -> None:
+    def add_ref(self, obj_id: bytes, owned: bool,
+                lost_wire: Callable[[], list] | None = None) -> None:
+        """Count a ref. An owned object this table does not have was freed (or never
+        existed): its entry gets the value lost_wire() so that reading it fails at once."""
         with self._lock:
             entry = self._entries.get(obj_id)
             if entry is None:
                 entry = self._entries[obj_id] = _Entry(owned)
+                if owned and lost_wire is not None:
+                    entry.wire = lost_wire()
             entry.refs += 1
 
     def release_ref(self, obj_id: bytes) -> None:

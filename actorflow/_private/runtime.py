@@ -74,6 +74,14 @@ def error_from_wire(wire: list) -> BaseException:
     return RemoteError(f"{name}: {message}")
 
 
+def _unsendable(exc: BaseException, what: str) -> BaseException:
+    if isinstance(exc, transports.FrameTooLargeError):
+        return exceptions.ObjectTooLargeError(
+            f"the {what} message is larger than the frame limit ({exc}); raise "
+            f"ACTORFLOW_MAX_FRAME_SIZE, or pass large data by reference (actorflow.put)")
+    return exceptions.SerializationError(f"the {what} message cannot be encoded: {exc}")
+
+
 class Call:
     """What a handler knows about the message it is handling."""
 
@@ -177,7 +185,11 @@ class Runtime:
             return future
         conn = self._conns.get(address)
         self._pending[req_id] = _Pending(future, conn, on_stream)
-        self._send(address, conn, [REQUEST, req_id, target, method, payload])
+        try:
+            self._send(address, conn, [REQUEST, req_id, target, method, payload])
+        except (transports.TransportError, TypeError) as exc:  # too big, or not encodable
+            del self._pending[req_id]
+            future.set_exception(_unsendable(exc, method))
         return future
 
     def send_oneway(self, address: str, target: str, method: str, payload: Any) -> None:
@@ -374,11 +386,12 @@ class Runtime:
             return
         try:
             call.conn.send([kind, call.req_id, payload])
-        except (CommClosedError, transports.TransportError):
+        except CommClosedError:
             pass
-        except TypeError as exc:  # a handler returned something msgpack cannot carry
-            logger.error("handler answer not encodable: %s", exc)
-            call.conn.send([FAILURE, call.req_id, ["TypeError", str(exc)]])
+        except (transports.TransportError, TypeError) as exc:  # too big, or not encodable
+            error = _unsendable(exc, "answer")
+            logger.error("%s", error)
+            call.conn.send([FAILURE, call.req_id, error_to_wire(error)])
 
     def _dispatch_oneway(self, target: str, method: str, payload: Any) -> None:
         try:

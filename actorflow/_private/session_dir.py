@@ -11,7 +11,9 @@ def create(root: str) -> str:
     # The random part: one process may start several sessions within a second.
     name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(3).hex()}"
     path = os.path.join(root, name)
-    os.makedirs(os.path.join(path, "logs"), mode=0o700)
+    os.mkdir(path, 0o700)
+    os.mkdir(os.path.join(path, "logs"), 0o700)
+    os.chmod(path, 0o700)  # whatever the umask: the token lives here
     latest = os.path.join(root, "session_latest")
     try:
         if os.path.islink(latest):

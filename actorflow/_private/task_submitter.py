@@ -67,6 +67,7 @@ class LeasedWorker:
     worker_id: str
     address: str
     in_flight: int = 0
+    slow_in_flight: int = 0  # of which not known to be short: nothing is pipelined behind them
     idle_timer: asyncio.TimerHandle | None = None
     dead: bool = False
 
@@ -103,8 +104,8 @@ class TaskSubmitter:
                 self._resolved(task, slot, wire)
 
             self.core.resolve_ref(slot[1], resolved)
-        if task.unresolved == 0:
-            self._enqueue(task)
+        if not task.slots:
+            self._enqueue(task)  # with slots, the last one resolved enqueues it
 
     def _resolved(self, task: PendingTask, slot: list, wire: list) -> None:
         if task.state != RESOLVING:
@@ -150,15 +151,18 @@ class TaskSubmitter:
         for worker in shape.workers:
             if worker.in_flight == 0:
                 return worker
-        seconds = self._fn_seconds.get(task.fn_id)
-        if seconds is None or seconds > self.config.pipeline_short_task_seconds:
+        if not self._is_short(task.fn_id):
             return None
         best = None
         for worker in shape.workers:
-            if worker.in_flight < self.config.pipeline_depth and (
+            if worker.slow_in_flight == 0 and worker.in_flight < self.config.pipeline_depth and (
                     best is None or worker.in_flight < best.in_flight):
                 best = worker
         return best
+
+    def _is_short(self, fn_id: bytes) -> bool:
+        seconds = self._fn_seconds.get(fn_id)
+        return seconds is not None and seconds <= self.config.pipeline_short_task_seconds
 
     def _request_lease(self, shape: ShapeQueue) -> None:
         shape.pending_leases += 1
@@ -205,6 +209,8 @@ class TaskSubmitter:
         task.state = RUNNING
         task.worker = worker
         worker.in_flight += 1
+        slow = not self._is_short(task.fn_id)
+        worker.slow_in_flight += slow
         if worker.idle_timer is not None:
             worker.idle_timer.cancel()
             worker.idle_timer = None
@@ -222,7 +228,7 @@ class TaskSubmitter:
             def on_stream(item: list) -> None:
                 self._stream_item(task, item)
         future = self.runtime.request(worker.address, "worker", "push_task", payload, on_stream)
-        future.add_done_callback(lambda f: self._on_reply(shape, task, worker, f))
+        future.add_done_callback(lambda f: self._on_reply(shape, task, worker, slow, f))
 
     def _stream_item(self, task: PendingTask, item: list) -> None:
         index, wire = item
@@ -230,11 +236,15 @@ class TaskSubmitter:
         self.core.streams.item(task.task_id, index, wire)
 
     def _on_reply(self, shape: ShapeQueue, task: PendingTask, worker: LeasedWorker,
-                  future: asyncio.Future) -> None:
+                  slow: bool, future: asyncio.Future) -> None:
         worker.in_flight -= 1
+        worker.slow_in_flight -= slow
         task.worker = None
         exc = future.exception()
-        if exc is not None:
+        if exc is not None and not isinstance(exc, PeerUnreachableError):
+            # The task could not be sent or answered (e.g. over the frame limit): its error.
+            self._finish(task, [serialization.serialize_error(exc)] * len(task.return_ids))
+        elif exc is not None:
             self._worker_lost(shape, worker)
             self._after_crash(task, exc)
         else:

@@ -210,6 +210,11 @@ class WorkerPool:
                 for worker in workers:
                     self.kill(worker, signal.SIGKILL)
                 await asyncio.wait(pending, timeout=grace)
+        if self._forkserver is None and self._forkserver_starting is not None:
+            try:  # started just now: wait for it, so that it can be ended too
+                await asyncio.wait_for(asyncio.shield(self._forkserver_starting), 10)
+            except Exception:
+                pass
         if self._forkserver is not None:
             await self._forkserver.aclose()
             self._forkserver = None
