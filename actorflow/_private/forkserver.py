@@ -32,9 +32,7 @@ def _child(command: dict) -> None:
     os.close(log)
     os.environ.update(command["env"])
     os.environ["ACTORFLOW_PARENT_PID"] = str(os.getppid())
-    import random
-
-    random.seed()  # forked children would otherwise share the template's random state
+    # (The random module reseeds itself in forked children: CPython registers that at fork.)
     from actorflow._private import worker_main
 
     try:
