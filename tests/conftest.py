@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import process_gone
 
 import actorflow
 
@@ -116,18 +117,6 @@ def descendants(root: int | None = None) -> dict[int, str]:
                 found[pid] = table[pid][1]
                 stack.append(pid)
     return found
-
-
-def process_gone(pid: int) -> bool:
-    """True once pid no longer runs (no such process, or a zombie waiting to be reaped)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return line.split()[1] in ("Z", "X")
-    except OSError:
-        return True
-    return False
 
 
 def live_descendants() -> set[int]:

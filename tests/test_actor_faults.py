@@ -11,22 +11,12 @@ import threading
 from pathlib import Path
 
 import pytest
+from helpers import process_gone
 
 import actorflow
 from actorflow import exceptions
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def pid_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return line.split()[1] in ("Z", "X")
-    except OSError:
-        return True
-    return False
 
 
 @actorflow.remote
@@ -107,7 +97,7 @@ def test_restart_runs_the_constructor_again_in_a_new_process(cluster, tmp_path):
     assert constructor_pids(log) == [first_pid, second_pid]
     # The restarted actor starts from its constructor's state and works normally.
     assert actorflow.get(actor.append.remote("x")) == 1
-    assert pid_gone(first_pid)
+    assert process_gone(first_pid)
 
 
 def test_no_restart_by_default(cluster, tmp_path):
@@ -219,7 +209,7 @@ def test_kill_with_restart_allowed_restarts_the_actor(cluster, tmp_path, poll_un
         lambda: (pid := actorflow.get(actor.pid.remote(), timeout=30)) != first_pid and pid,
         timeout=30)
     assert constructor_pids(log) == [first_pid, second_pid]
-    poll_until(lambda: pid_gone(first_pid), timeout=30)
+    poll_until(lambda: process_gone(first_pid), timeout=30)
 
 
 def test_named_actor_keeps_its_name_across_a_restart(cluster, tmp_path):

@@ -12,6 +12,7 @@ import os
 import uuid
 
 import pytest
+from helpers import process_gone
 
 import actorflow
 from actorflow import exceptions
@@ -21,18 +22,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def unique(prefix: str = "actor") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def pid_gone(pid: int) -> bool:
-    """True once pid no longer runs (gone, or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return line.split()[1] in ("Z", "X")
-    except OSError:
-        return True
-    return False
 
 
 @actorflow.remote
@@ -224,7 +213,7 @@ def test_kill_fails_running_and_later_calls(cluster, poll_until):
     for ref in (running, queued, box.get.remote()):
         with pytest.raises(exceptions.ActorDiedError, match="killed"):
             actorflow.get(ref, timeout=30)
-    poll_until(lambda: pid_gone(pid), timeout=30, message=f"actor process {pid} still runs")
+    poll_until(lambda: process_gone(pid), timeout=30, message=f"actor process {pid} still runs")
 
 
 @actorflow.remote
@@ -287,7 +276,7 @@ class Quitter:
 
 
 def _check_exited(handle, pid, poll_until) -> None:
-    poll_until(lambda: pid_gone(pid), timeout=30, message=f"actor process {pid} still runs")
+    poll_until(lambda: process_gone(pid), timeout=30, message=f"actor process {pid} still runs")
     for _ in range(2):
         with pytest.raises(exceptions.ActorDiedError) as info:
             actorflow.get(handle.ping.remote(), timeout=30)
@@ -316,7 +305,7 @@ def test_exit_actor_releases_the_name(cluster, poll_until):
     pid = actorflow.get(q.pid.remote())
     with pytest.raises(exceptions.ActorDiedError):
         actorflow.get(q.quit.remote(), timeout=30)
-    poll_until(lambda: pid_gone(pid), timeout=30)
+    poll_until(lambda: process_gone(pid), timeout=30)
     with pytest.raises(ValueError, match=name):
         actorflow.get_actor(name)
 
@@ -346,7 +335,7 @@ def test_ray_terminate_lets_queued_calls_finish(cluster, poll_until):
     except exceptions.ActorDiedError:
         pass  # the terminate call itself may report the actor's end
     # Calls after it fail: the actor is gone, and not restarted.
-    poll_until(lambda: pid_gone(pid), timeout=30, message=f"actor process {pid} still runs")
+    poll_until(lambda: process_gone(pid), timeout=30, message=f"actor process {pid} still runs")
     with pytest.raises(exceptions.ActorDiedError):
         actorflow.get(box.get.remote(), timeout=30)
 
@@ -402,7 +391,7 @@ def test_ray_terminate_on_async_actor_lets_calls_in_flight_finish(cluster, poll_
         actorflow.get(terminate, timeout=30)
     except exceptions.ActorDiedError:
         pass
-    poll_until(lambda: pid_gone(pid), timeout=30, message=f"actor process {pid} still runs")
+    poll_until(lambda: process_gone(pid), timeout=30, message=f"actor process {pid} still runs")
 
 
 # -- the creator's lifetime (needs a cluster that two drivers can join) ------------------------

@@ -11,6 +11,7 @@ import signal
 import time
 
 import pytest
+from helpers import touch, wait_for_file
 
 import actorflow
 from actorflow import exceptions
@@ -19,21 +20,6 @@ pytestmark = pytest.mark.timeout(60)
 
 
 # -- helpers that run inside workers ------------------------------------------------------------
-
-
-def wait_for_file(path: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.005)
-
-
-def touch(path: str, text: str = "") -> None:
-    """Create path with text, atomically: once it exists, its text is complete."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
 
 
 def count_attempt(path: str) -> int:

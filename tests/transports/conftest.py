@@ -17,7 +17,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from tx_helpers import Server
+from tx_helpers import Server  # noqa: E402  (after the sys.path fix above)
 
 
 # Every async test runs on both loops: the runtime uses uvloop, asyncio is the reference.
