@@ -96,7 +96,7 @@ class ObjectRefGenerator:
     def _next_sync(self, timeout: float | None) -> ObjectRef:
         from actorflow._private.core_worker import check_not_in_event_loop
 
-        check_not_in_event_loop("ObjectRefGenerator.__next__")
+        check_not_in_event_loop("ObjectRefGenerator.__next__", "`async for`")
         if not _core().streams.wait_next(self._task_id, self._next, timeout):
             raise StopIteration
         return self._take()

@@ -36,15 +36,17 @@ current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
     "actorflow_current_task_name", default="")
 
 
-def check_not_in_event_loop(what: str) -> None:
+def check_not_in_event_loop(what: str, instead: str = "") -> None:
+    """Blocking calls refuse a thread whose event loop is running; instead says what to await."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return
+    instead = instead or ("`await ref` (or `await asyncio.gather(*refs)` / "
+                          "`await asyncio.wait(...)`)")
     raise exceptions.AsyncioContextError(
-        f"actorflow.{what}() blocks, and this thread is running an asyncio event loop: "
-        f"use `await ref` (or `await asyncio.gather(*refs)` / `await asyncio.wait(...)`) "
-        f"instead of actorflow.{what}() inside async code")
+        f"{what}() blocks, and this thread is running an asyncio event loop: use {instead} "
+        f"instead inside async code")
 
 
 class CoreWorker:
@@ -359,7 +361,7 @@ class CoreWorker:
     def get(self, refs: Any, timeout: float | None = None) -> Any:
         from actorflow.object_ref import ObjectRef
 
-        check_not_in_event_loop("get")
+        check_not_in_event_loop("actorflow.get")
         if isinstance(refs, ObjectRef):
             return self._value(self._wait_wires([refs], timeout, "get")[0])
         if not isinstance(refs, (list, tuple)):
@@ -424,7 +426,7 @@ class CoreWorker:
              fetch_local: bool = True) -> tuple[list, list]:
         from actorflow.object_ref import ObjectRef
 
-        check_not_in_event_loop("wait")
+        check_not_in_event_loop("actorflow.wait")
         refs = self._check_wait_args(refs, num_returns, ObjectRef)
         ready_ids = {r.id for r in refs if self.objects.get_wire(r.id) is not None}
         if len(ready_ids) < num_returns and timeout != 0:

@@ -24,6 +24,7 @@ from typing import Any
 
 import actorflow
 from actorflow import exceptions
+from actorflow._private.core_worker import check_not_in_event_loop
 from actorflow.object_ref import ObjectRef
 
 __all__ = ["ActorPool"]
@@ -54,17 +55,6 @@ def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
-
-
-def _refuse_running_loop(method: str) -> None:
-    """The blocking methods, like actorflow.get/wait, refuse a thread whose loop is running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise exceptions.AsyncioContextError(
-        f"ActorPool.{method}() blocks, and this thread is running an asyncio event loop: use "
-        f"`await pool.{method}_async(...)` (or `async for ... in pool.map_async(...)`) instead")
 
 
 def _consume(future: asyncio.Future) -> None:
@@ -173,7 +163,8 @@ class ActorPool:
         """The next result in submission order, waiting up to ``timeout`` seconds (None: no
         limit). On timeout raise ``GetTimeoutError``; with ``ignore_if_timedout=True`` the
         timed-out result is also skipped (never returned) and its actor made idle again."""
-        _refuse_running_loop("get_next")
+        check_not_in_event_loop("ActorPool.get_next",
+                                "`await pool.get_next_async(...)`")
         _check_timeout(timeout)
         task = self._first()
         ready, _ = actorflow.wait([task.ref], num_returns=1, timeout=timeout)
@@ -186,7 +177,8 @@ class ActorPool:
         """Whichever result is ready first (the earliest submitted among those ready), waiting up
         to ``timeout`` seconds. On timeout raise ``GetTimeoutError``; with
         ``ignore_if_timedout=True`` the oldest outstanding result is skipped."""
-        _refuse_running_loop("get_next_unordered")
+        check_not_in_event_loop("ActorPool.get_next_unordered",
+                                "`await pool.get_next_unordered_async(...)`")
         _check_timeout(timeout)
         tasks = self._candidates(ordered=False)
         ready, _ = actorflow.wait([t.ref for t in tasks], num_returns=1, timeout=timeout)

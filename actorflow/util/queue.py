@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import actorflow
-from actorflow import exceptions
+from actorflow._private.core_worker import check_not_in_event_loop
 from actorflow.object_ref import ObjectRef
 
 __all__ = ["Empty", "Full", "Queue"]
@@ -95,7 +95,7 @@ class Queue:
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Add item at the end. If the queue is full: with block=False raise Full at once;
         otherwise wait for room, up to timeout seconds (None: no limit), then raise Full."""
-        _refuse_running_loop("put")
+        check_not_in_event_loop("Queue.put", "`await queue.put_async(...)`")
         _put_reply(actorflow.get(self._put_call(item, block, timeout)))
 
     async def put_async(self, item: Any, block: bool = True,
@@ -107,7 +107,7 @@ class Queue:
         """Remove and return the first item. If the queue is empty: with block=False raise Empty
         at once; otherwise wait for an item, up to timeout seconds (None: no limit), then raise
         Empty."""
-        _refuse_running_loop("get")
+        check_not_in_event_loop("Queue.get", "`await queue.get_async(...)`")
         return _get_reply(actorflow.get(self._get_call(block, timeout)))
 
     async def get_async(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -173,17 +173,6 @@ class Queue:
                 if not ready:
                     actorflow.kill(self.actor, no_restart=True)
         self.actor = None
-
-
-def _refuse_running_loop(method: str) -> None:
-    """Blocking calls, like actorflow.get, refuse a thread whose event loop is running."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return
-    raise exceptions.AsyncioContextError(
-        f"Queue.{method}() blocks, and this thread is running an asyncio event loop: use "
-        f"`await queue.{method}_async(...)` instead")
 
 
 def _check_timeout(timeout: float | None) -> None:
