@@ -137,3 +137,26 @@ def test_lost_ref_raises_instead_of_hanging(cluster):
     stale = actorflow.ObjectRef(b"\x00" * 20, ref.owner)
     with pytest.raises(exceptions.ObjectLostError):
         actorflow.get(stale, timeout=10)
+
+
+@actorflow.remote
+def fails():
+    raise ValueError("no value for the constructor")
+
+
+@actorflow.remote
+class TakesValue:
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
+def test_constructor_argument_that_failed_kills_the_actor(cluster):
+    actor = TakesValue.remote(fails.remote())
+    with pytest.raises(exceptions.ActorDiedError) as info:
+        actorflow.get(actor.get.remote(), timeout=30)
+    assert "no value for the constructor" in str(info.value)
+    good = TakesValue.remote(actorflow.put(5))
+    assert actorflow.get(good.get.remote(), timeout=30) == 5

@@ -66,6 +66,10 @@ class ActorHost:
             future.set_result([FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0, []])
             return future
         self._configure(cls, spec)
+        for _position, wire in spec["slots"]:
+            if serialization.is_error(wire):  # an argument failed: so does the constructor
+                future.set_result([FAILED, wire, 0.0, []])
+                return future
 
         def construct(*args: Any, **kwargs: Any) -> None:
             self.instance = cls(*args, **kwargs)

@@ -290,16 +290,15 @@ class CoreWorker:
         """Register the actor with the GCS once its arguments are resolved. With wait (named
         actors) the answer is waited for, so a taken name fails right here."""
         self.keep_process()
-        channel_ready = self.actor_submitter.channel(spec["actor_id"])
-        channel_ready.watching = True  # hold calls until the GCS has heard of the actor
-        result: asyncio.Future | None = None
+        channel = self.actor_submitter.channel(spec["actor_id"])
+        channel.watching = True  # hold calls until the GCS has heard of the actor
         done = threading.Event()
         answer: list = []
 
         def send() -> None:
             future = self.runtime.request(self.gcs_address, "actors", "create_actor", spec)
-            channel_ready.watching = False
-            self.actor_submitter._pump(channel_ready)
+            channel.watching = False
+            self.actor_submitter._pump(channel)
 
             def replied(f: asyncio.Future) -> None:
                 answer.append(f)
@@ -322,14 +321,13 @@ class CoreWorker:
                 self.resolve_ref(slot[1], resolved)
 
         self.runtime.call_soon(resolve_then_send)
-        del result
         if not wait or self.on_loop_thread():
             return spec["actor_id"], spec["meta"]
         done.wait()
         future = answer[0]
         exc = future.exception()
         if exc is not None:
-            self.runtime.call_soon(self.actor_submitter._declare_dead, channel_ready,
+            self.runtime.call_soon(self.actor_submitter._declare_dead, channel,
                                    f"it could not be created: {exc}", None)
             raise exc
         actor_id, existed, meta = future.result()
