@@ -160,3 +160,28 @@ def test_constructor_argument_that_failed_kills_the_actor(cluster):
     assert "no value for the constructor" in str(info.value)
     good = TakesValue.remote(actorflow.put(5))
     assert actorflow.get(good.get.remote(), timeout=30) == 5
+
+
+@actorflow.remote
+class Parent:
+    """Owns the children it creates: they live in other processes, tied to this one."""
+
+    def __init__(self) -> None:
+        self.children: list = []
+
+    def spawn(self, detached: bool) -> int:
+        options = {"lifetime": "detached"} if detached else {}
+        child = Pid.options(**options).remote()
+        self.children.append(child)
+        return actorflow.get(child.pid.remote())
+
+
+def test_actors_die_with_their_owner_unless_detached(cluster, poll_until, process_gone):
+    parent = Parent.remote()
+    owned_pid = actorflow.get(parent.spawn.remote(False), timeout=30)
+    detached_pid = actorflow.get(parent.spawn.remote(True), timeout=30)
+    actorflow.kill(parent)  # the owner's process ends
+    poll_until(lambda: process_gone(owned_pid), timeout=20)
+    assert not process_gone(detached_pid)
+    os.kill(detached_pid, 9)  # end it by its id: detached actors outlive everything else here
+    poll_until(lambda: process_gone(detached_pid), timeout=20)
