@@ -10,6 +10,13 @@ Every blocking method has an ``*_async`` twin for async code (``await pool.get_n
 blocking ones behave like ``actorflow.get``/``wait``: on a thread whose event loop is running
 they raise ``AsyncioContextError``. Both kinds share the bookkeeping below; only the way they
 wait differs.
+
+Where this differs from Ray's ActorPool (each a case where Ray raises or spins):
+``get_next()`` after ``get_next_unordered()`` returns the oldest result still pending;
+``get_next_unordered(ignore_if_timedout=True)`` skips the oldest pending result; ``map`` and
+``map_unordered`` drop results not yet taken without waiting for them or raising their errors
+(work already started still runs); ``fn`` must return an ObjectRef (TypeError otherwise);
+``get_next_async`` raises ``StopAsyncIteration`` when nothing is pending.
 """
 
 from __future__ import annotations
