@@ -3,8 +3,11 @@ sys.path), so remote functions may call them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+
+import actorflow
 
 
 def wait_for_file(path: str, timeout: float = 30.0) -> None:
@@ -32,3 +35,47 @@ def process_gone(pid: int) -> bool:
     except OSError:
         return True
     return False
+
+
+# -- remote helpers shared by several test modules ----------------------------------------------
+
+
+@actorflow.remote
+def gated(gate: str, value=None, started: str | None = None):
+    """Returns value once the file gate exists; touches started (with its pid) on entry."""
+    if started:
+        touch(started, str(os.getpid()))
+    wait_for_file(gate)
+    return value
+
+
+@actorflow.remote
+def sleeper(started: str, seconds: float = 60.0):
+    """Sleeps; records in started + '.exc' what interrupted it."""
+    try:  # a cancel may land as soon as `started` exists
+        touch(started, str(os.getpid()))
+        time.sleep(seconds)
+    except BaseException as exc:
+        touch(started + ".exc", type(exc).__name__)
+        raise
+    return "slept"
+
+
+@actorflow.remote
+class Signal:
+    """A one-shot gate actor: ``wait`` returns once ``send`` was called."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.waiters = 0
+
+    async def wait(self) -> bool:
+        self.waiters += 1
+        await asyncio.wait_for(self.event.wait(), 30)
+        return True
+
+    async def send(self) -> None:
+        self.event.set()
+
+    async def num_waiters(self) -> int:
+        return self.waiters

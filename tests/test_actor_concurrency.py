@@ -12,6 +12,7 @@ import asyncio
 import threading
 
 import pytest
+from helpers import Signal
 
 import actorflow
 from actorflow import exceptions
@@ -269,26 +270,8 @@ class SerialGate:
         return list(self.log)
 
 
-@actorflow.remote
-class AsyncSignal:
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.waiters = 0
-
-    async def wait(self) -> bool:
-        self.waiters += 1
-        await asyncio.wait_for(self.event.wait(), 30)
-        return True
-
-    async def send(self) -> None:
-        self.event.set()
-
-    async def num_waiters(self) -> int:
-        return self.waiters
-
-
 def test_calls_queued_behind_a_blocking_get_in_a_sync_actor_still_run(cluster, poll_until):
-    first_signal, second_signal = AsyncSignal.remote(), AsyncSignal.remote()
+    first_signal, second_signal = Signal.remote(), Signal.remote()
     s = SerialGate.remote()
     first = s.blocked.remote(first_signal, second_signal)
     # The actor is now blocked in its first get(); `quick` is queued behind it...

@@ -7,12 +7,11 @@ own (``unique``).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 
 import pytest
-from helpers import process_gone
+from helpers import Signal, process_gone
 
 import actorflow
 from actorflow import exceptions
@@ -22,24 +21,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def unique(prefix: str = "actor") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-@actorflow.remote
-class Signal:
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-        self.waiters = 0
-
-    async def wait(self) -> bool:
-        self.waiters += 1
-        await asyncio.wait_for(self.event.wait(), 30)
-        return True
-
-    async def send(self) -> None:
-        self.event.set()
-
-    async def num_waiters(self) -> int:
-        return self.waiters
 
 
 @actorflow.remote

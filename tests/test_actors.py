@@ -12,27 +12,13 @@ import pickle
 
 import cloudpickle
 import pytest
+from helpers import Signal
 
 import actorflow
 from actorflow import exceptions
 from actorflow.actor import ActorHandle
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@actorflow.remote
-class Signal:
-    """A one-shot gate: ``wait`` returns once ``send`` was called."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    async def wait(self) -> bool:
-        await asyncio.wait_for(self.event.wait(), 30)
-        return True
-
-    async def send(self) -> None:
-        self.event.set()
 
 
 class UserError(Exception):

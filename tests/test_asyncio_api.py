@@ -7,11 +7,10 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-import time
 
 import pytest
 import uvloop
-from helpers import touch, wait_for_file
+from helpers import gated, sleeper, touch
 
 import actorflow
 from actorflow import exceptions
@@ -32,23 +31,6 @@ def cube(x):
 @actorflow.remote
 def fail(message):
     raise ValueError(message)
-
-
-@actorflow.remote
-def gated(gate: str, value=None):
-    wait_for_file(gate)
-    return value
-
-
-@actorflow.remote
-def sleeper(started: str, seconds: float = 60.0):
-    try:  # a cancel may land as soon as `started` exists
-        touch(started, str(os.getpid()))
-        time.sleep(seconds)
-    except BaseException as exc:
-        touch(started + ".exc", type(exc).__name__)
-        raise
-    return "slept"
 
 
 @actorflow.remote

@@ -8,7 +8,7 @@ import pickle
 import threading
 
 import pytest
-from helpers import touch, wait_for_file
+from helpers import gated, touch
 
 import actorflow
 from actorflow import exceptions
@@ -93,12 +93,6 @@ def add(a, b):
 def record_and_add(path, a, b=0):
     touch(path)
     return a + b
-
-
-@actorflow.remote
-def gated(gate: str, value=None):
-    wait_for_file(gate)
-    return value
 
 
 @actorflow.remote

@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import touch, wait_for_file
+from helpers import gated, sleeper, touch, wait_for_file
 
 import actorflow
 from actorflow import exceptions
@@ -32,24 +32,6 @@ def identity(x):
 @actorflow.remote
 def type_name(x):
     return type(x).__module__ + "." + type(x).__qualname__
-
-
-@actorflow.remote
-def gated(gate: str, value=None):
-    wait_for_file(gate)
-    return value
-
-
-@actorflow.remote
-def sleeper(started: str, seconds: float = 60.0):
-    """Sleeps; records in started + '.exc' what interrupted it."""
-    try:  # a cancel may land as soon as `started` exists
-        touch(started, str(os.getpid()))
-        time.sleep(seconds)
-    except BaseException as exc:
-        touch(started + ".exc", type(exc).__name__)
-        raise
-    return "slept"
 
 
 @actorflow.remote

@@ -11,7 +11,7 @@ import signal
 import time
 
 import pytest
-from helpers import touch, wait_for_file
+from helpers import gated, touch, wait_for_file
 
 import actorflow
 from actorflow import exceptions
@@ -56,14 +56,6 @@ def with_defaults(a, b=10, *, c=100):
 @actorflow.remote
 def identity(x):
     return x
-
-
-@actorflow.remote
-def gated(gate: str, value=None, started: str | None = None):
-    if started:
-        touch(started, str(os.getpid()))
-    wait_for_file(gate)
-    return value
 
 
 @actorflow.remote

@@ -8,6 +8,7 @@ that cannot have finished. The cluster is the shared one of tests/conftest.py (`
 import asyncio
 
 import pytest
+from helpers import Signal
 
 import actorflow
 from actorflow.exceptions import ActorDiedError, AsyncioContextError, GetTimeoutError
@@ -16,18 +17,6 @@ from actorflow.util import ActorPool
 pytestmark = pytest.mark.timeout(60)
 
 SHORT = 0.2  # a timeout for work that is blocked on a Signal and so cannot finish
-
-
-@actorflow.remote
-class Signal:
-    def __init__(self):
-        self.event = asyncio.Event()
-
-    async def send(self):
-        self.event.set()
-
-    async def wait(self):
-        await self.event.wait()
 
 
 @actorflow.remote
