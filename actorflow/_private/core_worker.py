@@ -95,12 +95,7 @@ class CoreWorker:
 
         if isinstance(value, ObjectRef):
             raise TypeError("actorflow.put() of an ObjectRef is not allowed: pass the ref itself")
-        try:
-            wire, nested = serialization.serialize_collecting_refs(value)
-        except Exception as exc:
-            raise exceptions.SerializationError(
-                f"actorflow.put() could not serialize a value of type {type(value).__name__}: "
-                f"{exc}") from exc
+        wire, nested = serialization.serialize_named(value, "the value given to actorflow.put()")
         self._note_escaped(nested)
         obj_id = ids.object_id(ids.new_task_id(), 0)
         self.objects.put(obj_id, wire)

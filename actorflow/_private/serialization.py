@@ -60,6 +60,18 @@ def serialize_collecting_refs(value: Any) -> tuple[list, list]:
         _context.refs = outer
 
 
+def serialize_named(value: Any, what: str) -> tuple[list, list]:
+    """serialize_collecting_refs, failing with a SerializationError that says what could not be
+    serialized (for example "the return value of f()")."""
+    try:
+        return serialize_collecting_refs(value)
+    except Exception as exc:
+        from actorflow.exceptions import SerializationError
+
+        raise SerializationError(f"could not serialize {what} (a {type(value).__name__}): "
+                                 f"{exc}") from exc
+
+
 def note_ref_pickled(ref: Any) -> None:
     """Called by ObjectRef.__reduce__: record the ref in the current collection, if any."""
     refs = getattr(_context, "refs", None)

@@ -111,12 +111,7 @@ def serialize_returns(core: CoreWorker, value: Any, num_returns: int,
     wires: list = []
     contained: list = []
     for item in values:
-        try:
-            wire, nested = serialization.serialize_collecting_refs(item)
-        except Exception as exc:
-            raise exceptions.SerializationError(
-                f"the return value of {fn_name}() (type {type(item).__name__}) could not be "
-                f"serialized: {exc}") from exc
+        wire, nested = serialization.serialize_named(item, f"the return value of {fn_name}()")
         core._note_escaped(nested)
         wires.append(wire)
         contained += [[h._actor_id, h._meta, h._owner] for h in nested
