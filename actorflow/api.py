@@ -21,13 +21,13 @@ _atexit_registered = False
 # Ray's init() arguments that have no meaning here and are accepted so Ray code runs unchanged.
 _IGNORED_INIT_ARGS = {"include_dashboard", "dashboard_host", "dashboard_port",
                       "configure_logging", "logging_level", "logging_format", "log_to_driver",
-                      "_temp_dir", "object_store_memory", "_system_config"}
+                      "_temp_dir", "_system_config"}
 
 
 def init(address: str | None = None, *, num_cpus: float | None = None,
          num_gpus: float | None = None, resources: dict[str, float] | None = None,
          namespace: str | None = None, ignore_reinit_error: bool = False,
-         **ray_compat: Any) -> dict[str, Any]:
+         object_store_memory: int | None = None, **ray_compat: Any) -> dict[str, Any]:
     """Start an embedded local cluster (address None) and connect this process as its driver."""
     global _atexit_registered
     unknown = set(ray_compat) - _IGNORED_INIT_ARGS
@@ -49,6 +49,11 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         config = Config.from_env()
         if "log_to_driver" in ray_compat:
             config = config.replace(log_to_driver=bool(ray_compat["log_to_driver"]))
+        if object_store_memory is not None:
+            if not isinstance(object_store_memory, int) or object_store_memory <= 0:
+                raise ValueError(f"object_store_memory must be a positive number of bytes, "
+                                 f"got {object_store_memory!r}")
+            config = config.replace(object_store_memory=object_store_memory)
         if ray_compat.get("_temp_dir"):
             config = config.replace(session_root=ray_compat["_temp_dir"])
         session = LocalSession(config, num_cpus=num_cpus, num_gpus=num_gpus,

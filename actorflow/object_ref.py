@@ -24,7 +24,7 @@ class ObjectRef:
         core = context.core_or_none()
         self._tracked = core is not None
         if core is not None:
-            core.objects.add_ref(obj_id, owner == core.address, lambda: _lost_wire(obj_id))
+            core.add_local_ref(obj_id, owner, lambda: _lost_wire(obj_id))
 
     def __del__(self) -> None:
         if self._tracked:

@@ -329,19 +329,49 @@ def test_object_table_drops_unreferenced_values():
     table.release_ref(oid)  # harmless
 
 
-def test_object_table_keeps_escaped_and_pinned_values():
+def test_object_table_keeps_borrowed_and_pinned_values():
     table = ObjectTable()
-    escaped, pinned = _oid(), _oid()
-    for oid in (escaped, pinned):
+    dropped: list = []
+    table.on_drop = lambda oid, entry: dropped.append(oid)
+    borrowed, pinned = _oid(), _oid()
+    for oid in (borrowed, pinned):
         table.put(oid, [serialization.PLAIN, 1])
         table.add_ref(oid, owned=True)
-    table.mark_escaped(escaped)
+    assert table.add_borrower(borrowed, "tcp://127.0.0.1:1")
     table.pin(pinned)
-    table.release_ref(escaped)
+    table.release_ref(borrowed)
     table.release_ref(pinned)
-    assert escaped in table and pinned in table
+    assert borrowed in table and pinned in table and not dropped
     table.unpin(pinned)
-    assert pinned not in table
+    table.remove_borrower(borrowed, "tcp://127.0.0.1:1")
+    assert pinned not in table and borrowed not in table
+    assert dropped == [pinned, borrowed]
+
+
+def test_object_table_first_ref_to_a_borrowed_object_says_so():
+    table = ObjectTable()
+    oid = _oid()
+    assert table.add_ref(oid, owned=False, owner="tcp://127.0.0.1:2") is True
+    assert table.add_ref(oid, owned=False, owner="tcp://127.0.0.1:2") is False
+    table.release_ref(oid)
+    table.release_ref(oid)
+    assert oid not in table
+
+
+def test_object_table_release_from_a_destructor_inside_the_lock_does_not_deadlock():
+    table = ObjectTable()
+    first, second = _oid(), _oid()
+    for oid in (first, second):
+        table.put(oid, [serialization.PLAIN, 1])
+        table.add_ref(oid, owned=True)
+    # What a garbage collection running ObjectRef.__del__ mid-operation amounts to:
+    # a release while this very thread holds the table's lock.
+    with table._locked():
+        table.release_ref(first)
+        assert first in table  # queued: applied when the lock is let go
+    assert first not in table
+    table.release_ref(second)
+    assert second not in table
 
 
 def test_object_table_keeps_a_pending_owned_entry():

@@ -314,6 +314,7 @@ def make_blob(size):
 
 def test_argument_over_the_frame_limit_fails_the_task(make_cluster, monkeypatch):
     monkeypatch.setenv("ACTORFLOW_MAX_FRAME_SIZE", str(1024 * 1024))
+    monkeypatch.setenv("ACTORFLOW_INLINE_OBJECT_MAX_BYTES", str(8 * 1024 * 1024))
     make_cluster(num_cpus=1)
     assert actorflow.get(length.remote(b"small"), timeout=30) == 5  # connection now open
     ref = length.remote(b"x" * (2 * 1024 * 1024))
@@ -324,7 +325,9 @@ def test_argument_over_the_frame_limit_fails_the_task(make_cluster, monkeypatch)
 
 
 def test_result_over_the_frame_limit_fails_the_task(make_cluster, monkeypatch):
+    # Inline values are the ones that travel in frames: large ones go to the object store.
     monkeypatch.setenv("ACTORFLOW_MAX_FRAME_SIZE", str(1024 * 1024))
+    monkeypatch.setenv("ACTORFLOW_INLINE_OBJECT_MAX_BYTES", str(8 * 1024 * 1024))
     make_cluster(num_cpus=1)
     ref = make_blob.remote(2 * 1024 * 1024)
     with pytest.raises(actorflow.exceptions.ActorflowError) as info:

@@ -103,7 +103,7 @@ class ActorHost:
     # -- calls ----------------------------------------------------------------------------------
 
     def handle_call(self, payload: list, call: Call) -> asyncio.Future:
-        task_id, method_name, args_wire, slots, num_returns, _caller = payload
+        task_id, method_name, args_wire, slots, num_returns, caller = payload
         if method_name in TERMINATE_METHODS:
             fn: Any = _terminate
         else:
@@ -119,7 +119,7 @@ class ActorHost:
             future.set_result([FAILED, wire, 0.0, []])
             return future
         job = self.executor.make_job(task_id, fn, f"{self.class_name}.{method_name}", args_wire,
-                                     slots, num_returns, call)
+                                     slots, num_returns, call, owner=caller)
         group = self._method_groups.get(method_name, "_default")
         if self.is_async and fn is not _terminate:
             # Every method of an async actor runs on its loop, plain ones too (as in Ray), so

@@ -142,13 +142,15 @@ class ActorSubmitter:
         on_stream: Callable[[Any], None] | None = None
         if call.num_returns == STREAMING:
             def on_stream(item: list) -> None:
-                self._stream_item(call, item)
+                self._stream_item(call, item, address)
         future = self.runtime.request(address, "actor", "call", payload, on_stream)
         future.add_done_callback(lambda f: self._on_reply(ch, call, address, f))
 
-    def _stream_item(self, call: ActorCall, item: list) -> None:
-        index, wire = item
+    def _stream_item(self, call: ActorCall, item: list, address: str) -> None:
+        index, wire, contained = item
         call.streamed = max(call.streamed, index + 1)
+        self.core.hold_contained([ids.object_id(call.task_id, index + 1)], contained, address,
+                                 call.task_id)
         self.core.streams.item(call.task_id, index, wire)
 
     # -- replies --------------------------------------------------------------------------------
@@ -160,7 +162,7 @@ class ActorSubmitter:
         if exc is None:
             status, payload, _seconds, contained = future.result()
             if status == OK:
-                self.core.pin_contained_handles(call.return_ids, contained)
+                self.core.hold_contained(call.return_ids, contained, address, call.task_id)
                 self._finish(call, payload)
             elif status == FAILED:
                 if self._retry_on_error(call, payload):

@@ -13,6 +13,11 @@ class Config:
     # Values at or below this many bytes travel inline with their owner; larger ones go to the
     # node's object store once it exists (the seam is serialization.is_inline).
     inline_object_max_bytes: int = 100 * 1024
+    # Bytes of shared memory the node's object store may use; 0: 30% of RAM, bounded by the
+    # size of /dev/shm. When full, objects are spilled to object_spilling_directory (default:
+    # the session directory's spill/).
+    object_store_memory: int = 0
+    object_spilling_directory: str = ""
     # Largest frame a connection accepts; bigger messages are refused with a clear error.
     max_frame_size: int = 512 * 1024 * 1024
     # How long an idle task lease is kept before it goes back to the raylet. Keeping it briefly

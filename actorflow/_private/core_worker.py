@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -23,10 +24,15 @@ from actorflow._private.config import Config
 from actorflow._private.handle_counts import HandleCounts
 from actorflow._private.object_table import MISSING, ObjectTable
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.shared_objects import SharedObjects
 from actorflow._private.streams import StreamTable
 from actorflow._private.task_submitter import STREAMING, PendingTask, TaskSubmitter
 
 logger = logging.getLogger("actorflow.core")
+
+# How long a process keeps refs it sent inside a result alive, if the receiver never says that
+# it holds them (it died): a safety net, not the normal path.
+IN_FLIGHT_SECONDS = 60.0
 
 # The task this code runs for (None in a driver's own code): parent of tasks it submits.
 current_task_id: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
@@ -52,7 +58,7 @@ def check_not_in_event_loop(what: str, instead: str = "") -> None:
 class CoreWorker:
     def __init__(self, runtime: Runtime, config: Config, *, mode: str, raylet_address: str,
                  gcs_address: str, node_id: str, worker_id: str, job_id: str,
-                 namespace: str) -> None:
+                 namespace: str, shm_prefix: str = "", spill_dir: str = "") -> None:
         self.runtime = runtime
         self.config = config
         self.mode = mode  # "driver" or "worker"
@@ -67,14 +73,19 @@ class CoreWorker:
         self.submitter = TaskSubmitter(self)
         self.actor_submitter = ActorSubmitter(self)
         self.handles = HandleCounts(self)
-        self._object_pins: dict[bytes, list] = {}  # values held alive by an object (handles)
+        self._object_pins: dict[bytes, list] = {}  # refs and handles an object holds alive
         self.objects.on_drop = self._object_dropped
+        self.shared = SharedObjects(self, spill_dir)
+        self.extensions: dict[str, Any] = {"shm_prefix": shm_prefix} if shm_prefix else {}
+        # Borrowing: registrations waiting to be sent (per owner), and those not yet answered.
+        self._borrows_to_send: dict[str, list[bytes]] = {}
+        self._unacked_borrows: set[asyncio.Future] = set()
+        self._in_flight: dict[bytes, list] = {}  # task id -> refs sent in its results
         self._fetching: set[bytes] = set()
         self._kept = False
         # Set by the worker process: called when a task thread starts and stops waiting.
         self.on_blocked: Callable[[], None] | None = None
         self.on_unblocked: Callable[[], None] | None = None
-        self.extensions: dict[str, Any] = {}
 
     @property
     def address(self) -> str:
@@ -95,20 +106,23 @@ class CoreWorker:
 
         if isinstance(value, ObjectRef):
             raise TypeError("actorflow.put() of an ObjectRef is not allowed: pass the ref itself")
-        wire, nested = serialization.serialize_named(value, "the value given to actorflow.put()")
+        wire, nested = serialization.serialize_named(value, "the value given to actorflow.put()",
+                                                     views=True)
         self._note_escaped(nested)
         obj_id = ids.object_id(ids.new_task_id(), 0)
+        wire = self.shared.finish(obj_id, wire)
         self.objects.put(obj_id, wire)
         ref = ObjectRef(obj_id, self.address)
-        self.pin_to_object(obj_id, [h for h in nested if not isinstance(h, ObjectRef)])
+        self.pin_to_object(obj_id, nested)
         return ref
 
     def _note_escaped(self, found: list) -> None:
-        """Refs of ours that were serialized may be read by another process: keep them."""
+        """Refs of ours were serialized: another process may borrow them from us, so the node
+        must not end this worker for being idle."""
         for item in found:
-            if getattr(item, "owner", None) == self.address and isinstance(item.id, bytes):
-                self.objects.mark_escaped(item.id)
+            if getattr(item, "owner", None) == self.address:
                 self.keep_process()
+                return
 
     def keep_process(self) -> None:
         """This worker now owns something others may use: the node must not end it as idle."""
@@ -122,18 +136,142 @@ class CoreWorker:
         if values:
             self._object_pins.setdefault(obj_id, []).extend(values)
 
-    def _object_dropped(self, obj_id: bytes) -> None:
-        self._object_pins.pop(obj_id, None)
+    def _object_dropped(self, obj_id: bytes, entry: Any) -> None:
+        """The table let go of an object (under its lock, any thread)."""
+        self.runtime.call_soon(self._after_drop, obj_id, entry.owned, entry.owner, entry.wire)
 
-    def pin_contained_handles(self, obj_ids: list, contained: list) -> None:
-        """A result holds these actor handles: borrow them now, for as long as we keep it."""
+    def _after_drop(self, obj_id: bytes, owned: bool, owner: str, wire: list | None) -> None:
+        self._object_pins.pop(obj_id, None)  # refs and handles it held may go now
+        shared = wire is not None and wire[0] == serialization.SHARED
+        if shared:
+            self.shared.release(obj_id)
+        if self.runtime.closed:
+            return
+        if owned:
+            if shared:
+                # After this process's own "opened"/"closed" on the same connection: in order.
+                self.runtime.send_oneway(self.raylet_address, "store", "free", [[obj_id]])
+        elif owner:
+            self.after_borrows_settled([obj_id], lambda: self.runtime.send_oneway(
+                owner, "core", "release_objects", [[obj_id], self.address]))
+
+    # -- borrowing: refs to objects other processes own ----------------------------------------
+
+    def add_local_ref(self, obj_id: bytes, owner: str, lost_wire: Callable[[], list]) -> None:
+        """An ObjectRef was made in this process (any thread)."""
+        if self.objects.add_ref(obj_id, owner == self.address, owner, lost_wire):
+            if self.on_loop_thread():  # queued now, so that after_borrows_settled sees it
+                self._queue_borrow(owner, obj_id)
+            else:
+                self.runtime.call_soon(self._queue_borrow, owner, obj_id)
+
+    def _queue_borrow(self, owner: str, obj_id: bytes) -> None:
+        queued = self._borrows_to_send.get(owner)
+        if queued is None:
+            self._borrows_to_send[owner] = [obj_id]
+            self.runtime.loop.call_soon(self._send_borrows, owner)
+        else:
+            queued.append(obj_id)
+
+    def _send_borrows(self, owner: str) -> None:
+        obj_ids = self._borrows_to_send.pop(owner, [])
+        if not obj_ids or self.runtime.closed:
+            return
+        future = self.runtime.request(owner, "core", "borrow_objects", [obj_ids, self.address])
+        self._unacked_borrows.add(future)
+        future.add_done_callback(self._borrow_acked)
+
+    def _borrow_acked(self, future: asyncio.Future) -> None:
+        self._unacked_borrows.discard(future)
+        if not future.cancelled():
+            future.exception()  # the owner is gone: reading will say so
+
+    def after_borrows_settled(self, obj_ids: list[bytes], then: Callable[[], None]) -> None:
+        """Run then() once every borrow this process registered so far is acknowledged and the
+        store has this process's mappings of obj_ids: only then may a release that lets an
+        owner free something go out (loop thread)."""
+        waiting = [f for f in self._unacked_borrows if not f.done()]
+        mapped = self.shared.settled(obj_ids)
+        if mapped is not None:
+            waiting.append(mapped)
+        if self._borrows_to_send:  # registrations made this very iteration
+            for owner in list(self._borrows_to_send):
+                self._send_borrows(owner)
+            waiting += [f for f in self._unacked_borrows if not f.done()]
+        if not waiting:
+            then()
+            return
+        gathered = asyncio.gather(*waiting, return_exceptions=True)
+        gathered.add_done_callback(lambda _f: then())
+
+    def handle_borrow_objects(self, payload: list, call: Call) -> None:
+        obj_ids, borrower = payload
+        for obj_id in obj_ids:
+            self.objects.add_borrower(obj_id, borrower)
+        call.on_caller_lost(lambda: self._borrower_lost(obj_ids, borrower))
+
+    def handle_release_objects(self, payload: list, call: Call | None) -> None:
+        obj_ids, borrower = payload
+        for obj_id in obj_ids:
+            self.objects.remove_borrower(obj_id, borrower)
+
+    def _borrower_lost(self, obj_ids: list, borrower: str) -> None:
+        for obj_id in obj_ids:
+            self.objects.remove_borrower(obj_id, borrower)
+
+    # -- refs and handles inside results --------------------------------------------------------
+
+    def contained_in(self, nested: list) -> list:
+        """What a result holds that its receiver must register before we may let go:
+        ["actor", id, meta, owner] per actor handle, ["object", id, owner] per ref."""
+        from actorflow.object_ref import ObjectRef
+
+        contained: list = []
+        for item in nested:
+            if isinstance(item, ObjectRef):
+                contained.append(["object", item.id, item.owner])
+            elif getattr(item, "_owner", ""):
+                contained.append(["actor", item._actor_id, item._meta, item._owner])
+        return contained
+
+    def keep_in_flight(self, task_id: bytes, nested: list) -> None:
+        """Refs sent in a result stay alive here until the receiver holds them (it says so with
+        results_held), or IN_FLIGHT_SECONDS pass (loop thread or any)."""
+        from actorflow.object_ref import ObjectRef
+
+        refs = [r for r in nested if isinstance(r, ObjectRef)]
+        if refs:
+            self.runtime.call_soon(self._keep_in_flight, task_id, refs)
+
+    def _keep_in_flight(self, task_id: bytes, refs: list) -> None:
+        self._in_flight.setdefault(task_id, []).extend(refs)
+        self.runtime.loop.call_later(IN_FLIGHT_SECONDS, self._in_flight.pop, task_id, None)
+
+    def handle_results_held(self, payload: list, call: Call | None) -> None:
+        self._in_flight.pop(payload[0], None)
+
+    def hold_contained(self, obj_ids: list, contained: list, sender: str,
+                       task_id: bytes) -> None:
+        """A result holds these handles and refs: take them now, for as long as we keep it,
+        then tell the sender it may let go of its own (loop thread)."""
         if not contained:
             return
         from actorflow.actor import ActorHandle
+        from actorflow.object_ref import ObjectRef
 
-        handles = [ActorHandle(actor_id, meta, owner=owner) for actor_id, meta, owner in contained]
+        held: list = []
+        has_refs = False
+        for item in contained:
+            if item[0] == "actor":
+                held.append(ActorHandle(item[1], item[2], owner=item[3]))
+            else:
+                held.append(ObjectRef(item[1], item[2]))
+                has_refs = True
         for obj_id in obj_ids:
-            self.pin_to_object(obj_id, handles)
+            self.pin_to_object(obj_id, held)
+        if has_refs and sender:
+            self.after_borrows_settled([], lambda: self.runtime.send_oneway(
+                sender, "core", "results_held", [task_id]))
 
     def handle_borrow_actor(self, payload: list, call: Call | None) -> None:
         self.handles.borrowed(payload[0], payload[1], call)
@@ -149,7 +287,7 @@ class CoreWorker:
                 callback(serialization.serialize_error(exceptions.ObjectLostError(
                     f"object {ref.id.hex()} was freed or never existed")))
                 return
-            self.objects.add_pending(ref.id, owned=False)
+            self.objects.add_pending(ref.id, owned=False, owner=ref.owner)
             wire = self.objects.wait_or_get(ref.id, callback)
         if wire is None:
             if ref.owner != self.address:
@@ -218,13 +356,32 @@ class CoreWorker:
                 kw[key] = None
         is_plain = serialization.is_plain
         if all(is_plain(v) for v in arg_list) and all(is_plain(v) for v in kw.values()):
-            return [serialization.PLAIN, [arg_list, kw]], slots, []
+            wire = [serialization.PLAIN, [arg_list, kw]]
+            if _plain_size(arg_list, kw) <= self.config.inline_object_max_bytes:
+                return wire, slots, []
+            wire, ref = self._store_args(wire)
+            return wire, slots, [ref]
         try:
-            wire, nested = serialization.serialize_collecting_refs([arg_list, kw])
+            wire, nested = serialization.serialize_collecting_refs([arg_list, kw], views=True)
         except Exception as exc:
             raise self._unpicklable_argument(fn_name, arg_list, kw, exc) from exc
         self._note_escaped(nested)
+        if serialization.size_of(wire) > self.config.inline_object_max_bytes:
+            wire, ref = self._store_args(wire)
+            nested = [*nested, ref]
+        else:
+            wire = serialization.inline(wire)
         return wire, slots, nested
+
+    def _store_args(self, wire: list) -> tuple[list, Any]:
+        """Large arguments go to the object store as an object of their own, kept for as long
+        as the call: the returned ref is pinned with the call, and dropping it frees them."""
+        from actorflow.object_ref import ObjectRef
+
+        obj_id = ids.object_id(ids.new_task_id(), 0)
+        wire = self.shared.finish(obj_id, wire)
+        self.objects.put(obj_id, wire)
+        return wire, ObjectRef(obj_id, self.address)
 
     @staticmethod
     def _unpicklable_argument(fn_name: str, args: list, kwargs: dict,
@@ -496,6 +653,30 @@ class CoreWorker:
         task_id, force, recursive = payload
         self._cancel_owned(task_id, bool(force), bool(recursive))
 
+    # -- inspection -----------------------------------------------------------------------------
+
+    def handle_list_refs(self, payload: Any, call: Call) -> list:
+        """This process's view of the objects it knows: what it owns (with its borrowers) and
+        what it borrows, for `actorflow memory`."""
+        rows = []
+        for obj_id, entry in self.objects.records():
+            wire = entry.wire
+            if wire is None:
+                where, size = "pending", 0
+            elif wire[0] == serialization.SHARED:
+                where, size = "shared", serialization.size_of(wire)
+            else:
+                where, size = "memory", serialization.size_of(wire)
+            rows.append({
+                "object_id": obj_id.hex(), "process": self.address, "pid": os.getpid(),
+                "owned": entry.owned, "owner": self.address if entry.owned else entry.owner,
+                "where": where, "size": size, "error": wire is not None and wire[0] ==
+                serialization.ERROR, "local_refs": entry.refs, "pinned_by_tasks": entry.pinned,
+                "borrowers": sorted(entry.borrowers or ()),
+                "contained_refs": sum(1 for v in self._object_pins.get(obj_id, ())
+                                      if hasattr(v, "owner"))})
+        return rows
+
     # -- output of workers, printed by the driver ------------------------------------------------
 
     def handle_log(self, payload: list, call: Call | None) -> None:
@@ -543,6 +724,11 @@ class _Waiter:
     def keys(self) -> set:
         with self._lock:
             return set(self._arrived)
+
+
+def _plain_size(args: list, kwargs: dict) -> int:
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8
+               for v in [*args, *kwargs.values()])
 
 
 def _resolve_future(future: asyncio.Future, value: Any) -> None:

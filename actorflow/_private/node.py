@@ -22,6 +22,7 @@ from actorflow._private.core_worker import CoreWorker
 from actorflow._private.gcs import GCS
 from actorflow._private.gcs_actors import ActorManager
 from actorflow._private.loop_thread import LoopThread
+from actorflow._private.object_store import ObjectStore, default_capacity
 from actorflow._private.raylet import Raylet
 from actorflow._private.resources import normalize
 from actorflow._private.runtime import Runtime
@@ -58,6 +59,7 @@ class LocalSession:
         self.raylet: Raylet | None = None
         self.gcs: GCS | None = None
         self.core: CoreWorker | None = None
+        self.store: ObjectStore | None = None
 
     def start(self) -> CoreWorker:
         self.session_dir = session_dir.create(self.config.session_root)
@@ -85,19 +87,31 @@ class LocalSession:
         node_id = ids.new_id(8).hex()
         job_id = await runtime.request(runtime.address, "gcs", "register_job",
                                        [runtime.address, self.namespace])
+        store = self.store = ObjectStore(
+            runtime, node_id=node_id,
+            capacity=self.config.object_store_memory or default_capacity(),
+            spill_dir=self.config.object_spilling_directory
+            or os.path.join(self.session_dir, "spill"))
+        store.start()
+        runtime.register_actor("store", store)
         self.raylet = Raylet(
             runtime, self.config, node_id=node_id, resources=self.resources,
             session_dir=self.session_dir, gcs_address=runtime.address,
             worker_env=self._worker_env(runtime.address, node_id, job_id),
             prestart=max(1, min(int(math.ceil(self.resources.get("CPU", 1.0))), 32)),
         )
+        self.raylet.on_worker_gone = store.process_gone
         runtime.register_actor("raylet", self.raylet)
         self.core = CoreWorker(runtime, self.config, mode="driver",
                                raylet_address=runtime.address, gcs_address=runtime.address,
                                node_id=node_id, worker_id=ids.new_id(8).hex(), job_id=job_id,
-                               namespace=self.namespace)
+                               namespace=self.namespace, shm_prefix=store.prefix,
+                               spill_dir=store.spill_dir)
         runtime.register_actor("core", self.core)
         await self.raylet.start()
+        session_dir.write_node_info(self.session_dir, {
+            "address": runtime.address, "gcs_address": runtime.address, "node_id": node_id,
+            "pid": os.getpid(), "object_store_memory": store.state.capacity})
 
     def _worker_env(self, address: str, node_id: str, job_id: str) -> dict[str, str]:
         return {
@@ -108,6 +122,8 @@ class LocalSession:
             "ACTORFLOW_JOB_ID": job_id,
             "ACTORFLOW_NAMESPACE": self.namespace,
             "ACTORFLOW_SESSION_DIR": self.session_dir,
+            "ACTORFLOW_SHM_PREFIX": self.store.prefix if self.store else "",
+            "ACTORFLOW_SPILL_DIR": self.store.spill_dir if self.store else "",
             "ACTORFLOW_LOG_ADDRESS": address if self.config.log_to_driver else "",
             "ACTORFLOW_PARENT_PID": str(os.getpid()),
             # Workers import the driver's modules by the driver's path (functions defined in
@@ -129,10 +145,15 @@ class LocalSession:
     async def _shutdown(self) -> None:
         if self.raylet is not None:
             await self.raylet.shutdown()
+        if self.core is not None:
+            self.core.shared.close()
+        if self.store is not None:
+            self.store.shutdown()
         if self.runtime is not None:
             await self.runtime.aclose()
 
     def info(self) -> dict[str, Any]:
         return {"session_dir": self.session_dir, "address": self.runtime.address
                 if self.runtime else "", "resources": self.resources,
-                "namespace": self.namespace}
+                "namespace": self.namespace,
+                "object_store_memory": self.store.state.capacity if self.store else 0}

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ class Raylet:
         self.node_id = node_id
         self.resources = NodeResources(resources)
         self.gcs_address = gcs_address
+        self.on_worker_gone: Callable[[str], None] | None = None  # the node's object store
         self.prestart = prestart
         self.pool = WorkerPool(session_dir=session_dir, env=worker_env,
                                on_exit=self._on_worker_exit,
@@ -120,6 +122,8 @@ class Raylet:
             worker.extra["keep"] = True
 
     def _on_worker_exit(self, worker: WorkerProcess) -> None:
+        if worker.address and self.on_worker_gone is not None:
+            self.on_worker_gone(worker.address)
         if worker.extra.get("dedicated"):
             self.runtime.send_oneway(self.gcs_address, "actors", "actor_worker_exited",
                                      [worker.worker_id, worker.exit_code])

@@ -6,7 +6,10 @@ A serialized value is a small msgpack-ready list:
   msgpack as is (no pickling, and it comes back as exactly the same type);
 - ``[PICKLED, data, buffers]``: cloudpickle protocol 5, with out-of-band buffers alongside so that
   large arrays are not copied into the pickle stream;
-- ``[ERROR, data]``: a pickled exception; ``get`` raises it instead of returning it.
+- ``[ERROR, data]``: a pickled exception; ``get`` raises it instead of returning it;
+- ``[SHARED, node_id, segment file, object id, data length, buffer lengths]``: a large value in
+  the node's shared-memory object store (see shm.py and shared_objects.py); readers on the node
+  map it and get views, not copies.
 
 ObjectRefs met while pickling are collected, so the owner learns which refs escaped.
 """
@@ -22,6 +25,7 @@ import cloudpickle
 PLAIN = 0
 PICKLED = 1
 ERROR = 2
+SHARED = 3
 
 _PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
@@ -47,24 +51,41 @@ def serialize(value: Any) -> list:
     return [PICKLED, data, [bytes(b.raw()) for b in buffers]]
 
 
-def serialize_collecting_refs(value: Any) -> tuple[list, list]:
-    """Like serialize, and also return the ObjectRefs found inside the value."""
+def serialize_views(value: Any) -> list:
+    """Like serialize, but the out-of-band buffers are views onto the value, not copies: pass
+    the result to inline() or to the object store, which makes the one copy."""
+    if is_plain(value):
+        return [PLAIN, value]
+    buffers: list[pickle.PickleBuffer] = []
+    data = cloudpickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    return [PICKLED, data, [b.raw() for b in buffers]]
+
+
+def inline(wire: list) -> list:
+    """A wire from serialize_views, with its buffers copied (safe to keep and to send)."""
+    if wire[0] == PICKLED and any(not isinstance(b, bytes) for b in wire[2]):
+        return [PICKLED, wire[1], [bytes(b) for b in wire[2]]]
+    return wire
+
+
+def serialize_collecting_refs(value: Any, views: bool = False) -> tuple[list, list]:
+    """Like serialize (or serialize_views), and also return the ObjectRefs found inside."""
     if is_plain(value):
         return [PLAIN, value], []
     found: list = []
     outer = getattr(_context, "refs", None)
     _context.refs = found
     try:
-        return serialize(value), found
+        return (serialize_views(value) if views else serialize(value)), found
     finally:
         _context.refs = outer
 
 
-def serialize_named(value: Any, what: str) -> tuple[list, list]:
+def serialize_named(value: Any, what: str, views: bool = False) -> tuple[list, list]:
     """serialize_collecting_refs, failing with a SerializationError that says what could not be
     serialized (for example "the return value of f()")."""
     try:
-        return serialize_collecting_refs(value)
+        return serialize_collecting_refs(value, views)
     except Exception as exc:
         from actorflow.exceptions import SerializationError
 
@@ -99,6 +120,13 @@ def deserialize(wire: list) -> Any:
         return pickle.loads(wire[1], buffers=wire[2])
     if kind == ERROR:
         return pickle.loads(wire[1])
+    if kind == SHARED:
+        from actorflow._private import context
+
+        core = context.core_or_none()
+        if core is None:
+            raise RuntimeError("a value in the object store can only be read while connected")
+        return core.shared.load(wire)
     raise ValueError(f"unknown serialized value kind {kind!r}")
 
 
@@ -113,5 +141,7 @@ def size_of(wire: list) -> int:
         v = wire[1]
         return len(v) if isinstance(v, (str, bytes)) else 8
     if kind == PICKLED:
-        return len(wire[1]) + sum(len(b) for b in wire[2])
+        return len(wire[1]) + sum(memoryview(b).nbytes for b in wire[2])
+    if kind == SHARED:
+        return wire[4] + sum(wire[5])
     return len(wire[1])

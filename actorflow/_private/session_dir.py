@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -29,4 +30,13 @@ def write_token(session_dir: str, token: bytes) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token.hex())
+    return path
+
+
+def write_node_info(session_dir: str, info: dict) -> str:
+    """Where the session's node listens, for tools on this machine (``actorflow memory``)."""
+    path = os.path.join(session_dir, "node.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
     return path

@@ -25,7 +25,7 @@ from typing import Any
 import cloudpickle
 
 from actorflow import exceptions
-from actorflow._private import serialization
+from actorflow._private import ids, serialization
 from actorflow._private.core_worker import CoreWorker, current_task_id, current_task_name
 from actorflow._private.runtime import Call
 from actorflow._private.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
@@ -44,10 +44,10 @@ class ActorExitSignal(BaseException):
 
 class _Job:
     __slots__ = ("task_id", "fn", "fn_name", "args_wire", "slots", "num_returns", "call",
-                 "future", "cancelled", "async_task", "thread_id", "movable")
+                 "future", "cancelled", "async_task", "thread_id", "movable", "owner", "opened")
 
     def __init__(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
-                 num_returns: int, call: Call, future: asyncio.Future) -> None:
+                 num_returns: int, call: Call, future: asyncio.Future, owner: str = "") -> None:
         self.task_id = task_id
         self.fn = fn
         self.fn_name = fn_name
@@ -60,17 +60,28 @@ class _Job:
         self.async_task: asyncio.Task | None = None
         self.thread_id: int | None = None
         self.movable = False  # a task (not an actor call) may be given back to run elsewhere
+        self.owner = owner  # the caller: owner of the results
+        self.opened: list[bytes] = []  # objects in shared memory its arguments were read from
 
 
-def decode_args(args_wire: list, slots: list) -> tuple[list, dict]:
-    args, kwargs = serialization.deserialize(args_wire)
-    for position, wire in slots:
-        value = serialization.deserialize(wire)
+def decode_args(core: CoreWorker, job: _Job) -> tuple[list, dict]:
+    args, kwargs = _load(core, job.args_wire, job)
+    args, kwargs = list(args), dict(kwargs)  # plain args are the wire's own lists: keep it intact
+    for position, wire in job.slots:
+        value = _load(core, wire, job)
         if isinstance(position, int):
             args[position] = value
         else:
             kwargs[position] = value
     return args, kwargs
+
+
+def _load(core: CoreWorker, wire: list, job: _Job) -> Any:
+    if wire[0] == serialization.SHARED:  # held for the job: released when it ends
+        value = core.shared.load(wire, job=True)
+        job.opened.append(wire[3])
+        return value
+    return serialization.deserialize(wire)
 
 
 def task_error(fn_name: str, exc: BaseException) -> list:
@@ -94,10 +105,11 @@ def _host_ip() -> str:
         return "127.0.0.1"
 
 
-def serialize_returns(core: CoreWorker, value: Any, num_returns: int,
-                      fn_name: str) -> tuple[list, list]:
-    """The wires of the return values, and [actor_id, meta, owner] of every actor handle found
-    inside them (the caller borrows those at once, before this process may drop its own)."""
+def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: str,
+                      job: _Job, first_index: int = 1) -> tuple[list, list]:
+    """The wires of the return values (large ones written to the object store), and the
+    handles and refs found inside them (see CoreWorker.contained_in): the caller takes those
+    at once, and this process keeps its own until it has."""
     if num_returns == 1:
         values = [value]
     elif num_returns == 0:
@@ -110,12 +122,15 @@ def serialize_returns(core: CoreWorker, value: Any, num_returns: int,
         values = list(value)
     wires: list = []
     contained: list = []
-    for item in values:
-        wire, nested = serialization.serialize_named(item, f"the return value of {fn_name}()")
-        core._note_escaped(nested)
-        wires.append(wire)
-        contained += [[h._actor_id, h._meta, h._owner] for h in nested
-                      if getattr(h, "_owner", "")]
+    for index, item in enumerate(values, start=first_index):
+        wire, nested = serialization.serialize_named(item, f"the return value of {fn_name}()",
+                                                     views=True)
+        wires.append(core.shared.finish(ids.object_id(job.task_id, index), wire,
+                                        job.owner or None))
+        if nested:
+            core._note_escaped(nested)
+            contained += core.contained_in(nested)
+            core.keep_in_flight(job.task_id, nested)
     return wires, contained
 
 
@@ -142,14 +157,14 @@ class TaskExecutor:
         return fn
 
     def handle_push_task(self, payload: list, call: Call) -> asyncio.Future:
-        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, _owner = payload
+        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner = payload
         future = self.runtime.loop.create_future()
         try:
             fn = self.function(fn_id, blob, fn_name)
         except Exception as exc:
             future.set_result([FAILED, task_error(fn_name, exc), 0.0, []])
             return future
-        job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future)
+        job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             self.start_async(job)
@@ -158,9 +173,9 @@ class TaskExecutor:
         return future
 
     def make_job(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
-                 num_returns: int, call: Call) -> _Job:
+                 num_returns: int, call: Call, owner: str = "") -> _Job:
         return _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call,
-                    self.runtime.loop.create_future())
+                    self.runtime.loop.create_future(), owner)
 
     def enqueue_main(self, job: _Job) -> None:
         """Run job on the main thread, after the jobs queued before it."""
@@ -187,7 +202,15 @@ class TaskExecutor:
         except TaskCancelledSignal:
             reply = [CANCELLED, None, 0.0, []]
         self._running.pop(job.task_id, None)
-        self.runtime.call_soon(_settle, job.future, reply)
+        self.runtime.call_soon(self._reply, job, reply)
+
+    def _reply(self, job: _Job, reply: list) -> None:
+        """Answer the caller once what the job read is let go of (loop thread): its mappings
+        of shared arguments, and the store's and owners' acknowledgements that must precede
+        the caller's freeing of them."""
+        for obj_id in job.opened:
+            self.core.shared.release(obj_id, job=True)
+        self.core.after_borrows_settled(job.opened, lambda: _settle(job.future, reply))
 
     def handle_cancel_task(self, payload: list, call: Call | None) -> None:
         task_id, force, recursive = payload
@@ -242,7 +265,7 @@ class TaskExecutor:
             except TaskCancelledSignal:  # the signal landed just after the function returned
                 reply = [CANCELLED, None, 0.0, []]
             self._running.pop(job.task_id, None)
-            self.runtime.call_soon(_settle, job.future, reply)
+            self.runtime.call_soon(self._reply, job, reply)
 
     def stop(self) -> None:
         self._main_queue.put(None)
@@ -254,18 +277,20 @@ class TaskExecutor:
         name_token = current_task_name.set(job.fn_name)
         start = time.perf_counter()
         try:
-            args, kwargs = decode_args(job.args_wire, job.slots)
+            args, kwargs = decode_args(self.core, job)
             if job.num_returns == STREAMING:
                 index = 0
                 for item in job.fn(*args, **kwargs):
-                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0][0]
-                    self.runtime.call_soon(job.call.stream, [index, wire])
+                    wires, contained = serialize_returns(self.core, item, 1, job.fn_name, job,
+                                                         index + 1)
+                    self.runtime.call_soon(job.call.stream, [index, wires[0], contained])
                     index += 1
                 return [OK, [], time.perf_counter() - start, []]
             value = job.fn(*args, **kwargs)
             if inspect.isgenerator(value):
                 value = list(value)  # a generator called with a fixed num_returns
-            wires, contained = serialize_returns(self.core, value, job.num_returns, job.fn_name)
+            wires, contained = serialize_returns(self.core, value, job.num_returns, job.fn_name,
+                                                 job)
             return [OK, wires, time.perf_counter() - start, contained]
         except TaskCancelledSignal:
             return [CANCELLED, None, time.perf_counter() - start, []]
@@ -309,14 +334,15 @@ class TaskExecutor:
         current_task_name.set(job.fn_name)
         start = time.perf_counter()
         try:
-            args, kwargs = decode_args(job.args_wire, job.slots)
+            args, kwargs = decode_args(self.core, job)
             if job.num_returns == STREAMING:
                 index = 0
                 produced = job.fn(*args, **kwargs)
                 items = produced if inspect.isasyncgen(produced) else _aiter(produced)
                 async for item in items:
-                    wire = serialize_returns(self.core, item, 1, job.fn_name)[0][0]
-                    job.call.stream([index, wire])
+                    wires, contained = serialize_returns(self.core, item, 1, job.fn_name, job,
+                                                         index + 1)
+                    job.call.stream([index, wires[0], contained])
                     index += 1
                 reply = [OK, [], time.perf_counter() - start, []]
             else:
@@ -327,7 +353,7 @@ class TaskExecutor:
                     if inspect.isawaitable(value):  # a coroutine function
                         value = await value
                 wires, contained = serialize_returns(self.core, value, job.num_returns,
-                                                     job.fn_name)
+                                                     job.fn_name, job)
                 reply = [OK, wires, time.perf_counter() - start, contained]
         except asyncio.CancelledError:
             reply = [CANCELLED, None, time.perf_counter() - start, []]
@@ -336,7 +362,7 @@ class TaskExecutor:
         except Exception as exc:
             reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
         self._running.pop(job.task_id, None)
-        _settle(job.future, reply)
+        self._reply(job, reply)
 
 
 async def _aiter(items: Any) -> Any:

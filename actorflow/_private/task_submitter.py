@@ -231,8 +231,11 @@ class TaskSubmitter:
         future.add_done_callback(lambda f: self._on_reply(shape, task, worker, slow, f))
 
     def _stream_item(self, task: PendingTask, item: list) -> None:
-        index, wire = item
+        index, wire, contained = item
         task.streamed = max(task.streamed, index + 1)
+        sender = task.worker.address if task.worker is not None else ""
+        self.core.hold_contained([ids.object_id(task.task_id, index + 1)], contained, sender,
+                                 task.task_id)
         self.core.streams.item(task.task_id, index, wire)
 
     def _on_reply(self, shape: ShapeQueue, task: PendingTask, worker: LeasedWorker,
@@ -252,7 +255,8 @@ class TaskSubmitter:
             old = self._fn_seconds.get(task.fn_id)
             self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
             if status == OK:
-                self.core.pin_contained_handles(task.return_ids, contained)
+                self.core.hold_contained(task.return_ids, contained, worker.address,
+                                         task.task_id)
                 self._finish(task, payload)
             elif status == FAILED:
                 if self._should_retry_on_error(task, payload):

@@ -55,7 +55,9 @@ def main() -> None:
     core = CoreWorker(runtime, config, mode="worker", raylet_address=raylet_address,
                       gcs_address=env["ACTORFLOW_GCS_ADDRESS"], node_id=env["ACTORFLOW_NODE_ID"],
                       worker_id=worker_id, job_id=env.get("ACTORFLOW_JOB_ID", ""),
-                      namespace=env.get("ACTORFLOW_NAMESPACE", ""))
+                      namespace=env.get("ACTORFLOW_NAMESPACE", ""),
+                      shm_prefix=env.get("ACTORFLOW_SHM_PREFIX", ""),
+                      spill_dir=env.get("ACTORFLOW_SPILL_DIR", ""))
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
     runtime.register_actor("worker", executor)

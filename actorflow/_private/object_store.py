@@ -1,0 +1,233 @@
+"""The node's object store: the ``store`` actor, hosted next to the raylet.
+
+It hands out shared-memory segments to writers, learns which processes map which objects, frees
+objects when their owners say so, spills to disk when full, and answers inspection queries. The
+bytes never pass through it: writers and readers map the segment files themselves (shm.py), and
+the accounting lives in store_state.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import shm
+from actorflow._private.runtime import Call, Runtime
+from actorflow._private.store_state import (
+    SEALED,
+    WRITING,
+    Segment,
+    StoredObject,
+    StoreFullError,
+    StoreState,
+)
+
+logger = logging.getLogger("actorflow.store")
+
+POOL_IDLE_SECONDS = 10.0
+
+
+def default_capacity() -> int:
+    """30% of RAM, as in Ray, and never more than 90% of what /dev/shm can hold."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        ram = 8 << 30
+    capacity = int(ram * 0.3)
+    try:
+        st = os.statvfs(shm.SHM_ROOT)
+        capacity = min(capacity, int(st.f_blocks * st.f_frsize * 0.9))
+    except OSError:
+        pass
+    return capacity
+
+
+class ObjectStore:
+    def __init__(self, runtime: Runtime, *, node_id: str, capacity: int, spill_dir: str) -> None:
+        self.runtime = runtime
+        self.node_id = node_id
+        self.state = StoreState(capacity)
+        self.prefix = shm.segment_prefix(node_id[:8])
+        self.spill_dir = spill_dir
+        self._room = asyncio.Lock()
+        self._sealed_wires: dict[bytes, list] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        removed = shm.remove_stale_segments(os.getpid())
+        if removed:
+            logger.info("removed %d shared-memory segments left by a dead node", removed)
+        os.makedirs(self.spill_dir, mode=0o700, exist_ok=True)
+        self._schedule_expiry()
+
+    def shutdown(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        names = {s.name for s in self.state.pool}
+        names |= {o.segment.name for o in self.state.objects.values() if o.segment is not None}
+        for name in names:
+            _unlink(shm.segment_path(self.prefix, name))
+        shutil.rmtree(self.spill_dir, ignore_errors=True)
+
+    def path(self, segment: Segment) -> str:
+        return shm.segment_path(self.prefix, segment.name)
+
+    # -- writers --------------------------------------------------------------------------------
+
+    async def handle_create(self, payload: list, call: Call) -> list:
+        """[obj_id, nbytes, owner] -> [file name, capacity, fresh] for a writer to fill, or
+        ["exists", wire] when the object is already stored (a retried task's result)."""
+        obj_id, nbytes, owner = payload
+        existing = self.state.objects.get(obj_id)
+        if existing is not None:
+            if existing.state != WRITING and obj_id in self._sealed_wires:
+                return ["exists", self._sealed_wires[obj_id]]
+            self._unlink_segments([s for s in [self.state.abort(obj_id)] if s])
+        await self._make_room(nbytes)
+        try:
+            segment, fresh = self.state.allocate(obj_id, nbytes, owner)
+        except StoreFullError as full:
+            raise self._full(full) from None
+        if fresh:
+            try:
+                fd = shm.create_file(self.path(segment), segment.capacity)
+                os.close(fd)
+            except OSError as exc:
+                self.state.abort(obj_id)
+                raise exceptions.ObjectStoreFullError(
+                    f"could not create a {segment.capacity}-byte shared-memory segment in "
+                    f"{shm.SHM_ROOT}: {exc}") from None
+        return [self.prefix + segment.name, segment.capacity, fresh]
+
+    def handle_seal(self, payload: list, call: Call | None) -> None:
+        obj_id, wire = payload
+        if obj_id in self.state.objects:
+            self.state.seal(obj_id)
+            self._sealed_wires[obj_id] = wire
+
+    def handle_abort(self, payload: list, call: Call | None) -> None:
+        self._unlink_segments([s for s in [self.state.abort(payload[0])] if s])
+        self._sealed_wires.pop(payload[0], None)
+
+    def handle_adopt(self, payload: list, call: Call | None) -> None:
+        """[obj_id, nbytes, owner, name, wire]: a segment a writer made itself."""
+        obj_id, nbytes, owner, name, wire = payload
+        if obj_id in self.state.objects:
+            self._unlink_segments([s for s in [self.state.abort(obj_id)] if s])
+        self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix):])
+        self._sealed_wires[obj_id] = wire
+        if self.state.used > self.state.capacity:
+            self.runtime.loop.create_task(self._shed_overflow())
+
+    async def _shed_overflow(self) -> None:
+        try:
+            await self._make_room(0)
+        except exceptions.ObjectStoreFullError as exc:
+            logger.warning("the object store is over capacity and nothing can be spilled: %s",
+                           exc)
+
+    # -- readers and owners ---------------------------------------------------------------------
+
+    def handle_opened(self, payload: list, call: Call) -> None:
+        """[obj_id, reader address]: the reader has mapped the object (acknowledged, so that the
+        reader can be sure the store knows before it lets the owner free the object)."""
+        self.state.opened(payload[0], payload[1])
+
+    def handle_closed(self, payload: list, call: Call | None) -> None:
+        self._unlink_segments(self.state.closed(payload[0], payload[1]))
+        self._drop_wires()
+
+    def handle_free(self, payload: list, call: Call | None) -> None:
+        for obj_id in payload[0]:
+            self._unlink_segments(self.state.free(obj_id))
+        self._drop_wires()
+
+    def process_gone(self, address: str) -> None:
+        """A worker on this node ended (called by the raylet)."""
+        self._unlink_segments(self.state.reader_gone(address))
+        self._drop_wires()
+
+    def _drop_wires(self) -> None:
+        for path in self.state.dead_spill_files:
+            _unlink(path)
+        self.state.dead_spill_files.clear()
+        if len(self._sealed_wires) > len(self.state.objects):
+            for obj_id in [k for k in self._sealed_wires if k not in self.state.objects]:
+                del self._sealed_wires[obj_id]
+
+    # -- room -----------------------------------------------------------------------------------
+
+    async def _make_room(self, nbytes: int) -> None:
+        if self.state.used + nbytes <= self.state.capacity and not self.state.pool:
+            return
+        async with self._room:
+            try:
+                unlink, spill = self.state.make_room(nbytes)
+            except StoreFullError as full:
+                raise self._full(full) from None
+            self._unlink_segments(unlink)
+            for obj in spill:
+                await self._spill(obj)
+
+    async def _spill(self, obj: StoredObject) -> None:
+        assert obj.segment is not None
+        source = self.path(obj.segment)
+        target = os.path.join(self.spill_dir, obj.obj_id.hex())
+        try:
+            await asyncio.to_thread(_copy_file, source, target)
+            ok = True
+        except OSError as exc:
+            logger.warning("could not spill object %s to %s: %s", obj.obj_id.hex(), target, exc)
+            ok = False
+        self._unlink_segments(self.state.spilled(obj, target, ok))
+        self._drop_wires()
+
+    def _full(self, full: StoreFullError) -> exceptions.ObjectStoreFullError:
+        return exceptions.ObjectStoreFullError(
+            f"the object store of node {self.node_id[:8]} is full: asked for {full.asked} bytes, "
+            f"capacity {full.capacity} bytes, of which {full.pinned} bytes are pinned (being "
+            f"written or mapped by a reader) and cannot be spilled; free some objects (drop "
+            f"their refs) or raise object_store_memory")
+
+    def _unlink_segments(self, segments: list[Segment]) -> None:
+        for segment in segments:
+            _unlink(self.path(segment))
+
+    def _schedule_expiry(self) -> None:
+        self._timer = self.runtime.loop.call_later(POOL_IDLE_SECONDS, self._expire_pool)
+
+    def _expire_pool(self) -> None:
+        self._unlink_segments(self.state.expire_pool(time.monotonic() - POOL_IDLE_SECONDS))
+        self._schedule_expiry()
+
+    # -- inspection -----------------------------------------------------------------------------
+
+    def handle_stats(self, payload: Any, call: Call) -> dict:
+        return self.state.stats()
+
+    def handle_list_objects(self, payload: Any, call: Call) -> list:
+        return [{"object_id": o.obj_id.hex(), "size": o.size, "owner": o.owner,
+                 "where": "spilled" if o.spill_path else "shared", "state": o.state,
+                 "readers": len(o.readers), "freed": o.freed}
+                for o in self.state.objects.values()]
+
+
+def _copy_file(source: str, target: str) -> None:
+    partial = target + ".partial"
+    shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+__all__ = ["ObjectStore", "default_capacity", "SEALED"]

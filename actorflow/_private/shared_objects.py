@@ -1,0 +1,262 @@
+"""This process's side of the node's object store: writing large values into shared memory and
+reading them back without a copy.
+
+Writing: the store hands out a segment (often a pooled one whose pages are already faulted in);
+this process keeps a few writable mappings of segments it wrote before, so writing into a reused
+one runs at memcpy speed. Code on the runtime loop cannot wait for the store, so it makes its own
+segment file and tells the store afterwards ("adopt").
+
+Reading: each object is mapped read-only once per process and values are built on views of that
+mapping. The store is told when a mapping is made and when it is closed; a mapping can only be
+closed once no value built on it is alive (``mmap.close`` refuses while views exist), so one that
+outlives the refs to its object lingers, stays registered, and is retried by a periodic sweep.
+Before this process lets an object's owner free it (releasing a borrow, or answering a task that
+read it), the store has acknowledged the registration: a segment is never reused under a live view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mmap
+import os
+import pickle
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from actorflow import exceptions
+from actorflow._private import serialization, shm
+
+if TYPE_CHECKING:
+    from actorflow._private.core_worker import CoreWorker
+
+SHARED = serialization.SHARED
+SWEEP_SECONDS = 1.0
+WRITE_MAPPINGS_KEPT = 4
+
+
+class _Mapping:
+    __slots__ = ("mmap", "registered", "jobs")
+
+    def __init__(self, mapping: mmap.mmap) -> None:
+        self.mmap = mapping
+        self.registered: asyncio.Future | None = None  # the store's ack of "opened"
+        self.jobs = 0  # running tasks that read it as an argument
+
+
+class SharedObjects:
+    def __init__(self, core: CoreWorker, spill_dir: str) -> None:
+        self.core = core
+        self.runtime = core.runtime
+        self.threshold = core.config.inline_object_max_bytes
+        self.spill_dir = spill_dir
+        self._lock = threading.Lock()
+        self._maps: dict[bytes, _Mapping] = {}
+        self._lingering: set[bytes] = set()
+        self._sweeping = False
+        self._write_maps: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()
+        self._write_lock = threading.Lock()
+
+    @property
+    def store_address(self) -> str:
+        return self.core.raylet_address
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def finish(self, obj_id: bytes, wire: list, owner: str | None = None) -> list:
+        """The stored form of a serialized value (serialization.serialize_views): into shared
+        memory if it is large, otherwise inline with its buffers copied."""
+        if serialization.size_of(wire) <= self.threshold or wire[0] not in (
+                serialization.PICKLED, serialization.PLAIN):
+            return serialization.inline(wire)
+        if wire[0] == serialization.PLAIN:  # a large str or bytes: pickled to be stored
+            wire = [serialization.PICKLED, pickle.dumps(wire[1], protocol=5), []]
+        return self.write(obj_id, wire[1], wire[2], owner or self.core.address)
+
+    def write(self, obj_id: bytes, data: Any, buffers: list, owner: str) -> list:
+        buffer_lens = [memoryview(b).nbytes for b in buffers]
+        data_len = memoryview(data).nbytes
+        offsets, nbytes = shm.layout(data_len, buffer_lens)
+        if self.core.on_loop_thread():
+            return self._write_own_segment(obj_id, data, buffers, offsets, nbytes, owner,
+                                           data_len, buffer_lens)
+        answer = self.core.call_control(self.store_address, "store", "create",
+                                        [obj_id, nbytes, owner], timeout=None)
+        if answer[0] == "exists":
+            return answer[1]
+        name, capacity, fresh = answer
+        wire = [SHARED, self.core.node_id, name, obj_id, data_len, buffer_lens]
+        try:
+            self._fill(name, capacity, fresh, obj_id, data, buffers, offsets)
+        except BaseException:
+            self.runtime.call_soon(self.runtime.send_oneway, self.store_address, "store",
+                                   "abort", [obj_id])
+            raise
+        self.runtime.call_soon(self.runtime.send_oneway, self.store_address, "store", "seal",
+                               [obj_id, wire])
+        return wire
+
+    def _fill(self, name: str, capacity: int, fresh: bool, obj_id: bytes, data: Any,
+              buffers: list, offsets: list[int]) -> None:
+        path = os.path.join(shm.SHM_ROOT, name)
+        if fresh:  # pwrite into new pages is twice as fast as faulting them in through a map
+            fd = os.open(path, os.O_RDWR)
+            try:
+                shm.write_parts(fd, obj_id, data, buffers, offsets)
+            finally:
+                os.close(fd)
+            return
+        with self._write_lock:
+            mapping = self._writable(path, capacity)
+            shm.write_parts(mapping, obj_id, data, buffers, offsets)
+
+    def _writable(self, path: str, capacity: int) -> mmap.mmap:
+        """A writable mapping of a pooled segment, kept for the next write into it."""
+        kept = self._write_maps.get(path)
+        if kept is not None and kept[0] == capacity:
+            self._write_maps.move_to_end(path)
+            return kept[1]
+        # Drop mappings of segments the store has since removed: they would pin their memory.
+        for old_path in list(self._write_maps):
+            if not os.path.exists(old_path) or len(self._write_maps) >= WRITE_MAPPINGS_KEPT:
+                self._write_maps.pop(old_path)[1].close()
+        fd = os.open(path, os.O_RDWR)
+        try:
+            mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
+        finally:
+            os.close(fd)
+        self._write_maps[path] = (capacity, mapping)
+        return mapping
+
+    def _write_own_segment(self, obj_id: bytes, data: Any, buffers: list, offsets: list[int],
+                           nbytes: int, owner: str, data_len: int, buffer_lens: list) -> list:
+        name = f"{self._prefix()}w{obj_id.hex()}"
+        path = os.path.join(shm.SHM_ROOT, name)
+        try:
+            fd = shm.create_file(path, nbytes)
+        except FileExistsError:  # written before by this task's earlier attempt
+            os.unlink(path)
+            fd = shm.create_file(path, nbytes)
+        except OSError as exc:
+            raise exceptions.ObjectStoreFullError(
+                f"could not create a {nbytes}-byte shared-memory segment: {exc}") from None
+        try:
+            shm.write_parts(fd, obj_id, data, buffers, offsets)
+        finally:
+            os.close(fd)
+        wire = [SHARED, self.core.node_id, name, obj_id, data_len, buffer_lens]
+        self.runtime.send_oneway(self.store_address, "store", "adopt",
+                                 [obj_id, nbytes, owner, name, wire])
+        return wire
+
+    def _prefix(self) -> str:
+        prefix = self.core.extensions.get("shm_prefix")
+        if prefix is None:
+            raise exceptions.ActorflowError("this process does not know its node's object store")
+        return str(prefix)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def load(self, wire: list, job: bool = False) -> Any:
+        """The value of a SHARED wire, built on views of this process's mapping of it."""
+        _, _node, name, obj_id, data_len, buffer_lens = wire
+        with self._lock:
+            entry = self._maps.get(obj_id)
+            if entry is None:
+                mapping = shm.map_for_reading(
+                    [os.path.join(shm.SHM_ROOT, name),
+                     os.path.join(self.spill_dir, obj_id.hex())], obj_id)
+                if mapping is None:
+                    raise exceptions.ObjectLostError(
+                        f"object {obj_id.hex()} is no longer in the object store (it was freed)")
+                entry = self._maps[obj_id] = _Mapping(mapping)
+                self.runtime.call_soon(self._register, obj_id, entry)
+                if not job and not self.core.objects.is_known(obj_id):
+                    self.runtime.call_soon(self._linger, obj_id)  # no table entry will free it
+            if job:
+                entry.jobs += 1
+            data, buffers = shm.views(entry.mmap, data_len, buffer_lens)
+        try:
+            return pickle.loads(data, buffers=buffers)
+        finally:
+            data.release()
+
+    def _register(self, obj_id: bytes, entry: _Mapping) -> None:
+        entry.registered = self.runtime.request(self.store_address, "store", "opened",
+                                                [obj_id, self.core.address])
+        entry.registered.add_done_callback(_ignore_failure)
+
+    def release(self, obj_id: bytes, job: bool = False) -> None:
+        """This process may no longer need its mapping of obj_id (its table entry went, or a task
+        that read it ended): close it unless values built on it are alive (loop thread)."""
+        with self._lock:
+            entry = self._maps.get(obj_id)
+            if entry is None:
+                return
+            if job:
+                entry.jobs -= 1
+            if entry.jobs > 0 or self.core.objects.is_known(obj_id):
+                return
+            try:
+                entry.mmap.close()
+            except BufferError:  # a value read from it is still alive
+                self._lingering.add(obj_id)
+                self._start_sweep()
+                return
+            del self._maps[obj_id]
+            self._lingering.discard(obj_id)
+        self._after_registered(entry, lambda: self.runtime.send_oneway(
+            self.store_address, "store", "closed", [obj_id, self.core.address]))
+
+    def settled(self, obj_ids: list[bytes]) -> asyncio.Future | None:
+        """A future that is done once the store has acknowledged this process's registration
+        of each of obj_ids (None if it already has)."""
+        waiting = []
+        for obj_id in obj_ids:
+            entry = self._maps.get(obj_id)
+            if entry is not None and entry.registered is not None and not entry.registered.done():
+                waiting.append(entry.registered)
+        if not waiting:
+            return None
+        return asyncio.ensure_future(asyncio.wait(waiting))
+
+    def _after_registered(self, entry: _Mapping, then: Any) -> None:
+        if entry.registered is None or entry.registered.done():
+            then()
+        else:
+            entry.registered.add_done_callback(lambda _f: then())
+
+    def _linger(self, obj_id: bytes) -> None:
+        self._lingering.add(obj_id)
+        self._start_sweep()
+
+    def _start_sweep(self) -> None:
+        if not self._sweeping:
+            self._sweeping = True
+            self.runtime.loop.call_later(SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeping = False
+        for obj_id in list(self._lingering):
+            self._lingering.discard(obj_id)
+            self.release(obj_id)
+        if self._lingering:
+            self._start_sweep()
+
+    def mapped_count(self) -> int:
+        return len(self._maps)
+
+    def close(self) -> None:
+        for _capacity, mapping in self._write_maps.values():
+            mapping.close()
+        self._write_maps.clear()
+
+
+def shared_ids(wires: list) -> list[bytes]:
+    """The ids of the objects among wires that live in shared memory."""
+    return [w[3] for w in wires if isinstance(w, list) and w and w[0] == SHARED]
+
+
+def _ignore_failure(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
