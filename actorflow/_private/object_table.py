@@ -6,11 +6,12 @@ callbacks registered on a pending entry run (on the runtime loop) when it is set
 
 Thread-safe: user threads read and put, the runtime loop sets results. ObjectRef.__del__ may run
 inside any allocation, even one made while this thread holds the table's lock, so releases are
-queued and applied by whoever holds (or next takes) the lock, never waited for. Local reference counts
-come from ObjectRef instances in this process (including refs kept alive because an object, a
-pending task or a value in flight holds them). The owner's entry also counts borrowers: other
-processes that registered a ref to it (see core_worker.py). An entry goes when nothing counts it;
-``on_drop(obj_id, entry)`` runs then, after the table's lock is let go.
+queued and applied by whoever holds (or next takes) the lock, never waited for.
+
+Local reference counts come from ObjectRef instances in this process (including refs kept alive
+because an object, a pending task or a value in flight holds them). The owner's entry also
+counts borrowers: other processes that registered a ref to it (see core_worker.py). An entry
+goes when nothing counts it; ``on_drop(obj_id, entry)`` runs then, after the lock is let go.
 """
 
 from __future__ import annotations

@@ -126,7 +126,16 @@ class SharedObjects:
         finally:
             os.close(fd)
         self._write_maps[path] = (capacity, mapping)
+        self.runtime.call_soon(self._start_sweep)  # to let go of it once the store drops it
         return mapping
+
+    def _drop_stale_write_maps(self) -> None:
+        """Unmap kept writable mappings of segments the store has removed (they would keep
+        the memory alive). Cheap: at most WRITE_MAPPINGS_KEPT entries."""
+        with self._write_lock:
+            for path in list(self._write_maps):
+                if not os.path.exists(path):
+                    self._write_maps.pop(path)[1].close()
 
     def _write_own_segment(self, obj_id: bytes, data: Any, buffers: list, offsets: list[int],
                            nbytes: int, owner: str, data_len: int, buffer_lens: list) -> list:
@@ -240,7 +249,8 @@ class SharedObjects:
         for obj_id in list(self._lingering):
             self._lingering.discard(obj_id)
             self.release(obj_id)
-        if self._lingering:
+        self._drop_stale_write_maps()
+        if self._lingering or self._write_maps:
             self._start_sweep()
 
     def mapped_count(self) -> int:
