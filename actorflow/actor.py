@@ -116,8 +116,8 @@ class ActorClass:
         core = _ensure_core()
         blob, meta = self._exported()
         actor_id = ids.new_id(16).hex()
-        args_wire, slots, _nested = core.serialize_args(f"{self.__name__}.__init__", args,
-                                                        kwargs)
+        args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args,
+                                                       kwargs)
         groups = o.get("concurrency_groups") or {}
         for group, limit in groups.items():
             if not isinstance(limit, int) or limit < 1:
@@ -140,7 +140,10 @@ class ActorClass:
         collectable = name is None and o.get("lifetime") != "detached"
         if collectable:
             core.handles.owned_and_collectable(actor_id)
-        actor_id, meta = core.create_actor(spec, wait=name is not None)
+        # The constructor's arguments are read again at every restart: keep the refs and
+        # handles they hold (and large arguments in the object store) while the actor lives.
+        keep = [*nested, *(slot[1] for slot in slots)]
+        actor_id, meta = core.create_actor(spec, wait=name is not None, keep=keep)
         return ActorHandle(actor_id, meta, max_task_retries=o.get("max_task_retries", 0) or 0,
                            owner=core.address if collectable else "")
 

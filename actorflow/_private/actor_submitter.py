@@ -74,6 +74,7 @@ class ActorChannel:
     next_seq: int = 0
     lost: list = field(default_factory=list)  # calls lost with their worker, no retries left
     learning: bool = False  # asking the GCS what happened to the actor
+    pins: list = field(default_factory=list)  # what the constructor's arguments hold
 
 
 class ActorSubmitter:
@@ -291,6 +292,7 @@ class ActorSubmitter:
 
     def _declare_dead(self, ch: ActorChannel, cause: str, error_wire: list | None) -> None:
         ch.dead = [cause, error_wire]
+        ch.pins = []
         ch.address = ""
         while ch.queue:
             self._finish_dead(ch, ch.queue.popleft())

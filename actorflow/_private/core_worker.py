@@ -438,11 +438,14 @@ class CoreWorker:
 
         return asyncio.run_coroutine_threadsafe(ask(), self.runtime.loop).result(timeout)
 
-    def create_actor(self, spec: dict[str, Any], wait: bool) -> tuple[str, dict[str, Any]]:
+    def create_actor(self, spec: dict[str, Any], wait: bool,
+                     keep: list | None = None) -> tuple[str, dict[str, Any]]:
         """Register the actor with the GCS once its arguments are resolved. With wait (named
-        actors) the answer is waited for, so a taken name fails right here."""
+        actors) the answer is waited for, so a taken name fails right here. What keep holds
+        stays alive until the actor is dead for good."""
         self.keep_process()
         channel = self.actor_submitter.channel(spec["actor_id"])
+        channel.pins = list(keep or [])
         channel.watching = True  # hold calls until the GCS has heard of the actor
         done = threading.Event()
         answer: list = []

@@ -60,6 +60,9 @@ class GCS:
     def handle_job_info(self, payload: list, call: Call) -> dict | None:
         return self.jobs.get(payload[0])
 
+    def handle_list_jobs(self, payload: Any, call: Call) -> list:
+        return list(self.jobs.values())
+
     # -- key-value ------------------------------------------------------------------------------
 
     def handle_kv_put(self, payload: list, call: Call) -> bool:

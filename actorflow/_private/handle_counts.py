@@ -89,6 +89,9 @@ class HandleCounts:
                     or self._borrowers.get(actor_id)):
                 return
             self._collectable.discard(actor_id)
+        channel = self.core.actor_submitter.channels.get(actor_id)
+        if channel is not None:
+            channel.pins = []  # its constructor's arguments may go with it
         if not self.core.runtime.closed:
             self.core.runtime.send_oneway(
                 self.core.gcs_address, "actors", "kill_actor",

@@ -1,0 +1,296 @@
+"""Inspecting a running cluster from inside it (a driver or worker) or from outside (the CLI).
+
+A ``Snapshot`` is what every reachable process and store said when asked: the owners' and
+borrowers' ``list_refs`` rows, the stores' ``list_objects`` rows and ``stats``. ``collect`` asks
+the GCS for the nodes and jobs, then every node's raylet, store and processes, all at once;
+a process that does not answer (it exited) is skipped. ``merge_objects`` turns a snapshot into
+one row per object (a pure function).
+
+``Connection`` says how to reach the cluster: this process's own runtime when it is part of the
+cluster, or a runtime of its own, on a loop thread of its own, that authenticates with the
+cluster token found in the session directory (or ``ACTORFLOW_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from actorflow import exceptions
+from actorflow._private import context
+from actorflow._private.config import Config
+from actorflow._private.runtime import PeerUnreachableError, Runtime
+
+T = TypeVar("T")
+
+# How long one process may take to answer an inspection query before it is skipped.
+REQUEST_TIMEOUT = 10.0
+
+
+class ClusterNotFoundError(exceptions.ActorflowError, ConnectionError):
+    """No running actorflow cluster could be found or reached."""
+
+
+Ask = Callable[[str, str, str, Any], Awaitable[Any]]
+
+
+@dataclass
+class Snapshot:
+    refs: list[dict[str, Any]] = field(default_factory=list)  # every process's list_refs rows
+    stored: list[dict[str, Any]] = field(default_factory=list)  # every store's list_objects rows
+    store_stats: list[dict[str, Any]] = field(default_factory=list)  # one per node
+    pids: dict[str, int] = field(default_factory=dict)  # process address -> pid
+    unreachable: list[str] = field(default_factory=list)  # processes that did not answer
+
+
+# -- reaching the cluster -----------------------------------------------------------------------
+
+
+def _normalize(address: str) -> str:
+    return address if "://" in address else "tcp://" + address
+
+
+@dataclass
+class Target:
+    gcs_address: str
+    token: bytes
+    where: str  # for error messages: the address and where it was found
+
+
+def _read_session(root: str) -> tuple[dict[str, Any], bytes, str]:
+    """node.json and the token of the latest session under root."""
+    latest = os.path.join(root, "session_latest")
+    hint = ("no running actorflow cluster found: start one with actorflow.init() (its session "
+            f"directory goes under {root}; set ACTORFLOW_SESSION_ROOT if it is elsewhere), or "
+            "pass --address")
+    try:
+        with open(os.path.join(latest, "node.json")) as f:
+            node = json.load(f)
+        with open(os.path.join(latest, "token")) as f:
+            token = bytes.fromhex(f.read().strip())
+    except (OSError, ValueError) as exc:
+        raise ClusterNotFoundError(hint) from exc
+    return node, token, os.path.realpath(latest)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_target(address: str | None, config: Config | None = None) -> Target:
+    """Where an outside client connects: the latest session (address None or "auto"), or an
+    explicit GCS address with the token from ACTORFLOW_TOKEN or the latest session."""
+    config = config or Config.from_env()
+    root = config.session_root
+    if address in (None, "", "auto"):
+        node, token, session = _read_session(root)
+        if not _pid_alive(int(node.get("pid", 0))):
+            raise ClusterNotFoundError(
+                f"no running actorflow cluster found: the latest session ({session}) has ended; "
+                f"start one with actorflow.init()")
+        return Target(node["gcs_address"], token, f"{node['gcs_address']} (session {session})")
+    env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
+    if env_token:
+        try:
+            return Target(_normalize(address), bytes.fromhex(env_token), _normalize(address))
+        except ValueError:
+            raise exceptions.AuthenticationError(
+                "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
+                "its session directory's token file") from None
+    try:
+        _, token, _ = _read_session(root)
+    except ClusterNotFoundError:
+        raise ClusterNotFoundError(
+            f"no token for the cluster at {address}: set ACTORFLOW_TOKEN to the cluster's token "
+            f"(the token file of its session directory)") from None
+    return Target(_normalize(address), token, _normalize(address))
+
+
+def _same_address(a: str, b: str) -> bool:
+    return _normalize(a) == _normalize(b)
+
+
+def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+    """Run job(ask, gcs_address) on a runtime connected to the cluster at address (None: this
+    process's cluster if it is part of one, else the latest session) and return its result."""
+    core = context.core_or_none()
+    if core is not None and (address in (None, "", "auto")
+                             or _same_address(address, core.gcs_address)):
+        if core.on_loop_thread():
+            raise exceptions.AsyncioContextError(
+                "cluster inspection blocks and cannot run on actorflow's own event loop (inside "
+                "an async actor or async task): call it from a thread of your own")
+        coro = job(_asker(core.runtime), core.gcs_address)
+        return asyncio.run_coroutine_threadsafe(coro, core.runtime.loop).result()
+    return _run_outside(find_target(address), job)
+
+
+def _asker(runtime: Runtime) -> Ask:
+    async def ask(address: str, target: str, method: str, payload: Any) -> Any:
+        return await asyncio.wait_for(runtime.request(address, target, method, payload),
+                                      REQUEST_TIMEOUT)
+
+    return ask
+
+
+def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+    from actorflow._private.loop_thread import LoopThread
+
+    config = Config.from_env()
+    loop_thread = LoopThread(name="actorflow-inspect")
+    loop_thread.start()
+    runtime = Runtime(loop_thread.loop, target.token, config.max_frame_size,
+                      min(config.connect_timeout, REQUEST_TIMEOUT))
+
+    async def main() -> T:
+        await runtime.start("tcp://127.0.0.1:0")
+        try:
+            return await job(_asker(runtime), target.gcs_address)
+        finally:
+            await runtime.aclose()
+
+    try:
+        return loop_thread.run(main())
+    finally:
+        loop_thread.stop()
+
+
+# -- asking -------------------------------------------------------------------------------------
+
+
+async def _ask_gcs(ask: Ask, gcs_address: str, method: str) -> Any:
+    try:
+        return await ask(gcs_address, "gcs", method, None)
+    except exceptions.AuthenticationError as exc:
+        raise exceptions.AuthenticationError(
+            f"authentication with the cluster at {gcs_address} failed: the token does not match "
+            f"({exc}); set ACTORFLOW_TOKEN to the token in the cluster's session directory"
+        ) from None
+    except (PeerUnreachableError, asyncio.TimeoutError, OSError) as exc:
+        raise ClusterNotFoundError(
+            f"no running actorflow cluster found at {gcs_address}: {exc}") from None
+
+
+async def _ask_or_none(ask: Ask, address: str, target: str, method: str) -> Any:
+    """The answer, or None when the process is gone, hung or not (yet) serving target."""
+    try:
+        return await ask(address, target, method, None)
+    except (PeerUnreachableError, asyncio.TimeoutError, OSError, LookupError):
+        return None
+
+
+async def collect(ask: Ask, gcs_address: str) -> Snapshot:
+    nodes = [n for n in await _ask_gcs(ask, gcs_address, "get_nodes") if n.get("alive", True)]
+    jobs = await _ask_gcs(ask, gcs_address, "list_jobs")
+    node_addresses = [n["address"] for n in nodes]
+    infos, stored, stats = await asyncio.gather(
+        asyncio.gather(*[_ask_or_none(ask, a, "raylet", "node_info") for a in node_addresses]),
+        asyncio.gather(*[_ask_or_none(ask, a, "store", "list_objects") for a in node_addresses]),
+        asyncio.gather(*[_ask_or_none(ask, a, "store", "stats") for a in node_addresses]))
+    snapshot = Snapshot()
+    processes: dict[str, None] = {}  # ordered set: drivers first, then workers
+    for job in jobs:
+        if job.get("alive", True) and job.get("driver_address"):
+            processes[job["driver_address"]] = None
+    for info in infos:
+        for worker in (info or {}).get("workers", []):
+            if worker.get("address") and worker.get("state") != "dead":
+                processes[worker["address"]] = None
+                snapshot.pids[worker["address"]] = worker.get("pid", 0)
+    answers = await asyncio.gather(*[_ask_or_none(ask, a, "core", "list_refs")
+                                     for a in processes])
+    for address, rows in zip(processes, answers):
+        if rows is None:
+            snapshot.unreachable.append(address)
+            continue
+        for row in rows:
+            snapshot.pids[row["process"]] = row["pid"]
+        snapshot.refs.extend(rows)
+    snapshot.stored = [row for rows in stored if rows for row in rows]
+    snapshot.store_stats = [s for s in stats if s]
+    return snapshot
+
+
+# -- merging ------------------------------------------------------------------------------------
+
+STATS_KEYS = ("capacity", "used", "in_use", "pooled", "pinned", "objects", "spilled_objects",
+              "spilled_bytes", "spill_count")
+
+
+def total_stats(per_node: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stores' stats summed over the nodes (one node: its own stats)."""
+    total: dict[str, Any] = {key: 0 for key in STATS_KEYS}
+    for stats in per_node:
+        for key in STATS_KEYS:
+            total[key] += int(stats.get(key, 0))
+    total["nodes"] = len(per_node)
+    return total
+
+
+def _store_view(rows: list[dict[str, Any]]) -> tuple[str, int, int]:
+    """(where, size, readers) of an object over the stores that hold it (several nodes may hold
+    copies): "shared" if any holds it in memory, else "spilled"."""
+    where = "shared" if any(r["where"] == "shared" for r in rows) else "spilled"
+    return where, max(r["size"] for r in rows), sum(r["readers"] for r in rows)
+
+
+def merge_objects(snapshot: Snapshot) -> list[dict[str, Any]]:
+    """One row per object: the owner's view, with where the store keeps it and who borrows it.
+
+    Objects whose owner did not answer still show, from their borrowers' and the stores' rows
+    (owner_pid None). Objects their owner freed that linger only until a reader lets go do not.
+    """
+    owned: dict[str, dict[str, Any]] = {}
+    borrowed: dict[str, list[dict[str, Any]]] = {}
+    stored: dict[str, list[dict[str, Any]]] = {}
+    for row in snapshot.refs:
+        if row["owned"]:
+            owned[row["object_id"]] = row
+        else:
+            borrowed.setdefault(row["object_id"], []).append(row)
+    for row in snapshot.stored:
+        if not row["freed"]:
+            stored.setdefault(row["object_id"], []).append(row)
+    result = []
+    for obj_id in dict.fromkeys([*owned, *borrowed, *stored]):
+        mine, theirs, copies = owned.get(obj_id), borrowed.get(obj_id, []), stored.get(obj_id)
+        store_where, store_size, readers = _store_view(copies) if copies else ("", 0, 0)
+        if mine is not None:
+            owner, where, size = mine["owner"], mine["where"], mine["size"]
+            holders = set(mine["borrowers"])
+        else:
+            owner = theirs[0]["owner"] if theirs else copies[0]["owner"] if copies else ""
+            fetched = [r for r in theirs if r["where"] != "pending"]
+            where = fetched[0]["where"] if fetched else "pending"
+            size = max([r["size"] for r in fetched] or [0])
+            holders = set()
+        if store_where and (where == "shared" or (mine is None and where == "pending")):
+            where = store_where  # the store knows whether it spilled the object
+        holders |= {r["process"] for r in theirs if r["local_refs"] > 0 or r["pinned_by_tasks"]}
+        holders.discard(owner)
+        result.append({
+            "object_id": obj_id,
+            "size": size or store_size,
+            "owner": owner,
+            "owner_pid": snapshot.pids.get(owner) if owner else None,
+            "where": where,
+            "local_refs": mine["local_refs"] if mine else 0,
+            "borrowers": len(holders),
+            "borrower_addresses": sorted(holders),
+            "pinned_by_tasks": (mine["pinned_by_tasks"] if mine else 0)
+            + sum(r["pinned_by_tasks"] for r in theirs),
+            "readers": readers,
+            "contained_refs": mine["contained_refs"] if mine else 0,
+            "error": bool(mine and mine["error"]),
+        })
+    return result
