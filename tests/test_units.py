@@ -366,7 +366,7 @@ def test_object_table_release_from_a_destructor_inside_the_lock_does_not_deadloc
         table.add_ref(oid, owned=True)
     # What a garbage collection running ObjectRef.__del__ mid-operation amounts to:
     # a release while this very thread holds the table's lock.
-    with table._locked():
+    with table:
         table.release_ref(first)
         assert first in table  # queued: applied when the lock is let go
     assert first not in table

@@ -58,7 +58,7 @@ def _normalize(address: str) -> str:
 class Target:
     gcs_address: str
     token: bytes
-    where: str  # for error messages: the address and where it was found
+    session: str = ""  # the session directory it was found in, for error messages
 
 
 def _read_session(root: str) -> tuple[dict[str, Any], bytes, str]:
@@ -98,11 +98,11 @@ def find_target(address: str | None, config: Config | None = None) -> Target:
             raise ClusterNotFoundError(
                 f"no running actorflow cluster found: the latest session ({session}) has ended; "
                 f"start one with actorflow.init()")
-        return Target(node["gcs_address"], token, f"{node['gcs_address']} (session {session})")
+        return Target(node["gcs_address"], token, session)
     env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
     if env_token:
         try:
-            return Target(_normalize(address), bytes.fromhex(env_token), _normalize(address))
+            return Target(_normalize(address), bytes.fromhex(env_token))
         except ValueError:
             raise exceptions.AuthenticationError(
                 "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
@@ -113,7 +113,7 @@ def find_target(address: str | None, config: Config | None = None) -> Target:
         raise ClusterNotFoundError(
             f"no token for the cluster at {address}: set ACTORFLOW_TOKEN to the cluster's token "
             f"(the token file of its session directory)") from None
-    return Target(_normalize(address), token, _normalize(address))
+    return Target(_normalize(address), token)
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -161,6 +161,10 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
 
     try:
         return loop_thread.run(main())
+    except ClusterNotFoundError as exc:
+        if not target.session:
+            raise
+        raise ClusterNotFoundError(f"{exc} (the latest session: {target.session})") from None
     finally:
         loop_thread.stop()
 
@@ -209,7 +213,7 @@ async def collect(ask: Ask, gcs_address: str) -> Snapshot:
                 snapshot.pids[worker["address"]] = worker.get("pid", 0)
     answers = await asyncio.gather(*[_ask_or_none(ask, a, "core", "list_refs")
                                      for a in processes])
-    for address, rows in zip(processes, answers):
+    for address, rows in zip(processes, answers, strict=True):
         if rows is None:
             snapshot.unreachable.append(address)
             continue

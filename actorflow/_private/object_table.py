@@ -16,10 +16,9 @@ goes when nothing counts it; ``on_drop(obj_id, entry)`` runs then, after the loc
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 MISSING: Any = object()  # wait_or_get: no such object here
@@ -46,14 +45,21 @@ class ObjectTable:
         self._dropped: list[tuple[bytes, _Entry]] = []  # entries gone, on_drop not yet run
         self.on_drop: Callable[[bytes, _Entry], None] | None = None
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._lock:
-            yield
+    # `with self:` holds the lock; letting go applies queued releases and runs on_drop.
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self._released:
             self._apply_releases()
+        if self._dropped:
             dropped, self._dropped = self._dropped, []
-        self._notify(dropped)
-        self._drain_releases()
+            self._lock.release()
+            self._notify(dropped)
+        else:
+            self._lock.release()
+        if self._released:
+            self._drain_releases()
 
     def _drain_releases(self) -> None:
         """Apply queued releases, unless another thread (or this one, further up its stack)
@@ -88,14 +94,14 @@ class ObjectTable:
     # -- creation and values --------------------------------------------------------------------
 
     def add_pending(self, obj_id: bytes, owned: bool = True, owner: str = "") -> None:
-        with self._locked():
+        with self:
             if obj_id not in self._entries:
                 self._entries[obj_id] = _Entry(owned, owner)
 
     def put(self, obj_id: bytes, wire: list,
             owned: bool = True) -> list[Callable[[list], None]]:
         """Store a value; return the callbacks that waited for it (run them on the loop)."""
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is None:  # a new value (put): its ObjectRef is made right after
                 entry = self._entries[obj_id] = _Entry(owned)
@@ -126,7 +132,7 @@ class ObjectTable:
     def wait_or_get(self, obj_id: bytes, callback: Callable[[list], None]) -> Any:
         """Return the value if there is one, MISSING if the object is unknown here, or None after
         registering callback(wire) to run when the value arrives."""
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is None:
                 return MISSING
@@ -139,7 +145,7 @@ class ObjectTable:
             return None
 
     def remove_callback(self, obj_id: bytes, callback: Callable[[list], None]) -> None:
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is not None and entry.callbacks and callback in entry.callbacks:
                 entry.callbacks.remove(callback)
@@ -151,7 +157,7 @@ class ObjectTable:
         """Count a ref. An owned object this table does not have was freed (or never
         existed): its entry gets the value lost_wire() so that reading it fails at once.
         True when this is the first ref to a borrowed object (register with its owner)."""
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is None:
                 entry = self._entries[obj_id] = _Entry(owned, owner)
@@ -165,11 +171,12 @@ class ObjectTable:
     def release_ref(self, obj_id: bytes) -> None:
         """A ref went (from ObjectRef.__del__: any thread, any moment)."""
         self._released.append(obj_id)
-        self._drain_releases()
+        if self._lock.acquire(blocking=False):
+            self.__exit__()
 
     def add_borrower(self, obj_id: bytes, borrower: str) -> bool:
         """False if the object is not (or no longer) here."""
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is None or not entry.owned:
                 return False
@@ -179,7 +186,7 @@ class ObjectTable:
             return True
 
     def remove_borrower(self, obj_id: bytes, borrower: str) -> None:
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is not None and entry.borrowers:
                 entry.borrowers.discard(borrower)
@@ -190,20 +197,20 @@ class ObjectTable:
         return set(entry.borrowers) if entry is not None and entry.borrowers else set()
 
     def pin(self, obj_id: bytes) -> None:
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is not None:
                 entry.pinned += 1
 
     def unpin(self, obj_id: bytes) -> None:
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is not None:
                 entry.pinned -= 1
                 self._maybe_drop(obj_id, entry)
 
     def discard_if_unreferenced(self, obj_id: bytes) -> None:
-        with self._locked():
+        with self:
             entry = self._entries.get(obj_id)
             if entry is not None and self._unused(entry):
                 self._drop(obj_id, entry)
@@ -223,11 +230,11 @@ class ObjectTable:
         self._dropped.append((obj_id, entry))
 
     def records(self) -> list[tuple[bytes, _Entry]]:
-        with self._locked():
+        with self:
             return list(self._entries.items())
 
     def stats(self) -> dict[str, Any]:
-        with self._locked():
+        with self:
             return {
                 "objects": len(self._entries),
                 "ready": sum(1 for e in self._entries.values() if e.wire is not None),

@@ -90,7 +90,7 @@ def format_summary(rows: list[dict[str, Any]], stats: dict[str, Any],
     table = [[title for title, _ in _COLUMNS]]
     table += [[_cell(key, row) for _, key in _COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
              for line in table]
 
     def total(where: str) -> int:
