@@ -323,8 +323,10 @@ def _progress(fw: str, w: Workload, rec: dict) -> str:
 def main(argv=None) -> int:
     args = parse(argv)
     if args.list:
+        kw = max(len(w.key) for w in WORKLOADS)
+        nw = max(len(w.name) for w in WORKLOADS)
         for w in WORKLOADS:
-            print(f"{w.key:<18} {w.name:<46} {w.unit:<9} {w.doc}")
+            print(f"{w.key:<{kw}} {w.name:<{nw}} {w.unit:<9} {w.doc}")
         return 0
     wls = select(args.only)
     if not wls:

@@ -27,8 +27,13 @@ from .timing import summarize
 ONE_GIB = 1 << 30
 PUT_BYTES = 100 * 1024 * 1024 * 8  # Ray's "put gigabytes" array: 100 Mi int64 = 800 MiB
 FANOUT_CALLS = 2000  # calls per server per op in 1:n / n:n (Ray uses 5000)
-NN_TASKS = 4  # "m" in Ray's n:n
+NN_TASKS = 4  # "m" in Ray's n:n and "multi client tasks async"
 BATCH = 1000
+MULTI_PUT_TASKS = 10  # Ray's "multi client put calls/gigabytes": 10 tasks per op
+MULTI_PUT_SMALL = 100  # put(0) per task ("multi client put calls")
+MULTI_PUT_LARGE = 10  # puts of an 80 MiB array per task ("multi client put gigabytes")
+MULTI_PUT_BYTES = 10 * 1024 * 1024 * 8  # Ray: np.zeros(10 Mi, int64) = 80 MiB
+ARG_CALLS = 1000  # calls per client in "n:n actor calls with arg async" (same as Ray)
 
 
 @dataclass
@@ -120,6 +125,13 @@ def build(api) -> Namespace:
                 refs.extend([s.small_value.remote() for _ in range(n)])
             api.get(refs)
 
+        def small_value_batch_arg(self, n):
+            x = api.put(0)
+            refs = []
+            for s in self.servers:
+                refs.extend([s.small_value_arg.remote(x) for _ in range(n)])
+            api.get(refs)
+
     ns.small_value = _remote(api, small_value)
     ns.create_object_containing_ref = _remote(api, create_object_containing_ref)
     ns.Actor = _remote(api, Actor, num_cpus=0)
@@ -131,6 +143,33 @@ def build(api) -> Namespace:
         api.get([actors[i % k].small_value.remote() for i in range(n)])
 
     ns.nn_work = _remote(api, nn_work)
+
+    # ---- multi client workloads: tasks / actors that themselves submit work
+    small_value_rf = ns.small_value
+
+    class TaskClient:
+        # Ray's Actor.small_value_batch (its own class here, so that the other actor
+        # workloads do not ship a remote function inside their class)
+        def small_value_batch(self, n):
+            api.get([small_value_rf.remote() for _ in range(n)])
+
+    ns.TaskClient = _remote(api, TaskClient, num_cpus=0)
+
+    def do_put_small():
+        for _ in range(MULTI_PUT_SMALL):
+            api.put(0)
+
+    def do_put():
+        import numpy as np
+
+        # one touched array per task, put MULTI_PUT_LARGE times (Ray allocates a
+        # fresh np.zeros per put, whose untouched pages read as the shared zero page)
+        arr = np.ones(MULTI_PUT_BYTES // 8, dtype=np.int64)
+        for _ in range(MULTI_PUT_LARGE):
+            api.put(arr)
+
+    ns.do_put_small = _remote(api, do_put_small)
+    ns.do_put = _remote(api, do_put)
     return ns
 
 
@@ -213,6 +252,63 @@ def _async_actor_sync(api, ns):
 def _async_actor_async(api, ns):
     a = _warm_actor(api, ns.AsyncActor.remote())
     return (lambda: api.get([a.small_value.remote() for _ in range(BATCH)])), BATCH
+
+
+def _async_actor_args(api, ns):
+    a = _warm_actor(api, ns.AsyncActor.remote())
+    return (
+        lambda: api.get([a.small_value_with_arg.remote(i) for i in range(BATCH)])
+    ), BATCH
+
+
+def _one_to_n_async(api, ns):
+    servers = [_warm_actor(api, ns.AsyncActor.remote()) for _ in range(n_cpus())]
+    client = ns.Client.remote(servers)
+    api.get(client.small_value_batch.remote(1))
+    return (lambda: api.get(client.small_value_batch.remote(FANOUT_CALLS))), FANOUT_CALLS * len(
+        servers
+    )
+
+
+def _n_to_n_async(api, ns):
+    actors = [_warm_actor(api, ns.AsyncActor.remote()) for _ in range(n_cpus())]
+    work = ns.nn_work
+    api.get(work.remote(actors, 1))
+    return (
+        lambda: api.get([work.remote(actors, FANOUT_CALLS) for _ in range(NN_TASKS)])
+    ), NN_TASKS * FANOUT_CALLS
+
+
+def _n_to_n_arg(api, ns):
+    servers = [_warm_actor(api, ns.Actor.remote()) for _ in range(n_cpus())]
+    clients = [ns.Client.remote(s) for s in servers]
+    api.get([c.small_value_batch_arg.remote(1) for c in clients])
+    return (
+        lambda: api.get([c.small_value_batch_arg.remote(ARG_CALLS) for c in clients])
+    ), ARG_CALLS * len(clients)
+
+
+def _multi_tasks_async(api, ns):
+    clients = [ns.TaskClient.remote() for _ in range(NN_TASKS)]
+    api.get([c.small_value_batch.remote(1) for c in clients])  # actors up, tasks warm
+    return (
+        lambda: api.get([c.small_value_batch.remote(FANOUT_CALLS) for c in clients])
+    ), NN_TASKS * FANOUT_CALLS
+
+
+def _multi_put_calls(api, ns):
+    f = ns.do_put_small
+    api.get([f.remote() for _ in range(MULTI_PUT_TASKS)])
+    return (
+        lambda: api.get([f.remote() for _ in range(MULTI_PUT_TASKS)])
+    ), MULTI_PUT_TASKS * MULTI_PUT_SMALL
+
+
+def _multi_put_gigabytes(api, ns):
+    f = ns.do_put
+    return (
+        lambda: api.get([f.remote() for _ in range(MULTI_PUT_TASKS)])
+    ), MULTI_PUT_TASKS * MULTI_PUT_LARGE * MULTI_PUT_BYTES / 1e9
 
 
 def _put_gigabytes(api, ns):
@@ -326,6 +422,17 @@ def _init_to_first_result(api, ns, cfg: Config, deadline: float) -> dict:
     return out
 
 
+def _install_size(api, ns, cfg: Config, deadline: float) -> dict:
+    from .install_size import measure, roots_for_module
+
+    res = measure(roots_for_module(cfg.module))
+    if res["missing"]:
+        res["note"] = "required but not installed: " + ", ".join(res["missing"])
+    out = summarize([res["mib"]])
+    out["extra"] = {k: v for k, v in res.items() if k != "mib"}
+    return out
+
+
 def _idle_rss(api, ns, cfg: Config, deadline: float) -> dict:
     res = _run_probe(cfg, "rss", timeout=120)
     out = summarize(res["rss_mb_samples"])
@@ -362,6 +469,17 @@ WORKLOADS: list[Workload] = [
         "task, sampled from /proc (PSS and a per-process breakdown in the JSON)",
     ),
     W(
+        "install",
+        "install size",
+        "MB",
+        run=_install_size,
+        higher_is_better=False,
+        needs_cluster=False,
+        budget_fn=lambda c: 20.0,
+        doc="MiB on disk of the framework's distribution and its requirement closure "
+        "(files listed in each dist's RECORD; editable installs: the source packages)",
+    ),
+    W(
         "get_calls",
         "single client get calls",
         "ops/s",
@@ -369,6 +487,14 @@ WORKLOADS: list[Workload] = [
         doc="get() of a small object created by put()",
     ),
     W("put_calls", "single client put calls", "ops/s", _put_calls, doc="put(0)"),
+    W(
+        "multi_put_calls",
+        "multi client put calls",
+        "ops/s",
+        _multi_put_calls,
+        doc=f"{MULTI_PUT_TASKS} tasks each put(0) {MULTI_PUT_SMALL} times, then get() of the "
+        "tasks; per put",
+    ),
     W(
         "tasks_sync",
         "single client tasks sync",
@@ -391,6 +517,15 @@ WORKLOADS: list[Workload] = [
         "batches/s",
         _tasks_get_batch,
         doc="same loop as 'tasks async' counted in batches of 1,000 (as ray_perf does)",
+    ),
+    W(
+        "multi_tasks_async",
+        "multi client tasks async",
+        "ops/s",
+        _multi_tasks_async,
+        floor="pipelined",
+        doc=f"{NN_TASKS} client actors each submit {FANOUT_CALLS} tasks and get() them "
+        "(Ray: 10,000); per task",
     ),
     W(
         "actor_sync",
@@ -433,6 +568,15 @@ WORKLOADS: list[Workload] = [
         doc=f"{NN_TASKS} tasks each make {FANOUT_CALLS} calls round-robin over cpu_count actors",
     ),
     W(
+        "n_to_n_arg",
+        "n:n actor calls with arg async",
+        "ops/s",
+        _n_to_n_arg,
+        floor="pipelined",
+        doc=f"n=cpu_count client actors, each with its own server actor: put(0) once, then "
+        f"{ARG_CALLS} calls passing that ref, then get()",
+    ),
+    W(
         "async_actor_sync",
         "1:1 async-actor calls sync",
         "ops/s",
@@ -449,6 +593,31 @@ WORKLOADS: list[Workload] = [
         doc="as '1:1 actor calls async' on an async actor",
     ),
     W(
+        "async_actor_args",
+        "1:1 async-actor calls with args async",
+        "ops/s",
+        _async_actor_args,
+        floor="pipelined",
+        doc="1,000 calls m(i) on an async actor then get() of the list; per call",
+    ),
+    W(
+        "one_to_n_async",
+        "1:n async-actor calls async",
+        "ops/s",
+        _one_to_n_async,
+        floor="pipelined",
+        doc=f"as '1:n actor calls async' with cpu_count async actors ({FANOUT_CALLS} calls each)",
+    ),
+    W(
+        "n_to_n_async",
+        "n:n async-actor calls async",
+        "ops/s",
+        _n_to_n_async,
+        floor="pipelined",
+        doc=f"as 'n:n actor calls async': {NN_TASKS} tasks x {FANOUT_CALLS} calls over "
+        "cpu_count async actors",
+    ),
+    W(
         "put_gigabytes",
         "single client put gigabytes",
         "GB/s",
@@ -457,6 +626,16 @@ WORKLOADS: list[Workload] = [
         min_warmup_calls=2,
         budget_fn=lambda c: c.timed + 6.0,
         doc="put() of an 800 MiB int64 numpy array (GB = 1e9 bytes); >= 2 untimed puts",
+    ),
+    W(
+        "multi_put_gigabytes",
+        "multi client put gigabytes",
+        "GB/s",
+        _multi_put_gigabytes,
+        floor="memcpy",
+        budget_fn=lambda c: c.timed + 20.0,
+        doc=f"{MULTI_PUT_TASKS} tasks each put() an 80 MiB int64 array {MULTI_PUT_LARGE} times "
+        "(8 GB per op, as Ray)",
     ),
     W(
         "get_gib_latency",
@@ -489,14 +668,20 @@ BY_KEY = {w.key: w for w in WORKLOADS}
 
 def select(pattern: str | None) -> list[Workload]:
     """Workloads whose key or name matches ``pattern`` (comma-separated; each a
-    case-insensitive substring or an fnmatch glob)."""
+    case-insensitive substring or an fnmatch glob; a part that is exactly a key
+    selects that workload only, so ``n_to_n`` does not also pick ``n_to_n_arg``)."""
     if not pattern:
         return list(WORKLOADS)
     import fnmatch
 
     pats = [p.strip().lower() for p in pattern.split(",") if p.strip()]
 
+    exact = {p for p in pats if p in BY_KEY}
+    pats = [p for p in pats if p not in exact]
+
     def hit(w: Workload) -> bool:
+        if w.key in exact:
+            return True
         for p in pats:
             for s in (w.key.lower(), w.name.lower()):
                 if (any(ch in p for ch in "*?[") and fnmatch.fnmatch(s, p)) or p in s:

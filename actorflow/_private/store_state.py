@@ -111,7 +111,12 @@ class StoreState:
     def abort(self, obj_id: bytes) -> Segment | None:
         """The writer failed: forget the object; its segment is returned to be unlinked."""
         obj = self.objects.pop(obj_id, None)
-        if obj is None or obj.segment is None:
+        if obj is None:
+            return None
+        if obj.state == SPILLED:
+            self.spilled_bytes -= obj.size
+            self.dead_spill_files.append(obj.spill_path)
+        if obj.segment is None:
             return None
         self.used -= obj.segment.capacity
         return obj.segment
@@ -185,8 +190,15 @@ class StoreState:
         need = segment_size(nbytes)
         if need > self.capacity:
             raise self.full_error(need)
-        if self._has_pooled_fit(nbytes) or self.used + need <= self.capacity:
+        if self.used + need <= self.capacity or (
+                self.used <= self.capacity and self._has_pooled_fit(nbytes)):
             return [], []
+        candidates = sorted((o for o in self.objects.values()
+                             if o.state == SEALED and not o.readers and o.segment is not None),
+                            key=lambda o: o.last_used)
+        spillable = sum(o.segment.capacity for o in candidates if o.segment is not None)
+        if self.capacity - self.used + self.pooled_bytes() + spillable < need:
+            raise self.full_error(need)  # decided before anything is changed
         unlink: list[Segment] = []
         for segment in sorted(self.pool, key=lambda s: s.pooled_at):
             if self.used + need <= self.capacity:
@@ -196,20 +208,13 @@ class StoreState:
             unlink.append(segment)
         spill: list[StoredObject] = []
         room = self.capacity - self.used
-        candidates = sorted((o for o in self.objects.values()
-                             if o.state == SEALED and not o.readers and o.segment is not None),
-                            key=lambda o: o.last_used)
         for obj in candidates:
             if room >= need:
                 break
+            assert obj.segment is not None
             obj.state = SPILLING
             spill.append(obj)
-            assert obj.segment is not None
             room += obj.segment.capacity
-        if room < need:
-            for obj in spill:
-                obj.state = SEALED
-            raise self.full_error(need)
         return unlink, spill
 
     def _has_pooled_fit(self, nbytes: int) -> bool:
@@ -218,9 +223,13 @@ class StoreState:
     def spilled(self, obj: StoredObject, path: str, ok: bool) -> list[Segment]:
         """A spill finished. Returns the segment to unlink (never pooled: a reader that mapped
         it before the spill may still read it)."""
+        if self.objects.get(obj.obj_id) is not obj:  # aborted while it was being spilled
+            if ok:
+                self.dead_spill_files.append(path)
+            return []
         if not ok:
             obj.state = SEALED
-            return []
+            return self._release_if_done(obj)
         obj.state = SPILLED
         obj.spill_path = path
         self.spill_count += 1
