@@ -164,3 +164,28 @@ def test_cli_help(capsys):
     assert exit_info.value.code == 0
     assert "--format" in capsys.readouterr().out
     assert cli.main([]) == 2
+
+
+def test_an_argument_of_a_pending_task_shows_as_pinned(cluster, poll_until):
+    import tempfile
+
+    from helpers import touch, wait_for_file
+
+    gate = os.path.join(tempfile.mkdtemp(), "go")
+    ref = actorflow.put(np.zeros(50_000))
+
+    @actorflow.remote
+    def wait_then_sum(array, gate_path):
+        wait_for_file(gate_path)
+        return float(array.sum())
+
+    pending = wait_then_sum.remote(ref, gate)
+
+    def pinned() -> int:
+        rows = [r for r in state.list_objects() if r["object_id"] == ref.hex()]
+        return rows[0]["pinned_by_tasks"] if rows else -1
+
+    assert poll_until(lambda: pinned() == 1, timeout=15)
+    touch(gate)
+    assert actorflow.get(pending, timeout=30) == 0.0
+    assert poll_until(lambda: pinned() == 0, timeout=15)

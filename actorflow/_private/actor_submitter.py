@@ -51,6 +51,7 @@ class ActorCall:
     streamed: int = 0
     parent: bytes | None = None
     pins: list = field(default_factory=list)  # the handle called, and handles in the args
+    pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
 
     @property
     def return_ids(self) -> list[bytes]:
@@ -215,6 +216,7 @@ class ActorSubmitter:
             return
         call.done = True
         call.pins = []
+        self.core.unpin_for_call(call.pin_ids)
         self._calls.pop(call.task_id, None)
         if call.num_returns == STREAMING:
             self.core.streams.finish(call.task_id, wires[0] if wires else None)

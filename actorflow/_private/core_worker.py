@@ -411,7 +411,8 @@ class CoreWorker:
             task_id=ids.new_task_id(), fn_id=fn_id, fn_blob=fn_blob, fn_name=fn_name,
             args_wire=args_wire, slots=slots, num_returns=num_returns, resources=resources,
             retries_left=max_retries, retry_exceptions=retry_exceptions,
-            parent_task_id=current_task_id.get(), pinned=nested)
+            parent_task_id=current_task_id.get(), pinned=nested,
+            pin_ids=self.pin_for_call(slots, nested))
         if num_returns == STREAMING:
             self.streams.open(task.task_id)
             result: Any = ObjectRefGenerator(task.task_id, self.address)
@@ -497,10 +498,27 @@ class CoreWorker:
         refs = [ObjectRef(obj_id, self.address) for obj_id in obj_ids]
         return refs[0] if num_returns == 1 else (refs or None)
 
+    def pin_for_call(self, slots: list, nested: list) -> list[bytes]:
+        """Count the owned objects a call's arguments use as pinned by it, until it is done
+        (what `actorflow memory` shows; the refs the call holds are what keep them alive)."""
+        from actorflow.object_ref import ObjectRef
+
+        refs = [slot[1] for slot in slots] + nested
+        pin_ids = [r.id for r in refs if isinstance(r, ObjectRef) and r.owner == self.address]
+        for obj_id in pin_ids:
+            self.objects.pin(obj_id)
+        return pin_ids
+
+    def unpin_for_call(self, pin_ids: list[bytes]) -> None:
+        for obj_id in pin_ids:
+            self.objects.unpin(obj_id)
+        pin_ids.clear()  # a call may be finished twice (a late reply after a retry)
+
     def submit_actor_call(self, actor_id: str, call: Any) -> Any:
         from actorflow.object_ref import ObjectRefGenerator
 
         call.parent = current_task_id.get()
+        call.pin_ids = self.pin_for_call(call.slots, call.pins)
         if call.num_returns == STREAMING:
             self.streams.open(call.task_id)
             result: Any = ObjectRefGenerator(call.task_id, self.address)

@@ -53,6 +53,7 @@ class PendingTask:
     force_cancel: bool = False
     streamed: int = 0
     pinned: list = field(default_factory=list)
+    pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
 
     @property
     def return_ids(self) -> list[bytes]:
@@ -322,6 +323,7 @@ class TaskSubmitter:
                 if not siblings:
                     del self.children[task.parent_task_id]
         task.pinned = []  # the refs and handles its arguments held may go now
+        self.core.unpin_for_call(task.pin_ids)
         if task.num_returns == STREAMING:
             self.core.streams.finish(task.task_id, wires[0] if wires else None)
             return
