@@ -217,6 +217,7 @@ class ActorSubmitter:
         call.done = True
         call.pins = []
         self.core.unpin_for_call(call.pin_ids)
+        self.core.results_failed(call.return_ids, wires)
         self._calls.pop(call.task_id, None)
         if call.num_returns == STREAMING:
             self.core.streams.finish(call.task_id, wires[0] if wires else None)
@@ -230,6 +231,27 @@ class ActorSubmitter:
         self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
 
     # -- the actor's state ----------------------------------------------------------------------
+
+    def release_pins_at_death(self, ch: ActorChannel, version: int = 0) -> None:
+        """Let go of what the constructor's arguments hold once the actor is dead for good,
+        whoever ends it (a long-poll of the GCS, only for actors that hold something)."""
+        if not ch.pins or ch.dead is not None or self.runtime.closed:
+            ch.pins = []
+            return
+        future = self.runtime.request(self.core.gcs_address, "actors", "wait_actor",
+                                      [ch.actor_id, version, True])
+
+        def answered(f: asyncio.Future) -> None:
+            if f.cancelled() or f.exception() is not None:
+                ch.pins = []  # the GCS is gone: so is the actor
+                return
+            new_version, state = f.result()[:2]
+            if state == "DEAD":
+                ch.pins = []
+            else:
+                self.release_pins_at_death(ch, new_version)
+
+        future.add_done_callback(answered)
 
     def _watch(self, ch: ActorChannel) -> None:
         if ch.watching or ch.dead is not None:

@@ -155,6 +155,19 @@ class CoreWorker:
             self.after_borrows_settled([obj_id], lambda: self.runtime.send_oneway(
                 owner, "core", "release_objects", [[obj_id], self.address]))
 
+    def free_in_store(self, obj_ids: list[bytes]) -> None:
+        """Tell the node's store these objects are nobody's (any thread; unknown ids are
+        ignored there)."""
+        if obj_ids:
+            self.runtime.call_soon(self.runtime.send_oneway, self.raylet_address, "store",
+                                   "free", [list(obj_ids)])
+
+    def results_failed(self, obj_ids: list[bytes], wires: list) -> None:
+        """A call ended in an error: an attempt may have stored results before it failed or
+        its worker died; they are nobody's now."""
+        if wires and all(serialization.is_error(w) for w in wires):
+            self.free_in_store(obj_ids)
+
     # -- borrowing: refs to objects other processes own ----------------------------------------
 
     def add_local_ref(self, obj_id: bytes, owner: str, lost_wire: Callable[[], list]) -> None:
@@ -455,6 +468,7 @@ class CoreWorker:
             future = self.runtime.request(self.gcs_address, "actors", "create_actor", spec)
             channel.watching = False
             self.actor_submitter._pump(channel)
+            self.actor_submitter.release_pins_at_death(channel)
 
             def replied(f: asyncio.Future) -> None:
                 answer.append(f)
@@ -673,6 +687,10 @@ class CoreWorker:
     def handle_cancel(self, payload: list, call: Call | None) -> None:
         task_id, force, recursive = payload
         self._cancel_owned(task_id, bool(force), bool(recursive))
+
+    def handle_release_mappings(self, payload: Any, call: Call) -> list:
+        """The store is short of room: let go of mappings no value uses (see shared_objects)."""
+        return self.shared.release_idle()
 
     # -- inspection -----------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from actorflow._private.store_state import (
 logger = logging.getLogger("actorflow.store")
 
 POOL_IDLE_SECONDS = 10.0
+READERS_TIMEOUT = 5.0  # how long a full store waits for readers to let go of mappings
 
 
 def default_capacity() -> int:
@@ -80,9 +81,9 @@ class ObjectStore:
     # -- writers --------------------------------------------------------------------------------
 
     async def handle_create(self, payload: list, call: Call) -> list:
-        """[obj_id, nbytes, owner] -> [file name, capacity, fresh] for a writer to fill, or
-        ["exists", wire] when the object is already stored (a retried task's result)."""
-        obj_id, nbytes, owner = payload
+        """[obj_id, nbytes, owner, writer] -> [file name, capacity, fresh] for the writer to
+        fill, or ["exists", wire] when the object is already stored (a retried task's result)."""
+        obj_id, nbytes, owner, writer = payload
         existing = self.state.objects.get(obj_id)
         if existing is not None:
             if existing.state != WRITING and obj_id in self._sealed_wires:
@@ -90,7 +91,7 @@ class ObjectStore:
             self._unlink_segments([s for s in [self.state.abort(obj_id)] if s])
         await self._make_room(nbytes)
         try:
-            segment, fresh = self.state.allocate(obj_id, nbytes, owner)
+            segment, fresh = self.state.allocate(obj_id, nbytes, owner, writer)
         except StoreFullError as full:
             raise self._full(full) from None
         if fresh:
@@ -169,10 +170,34 @@ class ObjectStore:
             try:
                 unlink, spill = self.state.make_room(nbytes)
             except StoreFullError as full:
-                raise self._full(full) from None
+                if not await self._ask_readers_to_let_go():
+                    raise self._full(full) from None
+                try:
+                    unlink, spill = self.state.make_room(nbytes)
+                except StoreFullError as still_full:
+                    raise self._full(still_full) from None
             self._unlink_segments(unlink)
             for obj in spill:
                 await self._spill(obj)
+
+    async def _ask_readers_to_let_go(self) -> bool:
+        """Processes keep mapping objects they hold refs to; ask them to close the mappings no
+        value is built on, so that those objects can be spilled. True if any did."""
+        readers = {r for o in self.state.objects.values() for r in o.readers}
+        if not readers:
+            return False
+        asks = {r: self.runtime.request(r, "core", "release_mappings", None) for r in readers}
+        await asyncio.wait(asks.values(), timeout=READERS_TIMEOUT)
+        released = False
+        for reader, future in asks.items():
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                continue
+            for obj_id in future.result():
+                # Also sent as "closed" by the reader; applying it twice is harmless.
+                self._unlink_segments(self.state.closed(obj_id, reader))
+                released = True
+        self._drop_wires()
+        return released
 
     async def _spill(self, obj: StoredObject) -> None:
         assert obj.segment is not None

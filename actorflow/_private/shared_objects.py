@@ -81,7 +81,8 @@ class SharedObjects:
             return self._write_own_segment(obj_id, data, buffers, offsets, nbytes, owner,
                                            data_len, buffer_lens)
         answer = self.core.call_control(self.store_address, "store", "create",
-                                        [obj_id, nbytes, owner], timeout=None)
+                                        [obj_id, nbytes, owner, self.core.address],
+                                        timeout=None)
         if answer[0] == "exists":
             return answer[1]
         name, capacity, fresh = answer
@@ -216,6 +217,27 @@ class SharedObjects:
             self._lingering.discard(obj_id)
         self._after_registered(entry, lambda: self.runtime.send_oneway(
             self.store_address, "store", "closed", [obj_id, self.core.address]))
+
+    def release_idle(self) -> list[bytes]:
+        """Close every mapping no value is built on any more, even of objects this process
+        still holds refs to (the store is short of room and cannot spill what is mapped); the
+        next read maps again. Returns the ids let go of (loop thread)."""
+        released = []
+        with self._lock:
+            for obj_id, entry in list(self._maps.items()):
+                if entry.jobs > 0:
+                    continue
+                try:
+                    entry.mmap.close()
+                except BufferError:
+                    continue
+                del self._maps[obj_id]
+                self._lingering.discard(obj_id)
+                released.append((obj_id, entry))
+        for obj_id, entry in released:
+            self._after_registered(entry, lambda obj_id=obj_id: self.runtime.send_oneway(
+                self.store_address, "store", "closed", [obj_id, self.core.address]))
+        return [obj_id for obj_id, _ in released]
 
     def settled(self, obj_ids: list[bytes]) -> asyncio.Future | None:
         """A future that is done once the store has acknowledged this process's registration

@@ -43,6 +43,8 @@ class StoredObject:
     freed: bool = False  # the owner freed it; it goes once the last reader lets go
     last_used: float = field(default_factory=time.monotonic)
     spill_path: str = ""
+    writer: str = ""  # the process filling it, while WRITING
+    no_reuse: bool = False  # its segment is unlinked, not pooled, when it goes
 
 
 class StoreFullError(Exception):
@@ -68,7 +70,8 @@ class StoreState:
     def new_segment_name(self) -> str:
         return f"s{next(self._names)}"
 
-    def allocate(self, obj_id: bytes, nbytes: int, owner: str) -> tuple[Segment, bool]:
+    def allocate(self, obj_id: bytes, nbytes: int, owner: str,
+                 writer: str = "") -> tuple[Segment, bool]:
         """A segment for a new object: a pooled one of about the right size, or a new one
         (True). The caller made room first (make_room); raises StoreFullError if it did not."""
         if obj_id in self.objects:
@@ -81,7 +84,7 @@ class StoreState:
                 raise self.full_error(size)
             segment = Segment(self.new_segment_name(), size)
             self.used += size
-        self.objects[obj_id] = StoredObject(obj_id, nbytes, owner, segment)
+        self.objects[obj_id] = StoredObject(obj_id, nbytes, owner, segment, writer=writer)
         return segment, fresh
 
     def adopt(self, obj_id: bytes, nbytes: int, owner: str, name: str) -> Segment:
@@ -148,8 +151,15 @@ class StoreState:
         """A process ended: it reads nothing now, and what it owned is freed."""
         to_unlink: list[Segment] = []
         for obj in list(self.objects.values()):
+            if obj.state == WRITING and obj.writer == reader:  # died while writing it
+                segment = self.abort(obj.obj_id)
+                to_unlink += [segment] if segment is not None else []
+                continue
             if obj.owner == reader:
                 obj.freed = True
+                # A borrower may already know where it is and map it after this: never reuse
+                # the segment (unlinked, its memory goes when the last mapping does).
+                obj.no_reuse = True
             obj.readers.discard(reader)
             to_unlink += self._release_if_done(obj)
         return to_unlink
@@ -164,7 +174,7 @@ class StoreState:
         segment = obj.segment
         if segment is None:
             return []
-        if obj.state == WRITING or segment.name.startswith("w") or (
+        if obj.state == WRITING or obj.no_reuse or segment.name.startswith("w") or (
                 self.pooled_bytes() + segment.capacity > self.pool_limit):
             # Writer-made segments are not pooled: the writer may still map them for writing.
             self.used -= segment.capacity

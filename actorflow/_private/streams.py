@@ -38,10 +38,12 @@ class StreamTable:
 
     def item(self, task_id: bytes, index: int, wire: list) -> None:
         """Loop thread: item number index of the stream arrived."""
-        self.core.set_object(ids.object_id(task_id, index + 1), wire)
+        obj_id = ids.object_id(task_id, index + 1)
+        self.core.set_object(obj_id, wire)
         with self._lock:
             stream = self._streams.get(task_id)
-            if stream is None:
+            if stream is None:  # the reader dropped the generator: nobody will take it
+                self.core.objects.discard_if_unreferenced(obj_id)
                 return
             stream.produced = max(stream.produced, index + 1)
             waiters, stream.waiters = stream.waiters, []

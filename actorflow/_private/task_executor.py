@@ -122,15 +122,20 @@ def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: s
         values = list(value)
     wires: list = []
     contained: list = []
-    for index, item in enumerate(values, start=first_index):
-        wire, nested = serialization.serialize_named(item, f"the return value of {fn_name}()",
-                                                     views=True)
-        wires.append(core.shared.finish(ids.object_id(job.task_id, index), wire,
-                                        job.owner or None))
-        if nested:
-            core._note_escaped(nested)
-            contained += core.contained_in(nested)
-            core.keep_in_flight(job.task_id, nested)
+    try:
+        for index, item in enumerate(values, start=first_index):
+            wire, nested = serialization.serialize_named(
+                item, f"the return value of {fn_name}()", views=True)
+            wires.append(core.shared.finish(ids.object_id(job.task_id, index), wire,
+                                            job.owner or None))
+            if nested:
+                core._note_escaped(nested)
+                contained += core.contained_in(nested)
+                core.keep_in_flight(job.task_id, nested)
+    except BaseException:
+        # The caller gets only the error: values already in the store are nobody's now.
+        core.free_in_store([w[3] for w in wires if w[0] == serialization.SHARED])
+        raise
     return wires, contained
 
 

@@ -324,6 +324,7 @@ class TaskSubmitter:
                     del self.children[task.parent_task_id]
         task.pinned = []  # the refs and handles its arguments held may go now
         self.core.unpin_for_call(task.pin_ids)
+        self.core.results_failed(task.return_ids, wires)
         if task.num_returns == STREAMING:
             self.core.streams.finish(task.task_id, wires[0] if wires else None)
             return
