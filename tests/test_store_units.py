@@ -269,30 +269,39 @@ def test_closing_without_free_keeps_the_object():
 def test_reader_gone_frees_what_it_owned_and_drops_its_registrations():
     st = Checked(100 * G, pool_fraction=1.0)
     a = put(st, 1, G, owner="w1")  # owned by w1, unread
-    put(st, 2, 2 * G, owner="w1")  # owned by w1, read by w2
+    b = put(st, 2, 2 * G, owner="w1")  # owned by w1, read by w2
     c = put(st, 3, 3 * G, owner="w2")  # owned by w2, read by w1
     d = put(st, 4, 4 * G, owner="w2")  # owned by w2, freed, read by w1 only
     st.opened(oid(2), "w2")
     st.opened(oid(3), "w1")
     st.opened(oid(4), "w1")
     st.free(oid(4))
-    w_seg, _ = st.allocate(oid(5), G, "w1")  # owned by w1, still being written
+    w_seg, _ = st.allocate(oid(5), G, "w1", writer="w1")  # being written by w1 when it died
 
-    assert st.reader_gone("w1") == [w_seg]
-    assert oid(1) not in st.objects  # owned and unread: released (pooled)
-    assert oid(4) not in st.objects  # its last reader went
+    # What w1 owned is unlinked, never pooled: a borrower may know its location and map it
+    # later, and must find it gone rather than reused for another object.
+    assert st.reader_gone("w1") == [a, w_seg]
+    assert oid(1) not in st.objects
+    assert oid(4) not in st.objects  # its last reader went: not w1's, so pooled
     assert oid(5) not in st.objects
-    assert st.pool == [a, d]
+    assert st.pool == [d]
     b_obj, c_obj = st.objects[oid(2)], st.objects[oid(3)]
     assert b_obj.freed and b_obj.readers == {"w2"}  # kept for its reader
     assert not c_obj.freed and c_obj.readers == set()  # not w1's: kept, w1 no longer reads it
     assert st.reader_gone("nobody") == []
 
-    assert st.closed(oid(2), "w2") == []
+    assert st.closed(oid(2), "w2") == [b]  # its reader let go: unlinked, not pooled
     assert oid(2) not in st.objects
     assert st.free(oid(3)) == []
     assert st.pool[-1] is c
     assert st.objects == {}
+
+
+def test_reader_gone_aborts_what_it_was_writing_for_another_owner():
+    st = Checked(100 * G, pool_fraction=1.0)
+    segment, _ = st.allocate(oid(1), G, "caller", writer="worker")
+    assert st.reader_gone("worker") == [segment]
+    assert oid(1) not in st.objects and st.used == 0
 
 
 # -- StoreState: making room --------------------------------------------------------------------
