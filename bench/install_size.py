@@ -36,8 +36,20 @@ MIB = 1 << 20
 # from a source checkout that was never pip-installed)
 FALLBACK_REQUIRES = {
     "actorflow": ["uvloop", "msgpack", "cloudpickle", "aiohttp"],
-    "ray": ["click", "filelock", "jsonschema", "msgpack", "packaging", "protobuf", "pyyaml", "requests"],
+    "ray": [
+        "click",
+        "filelock",
+        "jsonschema",
+        "msgpack",
+        "packaging",
+        "protobuf",
+        "pyyaml",
+        "requests",
+    ],
 }
+
+
+FALLBACK_TOP_LEVEL = {"actorflow": ["actorflow", "transports"]}
 
 
 def _norm(name: str) -> str:
@@ -115,9 +127,17 @@ def _parse_requirement(text: str, extras_wanted: set[str]) -> tuple[str, set[str
     return req.name, set(req.extras)
 
 
-def closure(roots: list[str]) -> tuple[dict[str, md.Distribution], list[str]]:
-    """All distributions needed by ``roots`` (recursively), and the names not installed."""
-    found: dict[str, md.Distribution] = {}
+def _importable(top: str) -> bool:
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def closure(roots: list[str]) -> tuple[dict[str, md.Distribution | None], list[str]]:
+    """All distributions needed by ``roots`` (recursively), and the names not installed.
+    A root that is importable but has no metadata maps to None (see FALLBACK_REQUIRES)."""
+    found: dict[str, md.Distribution | None] = {}
     missing: list[str] = []
     seen_extras: dict[str, set[str]] = {}
     todo: list[tuple[str, set[str]]] = [(r, set()) for r in roots]
@@ -130,7 +150,12 @@ def closure(roots: list[str]) -> tuple[dict[str, md.Distribution], list[str]]:
         seen_extras[key] = (old or set()) | extras
         dist = found.get(key) or find_dist(name)
         if dist is None:
-            if key not in missing:
+            if key in FALLBACK_REQUIRES and _importable(key):
+                # a source checkout on sys.path, never installed: its package directory
+                # (measured by measure()) plus the requirements it is known to have
+                found.setdefault(key, None)
+                todo += [(r, set()) for r in FALLBACK_REQUIRES[key]]
+            elif key not in missing:
                 missing.append(key)
             continue
         found[key] = dist
@@ -166,9 +191,15 @@ def _top_level(dist: md.Distribution) -> list[str]:
 
 def _source_files(dist: md.Distribution) -> list[Path]:
     """Files of an editable install: its top-level packages in the source tree."""
+    return _package_files(_top_level(dist))
+
+
+def _package_files(tops: list[str]) -> list[Path]:
+    """Files of the importable top-level packages/modules ``tops`` (bytecode only for
+    this interpreter)."""
     tag = sys.implementation.cache_tag
     out = []
-    for top in _top_level(dist):
+    for top in tops:
         try:
             spec = importlib.util.find_spec(top)
         except (ImportError, ValueError):
@@ -205,7 +236,12 @@ def measure(roots: list[str]) -> dict:
     total = blocks = nfiles = 0
     for key, dist in sorted(dists.items()):
         size = blk = n = 0
-        for p in dist_files(dist):
+        files = (
+            dist_files(dist)
+            if dist is not None
+            else _package_files(FALLBACK_TOP_LEVEL.get(key, [key]))
+        )
+        for p in files:
             try:
                 st = os.stat(p)
             except OSError:
@@ -217,10 +253,10 @@ def measure(roots: list[str]) -> dict:
             blk += st.st_blocks * 512
             n += 1
         per[key] = {
-            "version": dist.version,
+            "version": dist.version if dist is not None else "source (no metadata)",
             "mib": size / MIB,
             "files": n,
-            "editable": _editable(dist),
+            "editable": dist is None or _editable(dist),
         }
         total += size
         blocks += blk
