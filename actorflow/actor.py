@@ -231,9 +231,10 @@ class ActorMethod:
 
         class_name = self._handle._meta["class_name"]
         fn_name = f"{class_name}.{self._name}"
-        if self._signature is not None:
+        signature = self._signature
+        if signature is not None and (kwargs or len(args) != opts.plain_arity(signature)):
             try:
-                self._signature.bind(*args, **kwargs)
+                signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"{fn_name}(): {exc}") from None
         core = _ensure_core()

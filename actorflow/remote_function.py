@@ -59,10 +59,11 @@ class RemoteFunction:
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         from actorflow.api import _ensure_core
 
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self._name}(): {exc}") from None
+        if kwargs or len(args) != opts.plain_arity(self._signature):
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self._name}(): {exc}") from None
         core = _ensure_core()
         fn_id, blob = self._exported()
         o = self._options

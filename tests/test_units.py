@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from typing import Any
 
 import pytest
 
@@ -484,3 +485,69 @@ def test_origin_label():
 
     assert output.origin_label("fn") == f"fn pid={os.getpid()}"
     assert output.origin_label("") == f"pid={os.getpid()}"
+
+
+# -- the task executor's queue ------------------------------------------------------------------
+
+
+class _InlineRuntime:
+    """Just enough of a Runtime for the executor: callbacks run at once, in this thread."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+
+    def call_soon(self, fn: Any, *args: Any) -> None:
+        fn(*args)
+
+
+class _BareCore:
+    def __init__(self, runtime: _InlineRuntime) -> None:
+        self.runtime = runtime
+        self.shared = self
+        self.on_blocked = self.on_unblocked = None
+
+    def finish(self, obj_id: bytes, wire: list, owner: Any = None) -> list:
+        return serialization.inline(wire)
+
+    def release(self, obj_id: bytes, job: bool = False) -> None:
+        pass
+
+    def after_borrows_settled(self, obj_ids: list, then: Any) -> None:
+        then()
+
+
+def test_a_task_pushed_again_after_a_bounce_runs_once_and_is_answered():
+    # A queued task bounced back to its owner (RESCHEDULE) and pushed to the same worker again
+    # used to find its stale queue entry run in its place, answering the old request and
+    # leaving the new one unanswered forever.
+    import asyncio
+
+    from actorflow._private.task_executor import TaskExecutor
+    from actorflow._private.task_submitter import OK, RESCHEDULE
+
+    loop = asyncio.new_event_loop()
+    try:
+        executor = TaskExecutor(_BareCore(_InlineRuntime(loop)))  # type: ignore[arg-type]
+        runs: list[int] = []
+
+        def fn() -> int:
+            runs.append(1)
+            return 7
+
+        task_id = ids.new_task_id()
+        plain_args = [serialization.PLAIN, [[], {}]]
+        first = executor.make_job(task_id, fn, "fn", plain_args, [], 1, None)  # type: ignore[arg-type]
+        first.movable = True
+        executor.enqueue_main(first)
+        executor.bounce_queued()
+        assert first.future.result()[0] == RESCHEDULE
+        again = executor.make_job(task_id, fn, "fn", plain_args, [], 1, None)  # type: ignore[arg-type]
+        again.movable = True
+        executor.enqueue_main(again)
+        executor.stop()
+        executor.run_main_thread()
+        assert runs == [1]
+        status, wires, _seconds, _contained = again.future.result()
+        assert status == OK and serialization.deserialize(wires[0]) == 7
+    finally:
+        loop.close()

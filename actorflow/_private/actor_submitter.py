@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from actorflow import exceptions
@@ -53,7 +54,7 @@ class ActorCall:
     pins: list = field(default_factory=list)  # the handle called, and handles in the args
     pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
 
-    @property
+    @cached_property
     def return_ids(self) -> list[bytes]:
         if self.num_returns == STREAMING:
             return [ids.object_id(self.task_id, 0)]

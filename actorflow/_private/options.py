@@ -5,6 +5,8 @@ Bad options fail where they are written, with a message that names the option.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any
 
 from actorflow._private.resources import normalize
@@ -84,3 +86,12 @@ def resource_request(options: dict[str, Any], default_cpus: float) -> dict[str, 
         request["memory"] = options["memory"]
     request.update(options.get("resources") or {})
     return normalize(request)
+
+@functools.lru_cache(maxsize=1024)
+def plain_arity(signature: inspect.Signature) -> int:
+    """The number of arguments a call must have when the signature is only plain parameters
+    (so the check is a length comparison, not a bind per call); -1 otherwise."""
+    params = signature.parameters.values()
+    if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params):
+        return len(signature.parameters)
+    return -1

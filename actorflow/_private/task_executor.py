@@ -145,7 +145,11 @@ class TaskExecutor:
         self.runtime = core.runtime
         self._functions: dict[bytes, Any] = {}
         self._main_queue: queue.SimpleQueue = queue.SimpleQueue()
+        # Jobs waiting for a thread. A job bounced back to its owner may be pushed here again
+        # under the same task id while its old entry is still in _main_queue: a thread runs
+        # a job only if it is still the one queued under its id (see _take).
         self._queued: dict[bytes, _Job] = {}
+        self._queued_lock = threading.Lock()
         self._running: dict[bytes, _Job] = {}
         self._main_thread_id = threading.main_thread().ident or 0
         self.on_actor_exit: Any = None  # set by the actor host
@@ -184,7 +188,8 @@ class TaskExecutor:
 
     def enqueue_main(self, job: _Job) -> None:
         """Run job on the main thread, after the jobs queued before it."""
-        self._queued[job.task_id] = job
+        with self._queued_lock:
+            self._queued[job.task_id] = job
         self._main_queue.put(job)
 
     def start_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
@@ -194,11 +199,25 @@ class TaskExecutor:
 
     def run_in_pool(self, job: _Job, pool: Any) -> None:
         """Run a sync job on a thread of pool (threaded actors)."""
-        self._queued[job.task_id] = job
+        with self._queued_lock:
+            self._queued[job.task_id] = job
         pool.submit(self._run_pooled, job)
 
+    def _take(self, job: _Job) -> bool:
+        """A thread is about to run job: True if it is still queued (not cancelled, bounced
+        or replaced by a newer push of the same task)."""
+        with self._queued_lock:
+            if self._queued.get(job.task_id) is not job:
+                return False
+            del self._queued[job.task_id]
+            return True
+
+    def _unqueue(self, task_id: bytes) -> _Job | None:
+        with self._queued_lock:
+            return self._queued.pop(task_id, None)
+
     def _run_pooled(self, job: _Job) -> None:
-        if self._queued.pop(job.task_id, None) is None:
+        if not self._take(job):
             return
         job.thread_id = threading.get_ident()
         self._running[job.task_id] = job
@@ -221,7 +240,7 @@ class TaskExecutor:
         task_id, force, recursive = payload
         if recursive:
             self.core.submitter.cancel_children(task_id, bool(force))
-        job = self._queued.pop(task_id, None)
+        job = self._unqueue(task_id)
         if job is not None:
             job.future.set_result([CANCELLED, None, 0.0, []])
             return
@@ -243,10 +262,12 @@ class TaskExecutor:
     def bounce_queued(self) -> None:
         """The running task blocked: give queued tasks back to their owners to run elsewhere,
         so that a task waiting on work queued behind it cannot deadlock."""
-        for task_id, job in list(self._queued.items()):
-            if job.movable:
-                del self._queued[task_id]
-                job.future.set_result([RESCHEDULE, None, 0.0, []])
+        with self._queued_lock:
+            bounced = [job for job in self._queued.values() if job.movable]
+            for job in bounced:
+                del self._queued[job.task_id]
+        for job in bounced:
+            job.future.set_result([RESCHEDULE, None, 0.0, []])
 
     # -- running (main thread for sync functions) -----------------------------------------------
 
@@ -261,8 +282,8 @@ class TaskExecutor:
             job = self._main_queue.get()
             if job is None:
                 return
-            if self._queued.pop(job.task_id, None) is None:
-                continue  # cancelled or bounced while queued
+            if not self._take(job):
+                continue  # cancelled, bounced, or pushed again under a new job
             job.thread_id = threading.get_ident()
             self._running[job.task_id] = job
             try:

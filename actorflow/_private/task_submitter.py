@@ -15,6 +15,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from actorflow import exceptions
@@ -55,7 +56,7 @@ class PendingTask:
     pinned: list = field(default_factory=list)
     pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
 
-    @property
+    @cached_property
     def return_ids(self) -> list[bytes]:
         if self.num_returns == STREAMING:
             return [ids.object_id(self.task_id, 0)]
