@@ -81,6 +81,7 @@ class CoreWorker:
         self._borrows_to_send: dict[str, list[bytes]] = {}
         self._unacked_borrows: set[asyncio.Future] = set()
         self._in_flight: dict[bytes, list] = {}  # task id -> refs sent in its results
+        self._borrowed_by: dict[str, set[bytes]] = {}  # borrower -> our objects it holds
         self._fetching: set[bytes] = set()
         self._kept = False
         # Set by the worker process: called when a task thread starts and stops waiting.
@@ -137,8 +138,12 @@ class CoreWorker:
             self._object_pins.setdefault(obj_id, []).extend(values)
 
     def _object_dropped(self, obj_id: bytes, entry: Any) -> None:
-        """The table let go of an object (under its lock, any thread)."""
-        self.runtime.call_soon(self._after_drop, obj_id, entry.owned, entry.owner, entry.wire)
+        """The table let go of an object (any thread)."""
+        wire = entry.wire
+        if entry.owned and obj_id not in self._object_pins and (
+                wire is None or wire[0] != serialization.SHARED):
+            return  # an inline value nobody else knows of: nothing to tell anyone
+        self.runtime.call_soon(self._after_drop, obj_id, entry.owned, entry.owner, wire)
 
     def _after_drop(self, obj_id: bytes, owned: bool, owner: str, wire: list | None) -> None:
         self._object_pins.pop(obj_id, None)  # refs and handles it held may go now
@@ -219,17 +224,23 @@ class CoreWorker:
 
     def handle_borrow_objects(self, payload: list, call: Call) -> None:
         obj_ids, borrower = payload
+        borrowed = self._borrowed_by.get(borrower)
+        if borrowed is None:  # watch the borrower's connection once, not once per request
+            borrowed = self._borrowed_by[borrower] = set()
+            call.on_caller_lost(lambda: self._borrower_lost(borrower))
         for obj_id in obj_ids:
-            self.objects.add_borrower(obj_id, borrower)
-        call.on_caller_lost(lambda: self._borrower_lost(obj_ids, borrower))
+            if self.objects.add_borrower(obj_id, borrower):
+                borrowed.add(obj_id)
 
     def handle_release_objects(self, payload: list, call: Call | None) -> None:
         obj_ids, borrower = payload
+        borrowed = self._borrowed_by.get(borrower, set())
         for obj_id in obj_ids:
+            borrowed.discard(obj_id)
             self.objects.remove_borrower(obj_id, borrower)
 
-    def _borrower_lost(self, obj_ids: list, borrower: str) -> None:
-        for obj_id in obj_ids:
+    def _borrower_lost(self, borrower: str) -> None:
+        for obj_id in self._borrowed_by.pop(borrower, set()):
             self.objects.remove_borrower(obj_id, borrower)
 
     # -- refs and handles inside results --------------------------------------------------------
