@@ -5,7 +5,6 @@ Bad options fail where they are written, with a message that names the option.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from typing import Any
 
@@ -87,11 +86,19 @@ def resource_request(options: dict[str, Any], default_cpus: float) -> dict[str, 
     request.update(options.get("resources") or {})
     return normalize(request)
 
-@functools.lru_cache(maxsize=1024)
+# id(signature) -> (signature, arity). Keyed by identity: hashing a Signature costs more than
+# the bind it saves. Signatures live as long as their functions, so this stays small.
+_arity_by_signature: dict[int, tuple[inspect.Signature, int]] = {}
+
+
 def plain_arity(signature: inspect.Signature) -> int:
     """The number of arguments a call must have when the signature is only plain parameters
     (so the check is a length comparison, not a bind per call); -1 otherwise."""
+    known = _arity_by_signature.get(id(signature))
+    if known is not None and known[0] is signature:
+        return known[1]
     params = signature.parameters.values()
-    if all(p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params):
-        return len(signature.parameters)
-    return -1
+    arity = len(signature.parameters) if all(
+        p.kind is p.POSITIONAL_OR_KEYWORD and p.default is p.empty for p in params) else -1
+    _arity_by_signature[id(signature)] = (signature, arity)
+    return arity

@@ -15,7 +15,6 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from actorflow import exceptions
@@ -56,11 +55,14 @@ class PendingTask:
     pinned: list = field(default_factory=list)
     pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
 
-    @cached_property
-    def return_ids(self) -> list[bytes]:
+    return_ids: list[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:  # computed once: it is read several times per call
         if self.num_returns == STREAMING:
-            return [ids.object_id(self.task_id, 0)]
-        return [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
+            self.return_ids = [ids.object_id(self.task_id, 0)]
+        else:
+            self.return_ids = [ids.object_id(self.task_id, i + 1)
+                               for i in range(self.num_returns)]
 
 
 @dataclass(eq=False)
