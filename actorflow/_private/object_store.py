@@ -88,7 +88,7 @@ class ObjectStore:
         if existing is not None:
             if existing.state != WRITING and obj_id in self._sealed_wires:
                 return ["exists", self._sealed_wires[obj_id]]
-            self._unlink_segments([s for s in [self.state.abort(obj_id)] if s])
+            self._abort(obj_id)
         await self._make_room(nbytes)
         try:
             segment, fresh = self.state.allocate(obj_id, nbytes, owner, writer)
@@ -112,14 +112,14 @@ class ObjectStore:
             self._sealed_wires[obj_id] = wire
 
     def handle_abort(self, payload: list, call: Call | None) -> None:
-        self._unlink_segments([s for s in [self.state.abort(payload[0])] if s])
+        self._abort(payload[0])
         self._sealed_wires.pop(payload[0], None)
 
     def handle_adopt(self, payload: list, call: Call | None) -> None:
         """[obj_id, nbytes, owner, name, wire]: a segment a writer made itself."""
         obj_id, nbytes, owner, name, wire = payload
         if obj_id in self.state.objects:
-            self._unlink_segments([s for s in [self.state.abort(obj_id)] if s])
+            self._abort(obj_id)
         self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix):])
         self._sealed_wires[obj_id] = wire
         if self.state.used > self.state.capacity:
@@ -218,6 +218,12 @@ class ObjectStore:
             f"capacity {full.capacity} bytes, of which {full.pinned} bytes are pinned (being "
             f"written or mapped by a reader) and cannot be spilled; free some objects (drop "
             f"their refs) or raise object_store_memory")
+
+    def _abort(self, obj_id: bytes) -> None:
+        """Forget an object whose write failed or is being replaced, and unlink its segment."""
+        segment = self.state.abort(obj_id)
+        if segment is not None:
+            self._unlink_segments([segment])
 
     def _unlink_segments(self, segments: list[Segment]) -> None:
         for segment in segments:

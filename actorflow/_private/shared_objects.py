@@ -207,16 +207,11 @@ class SharedObjects:
                 entry.jobs -= 1
             if entry.jobs > 0 or self.core.objects.is_known(obj_id):
                 return
-            try:
-                entry.mmap.close()
-            except BufferError:  # a value read from it is still alive
+            if not self._close(obj_id, entry):  # a value read from it is still alive
                 self._lingering.add(obj_id)
                 self._start_sweep()
                 return
-            del self._maps[obj_id]
-            self._lingering.discard(obj_id)
-        self._after_registered(entry, lambda: self.runtime.send_oneway(
-            self.store_address, "store", "closed", [obj_id, self.core.address]))
+        self._tell_closed(obj_id, entry)
 
     def release_idle(self) -> list[bytes]:
         """Close every mapping no value is built on any more, even of objects this process
@@ -225,19 +220,26 @@ class SharedObjects:
         released = []
         with self._lock:
             for obj_id, entry in list(self._maps.items()):
-                if entry.jobs > 0:
-                    continue
-                try:
-                    entry.mmap.close()
-                except BufferError:
-                    continue
-                del self._maps[obj_id]
-                self._lingering.discard(obj_id)
-                released.append((obj_id, entry))
+                if entry.jobs == 0 and self._close(obj_id, entry):
+                    released.append((obj_id, entry))
         for obj_id, entry in released:
-            self._after_registered(entry, lambda obj_id=obj_id: self.runtime.send_oneway(
-                self.store_address, "store", "closed", [obj_id, self.core.address]))
+            self._tell_closed(obj_id, entry)
         return [obj_id for obj_id, _ in released]
+
+    def _close(self, obj_id: bytes, entry: _Mapping) -> bool:
+        """Unmap obj_id unless values built on it are alive (call with self._lock held)."""
+        try:
+            entry.mmap.close()
+        except BufferError:
+            return False
+        del self._maps[obj_id]
+        self._lingering.discard(obj_id)
+        return True
+
+    def _tell_closed(self, obj_id: bytes, entry: _Mapping) -> None:
+        """The store may reuse the segment once it hears this (after our "opened")."""
+        self._after_registered(entry, lambda: self.runtime.send_oneway(
+            self.store_address, "store", "closed", [obj_id, self.core.address]))
 
     def settled(self, obj_ids: list[bytes]) -> asyncio.Future | None:
         """A future that is done once the store has acknowledged this process's registration
