@@ -14,6 +14,7 @@ import cloudpickle
 
 from actorflow._private import context, ids, serialization
 from actorflow._private import options as opts
+from actorflow._private.scheduling import strategy_to_wire
 from actorflow._private.actor_host import TERMINATE_METHODS, is_async_class
 from actorflow._private.actor_submitter import ActorCall
 from actorflow._private.task_executor import ActorExitSignal
@@ -136,6 +137,8 @@ class ActorClass:
             "lifetime": o.get("lifetime"), "name": name,
             "namespace": o.get("namespace") or core.namespace,
             "get_if_exists": bool(o.get("get_if_exists")), "owner": core.address,
+            "job_id": core.job_id, "node_id": core.node_id,
+            "strategy": strategy_to_wire(o.get("scheduling_strategy")),
         }
         collectable = name is None and o.get("lifetime") != "detached"
         if collectable:

@@ -10,6 +10,7 @@ from typing import Any
 import cloudpickle
 
 from actorflow._private import options as opts
+from actorflow._private.scheduling import strategy_to_wire
 from actorflow._private.task_submitter import STREAMING
 
 
@@ -75,7 +76,8 @@ class RemoteFunction:
             fn_id=fn_id, fn_blob=blob, fn_name=self._name, args=args, kwargs=kwargs,
             num_returns=num_returns, resources=opts.resource_request(o, 1.0),
             max_retries=core.config.default_max_retries if max_retries is None else max_retries,
-            retry_exceptions=o.get("retry_exceptions", False))
+            retry_exceptions=o.get("retry_exceptions", False),
+            strategy=strategy_to_wire(o.get("scheduling_strategy")))
 
     def __repr__(self) -> str:
         return f"RemoteFunction({self._name})"

@@ -24,7 +24,8 @@ from actorflow import exceptions
 from actorflow._private import serialization
 from actorflow._private.core_worker import CoreWorker
 from actorflow._private.runtime import Call
-from actorflow._private.task_executor import ActorExitSignal, TaskExecutor, task_error
+from actorflow._private.task_executor import (ActorExitSignal, TaskExecutor, set_visible_gpus,
+                                              task_error)
 from actorflow._private.task_submitter import FAILED
 
 logger = logging.getLogger("actorflow.actor")
@@ -52,9 +53,11 @@ class ActorHost:
     # -- creation -------------------------------------------------------------------------------
 
     def handle_become_actor(self, payload: list, call: Call) -> asyncio.Future:
-        actor_id, spec, restarts, gcs_address = payload
+        actor_id, spec, restarts, gcs_address = payload[:4]
         if self.instance is not None or self.actor_id:
             raise RuntimeError(f"this worker already hosts actor {self.actor_id}")
+        if len(payload) > 4:  # the GPUs leased for it, for the whole life of this process
+            set_visible_gpus(payload[4])
         self.actor_id, self.gcs_address = actor_id, gcs_address
         self.class_name = spec["class_name"]
         self.core.extensions["actor_id"] = actor_id

@@ -35,6 +35,10 @@ class Config:
     # How long a new worker process may take to register before it is counted as failed.
     worker_register_timeout: float = 30.0
     connect_timeout: float = 10.0
+    # Nodes report to the GCS this often; one silent for node_timeout_seconds is marked dead
+    # (its actors restart elsewhere, its tasks are retried, it is told to exit if it returns).
+    heartbeat_seconds: float = 0.5
+    node_timeout_seconds: float = 10.0
     default_max_retries: int = 3
     session_root: str = "/tmp/actorflow-sessions"  # not importable: cannot shadow the package
     # Fork workers from a pre-imported template process (milliseconds) instead of starting a

@@ -424,7 +424,7 @@ class CoreWorker:
 
     def submit_task(self, *, fn_id: bytes, fn_blob: bytes, fn_name: str, args: tuple,
                     kwargs: dict, num_returns: int, resources: dict[str, float],
-                    max_retries: int, retry_exceptions: Any) -> Any:
+                    max_retries: int, retry_exceptions: Any, strategy: Any = None) -> Any:
         """Submit a task from any thread; return its ref, list of refs, or generator."""
         from actorflow.object_ref import ObjectRefGenerator
 
@@ -436,7 +436,7 @@ class CoreWorker:
             args_wire=args_wire, slots=slots, num_returns=num_returns, resources=resources,
             retries_left=max_retries, retry_exceptions=retry_exceptions,
             parent_task_id=current_task_id.get(), pinned=nested,
-            pin_ids=self.pin_for_call(slots, nested))
+            pin_ids=self.pin_for_call(slots, nested), strategy=strategy)
         if num_returns == STREAMING:
             self.streams.open(task.task_id)
             result: Any = ObjectRefGenerator(task.task_id, self.address)

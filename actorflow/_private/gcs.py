@@ -6,56 +6,109 @@ added by the actor manager (gcs_actors.py). Tables are plain dicts; handlers are
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
 
+from actorflow import exceptions
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
 
 
 class GCS:
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, node_timeout: float = 10.0) -> None:
         self.runtime = runtime
+        self.node_timeout = node_timeout
         self.nodes: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.kv: dict[str, dict[bytes, bytes]] = {}
+        self.actor_manager: Any = None  # told when a node dies (gcs_actors.py)
         self._next_job = 0
+        self._monitor: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._monitor = self.runtime.loop.create_task(self._watch_heartbeats())
+
+    def stop(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
 
     # -- nodes ----------------------------------------------------------------------------------
 
-    def handle_register_node(self, payload: list, call: Call) -> None:
-        node_id, address, resources = payload
-        self.nodes[node_id] = {"node_id": node_id, "address": address, "resources": resources,
-                               "alive": True, "registered_at": time.time()}
+    def handle_register_node(self, payload: dict, call: Call) -> None:
+        node_id = payload["node_id"]
+        resources = payload["resources"]
+        self.nodes[node_id] = dict(payload, alive=True, available=dict(resources), queued=0,
+                                   registered_at=time.time(), last_heartbeat=time.monotonic(),
+                                   death_cause="")
         if call.conn is not None:
             call.on_caller_lost(lambda: self._node_lost(node_id))
 
-    def _node_lost(self, node_id: str) -> None:
+    def handle_heartbeat(self, payload: list, call: Call) -> list:
+        """A node's report of its free resources; answered with every live node's."""
+        node_id, available, queued = payload
         node = self.nodes.get(node_id)
-        if node is not None:
-            node["alive"] = False
-            logger.warning("node %s at %s is gone", node_id, node["address"])
+        if node is None or not node["alive"]:
+            cause = node["death_cause"] if node else "it is not registered"
+            raise exceptions.NodeDiedError(f"the GCS has marked node {node_id} dead ({cause}); "
+                                           f"the node exits")
+        node["available"], node["queued"] = available, queued
+        node["last_heartbeat"] = time.monotonic()
+        return [[n["node_id"], n["address"], n["resources"], n["available"]]
+                for n in self.nodes.values() if n["alive"]]
+
+    async def _watch_heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.node_timeout / 4))
+            now = time.monotonic()
+            for node in list(self.nodes.values()):
+                if node["alive"] and now - node["last_heartbeat"] > self.node_timeout:
+                    self.node_dead(node["node_id"], f"no heartbeat for {self.node_timeout:g} s")
+
+    def _node_lost(self, node_id: str) -> None:
+        self.node_dead(node_id, "its connection to the GCS closed (the node process ended)")
+
+    def node_dead(self, node_id: str, cause: str) -> None:
+        node = self.nodes.get(node_id)
+        if node is None or not node["alive"]:
+            return
+        node["alive"] = False
+        node["death_cause"] = cause
+        logger.warning("node %s at %s is dead: %s", node_id, node["address"], cause)
+        if self.actor_manager is not None:
+            self.actor_manager.node_died(node_id, node["address"], cause)
 
     def handle_get_nodes(self, payload: Any, call: Call) -> list:
-        return list(self.nodes.values())
+        return [{k: v for k, v in n.items() if k != "last_heartbeat"}
+                for n in self.nodes.values()]
 
     # -- jobs -----------------------------------------------------------------------------------
 
     def handle_register_job(self, payload: list, call: Call) -> str:
-        driver_address, namespace = payload
+        """payload: [driver_address, namespace, config]; config has the driver's sys_path and
+        where its workers send their output (log_address)."""
+        driver_address, namespace = payload[0], payload[1]
+        config = payload[2] if len(payload) > 2 else {}
         self._next_job += 1
         job_id = f"{self._next_job:08x}"
         self.jobs[job_id] = {"job_id": job_id, "driver_address": driver_address,
-                             "namespace": namespace, "alive": True, "started_at": time.time()}
+                             "namespace": namespace, "alive": True, "started_at": time.time(),
+                             "config": config}
         if call.conn is not None:
             call.on_caller_lost(lambda: self._job_ended(job_id))
         return job_id
 
     def _job_ended(self, job_id: str) -> None:
-        if job_id in self.jobs:
-            self.jobs[job_id]["alive"] = False
+        job = self.jobs.get(job_id)
+        if job is None or not job["alive"]:
+            return
+        job["alive"] = False
+        job["ended_at"] = time.time()
+        for node in self.nodes.values():
+            if node["alive"]:
+                self.runtime.send_oneway(node["address"], "raylet", "job_finished", [job_id])
 
     def handle_job_info(self, payload: list, call: Call) -> dict | None:
         return self.jobs.get(payload[0])

@@ -18,6 +18,7 @@ from typing import Any
 from actorflow import exceptions
 from actorflow._private import serialization
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.scheduling import NodeView, Scheduler
 
 logger = logging.getLogger("actorflow.gcs")
 
@@ -33,6 +34,7 @@ class ActorRecord:
     worker_id: str = ""
     lease_id: str = ""
     raylet_address: str = ""
+    node_id: str = ""
     restarts: int = 0
     version: int = 0
     death_cause: str = ""
@@ -58,6 +60,8 @@ class ActorManager:
         self.names: dict[tuple[str, str], str] = {}
         self._by_worker: dict[str, ActorRecord] = {}
         self._owned_by: dict[Any, set[str]] = {}
+        self.scheduler = Scheduler()
+        gcs.actor_manager = self
 
     # -- creation -------------------------------------------------------------------------------
 
@@ -102,15 +106,15 @@ class ActorManager:
 
     async def _create(self, record: ActorRecord) -> None:
         spec = record.spec
-        raylet = self._pick_raylet(spec["resources"])
-        if raylet is None:
-            self._set_dead(record, "no node is available to host it",
-                           serialization.serialize_error(exceptions.ActorUnschedulableError(
-                               "no node in the cluster is alive to host the actor")))
-            return
         try:
-            lease_id, worker_id, address = await self.runtime.request(
-                raylet, "raylet", "request_lease", [spec["resources"], True])
+            node = self._pick_node(spec)
+            answer = await self.runtime.request(
+                node.address, "raylet", "request_lease",
+                [spec["resources"], True, spec.get("job_id", ""), spec.get("strategy"), True])
+            if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
+                answer = await self.runtime.request(
+                    answer[1], "raylet", "request_lease",
+                    [spec["resources"], True, spec.get("job_id", ""), None, True])
         except exceptions.TaskUnschedulableError as exc:
             self._set_dead(record, str(exc), serialization.serialize_error(
                 exceptions.ActorUnschedulableError(str(exc))))
@@ -118,10 +122,13 @@ class ActorManager:
         except Exception as exc:
             self._set_dead(record, f"no worker could be leased for it: {exc}", None)
             return
+        lease_id, worker_id, address, gpu_ids = answer
+        raylet = node.address
         if record.state == DEAD:  # killed while waiting for a worker
             self.runtime.send_oneway(raylet, "raylet", "return_lease", [lease_id, True])
             return
         record.worker_id, record.lease_id, record.raylet_address = worker_id, lease_id, raylet
+        record.node_id = node.node_id
         self._by_worker[worker_id] = record
         # The raylet reports the exit code; the lost connection is the fallback if it cannot.
         def lost() -> None:
@@ -131,7 +138,7 @@ class ActorManager:
         try:
             status, payload, _seconds, _contained = await self.runtime.request(
                 address, "actor", "become_actor",
-                [record.actor_id, spec, record.restarts, self.runtime.address])
+                [record.actor_id, spec, record.restarts, self.runtime.address, gpu_ids])
         except PeerUnreachableError:
             return  # _worker_lost handles it
         if status != 0:  # the constructor raised: the actor is dead for good, as in Ray
@@ -145,11 +152,24 @@ class ActorManager:
         record.address = address
         self._publish(record, ALIVE)
 
-    def _pick_raylet(self, resources: dict[str, float]) -> str | None:
-        for node in self.gcs.nodes.values():
-            if node["alive"]:
-                return node["address"]
-        return None
+    def _pick_node(self, spec: dict) -> NodeView:
+        """Where to create it: its strategy, else the creator's node if it fits now, else a
+        node with room (scheduling.py)."""
+        nodes = [NodeView(n["node_id"], n["address"], n["resources"], dict(n["available"]),
+                          n["alive"]) for n in self.gcs.nodes.values()]
+        node = self.scheduler.pick(nodes, spec["resources"], spec.get("strategy"),
+                                   spec.get("node_id", ""))
+        reported = self.gcs.nodes[node.node_id]["available"]
+        for k, v in spec["resources"].items():  # until its next heartbeat counts it
+            reported[k] = reported.get(k, 0.0) - v
+        return node
+
+    def node_died(self, node_id: str, address: str, cause: str) -> None:
+        """Actors on a dead node restart elsewhere if they have restarts left."""
+        for record in list(self.actors.values()):
+            if record.node_id == node_id and record.state != DEAD and record.worker_id:
+                self._worker_lost(record, record.worker_id, None,
+                                  how=f"its node {node_id} ({address}) died: {cause}")
 
     # -- death and restart ----------------------------------------------------------------------
 
@@ -160,14 +180,15 @@ class ActorManager:
         if record is not None:
             self._worker_lost(record, worker_id, exit_code)
 
-    def _worker_lost(self, record: ActorRecord, worker_id: str, exit_code: int | None) -> None:
+    def _worker_lost(self, record: ActorRecord, worker_id: str, exit_code: int | None,
+                     how: str = "") -> None:
         if record.worker_id != worker_id or self._by_worker.get(worker_id) is not record:
             return
         del self._by_worker[worker_id]
         if record.state == DEAD:
             return
-        how = (f"its worker process exited with code {exit_code}" if exit_code is not None
-               else "its worker process died")
+        how = how or (f"its worker process exited with code {exit_code}"
+                      if exit_code is not None else "its worker process died")
         max_restarts = record.spec.get("max_restarts", 0)
         if not record.no_restart and (max_restarts == -1 or record.restarts < max_restarts):
             record.restarts += 1

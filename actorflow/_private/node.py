@@ -44,6 +44,94 @@ def node_resources(num_cpus: float | None, num_gpus: float | None,
     return total
 
 
+def host_of(address: str) -> str:
+    """The host part of tcp://HOST:PORT."""
+    return address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+def job_config(config: Config, driver_address: str) -> dict[str, Any]:
+    """What a job's workers need from its driver: its import path and where output goes."""
+    # Functions defined in importable modules are pickled by reference: workers import them
+    # by the driver's path.
+    sys_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
+    return {"sys_path": sys_path,
+            "log_address": driver_address if config.log_to_driver else ""}
+
+
+def host_gcs(runtime: Runtime, config: Config) -> GCS:
+    """Make this runtime the cluster's head: the GCS and its actor table."""
+    gcs = GCS(runtime, node_timeout=config.node_timeout_seconds)
+    runtime.register_actor("gcs", gcs)
+    runtime.register_actor("actors", ActorManager(runtime, gcs))
+    gcs.start()
+    return gcs
+
+
+class NodeServices:
+    """One node: its object store and raylet, on a runtime (the head's hosts the GCS too)."""
+
+    def __init__(self, runtime: Runtime, config: Config, *, resources: dict[str, float],
+                 session_dir: str, gcs_address: str, token: bytes, is_head: bool) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.resources = resources
+        self.session_dir = session_dir
+        self.gcs_address = gcs_address
+        self.token = token
+        self.is_head = is_head
+        self.node_id = ids.new_id(8).hex()
+        self.store: ObjectStore | None = None
+        self.raylet: Raylet | None = None
+
+    async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
+        runtime = self.runtime
+        store = self.store = ObjectStore(
+            runtime, node_id=self.node_id,
+            capacity=self.config.object_store_memory or default_capacity(),
+            spill_dir=self.config.object_spilling_directory
+            or os.path.join(self.session_dir, "spill"))
+        store.start()
+        runtime.register_actor("store", store)
+        self.raylet = Raylet(
+            runtime, self.config, node_id=self.node_id, resources=self.resources,
+            session_dir=self.session_dir, gcs_address=self.gcs_address,
+            worker_env=self._worker_env(), node_info=self.info())
+        self.raylet.on_worker_gone = store.process_gone
+        runtime.register_actor("raylet", self.raylet)
+        await self.raylet.start(prestart, prestart_job)
+
+    def info(self) -> dict[str, Any]:
+        """What the GCS and tools know of this node."""
+        return {"node_id": self.node_id, "address": self.runtime.address,
+                "gcs_address": self.gcs_address, "host": host_of(self.runtime.address),
+                "pid": os.getpid(), "is_head": self.is_head, "session_dir": self.session_dir,
+                "shm_prefix": self.store.prefix if self.store else "",
+                "spill_dir": self.store.spill_dir if self.store else "",
+                "object_store_memory": self.store.state.capacity if self.store else 0,
+                "resources": self.resources}
+
+    def _worker_env(self) -> dict[str, str]:
+        """What every worker of this node gets; its job adds its own (raylet.py)."""
+        address = self.runtime.address
+        return {
+            "ACTORFLOW_TOKEN": self.token.hex(),
+            "ACTORFLOW_RAYLET_ADDRESS": address,
+            "ACTORFLOW_GCS_ADDRESS": self.gcs_address,
+            "ACTORFLOW_NODE_ID": self.node_id,
+            "ACTORFLOW_NODE_HOST": host_of(address),
+            "ACTORFLOW_SESSION_DIR": self.session_dir,
+            "ACTORFLOW_SHM_PREFIX": self.store.prefix if self.store else "",
+            "ACTORFLOW_SPILL_DIR": self.store.spill_dir if self.store else "",
+            "ACTORFLOW_PARENT_PID": str(os.getpid()),
+        }
+
+    async def shutdown(self) -> None:
+        if self.raylet is not None:
+            await self.raylet.shutdown()
+        if self.store is not None:
+            self.store.shutdown()
+
+
 class LocalSession:
     """GCS + one node + worker pool + this driver's core worker, on one runtime loop."""
 
@@ -56,10 +144,17 @@ class LocalSession:
         self.token = b""
         self.loop_thread: LoopThread | None = None
         self.runtime: Runtime | None = None
-        self.raylet: Raylet | None = None
+        self.node: NodeServices | None = None
         self.gcs: GCS | None = None
         self.core: CoreWorker | None = None
-        self.store: ObjectStore | None = None
+
+    @property
+    def store(self) -> ObjectStore | None:
+        return self.node.store if self.node else None
+
+    @property
+    def raylet(self) -> Raylet | None:
+        return self.node.raylet if self.node else None
 
     def start(self) -> CoreWorker:
         self.session_dir = session_dir.create(self.config.session_root)
@@ -81,56 +176,24 @@ class LocalSession:
                                          self.config.max_frame_size,
                                          self.config.connect_timeout)
         await runtime.start("tcp://127.0.0.1:0")
-        self.gcs = GCS(runtime)
-        runtime.register_actor("gcs", self.gcs)
-        runtime.register_actor("actors", ActorManager(runtime, self.gcs))
-        node_id = ids.new_id(8).hex()
+        self.gcs = host_gcs(runtime, self.config)
         job_id = await runtime.request(runtime.address, "gcs", "register_job",
-                                       [runtime.address, self.namespace])
-        store = self.store = ObjectStore(
-            runtime, node_id=node_id,
-            capacity=self.config.object_store_memory or default_capacity(),
-            spill_dir=self.config.object_spilling_directory
-            or os.path.join(self.session_dir, "spill"))
-        store.start()
-        runtime.register_actor("store", store)
-        self.raylet = Raylet(
-            runtime, self.config, node_id=node_id, resources=self.resources,
-            session_dir=self.session_dir, gcs_address=runtime.address,
-            worker_env=self._worker_env(runtime.address, node_id, job_id),
-            prestart=max(1, min(int(math.ceil(self.resources.get("CPU", 1.0))), 32)),
-        )
-        self.raylet.on_worker_gone = store.process_gone
-        runtime.register_actor("raylet", self.raylet)
+                                       [runtime.address, self.namespace,
+                                        job_config(self.config, runtime.address)])
+        node = self.node = NodeServices(runtime, self.config, resources=self.resources,
+                                        session_dir=self.session_dir,
+                                        gcs_address=runtime.address, token=self.token,
+                                        is_head=True)
+        prestart = max(1, min(int(math.ceil(self.resources.get("CPU", 1.0))), 32))
+        await node.start(prestart, job_id)
+        assert node.store is not None
         self.core = CoreWorker(runtime, self.config, mode="driver",
                                raylet_address=runtime.address, gcs_address=runtime.address,
-                               node_id=node_id, worker_id=ids.new_id(8).hex(), job_id=job_id,
-                               namespace=self.namespace, shm_prefix=store.prefix,
-                               spill_dir=store.spill_dir)
+                               node_id=node.node_id, worker_id=ids.new_id(8).hex(),
+                               job_id=job_id, namespace=self.namespace,
+                               shm_prefix=node.store.prefix, spill_dir=node.store.spill_dir)
         runtime.register_actor("core", self.core)
-        await self.raylet.start()
-        session_dir.write_node_info(self.session_dir, {
-            "address": runtime.address, "gcs_address": runtime.address, "node_id": node_id,
-            "pid": os.getpid(), "object_store_memory": store.state.capacity})
-
-    def _worker_env(self, address: str, node_id: str, job_id: str) -> dict[str, str]:
-        return {
-            "ACTORFLOW_TOKEN": self.token.hex(),
-            "ACTORFLOW_RAYLET_ADDRESS": address,
-            "ACTORFLOW_GCS_ADDRESS": address,
-            "ACTORFLOW_NODE_ID": node_id,
-            "ACTORFLOW_JOB_ID": job_id,
-            "ACTORFLOW_NAMESPACE": self.namespace,
-            "ACTORFLOW_SESSION_DIR": self.session_dir,
-            "ACTORFLOW_SHM_PREFIX": self.store.prefix if self.store else "",
-            "ACTORFLOW_SPILL_DIR": self.store.spill_dir if self.store else "",
-            "ACTORFLOW_LOG_ADDRESS": address if self.config.log_to_driver else "",
-            "ACTORFLOW_PARENT_PID": str(os.getpid()),
-            # Workers import the driver's modules by the driver's path (functions defined in
-            # importable modules are pickled by reference).
-            "ACTORFLOW_SYS_PATH": json.dumps([os.path.abspath(p) if p else os.getcwd()
-                                              for p in sys.path]),
-        }
+        session_dir.write_node_info(self.session_dir, node.info())
 
     def shutdown(self) -> None:
         if self.loop_thread is None:
@@ -143,17 +206,17 @@ class LocalSession:
         self.loop_thread = None
 
     async def _shutdown(self) -> None:
-        if self.raylet is not None:
-            await self.raylet.shutdown()
+        if self.gcs is not None:
+            self.gcs.stop()
+        if self.node is not None:
+            await self.node.shutdown()
         if self.core is not None:
             self.core.shared.close()
-        if self.store is not None:
-            self.store.shutdown()
         if self.runtime is not None:
             await self.runtime.aclose()
 
     def info(self) -> dict[str, Any]:
         return {"session_dir": self.session_dir, "address": self.runtime.address
                 if self.runtime else "", "resources": self.resources,
-                "namespace": self.namespace,
+                "namespace": self.namespace, "node_id": self.node.node_id if self.node else "",
                 "object_store_memory": self.store.state.capacity if self.store else 0}

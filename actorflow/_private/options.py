@@ -9,6 +9,7 @@ import inspect
 from typing import Any
 
 from actorflow._private.resources import normalize
+from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 COMMON = {"num_cpus", "num_gpus", "resources", "memory", "name", "scheduling_strategy",
           "runtime_env", "accelerator_type", "label_selector"}
@@ -68,9 +69,10 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
     if checked.get("runtime_env"):
         raise ValueError("runtime_env is not supported by actorflow yet")
     strategy = checked.get("scheduling_strategy")
-    if strategy not in (None, "DEFAULT", "SPREAD"):
-        raise ValueError(f"scheduling_strategy {strategy!r} is not supported yet; use "
-                         f"'DEFAULT' or 'SPREAD'")
+    if strategy not in (None, "DEFAULT", "SPREAD") and not isinstance(
+            strategy, NodeAffinitySchedulingStrategy):
+        raise ValueError(f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
+                         f"NodeAffinitySchedulingStrategy, got {strategy!r}")
     if "lifetime" in checked and checked["lifetime"] not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or None, got {checked['lifetime']!r}")
     return checked

@@ -6,11 +6,18 @@ more work of that shape. The raylet is off the per-task path while a lease is he
 
 A task blocked in ``get`` gives its CPUs back until it resumes (as in Ray), so that tasks that
 wait on other tasks cannot deadlock a node.
+
+Workers belong to one job (its driver's import path, namespace and output): a lease names its
+job, and only that job's idle workers serve it. A request this node should not run (it cannot
+fit here, it fits better elsewhere now, or its strategy says another node) is answered with
+``["spillback", raylet_address, node_id]``; the caller asks that raylet instead. The raylet knows
+the other nodes from its heartbeat answers (scheduling.py decides).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import deque
@@ -21,8 +28,9 @@ from typing import Any
 from actorflow import exceptions
 from actorflow._private import ids
 from actorflow._private.config import Config
-from actorflow._private.resources import NodeResources, describe, normalize
+from actorflow._private.resources import NodeResources, normalize
 from actorflow._private.runtime import Call, Runtime
+from actorflow._private.scheduling import NodeView, Scheduler
 from actorflow._private.worker_pool import DEAD, IDLE, LEASED, STARTING, WorkerPool, WorkerProcess
 
 logger = logging.getLogger("actorflow.raylet")
@@ -34,6 +42,7 @@ class Lease:
     worker: WorkerProcess
     resources: dict[str, float]
     dedicated: bool
+    gpu_ids: list[int]
     blocked: bool = False
     holder: Any = None
 
@@ -42,6 +51,7 @@ class Lease:
 class LeaseRequest:
     resources: dict[str, float]
     dedicated: bool
+    job_id: str
     future: asyncio.Future
     holder: Any  # the connection of the caller (None for a caller in this process)
 
@@ -49,36 +59,47 @@ class LeaseRequest:
 class Raylet:
     def __init__(self, runtime: Runtime, config: Config, *, node_id: str,
                  resources: dict[str, float], session_dir: str, gcs_address: str,
-                 worker_env: dict[str, str], prestart: int) -> None:
+                 worker_env: dict[str, str], node_info: dict[str, Any] | None = None) -> None:
         self.runtime = runtime
         self.config = config
         self.node_id = node_id
         self.resources = NodeResources(resources)
         self.gcs_address = gcs_address
+        self.node_info = dict(node_info or {})  # registered with the GCS (for tools and peers)
         self.on_worker_gone: Callable[[str], None] | None = None  # the node's object store
-        self.prestart = prestart
+        self.on_node_dead: Callable[[str], None] | None = None  # the GCS says we are dead
+        self.prestart = 0
+        self.prestart_job = ""
         self.pool = WorkerPool(session_dir=session_dir, env=worker_env,
                                on_exit=self._on_worker_exit,
                                use_forkserver=config.use_forkserver)
         self.leases: dict[str, Lease] = {}
         self.queue: deque[LeaseRequest] = deque()
-        self._idle: deque[WorkerProcess] = deque()
+        self._idle: dict[str, deque[WorkerProcess]] = {}  # job id -> its idle workers
+        self._job_env: dict[str, dict[str, str]] = {}
         self._leases_by_holder: dict[Any, set[str]] = {}
         self._start_failures = 0
         self._closing = False
-        self._reaper: asyncio.Task | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.scheduler = Scheduler()
+        self.peers: dict[str, NodeView] = {}  # other live nodes, as of the last heartbeat
 
-    async def start(self) -> None:
-        await self.runtime.request(self.gcs_address, "gcs", "register_node",
-                                   [self.node_id, self.runtime.address, self.resources.total])
-        for _ in range(self.prestart):
-            self._spawn()
-        self._reaper = self.runtime.loop.create_task(self._reap_idle_workers())
+    async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
+        info = dict(self.node_info, node_id=self.node_id, address=self.runtime.address,
+                    resources=self.resources.total)
+        await self.runtime.request(self.gcs_address, "gcs", "register_node", info)
+        self.prestart, self.prestart_job = prestart, prestart_job
+        if prestart_job:
+            await self._ensure_job_env(prestart_job)
+            for _ in range(prestart):
+                self._spawn(prestart_job)
+        self._tasks = [self.runtime.loop.create_task(self._reap_idle_workers()),
+                       self.runtime.loop.create_task(self._heartbeats())]
 
     async def shutdown(self) -> None:
         self._closing = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in self._tasks:
+            task.cancel()
         for request in self.queue:
             if not request.future.done():
                 request.future.set_exception(exceptions.ActorflowError("the node is shutting down"))
@@ -87,13 +108,39 @@ class Raylet:
 
     # -- workers --------------------------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self, job_id: str) -> None:
         if self._closing:
             return
         # The worker is counted as starting from now on, before its process exists.
         worker = self.pool.new_worker()
-        task = self.runtime.loop.create_task(self.pool.launch(worker))
+        worker.extra["job_id"] = job_id
+        task = self.runtime.loop.create_task(
+            self.pool.launch(worker, self._job_env.get(job_id, {})))
         task.add_done_callback(self._spawned)
+
+    async def _ensure_job_env(self, job_id: str) -> None:
+        """A job's workers import its driver's modules and forward output to its driver."""
+        if job_id in self._job_env:
+            return
+        job = await self.runtime.request(self.gcs_address, "gcs", "job_info", [job_id])
+        if job is None:
+            raise exceptions.ActorflowError(f"job {job_id} is not known to the cluster")
+        config = job.get("config") or {}
+        self._job_env[job_id] = {
+            "ACTORFLOW_JOB_ID": job_id,
+            "ACTORFLOW_NAMESPACE": job.get("namespace") or "",
+            "ACTORFLOW_LOG_ADDRESS": config.get("log_address") or "",
+            "ACTORFLOW_SYS_PATH": json.dumps(config.get("sys_path") or []),
+        }
+
+    def handle_job_finished(self, payload: list, call: Call | None) -> None:
+        """The job's driver is gone: its idle workers end (leased ones end with their lease)."""
+        job_id = payload[0]
+        for worker in self._idle.pop(job_id, deque()):
+            if worker.state == IDLE:
+                worker.state = DEAD
+                self.pool.kill(worker)
+        self._job_env.pop(job_id, None)
 
     def _spawned(self, task: asyncio.Task) -> None:
         if task.cancelled() or task.exception() is None:
@@ -111,7 +158,7 @@ class Raylet:
         worker.state = IDLE
         worker.idle_since = time.monotonic()
         self._start_failures = 0
-        self._idle.append(worker)
+        self._idle.setdefault(worker.extra.get("job_id", ""), deque()).append(worker)
         self._dispatch()
         return {"node_id": self.node_id}
 
@@ -157,26 +204,36 @@ class Raylet:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             alive = self.pool.count(STARTING, IDLE, LEASED)
-            for worker in list(self._idle):
-                if alive <= self.prestart:
-                    break
-                if worker.extra.get("keep"):
-                    continue
-                if now - worker.idle_since > self.config.idle_worker_seconds:
-                    self._idle.remove(worker)
-                    worker.state = DEAD
-                    self.pool.kill(worker)
-                    alive -= 1
+            for idle in self._idle.values():
+                for worker in list(idle):
+                    if alive <= self.prestart:
+                        break
+                    if worker.extra.get("keep"):
+                        continue
+                    if now - worker.idle_since > self.config.idle_worker_seconds:
+                        idle.remove(worker)
+                        worker.state = DEAD
+                        self.pool.kill(worker)
+                        alive -= 1
 
     # -- leases ---------------------------------------------------------------------------------
 
     async def handle_request_lease(self, payload: list, call: Call) -> list:
+        """payload: [resources, dedicated, job_id, strategy, spilled]. Answers
+        [lease_id, worker_id, worker_address, gpu_ids] or ["spillback", address, node_id]."""
         resources, dedicated = normalize(payload[0]), bool(payload[1])
-        if not self.resources.feasible(resources):
-            raise exceptions.TaskUnschedulableError(
-                f"no node in the cluster can ever satisfy the request {describe(resources)}: "
-                f"the largest node has {describe(self.resources.total)}")
-        request = LeaseRequest(resources, dedicated, self.runtime.loop.create_future(), call.conn)
+        job_id = payload[2] if len(payload) > 2 else self.prestart_job
+        strategy = payload[3] if len(payload) > 3 else None
+        spilled = bool(payload[4]) if len(payload) > 4 else False
+        if not (spilled and self.resources.feasible(resources)):
+            target = self.scheduler.pick([self._self_view(), *self.peers.values()], resources,
+                                         strategy, self.node_id)
+            if target.node_id != self.node_id:
+                target.take(resources)
+                return ["spillback", target.address, target.node_id]
+        await self._ensure_job_env(job_id)
+        request = LeaseRequest(resources, dedicated, job_id, self.runtime.loop.create_future(),
+                               call.conn)
         self.queue.append(request)
         self._dispatch()
         lease: Lease = await request.future
@@ -188,7 +245,38 @@ class Raylet:
                 call.on_caller_lost(lambda: self._holder_lost(conn))
             held.add(lease.lease_id)
             lease.holder = call.conn
-        return [lease.lease_id, lease.worker.worker_id, lease.worker.address]
+        gpu_ids = lease.gpu_ids if self.resources.gpu_free else None
+        return [lease.lease_id, lease.worker.worker_id, lease.worker.address, gpu_ids]
+
+    def _self_view(self) -> NodeView:
+        """This node as the scheduler sees it: what is free after the queued requests."""
+        available = dict(self.resources.available)
+        for request in self.queue:
+            for k, v in request.resources.items():
+                available[k] = available.get(k, 0.0) - v
+        return NodeView(self.node_id, self.runtime.address, self.resources.total, available)
+
+    # -- the cluster ----------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        """Report what is free here; learn the other nodes from the answer. A GCS that says
+        this node is dead (it missed heartbeats) ends it, as in Ray."""
+        while True:
+            try:
+                view = await self.runtime.request(
+                    self.gcs_address, "gcs", "heartbeat",
+                    [self.node_id, self.resources.available, len(self.queue)])
+            except exceptions.NodeDiedError as exc:
+                logger.error("%s", exc)
+                if self.on_node_dead is not None:
+                    self.on_node_dead(str(exc))
+                return
+            except Exception as exc:  # the GCS is unreachable for now: keep serving
+                logger.debug("heartbeat failed: %s", exc)
+            else:
+                self.peers = {n[0]: NodeView(n[0], n[1], n[2], n[3]) for n in view
+                              if n[0] != self.node_id}
+            await asyncio.sleep(self.config.heartbeat_seconds)
 
     def _holder_lost(self, conn: Any) -> None:
         """The caller's connection closed: its leases come back, and its workers are not
@@ -216,10 +304,12 @@ class Raylet:
             else:
                 worker.state = IDLE
                 worker.idle_since = time.monotonic()
-                self._idle.appendleft(worker)  # warm caches: reuse the most recent first
+                # Warm caches: reuse the most recent first.
+                self._idle.setdefault(worker.extra.get("job_id", ""), deque()).appendleft(worker)
         self._dispatch()
 
     def _release(self, lease: Lease) -> None:
+        self.resources.give_gpus(lease.gpu_ids, lease.resources.get("GPU", 0.0))
         if lease.blocked:
             self.resources.release({k: v for k, v in lease.resources.items() if k != "CPU"})
         else:
@@ -249,41 +339,44 @@ class Raylet:
         """Grant every queued request that fits now; start workers for the ones that lack one."""
         if self._closing:
             return
-        waiting_for_worker = 0
+        waiting_for_worker: dict[str, int] = {}
         # Resources the requests that wait for a worker will take once one registers: later
         # requests must not count them as free, or a burst would start a worker per request.
-        promised = NodeResources(self.resources.total)
-        promised.available = dict(self.resources.available)
+        promised = self.resources.snapshot()
         for request in list(self.queue):
             if request.future.done():
                 self.queue.remove(request)
                 continue
             if not promised.fits(request.resources):
                 continue
-            worker = self._pop_idle()
-            if worker is None:
-                waiting_for_worker += 1
-                promised.acquire(request.resources)
-                continue
-            self.queue.remove(request)
-            self._grant(request, worker)
+            worker = self._pop_idle(request.job_id)
+            if worker is not None:
+                self.queue.remove(request)
+                self._grant(request, worker)
+            else:
+                waiting_for_worker[request.job_id] = waiting_for_worker.get(request.job_id, 0) + 1
             promised.acquire(request.resources)
-        starting = self.pool.count(STARTING)
+            promised.take_gpus(request.resources.get("GPU", 0.0))
         alive = self.pool.count(STARTING, IDLE, LEASED)
-        while (starting < waiting_for_worker and alive < self.config.max_workers_per_node):
-            self._spawn()
-            starting += 1
-            alive += 1
+        for job_id, waiting in waiting_for_worker.items():
+            starting = sum(1 for w in self.pool.workers.values()
+                           if w.state == STARTING and w.extra.get("job_id") == job_id)
+            while starting < waiting and alive < self.config.max_workers_per_node:
+                self._spawn(job_id)
+                starting += 1
+                alive += 1
 
-    def _pop_idle(self) -> WorkerProcess | None:
-        while self._idle:
-            worker = self._idle.popleft()
+    def _pop_idle(self, job_id: str) -> WorkerProcess | None:
+        idle = self._idle.get(job_id)
+        while idle:
+            worker = idle.popleft()
             if worker.state == IDLE:
                 return worker
         return None
 
     def _grant(self, request: LeaseRequest, worker: WorkerProcess) -> None:
-        lease = Lease(ids.new_id(8).hex(), worker, request.resources, request.dedicated)
+        gpu_ids = self.resources.take_gpus(request.resources.get("GPU", 0.0))
+        lease = Lease(ids.new_id(8).hex(), worker, request.resources, request.dedicated, gpu_ids)
         self.resources.acquire(request.resources)
         worker.state = LEASED
         worker.lease_id = lease.lease_id
@@ -303,4 +396,5 @@ class Raylet:
             "workers": [{"worker_id": w.worker_id, "pid": w.pid, "state": w.state,
                          "address": w.address} for w in self.pool.workers.values()],
             "queued_lease_requests": len(self.queue),
+            "leases": len(self.leases),
         }

@@ -40,3 +40,59 @@ def write_node_info(session_dir: str, info: dict) -> str:
     with os.fdopen(fd, "w") as f:
         json.dump(info, f)
     return path
+
+
+def write_json(path: str, info: dict) -> str:
+    """Write atomically (readers poll for these files) and for this user only."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    temp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f)
+    os.replace(temp, path)
+    return path
+
+
+def read_json(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def read_token(session_dir: str) -> bytes | None:
+    try:
+        with open(os.path.join(session_dir, "token")) as f:
+            return bytes.fromhex(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def sessions(root: str) -> list[str]:
+    """Every session directory under root, newest first."""
+    try:
+        names = [n for n in os.listdir(root) if n.startswith("session_") and n != "session_latest"]
+    except OSError:
+        return []
+    paths = [os.path.join(root, n) for n in names]
+    return sorted((p for p in paths if os.path.isdir(p)), key=os.path.getmtime, reverse=True)
+
+
+def node_files(session_dir: str) -> list[str]:
+    """The info files of the node processes started in this session (``nodes/<id>.json``)."""
+    folder = os.path.join(session_dir, "nodes")
+    try:
+        return [os.path.join(folder, n) for n in sorted(os.listdir(folder)) if n.endswith(".json")]
+    except OSError:
+        return []
+
+
+def session_of_cluster(root: str, gcs_address: str) -> str | None:
+    """The newest session on this machine whose head listens at gcs_address."""
+    for path in sessions(root):
+        info = read_json(os.path.join(path, "node.json"))
+        if info is not None and info.get("gcs_address") == gcs_address:
+            return path
+    return None

@@ -84,6 +84,12 @@ def _load(core: CoreWorker, wire: list, job: _Job) -> Any:
     return serialization.deserialize(wire)
 
 
+def set_visible_gpus(gpu_ids: list[int] | None) -> None:
+    """Show the work the GPUs its lease holds (None: the node has no GPUs; leave it alone)."""
+    if gpu_ids is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in gpu_ids)
+
+
 def task_error(fn_name: str, exc: BaseException) -> list:
     """The wire form of the TaskError for exc. If exc cannot travel (it cannot be pickled, or
     not rebuilt from its pickle), the TaskError carries only its traceback (cause None)."""
@@ -166,7 +172,9 @@ class TaskExecutor:
         return fn
 
     def handle_push_task(self, payload: list, call: Call) -> asyncio.Future:
-        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner = payload
+        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner = payload[:8]
+        if len(payload) > 8:
+            set_visible_gpus(payload[8])
         future = self.runtime.loop.create_future()
         try:
             fn = self.function(fn_id, blob, fn_name)

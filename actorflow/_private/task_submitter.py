@@ -46,6 +46,7 @@ class PendingTask:
     retries_left: int
     retry_exceptions: Any  # bool or tuple of exception types
     parent_task_id: bytes | None
+    strategy: Any = None  # scheduling.py's wire form
     state: int = RESOLVING
     unresolved: int = 0
     worker: LeasedWorker | None = None
@@ -70,6 +71,8 @@ class LeasedWorker:
     lease_id: str
     worker_id: str
     address: str
+    raylet_address: str  # the raylet that granted the lease: it gets it back
+    gpu_ids: list[int] | None = None
     in_flight: int = 0
     slow_in_flight: int = 0  # of which not known to be short: nothing is pipelined behind them
     idle_timer: asyncio.TimerHandle | None = None
@@ -79,6 +82,7 @@ class LeasedWorker:
 @dataclass(eq=False)
 class ShapeQueue:
     resources: dict[str, float]
+    strategy: Any
     queue: deque = field(default_factory=deque)
     workers: list = field(default_factory=list)
     pending_leases: int = 0
@@ -125,10 +129,10 @@ class TaskSubmitter:
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         task.state = QUEUED
-        key = tuple(sorted(task.resources.items()))
+        key = (tuple(sorted(task.resources.items())), repr(task.strategy))
         shape = self._shapes.get(key)
         if shape is None:
-            shape = self._shapes[key] = ShapeQueue(task.resources)
+            shape = self._shapes[key] = ShapeQueue(task.resources, task.strategy)
         if front:
             shape.queue.appendleft(task)
         else:
@@ -168,13 +172,21 @@ class TaskSubmitter:
         seconds = self._fn_seconds.get(fn_id)
         return seconds is not None and seconds <= self.config.pipeline_short_task_seconds
 
-    def _request_lease(self, shape: ShapeQueue) -> None:
-        shape.pending_leases += 1
-        future = self.runtime.request(self.core.raylet_address, "raylet", "request_lease",
-                                      [shape.resources, False])
-        future.add_done_callback(lambda f: self._lease_granted(shape, f))
+    def _request_lease(self, shape: ShapeQueue, raylet: str = "", spilled: bool = False) -> None:
+        """Ask the local raylet (or, after a spillback, the one it named) for a lease."""
+        if not spilled:
+            shape.pending_leases += 1
+        raylet = raylet or self.core.raylet_address
+        future = self.runtime.request(raylet, "raylet", "request_lease",
+                                      [shape.resources, False, self.core.job_id, shape.strategy,
+                                       spilled])
+        future.add_done_callback(lambda f: self._lease_granted(shape, raylet, f))
 
-    def _lease_granted(self, shape: ShapeQueue, future: asyncio.Future) -> None:
+    def _lease_granted(self, shape: ShapeQueue, raylet: str, future: asyncio.Future) -> None:
+        if (future.exception() is None and future.result()[0] == "spillback"
+                and not self.runtime.closed):
+            self._request_lease(shape, future.result()[1], spilled=True)
+            return
         shape.pending_leases -= 1
         exc = future.exception()
         if exc is not None:
@@ -187,8 +199,8 @@ class TaskSubmitter:
                 if task.state == QUEUED:
                     self._finish(task, [serialization.serialize_error(exc)] * len(task.return_ids))
             return
-        lease_id, worker_id, address = future.result()
-        worker = LeasedWorker(lease_id, worker_id, address)
+        lease_id, worker_id, address, gpu_ids = future.result()
+        worker = LeasedWorker(lease_id, worker_id, address, raylet, gpu_ids)
         shape.workers.append(worker)
         self._pump(shape)
         if worker.in_flight == 0:
@@ -204,7 +216,7 @@ class TaskSubmitter:
         if worker.in_flight or worker.dead:
             return
         shape.workers.remove(worker)
-        self.runtime.send_oneway(self.core.raylet_address, "raylet", "return_lease",
+        self.runtime.send_oneway(worker.raylet_address, "raylet", "return_lease",
                                  [worker.lease_id, False])
 
     # -- pushing and replies --------------------------------------------------------------------
@@ -227,6 +239,8 @@ class TaskSubmitter:
             blob = task.fn_blob
         payload = [task.task_id, task.fn_id, blob, task.fn_name, task.args_wire, task.slots,
                    task.num_returns, self.core.address]
+        if worker.gpu_ids is not None:
+            payload.append(worker.gpu_ids)
         on_stream: Callable[[Any], None] | None = None
         if task.num_returns == STREAMING:
             def on_stream(item: list) -> None:
@@ -284,7 +298,7 @@ class TaskSubmitter:
         if worker in shape.workers:
             shape.workers.remove(worker)
         self._fns_sent.pop(worker.address, None)
-        self.runtime.send_oneway(self.core.raylet_address, "raylet", "return_lease",
+        self.runtime.send_oneway(worker.raylet_address, "raylet", "return_lease",
                                  [worker.lease_id, True])
 
     def _after_crash(self, task: PendingTask, exc: BaseException) -> None:

@@ -51,7 +51,9 @@ def main() -> None:
     loop_thread = LoopThread()
     loop_thread.start()
     runtime = Runtime(loop_thread.loop, token, config.max_frame_size, config.connect_timeout)
-    loop_thread.run(runtime.start("tcp://127.0.0.1:0"), timeout=30)
+    # On the node's own interface: peers on other machines must reach this worker.
+    host = env.get("ACTORFLOW_NODE_HOST") or "127.0.0.1"
+    loop_thread.run(runtime.start(f"tcp://{host}:0"), timeout=30)
     core = CoreWorker(runtime, config, mode="worker", raylet_address=raylet_address,
                       gcs_address=env["ACTORFLOW_GCS_ADDRESS"], node_id=env["ACTORFLOW_NODE_ID"],
                       worker_id=worker_id, job_id=env.get("ACTORFLOW_JOB_ID", ""),

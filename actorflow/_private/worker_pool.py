@@ -113,8 +113,10 @@ class WorkerPool:
         self.workers[worker_id] = worker
         return worker
 
-    async def launch(self, worker: WorkerProcess) -> WorkerProcess:
+    async def launch(self, worker: WorkerProcess,
+                     job_env: dict[str, str] | None = None) -> WorkerProcess:
         env = dict(self.env)
+        env.update(job_env or {})
         env["ACTORFLOW_WORKER_ID"] = worker.worker_id
         try:
             if self.use_forkserver:
