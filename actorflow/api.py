@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import inspect
+import os
 import threading
 import types
 from typing import Any
@@ -28,8 +29,10 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
          num_gpus: float | None = None, resources: dict[str, float] | None = None,
          namespace: str | None = None, ignore_reinit_error: bool = False,
          object_store_memory: int | None = None, **ray_compat: Any) -> dict[str, Any]:
-    """Start an embedded local cluster (address None) and connect this process as its driver."""
-    global _atexit_registered
+    """Connect this process as a driver: to a new embedded local cluster (address None), or to
+    a running cluster ("HOST:PORT", or "auto" for the one started on this machine by
+    ``actorflow start``). The token comes from ACTORFLOW_TOKEN or the head's session directory
+    on this machine."""
     unknown = set(ray_compat) - _IGNORED_INIT_ARGS
     if unknown:
         raise TypeError(f"init() got unknown argument(s): {', '.join(sorted(unknown))}")
@@ -39,14 +42,30 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 return _info()
             raise RuntimeError("actorflow.init() was already called; call actorflow.shutdown() "
                                "first or pass ignore_reinit_error=True")
-        if address not in (None, "local"):
-            raise ConnectionError(
-                f"init(address={address!r}): connecting to an existing cluster is not built "
-                f"yet (see the README's status table); call init() without an address to start "
-                f"an embedded local cluster")
         from actorflow._private.node import LocalSession
 
         config = Config.from_env()
+        if ray_compat.get("_temp_dir"):
+            config = config.replace(session_root=ray_compat["_temp_dir"])
+        if address is None and os.environ.get("ACTORFLOW_ADDRESS"):
+            address = os.environ["ACTORFLOW_ADDRESS"]  # as RAY_ADDRESS: join that cluster
+        if address not in (None, "local"):
+            if not isinstance(address, str) or not address:
+                raise ValueError(f"address must be 'HOST:PORT', 'auto' or None, got {address!r}")
+            given = {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
+                     "object_store_memory": object_store_memory}
+            wrong = [k for k, v in given.items() if v is not None]
+            if wrong:
+                raise ValueError(f"init(address=...) joins a running cluster, whose nodes set "
+                                 f"their own resources: {', '.join(wrong)} cannot be given; pass "
+                                 f"them to `actorflow start` instead")
+            from actorflow._private.driver import ClusterDriver
+
+            driver = ClusterDriver(config, address, namespace)
+            core = driver.start()
+            context.set_core(core, driver)
+            _register_atexit()
+            return _info()
         if "log_to_driver" in ray_compat:
             config = config.replace(log_to_driver=bool(ray_compat["log_to_driver"]))
         if object_store_memory is not None:
@@ -54,16 +73,19 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 raise ValueError(f"object_store_memory must be a positive number of bytes, "
                                  f"got {object_store_memory!r}")
             config = config.replace(object_store_memory=object_store_memory)
-        if ray_compat.get("_temp_dir"):
-            config = config.replace(session_root=ray_compat["_temp_dir"])
         session = LocalSession(config, num_cpus=num_cpus, num_gpus=num_gpus,
                                resources=resources, namespace=namespace)
         core = session.start()
         context.set_core(core, session)
-        if not _atexit_registered:
-            atexit.register(shutdown)
-            _atexit_registered = True
+        _register_atexit()
         return _info()
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(shutdown)
+        _atexit_registered = True
 
 
 def _info() -> dict[str, Any]:
@@ -72,7 +94,8 @@ def _info() -> dict[str, Any]:
 
 
 def shutdown() -> None:
-    """Stop the local cluster this driver started: every process it started ends."""
+    """Leave the cluster: an embedded local cluster stops (every process it started ends); a
+    driver of a running cluster disconnects (its job ends, with its non-detached actors)."""
     with _init_lock:
         session = context.session()
         core = context.core_or_none()
@@ -214,18 +237,47 @@ def get_runtime_context() -> RuntimeContext:
     return RuntimeContext(_ensure_core())
 
 
+def nodes() -> list[dict[str, Any]]:
+    """Every node the cluster has known: id, address, resources, whether it is alive."""
+    core = _ensure_core()
+    rows = core.call_control(core.gcs_address, "gcs", "get_nodes", None)
+    return [{"NodeID": n["node_id"], "Alive": n["alive"], "NodeManagerAddress": n.get("host", ""),
+             "Address": n["address"], "Resources": n["resources"], "IsHead": n.get("is_head"),
+             "DeathCause": n.get("death_cause", "")} for n in rows]
+
+
+def get_gpu_ids() -> list[int]:
+    """The GPUs the current task or actor holds (what CUDA_VISIBLE_DEVICES shows it)."""
+    core = _ensure_core()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "") if core.mode == "worker" else ""
+    return [int(i) for i in visible.split(",") if i.strip().isdigit()]
+
+
 def cluster_resources() -> dict[str, float]:
-    session = context.session()
-    if session is None:
-        raise exceptions.RuntimeNotInitializedError("call actorflow.init() first")
-    return dict(session.resources)
+    """The total resources of the live nodes."""
+    return _sum_over_nodes("resources")
 
 
 def available_resources() -> dict[str, float]:
-    session = context.session()
-    if session is None or session.raylet is None:
+    """What the live nodes have free (as of their last heartbeats)."""
+    return {k: v for k, v in _sum_over_nodes("available").items() if v > 0}
+
+
+def _sum_over_nodes(key: str) -> dict[str, float]:
+    if context.core_or_none() is None:
         raise exceptions.RuntimeNotInitializedError("call actorflow.init() first")
-    return {k: v for k, v in session.raylet.resources.available.items() if v > 0}
+    core = _ensure_core()
+    session = context.session()
+    here = getattr(session, "raylet", None)  # an embedded node: its live figures, not reported
+    total: dict[str, float] = {}
+    for node in core.call_control(core.gcs_address, "gcs", "get_nodes", None):
+        if node["alive"]:
+            figures = node[key]
+            if here is not None and node["node_id"] == here.node_id and key == "available":
+                figures = here.resources.available
+            for name, amount in figures.items():
+                total[name] = total.get(name, 0.0) + amount
+    return total
 
 
 def kill(actor: Any, *, no_restart: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""The ``actorflow`` command line: ``actorflow memory`` (more subcommands to come).
+"""The ``actorflow`` command line: ``start``, ``stop`` and ``memory``.
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` registered in ``_COMMANDS`` with a
 function that adds its arguments to its parser. Errors a user can act on (no cluster, wrong
@@ -39,6 +39,76 @@ def cmd_memory(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- start / stop --------------------------------------------------------------------------------
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--head", action="store_true",
+                       help="start a new cluster: its GCS and its first node")
+    where.add_argument("--address", help="join the cluster whose head is at HOST:PORT")
+    parser.add_argument("--port", type=int, default=6380,
+                        help="the head's port (default 6380; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="the interface to listen on, as others reach it (default "
+                             "127.0.0.1: this machine only)")
+    parser.add_argument("--num-cpus", type=float, default=None,
+                        help="CPUs this node offers (default: the machine's count)")
+    parser.add_argument("--num-gpus", type=float, default=None,
+                        help="GPUs this node offers (default 0)")
+    parser.add_argument("--resources", default="{}",
+                        help='custom resources as JSON, e.g. \'{"accelerator": 2}\'')
+    parser.add_argument("--object-store-memory", type=int, default=0, metavar="BYTES",
+                        help="shared memory for objects (default: 30%% of RAM)")
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from actorflow._private.config import Config
+    from actorflow._private.launcher import start_node
+
+    try:
+        resources = json.loads(args.resources)
+        if not isinstance(resources, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        print(f"actorflow start: --resources must be a JSON object such as "
+              f"'{{\"accelerator\": 2}}' ({exc})", file=sys.stderr)
+        return 2
+    info = start_node(head=args.head, address=args.address or "", host=args.host,
+                      port=args.port, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                      resources=resources, object_store_memory=args.object_store_memory,
+                      session_root=Config.from_env().session_root)
+    gcs = str(info["gcs_address"]).split("://")[-1]
+    what = "head node" if args.head else "node"
+    print(f"Started the {what} {info['node_id']} (pid {info['pid']}) at "
+          f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}.")
+    print(f"Session directory: {info['session_dir']} (logs, token)")
+    if args.head:
+        print("Connect a driver on this machine with:")
+        print(f"    actorflow.init(address=\"{gcs}\")   (or address=\"auto\")")
+        print("Add a node with:")
+        print(f"    actorflow start --address {gcs}")
+        print("A driver or node on another machine needs the token: ACTORFLOW_TOKEN=<the "
+              "session's token file>.")
+    print("Stop every node on this machine with: actorflow stop")
+    return 0
+
+
+def _stop_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grace", type=float, default=5.0,
+                        help="seconds to wait after SIGTERM before SIGKILL (default 5)")
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from actorflow._private.config import Config
+    from actorflow._private.launcher import stop_nodes
+
+    stopped = stop_nodes(Config.from_env().session_root, grace=args.grace)
+    print(f"Stopped {len(stopped)} actorflow node process(es)"
+          + (f": pids {', '.join(str(p) for p in stopped)}." if stopped else "."))
+    return 0
+
+
 # -- the command table ----------------------------------------------------------------------------
 
 
@@ -49,6 +119,10 @@ class Command(NamedTuple):
 
 
 _COMMANDS: dict[str, Command] = {
+    "start": Command("start a head node (--head) or a node that joins one (--address), in the "
+                     "background", _start_arguments, cmd_start),
+    "stop": Command("stop every actorflow node this user started on this machine (and their "
+                    "workers)", _stop_arguments, cmd_stop),
     "memory": Command("list the cluster's objects: where each lives, its size, its refs",
                       _memory_arguments, cmd_memory),
 }
@@ -73,7 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.run(args)
-    except (ConnectionError, exceptions.AuthenticationError) as exc:
+    except (ConnectionError, exceptions.AuthenticationError, exceptions.ActorflowError,
+            ValueError) as exc:
         print(f"actorflow {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -314,3 +314,25 @@ def _no_leaked_processes() -> Iterator[None]:
                 cmd = "?"
             details.append(f"pid {pid} state {state}: {cmd}")
         pytest.fail("processes leaked by the test session:\n" + "\n".join(details))
+
+
+@pytest.fixture
+def local_cluster(tmp_path_factory: pytest.TempPathFactory,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A LocalCluster of node processes (add_node() them; the first is the head), in a session
+    root of this test's own (ACTORFLOW_SESSION_ROOT points there meanwhile, so drivers find its
+    token). The embedded shared cluster is shut down first; a driver this test connects with
+    init(address=...) is disconnected, and every node ended by pid, after it."""
+    from actorflow.util.local_cluster import LocalCluster
+
+    _settle_and_shutdown()
+    _Shared.info = None
+    root = _session_root(tmp_path_factory)
+    monkeypatch.setenv("ACTORFLOW_SESSION_ROOT", root)
+    cluster = LocalCluster(session_root=root)
+    try:
+        yield cluster
+    finally:
+        if actorflow.is_initialized():
+            actorflow.shutdown()
+        cluster.shutdown()

@@ -45,6 +45,13 @@ class GCS:
                                    death_cause="")
         if call.conn is not None:
             call.on_caller_lost(lambda: self._node_lost(node_id))
+        self._views_changed(node_id)
+
+    def _views_changed(self, except_node: str = "") -> None:
+        """Nodes learn of a joined or dead node at once, not at their next heartbeat."""
+        for node in self.nodes.values():
+            if node["alive"] and node["node_id"] != except_node:
+                self.runtime.send_oneway(node["address"], "raylet", "refresh_view", None)
 
     def handle_heartbeat(self, payload: list, call: Call) -> list:
         """A node's report of its free resources; answered with every live node's."""
@@ -79,6 +86,7 @@ class GCS:
         logger.warning("node %s at %s is dead: %s", node_id, node["address"], cause)
         if self.actor_manager is not None:
             self.actor_manager.node_died(node_id, node["address"], cause)
+        self._views_changed()
 
     def handle_get_nodes(self, payload: Any, call: Call) -> list:
         return [{k: v for k, v in n.items() if k != "last_heartbeat"}

@@ -83,6 +83,7 @@ class Raylet:
         self._tasks: list[asyncio.Task] = []
         self.scheduler = Scheduler()
         self.peers: dict[str, NodeView] = {}  # other live nodes, as of the last heartbeat
+        self._beat_now = asyncio.Event()
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         info = dict(self.node_info, node_id=self.node_id, address=self.runtime.address,
@@ -276,7 +277,15 @@ class Raylet:
             else:
                 self.peers = {n[0]: NodeView(n[0], n[1], n[2], n[3]) for n in view
                               if n[0] != self.node_id}
-            await asyncio.sleep(self.config.heartbeat_seconds)
+            self._beat_now.clear()
+            try:
+                await asyncio.wait_for(self._beat_now.wait(), self.config.heartbeat_seconds)
+            except asyncio.TimeoutError:
+                pass
+
+    def handle_refresh_view(self, payload: Any, call: Call | None) -> None:
+        """The GCS says a node joined or died: report and learn the new view now."""
+        self._beat_now.set()
 
     def _holder_lost(self, conn: Any) -> None:
         """The caller's connection closed: its leases come back, and its workers are not

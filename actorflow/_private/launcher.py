@@ -1,0 +1,164 @@
+"""Starting node processes in the background (``actorflow start``, test clusters, benches).
+
+A node is a detached ``node_main`` process in a session directory: the head's session is new
+(with a fresh token, mode 0600); a node that joins a head started on this machine shares its
+session (logs, token), and one whose head is elsewhere gets a session of its own for its logs.
+``start_node`` returns once the node serves, or raises with the end of its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from typing import Any
+
+from actorflow import exceptions
+from actorflow._private import session_dir
+from actorflow._private.inspection import _normalize
+
+
+class NodeStartError(exceptions.ActorflowError):
+    """A node process could not be started (its log says why)."""
+
+
+def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
+    """The token of the cluster at gcs_address: ACTORFLOW_TOKEN, or the token file of its
+    session on this machine; and that session directory (None if not on this machine)."""
+    session = session_dir.session_of_cluster(root, gcs_address)
+    env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
+    if env_token:
+        try:
+            return bytes.fromhex(env_token), session
+        except ValueError:
+            raise exceptions.AuthenticationError(
+                "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
+                "the token file of its head's session directory") from None
+    token = session_dir.read_token(session) if session else None
+    if token is None:
+        raise exceptions.AuthenticationError(
+            f"no token for the cluster at {gcs_address}: its head was not started on this "
+            f"machine (no session under {root} has it), so set ACTORFLOW_TOKEN to the contents "
+            f"of the token file in the head's session directory")
+    return token, session
+
+
+def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: int = 0,
+               num_cpus: float | None = None, num_gpus: float | None = None,
+               resources: dict[str, float] | None = None, object_store_memory: int = 0,
+               session_root: str, env: dict[str, str] | None = None,
+               wrapper: list[str] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+    """Start a node process and wait until it serves; its info (with "pid" and "log_path")."""
+    if head:
+        session = session_dir.create(session_root)
+        env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
+        token = bytes.fromhex(env_token) if env_token else secrets.token_bytes(32)
+        session_dir.write_token(session, token)
+    else:
+        if not address:
+            raise ValueError("a node that is not the head needs the head's address")
+        address = _normalize(address)
+        token, found = cluster_token(address, session_root)
+        session = found or session_dir.create(session_root)
+        if found is None:
+            session_dir.write_token(session, token)
+    stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
+    ready = os.path.join(session, f".ready-{stamp}.json")
+    log_path = os.path.join(session, "logs", f"node-{stamp}.log")
+    command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.node_main", "--session-dir", session,
+               "--ready-file", ready, "--host", host, "--port", str(port),
+               "--resources", json.dumps(resources or {})]
+    if head:
+        command.append("--head")
+    else:
+        command += ["--address", address]
+    if num_cpus is not None:
+        command += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        command += ["--num-gpus", str(num_gpus)]
+    if object_store_memory:
+        command += ["--object-store-memory", str(object_store_memory)]
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env["ACTORFLOW_TOKEN"] = token.hex()
+    full_env["ACTORFLOW_SESSION_ROOT"] = session_root
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                   env=full_env, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        info = session_dir.read_json(ready)
+        if info is not None:
+            os.unlink(ready)
+            if "error" in info:
+                process.wait()
+                raise NodeStartError(f"the node could not start: {info['error']}"
+                                     f"{_log_tail(log_path)}")
+            info.update(log_path=log_path, popen=process)
+            return info
+        code = process.poll()
+        if code is not None:
+            raise NodeStartError(f"the node process exited with code {code} before it "
+                                 f"served{_log_tail(log_path)}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise NodeStartError(f"the node did not start within {timeout:g} s"
+                                 f"{_log_tail(log_path)}")
+        time.sleep(0.02)
+
+
+def _log_tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            tail = f.readlines()[-lines:]
+    except OSError:
+        return ""
+    return f"; the end of its log ({path}):\n" + "".join(tail) if tail else f" (log: {path})"
+
+
+def _is_node_process(pid: int) -> bool:
+    """Is pid still one of our node processes (and not a reused pid)?"""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmdline = f.read()
+        return b"actorflow._private.node_main" in cmdline and os.stat(f"/proc/{pid}").st_uid \
+            == os.getuid()
+    except OSError:
+        return False
+
+
+def stop_nodes(session_root: str, grace: float = 5.0) -> list[int]:
+    """End every node process started under session_root (SIGTERM, then SIGKILL after grace);
+    their workers end with them. Returns the pids that were running."""
+    import signal
+
+    pids = []
+    for session in session_dir.sessions(session_root):
+        for path in session_dir.node_files(session):
+            info = session_dir.read_json(path) or {}
+            pid = int(info.get("pid", 0))
+            if pid > 0 and _is_node_process(pid):
+                pids.append(pid)
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            else:
+                try:
+                    os.unlink(path)  # a node that ended without cleaning up
+                except OSError:
+                    pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_is_node_process(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _is_node_process(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return pids
