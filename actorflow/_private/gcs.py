@@ -61,7 +61,8 @@ class GCS:
             cause = node["death_cause"] if node else "it is not registered"
             raise exceptions.NodeDiedError(f"the GCS has marked node {node_id} dead ({cause}); "
                                            f"the node exits")
-        node["available"], node["queued"] = available, queued
+        # A copy: from a raylet in this process the dict is the raylet's own.
+        node["available"], node["queued"] = dict(available), queued
         node["last_heartbeat"] = time.monotonic()
         return [[n["node_id"], n["address"], n["resources"], n["available"]]
                 for n in self.nodes.values() if n["alive"]]

@@ -275,7 +275,8 @@ class Raylet:
             except Exception as exc:  # the GCS is unreachable for now: keep serving
                 logger.debug("heartbeat failed: %s", exc)
             else:
-                self.peers = {n[0]: NodeView(n[0], n[1], n[2], n[3]) for n in view
+                # Copies: from a GCS in this process these are its own dicts.
+                self.peers = {n[0]: NodeView(n[0], n[1], dict(n[2]), dict(n[3])) for n in view
                               if n[0] != self.node_id}
             self._beat_now.clear()
             try:
