@@ -152,7 +152,7 @@ def _started_for_this_driver() -> dict[int, str]:
 
 
 @pytest.fixture(name="descendants")
-def descendants_fixture() -> Callable[[], dict[int, str]]:
+def descendants_fixture() -> Callable[..., dict[int, str]]:
     return descendants
 
 

@@ -375,20 +375,6 @@ def test_ray_terminate_on_async_actor_lets_calls_in_flight_finish(cluster, poll_
     poll_until(lambda: process_gone(pid), timeout=30, message=f"actor process {pid} still runs")
 
 
-# -- the creator's lifetime (needs a cluster that two drivers can join) ------------------------
-
-_NO_SHARED_CLUSTER = ("needs a long-lived cluster reachable from two driver processes; "
-                      "actorflow.init(address=...) is not built yet (raises ConnectionError)")
-
-
-@pytest.mark.skip(reason=_NO_SHARED_CLUSTER)
-def test_non_detached_actor_dies_with_its_driver():
-    """A second driver creates a named non-detached actor and exits; the actor dies with it
-    (get_actor then raises ValueError)."""
-
-
-@pytest.mark.skip(reason=_NO_SHARED_CLUSTER)
-def test_detached_actor_outlives_its_driver():
-    """A second driver creates a named detached actor and exits; the actor is still reachable
-    through get_actor and keeps its state."""
+# The creator's lifetime with two drivers (detached vs named non-detached actors) is tested on
+# a multi-node cluster in test_cluster.py.
 

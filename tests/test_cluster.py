@@ -220,3 +220,98 @@ def test_namespaces_scope_names_per_job(local_cluster):
     svc = actorflow.get_actor("svc", namespace="team-a")
     assert actorflow.get(svc.ping.remote(), timeout=30) == "pong"
     actorflow.kill(svc)
+
+
+# -- node failure ---------------------------------------------------------------------------------
+
+
+def _alive_node_ids() -> set[str]:
+    return {n["NodeID"] for n in actorflow.nodes() if n["Alive"]}
+
+
+def test_killed_node_is_detected_and_its_tasks_retried_elsewhere(local_cluster, poll_until,
+                                                                 tmp_path):
+    head = local_cluster.add_node(num_cpus=1)
+    doomed = local_cluster.add_node(num_cpus=2)
+    actorflow.init(address=local_cluster.address)
+
+    @actorflow.remote(max_retries=2)
+    def wait_then_report(marker: str, seconds: float) -> str:
+        node = actorflow.get_runtime_context().get_node_id()
+        with open(f"{marker}-{node}-{os.getpid()}", "w"):
+            pass
+        time.sleep(seconds)
+        return node
+
+    on_doomed = NodeAffinitySchedulingStrategy(doomed["node_id"], soft=True)
+    marker = str(tmp_path / "started")
+    refs = [wait_then_report.options(scheduling_strategy=on_doomed).remote(marker, 3.0)
+            for _ in range(2)]
+    poll_until(lambda: len([p for p in os.listdir(tmp_path) if doomed["node_id"] in p]) == 2,
+               timeout=30, message="the tasks never started on the doomed node")
+    local_cluster.kill_node(doomed)
+    poll_until(lambda: doomed["node_id"] not in _alive_node_ids(), timeout=30,
+               message="the killed node is still listed alive")
+    dead = [n for n in actorflow.nodes() if n["NodeID"] == doomed["node_id"]][0]
+    assert dead["DeathCause"]
+    assert actorflow.get(refs, timeout=60) == [head["node_id"], head["node_id"]]
+
+
+def test_actor_on_a_killed_node_restarts_elsewhere_or_dies_naming_the_node(local_cluster,
+                                                                           poll_until):
+    head = local_cluster.add_node(num_cpus=2)
+    doomed = local_cluster.add_node(num_cpus=2)
+    actorflow.init(address=local_cluster.address)
+    on_doomed = NodeAffinitySchedulingStrategy(doomed["node_id"], soft=True)
+    phoenix = Where.options(scheduling_strategy=on_doomed, max_restarts=1).remote()
+    mortal = Where.options(scheduling_strategy=on_doomed).remote()
+    assert actorflow.get([phoenix.node.remote(), mortal.node.remote()], timeout=60) == [
+        doomed["node_id"], doomed["node_id"]]
+    local_cluster.kill_node(doomed)
+    poll_until(lambda: doomed["node_id"] not in _alive_node_ids(), timeout=30)
+
+    def restarted() -> bool:
+        try:
+            return actorflow.get(phoenix.node.remote(), timeout=30) == head["node_id"]
+        except exceptions.ActorError:
+            return False
+
+    poll_until(restarted, timeout=60, message="the actor did not restart on the live node")
+    with pytest.raises(exceptions.ActorDiedError, match=doomed["node_id"]):
+        actorflow.get(mortal.node.remote(), timeout=60)
+
+
+def test_silent_node_is_marked_dead_after_missed_heartbeats(local_cluster, poll_until,
+                                                            tmp_path, descendants):
+    """A machine that stops answering (SIGSTOP on its node and workers: every connection stays
+    open) is declared dead after node_timeout_seconds, its tasks are retried elsewhere, and
+    the node is told to exit when it comes back."""
+    head = local_cluster.add_node(num_cpus=1, env={"ACTORFLOW_NODE_TIMEOUT_SECONDS": "2"})
+    frozen = local_cluster.add_node(num_cpus=1)
+    actorflow.init(address=local_cluster.address)
+    assert frozen["node_id"] in _alive_node_ids()
+
+    @actorflow.remote(max_retries=1)
+    def mark_then_wait(marker: str) -> str:
+        open(f"{marker}-{actorflow.get_runtime_context().get_node_id()}", "w").close()
+        time.sleep(2.0)
+        return actorflow.get_runtime_context().get_node_id()
+
+    marker = str(tmp_path / "started")
+    on_frozen = NodeAffinitySchedulingStrategy(frozen["node_id"], soft=True)
+    ref = mark_then_wait.options(scheduling_strategy=on_frozen).remote(marker)
+    poll_until(lambda: os.path.exists(f"{marker}-{frozen['node_id']}"), timeout=30)
+    machine = [frozen["pid"], *descendants(frozen["pid"])]
+    for pid in machine:
+        os.kill(pid, __import__("signal").SIGSTOP)
+    try:
+        poll_until(lambda: frozen["node_id"] not in _alive_node_ids(), timeout=30,
+                   message="the silent node was never marked dead")
+        dead = [n for n in actorflow.nodes() if n["NodeID"] == frozen["node_id"]][0]
+        assert "heartbeat" in dead["DeathCause"]
+        assert actorflow.get(ref, timeout=60) == head["node_id"]
+    finally:
+        for pid in machine:
+            os.kill(pid, __import__("signal").SIGCONT)
+    # Back, it learns it was declared dead and exits on its own.
+    assert frozen["popen"].wait(timeout=30) == 0

@@ -84,6 +84,7 @@ class CoreWorker:
         self._borrowed_by: dict[str, set[bytes]] = {}  # borrower -> our objects it holds
         self._fetching: set[bytes] = set()
         self._kept = False
+        self._watching_nodes = False
         # Set by the worker process: called when a task thread starts and stops waiting.
         self.on_blocked: Callable[[], None] | None = None
         self.on_unblocked: Callable[[], None] | None = None
@@ -172,6 +173,29 @@ class CoreWorker:
         its worker died; they are nobody's now."""
         if wires and all(serialization.is_error(w) for w in wires):
             self.free_in_store(obj_ids)
+
+    def watch_node_deaths(self) -> None:
+        """Once this process uses workers of other nodes: hear from the GCS when a node dies,
+        so work on a node that died silently (no connection closed) is retried (loop thread)."""
+        if self._watching_nodes:
+            return
+        self._watching_nodes = True
+        self.runtime.loop.create_task(self._watch_node_deaths())
+
+    async def _watch_node_deaths(self) -> None:
+        known = 0
+        while not self.runtime.closed:
+            try:
+                deaths = await self.runtime.request(self.gcs_address, "gcs", "wait_node_deaths",
+                                                    [known])
+            except Exception:
+                if self.runtime.closed:
+                    return
+                await asyncio.sleep(1.0)  # the GCS is away for now
+                continue
+            known += len(deaths)
+            for node_id, address in deaths:
+                self.submitter.node_died(address, f"node {node_id} at {address} died")
 
     # -- borrowing: refs to objects other processes own ----------------------------------------
 

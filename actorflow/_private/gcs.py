@@ -25,6 +25,8 @@ class GCS:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.kv: dict[str, dict[bytes, bytes]] = {}
         self.actor_manager: Any = None  # told when a node dies (gcs_actors.py)
+        self.dead_nodes: list[list[str]] = []  # [node_id, address], in the order they died
+        self._death_waiters: list[asyncio.Future] = []
         self._next_job = 0
         self._monitor: asyncio.Task | None = None
 
@@ -87,7 +89,21 @@ class GCS:
         logger.warning("node %s at %s is dead: %s", node_id, node["address"], cause)
         if self.actor_manager is not None:
             self.actor_manager.node_died(node_id, node["address"], cause)
+        self.dead_nodes.append([node_id, node["address"]])
+        waiters, self._death_waiters = self._death_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         self._views_changed()
+
+    async def handle_wait_node_deaths(self, payload: list, call: Call) -> list:
+        """Long poll: the nodes that died after the first ``known`` ones, once there are any."""
+        known = payload[0]
+        while len(self.dead_nodes) <= known:
+            waiter = self.runtime.loop.create_future()
+            self._death_waiters.append(waiter)
+            await waiter
+        return self.dead_nodes[known:]
 
     def handle_get_nodes(self, payload: Any, call: Call) -> list:
         return [{k: v for k, v in n.items() if k != "last_heartbeat"}

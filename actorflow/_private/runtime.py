@@ -202,6 +202,15 @@ class Runtime:
         """Run callback once when our connection to address closes or cannot be opened."""
         self._peer_lost.setdefault(address, []).append(callback)
 
+    def drop_peer(self, address: str, reason: str) -> None:
+        """Give up on a peer that is known dead but whose connection may never close (a
+        partitioned or frozen machine): its requests fail now, its close callbacks run."""
+        conn = self._conns.pop(address, None)
+        if conn is None:
+            return
+        self._on_outgoing_closed(address, conn, ConnectionError(reason))
+        conn.close()
+
     def _send(self, address: str, conn: Connection | None, message: list) -> None:
         if conn is not None and not conn.closed:
             conn.send(message)

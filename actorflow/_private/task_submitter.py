@@ -172,9 +172,11 @@ class TaskSubmitter:
         seconds = self._fn_seconds.get(fn_id)
         return seconds is not None and seconds <= self.config.pipeline_short_task_seconds
 
-    def _request_lease(self, shape: ShapeQueue, raylet: str = "", spilled: bool = False) -> None:
-        """Ask the local raylet (or, after a spillback, the one it named) for a lease."""
-        if not spilled:
+    def _request_lease(self, shape: ShapeQueue, raylet: str = "", spilled: bool = False,
+                       again: bool = False) -> None:
+        """Ask the local raylet (or, after a spillback, the one it named) for a lease; again:
+        the same request, already counted in pending_leases."""
+        if not (spilled or again):
             shape.pending_leases += 1
         raylet = raylet or self.core.raylet_address
         future = self.runtime.request(raylet, "raylet", "request_lease",
@@ -187,8 +189,15 @@ class TaskSubmitter:
                 and not self.runtime.closed):
             self._request_lease(shape, future.result()[1], spilled=True)
             return
-        shape.pending_leases -= 1
         exc = future.exception()
+        if (isinstance(exc, PeerUnreachableError) and raylet != self.core.raylet_address
+                and not self.runtime.closed):
+            # The node it was spilled to is gone: ask the local raylet again, once the
+            # cluster's view has had a moment to drop that node.
+            self.runtime.loop.call_later(self.config.heartbeat_seconds, self._request_lease,
+                                         shape, "", False, True)
+            return
+        shape.pending_leases -= 1
         if exc is not None:
             if isinstance(exc, PeerUnreachableError) and self.runtime.closed:
                 return
@@ -201,10 +210,19 @@ class TaskSubmitter:
             return
         lease_id, worker_id, address, gpu_ids = future.result()
         worker = LeasedWorker(lease_id, worker_id, address, raylet, gpu_ids)
+        if raylet != self.core.raylet_address:
+            self.core.watch_node_deaths()
         shape.workers.append(worker)
         self._pump(shape)
         if worker.in_flight == 0:
             self._schedule_return(shape, worker)
+
+    def node_died(self, raylet_address: str, reason: str) -> None:
+        """A node is dead (maybe silently): tasks running on its workers are retried now."""
+        for shape in self._shapes.values():
+            for worker in list(shape.workers):
+                if worker.raylet_address == raylet_address:
+                    self.runtime.drop_peer(worker.address, reason)
 
     def _schedule_return(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
         if worker.idle_timer is None:
