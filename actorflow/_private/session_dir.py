@@ -90,9 +90,23 @@ def node_files(session_dir: str) -> list[str]:
 
 
 def session_of_cluster(root: str, gcs_address: str) -> str | None:
-    """The newest session on this machine whose head listens at gcs_address."""
+    """The newest session on this machine whose head (still running) listens at gcs_address:
+    a dead session's port may be reused by another cluster."""
     for path in sessions(root):
         info = read_json(os.path.join(path, "node.json"))
-        if info is not None and info.get("gcs_address") == gcs_address:
+        if info is not None and info.get("gcs_address") == gcs_address and _running(
+                int(info.get("pid", 0))):
             return path
     return None
+
+
+def _running(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, as another user's
+    return True
