@@ -38,8 +38,8 @@ class Where:
 def run_driver(cluster, code: str, timeout: float = 60) -> str:
     """Run code as a second driver process joined to the cluster; its stdout."""
     env = dict(os.environ, ACTORFLOW_SESSION_ROOT=cluster.session_root)
-    script = "import actorflow\nactorflow.init(address=%r)\n" % cluster.address + \
-        textwrap.dedent(code)
+    script = (f"import actorflow\nactorflow.init(address={cluster.address!r})\n"
+              + textwrap.dedent(code))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                           text=True, timeout=timeout)
     assert done.returncode == 0, f"driver failed:\n{done.stdout}\n{done.stderr}"

@@ -27,6 +27,7 @@ from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
 from actorflow._private.shared_objects import SharedObjects
 from actorflow._private.streams import StreamTable
 from actorflow._private.task_submitter import STREAMING, PendingTask, TaskSubmitter
+from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
 logger = logging.getLogger("actorflow.core")
 
@@ -44,9 +45,7 @@ current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
 
 def check_not_in_event_loop(what: str, instead: str = "") -> None:
     """Blocking calls refuse a thread whose event loop is running; instead says what to await."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
+    if asyncio._get_running_loop() is None:  # no exception raised and caught per call
         return
     instead = instead or ("`await ref` (or `await asyncio.gather(*refs)` / "
                           "`await asyncio.wait(...)`)")
@@ -104,8 +103,6 @@ class CoreWorker:
                 logger.exception("object callback failed")
 
     def put(self, value: Any) -> Any:
-        from actorflow.object_ref import ObjectRef
-
         if isinstance(value, ObjectRef):
             raise TypeError("actorflow.put() of an ObjectRef is not allowed: pass the ref itself")
         wire, nested = serialization.serialize_named(value, "the value given to actorflow.put()",
@@ -272,8 +269,6 @@ class CoreWorker:
     def contained_in(self, nested: list) -> list:
         """What a result holds that its receiver must register before we may let go:
         ["actor", id, meta, owner] per actor handle, ["object", id, owner] per ref."""
-        from actorflow.object_ref import ObjectRef
-
         contained: list = []
         for item in nested:
             if isinstance(item, ObjectRef):
@@ -285,8 +280,6 @@ class CoreWorker:
     def keep_in_flight(self, task_id: bytes, nested: list) -> None:
         """Refs sent in a result stay alive here until the receiver holds them (it says so with
         results_held), or IN_FLIGHT_SECONDS pass (loop thread or any)."""
-        from actorflow.object_ref import ObjectRef
-
         refs = [r for r in nested if isinstance(r, ObjectRef)]
         if refs:
             self.runtime.call_soon(self._keep_in_flight, task_id, refs)
@@ -305,8 +298,6 @@ class CoreWorker:
         if not contained:
             return
         from actorflow.actor import ActorHandle
-        from actorflow.object_ref import ObjectRef
-
         held: list = []
         has_refs = False
         for item in contained:
@@ -389,8 +380,6 @@ class CoreWorker:
         """Top-level refs become slots the owner resolves before the task runs; the rest is
         serialized once (plain values skip pickling). Also returns the refs and handles found
         inside the arguments: the caller keeps them until the task is done."""
-        from actorflow.object_ref import ObjectRef
-
         slots: list = []
         arg_list = list(args)
         for i, value in enumerate(arg_list):
@@ -424,8 +413,6 @@ class CoreWorker:
     def _store_args(self, wire: list) -> tuple[list, Any]:
         """Large arguments go to the object store as an object of their own, kept for as long
         as the call: the returned ref is pinned with the call, and dropping it frees them."""
-        from actorflow.object_ref import ObjectRef
-
         obj_id = ids.object_id(ids.new_task_id(), 0)
         wire = self.shared.finish(obj_id, wire)
         self.objects.put(obj_id, wire)
@@ -450,8 +437,6 @@ class CoreWorker:
                     kwargs: dict, num_returns: int, resources: dict[str, float],
                     max_retries: int, retry_exceptions: Any, strategy: Any = None) -> Any:
         """Submit a task from any thread; return its ref, list of refs, or generator."""
-        from actorflow.object_ref import ObjectRefGenerator
-
         args_wire, slots, nested = self.serialize_args(fn_name, args, kwargs)
         if isinstance(retry_exceptions, list):
             retry_exceptions = tuple(retry_exceptions)
@@ -540,8 +525,6 @@ class CoreWorker:
 
     def _return_refs(self, obj_ids: list, num_returns: int) -> Any:
         """Refs for a call's results: one, a list, or None for num_returns=0."""
-        from actorflow.object_ref import ObjectRef
-
         for obj_id in obj_ids:
             self.objects.add_pending(obj_id)
         refs = [ObjectRef(obj_id, self.address) for obj_id in obj_ids]
@@ -550,8 +533,6 @@ class CoreWorker:
     def pin_for_call(self, slots: list, nested: list) -> list[bytes]:
         """Count the owned objects a call's arguments use as pinned by it, until it is done
         (what `actorflow memory` shows; the refs the call holds are what keep them alive)."""
-        from actorflow.object_ref import ObjectRef
-
         refs = [slot[1] for slot in slots] + nested
         pin_ids = [r.id for r in refs if isinstance(r, ObjectRef) and r.owner == self.address]
         for obj_id in pin_ids:
@@ -564,8 +545,6 @@ class CoreWorker:
         pin_ids.clear()  # a call may be finished twice (a late reply after a retry)
 
     def submit_actor_call(self, actor_id: str, call: Any) -> Any:
-        from actorflow.object_ref import ObjectRefGenerator
-
         call.parent = current_task_id.get()
         call.pin_ids = self.pin_for_call(call.slots, call.pins)
         if call.num_returns == STREAMING:
@@ -579,8 +558,6 @@ class CoreWorker:
     # -- objects: waiting -----------------------------------------------------------------------
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
-        from actorflow.object_ref import ObjectRef
-
         check_not_in_event_loop("actorflow.get")
         if isinstance(refs, ObjectRef):
             return self._value(self._wait_wires([refs], timeout, "get")[0])
@@ -644,8 +621,6 @@ class CoreWorker:
 
     def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None,
              fetch_local: bool = True) -> tuple[list, list]:
-        from actorflow.object_ref import ObjectRef
-
         check_not_in_event_loop("actorflow.wait")
         refs = self._check_wait_args(refs, num_returns, ObjectRef)
         ready_ids = {r.id for r in refs if self.objects.get_wire(r.id) is not None}

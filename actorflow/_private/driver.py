@@ -29,9 +29,9 @@ def resolve_address(address: str, config: Config) -> str:
     """tcp://HOST:PORT of the GCS: "auto" is ACTORFLOW_ADDRESS or the newest live head
     started on this machine."""
     if address != "auto":
-        return _normalize(address)
+        return _checked(address)
     if os.environ.get("ACTORFLOW_ADDRESS"):
-        return _normalize(os.environ["ACTORFLOW_ADDRESS"])
+        return _checked(os.environ["ACTORFLOW_ADDRESS"])
     for path in session_dir.sessions(config.session_root):
         info = session_dir.read_json(os.path.join(path, "node.json"))
         if info and info.get("is_head") and _alive(int(info.get("pid", 0))) and not _embedded(
@@ -40,6 +40,18 @@ def resolve_address(address: str, config: Config) -> str:
     raise ConnectionError(
         f"init(address='auto'): no running cluster was found on this machine (under "
         f"{config.session_root}); start one with `actorflow start --head`, or pass its address")
+
+
+def _checked(address: str) -> str:
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp"):
+        raise ConnectionError(f"init(address={address!r}): {scheme}:// addresses are not "
+                              f"supported (there is no client mode); give the head's HOST:PORT")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"init(address={address!r}): expected 'HOST:PORT' (as printed by "
+                         f"`actorflow start --head`) or 'auto'")
+    return _normalize(rest)
 
 
 def _check_reachable(address: str, timeout: float) -> None:

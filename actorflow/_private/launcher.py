@@ -68,8 +68,8 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
     log_path = os.path.join(session, "logs", f"node-{stamp}.log")
-    command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.node_main", "--session-dir", session,
-               "--ready-file", ready, "--host", host, "--port", str(port),
+    command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.node_main",
+               "--session-dir", session, "--ready-file", ready, "--host", host, "--port", str(port),
                "--resources", json.dumps(resources or {})]
     if head:
         command.append("--head")

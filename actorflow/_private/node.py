@@ -8,7 +8,6 @@ goes (see worker_main.py).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
