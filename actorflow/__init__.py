@@ -23,10 +23,13 @@ from actorflow.api import (
     wait,
 )
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+from actorflow.watching import ActorEvent, ActorWatch, watch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActorEvent",
+    "ActorWatch",
     "ObjectRef",
     "ObjectRefGenerator",
     "RuntimeContext",
@@ -50,4 +53,5 @@ __all__ = [
     "remote",
     "shutdown",
     "wait",
+    "watch",
 ]

@@ -456,6 +456,18 @@ class CoreWorker:
 
     # -- actors ---------------------------------------------------------------------------------
 
+    async def request_from_any_loop(self, address: str, target: str, method: str,
+                                    payload: Any) -> Any:
+        """A request awaited from any event loop: the runtime's own or a user's."""
+        if asyncio.get_running_loop() is self.runtime.loop:
+            return await self.runtime.request(address, target, method, payload)
+
+        async def ask() -> Any:
+            return await self.runtime.request(address, target, method, payload)
+
+        future = asyncio.run_coroutine_threadsafe(ask(), self.runtime.loop)
+        return await asyncio.wrap_future(future)
+
     def on_loop_thread(self) -> bool:
         return threading.get_ident() == self.runtime.loop_thread_id
 

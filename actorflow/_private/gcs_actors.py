@@ -23,6 +23,7 @@ from actorflow._private.scheduling import NodeView, Scheduler
 logger = logging.getLogger("actorflow.gcs")
 
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
+HISTORY = 64  # state changes kept per actor for watchers that fall behind
 
 
 @dataclass(eq=False)
@@ -42,6 +43,12 @@ class ActorRecord:
     no_restart: bool = False
     waiters: list = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    history: list = field(default_factory=list)  # recent state changes, for watchers
+
+    def event(self, cause: str = "") -> dict[str, Any]:
+        return {"actor_id": self.actor_id, "version": self.version, "state": self.state,
+                "restarts": self.restarts, "cause": cause, "node_id": self.node_id,
+                "name": self.spec.get("name") or "", "time": time.time()}
 
     @property
     def name_key(self) -> tuple[str, str] | None:
@@ -194,7 +201,7 @@ class ActorManager:
             record.restarts += 1
             record.address = ""
             logger.info("actor %s: %s; restarting (%d)", record.actor_id, how, record.restarts)
-            self._publish(record, RESTARTING)
+            self._publish(record, RESTARTING, how)
             self.runtime.loop.create_task(self._create(record))
         else:
             reason = how if max_restarts == 0 else f"{how} and it has no restarts left"
@@ -240,11 +247,13 @@ class ActorManager:
         key = record.name_key
         if key is not None and self.names.get(key) == record.actor_id:
             del self.names[key]
-        self._publish(record, DEAD)
+        self._publish(record, DEAD, cause)
 
-    def _publish(self, record: ActorRecord, state: str) -> None:
+    def _publish(self, record: ActorRecord, state: str, cause: str = "") -> None:
         record.state = state
         record.version += 1
+        record.history.append(record.event(cause))
+        del record.history[:-HISTORY]
         waiters, record.waiters = record.waiters, []
         for future in waiters:
             if not future.done():
@@ -266,6 +275,23 @@ class ActorManager:
             record.waiters.append(future)
             await future
         return record.view()
+
+    async def handle_watch_actor(self, payload: list, call: Call) -> list:
+        """The actor's state changes after known_version, once there are any (known_version
+        -1: its state now). An unknown actor is reported dead at once."""
+        actor_id, known = payload
+        record = self.actors.get(actor_id)
+        if record is None:
+            return [{"actor_id": actor_id, "version": 1, "state": DEAD, "restarts": 0,
+                     "cause": f"no actor with id {actor_id} is known to the cluster",
+                     "node_id": "", "name": "", "time": time.time()}]
+        if known < 0:
+            return [record.event(record.history[-1]["cause"] if record.history else "")]
+        while record.version <= known:
+            future = self.runtime.loop.create_future()
+            record.waiters.append(future)
+            await future
+        return [e for e in record.history if e["version"] > known] or [record.event()]
 
     def handle_get_named_actor(self, payload: list, call: Call) -> list:
         name, namespace = payload
