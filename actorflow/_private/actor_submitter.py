@@ -241,7 +241,7 @@ class ActorSubmitter:
         if not ch.pins or ch.dead is not None or self.runtime.closed:
             ch.pins = []
             return
-        future = self.runtime.request(self.core.gcs_address, "actors", "wait_actor",
+        future = self.core.gcs_request("actors", "wait_actor",
                                       [ch.actor_id, version, True])
 
         def answered(f: asyncio.Future) -> None:
@@ -260,7 +260,7 @@ class ActorSubmitter:
         if ch.watching or ch.dead is not None:
             return
         ch.watching = True
-        future = self.runtime.request(self.core.gcs_address, "actors", "wait_actor",
+        future = self.core.gcs_request("actors", "wait_actor",
                                       [ch.actor_id, ch.version])
         future.add_done_callback(lambda f: self._state_known(ch, f))
 
@@ -288,7 +288,7 @@ class ActorSubmitter:
         if ch.learning:
             return
         ch.learning = True
-        future = self.runtime.request(self.core.gcs_address, "actors", "wait_actor",
+        future = self.core.gcs_request("actors", "wait_actor",
                                       [ch.actor_id, ch.version, False])
         # Should the GCS not notice the death (it normally does within a second), fail anyway.
         timer = self.runtime.loop.call_later(FATE_TIMEOUT, self._fail_lost, ch, "", "", None)

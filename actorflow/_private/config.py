@@ -39,6 +39,12 @@ class Config:
     # (its actors restart elsewhere, its tasks are retried, it is told to exit if it returns).
     heartbeat_seconds: float = 0.5
     node_timeout_seconds: float = 10.0
+    # How long processes keep trying to reach a GCS that went away (a head being restarted)
+    # before they give up on what they were asking it.
+    gcs_reconnect_seconds: float = 60.0
+    # Where a head started by `actorflow start --head` keeps the GCS's tables: "" is
+    # <session>/gcs.sqlite; or sqlite:///PATH, or redis://HOST:PORT/DB.
+    gcs_storage: str = ""
     default_max_retries: int = 3
     session_root: str = "/tmp/actorflow-sessions"  # not importable: cannot shadow the package
     # Fork workers from a pre-imported template process (milliseconds) instead of starting a

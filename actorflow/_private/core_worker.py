@@ -67,6 +67,9 @@ class CoreWorker:
         self.worker_id = worker_id
         self.job_id = job_id
         self.namespace = namespace
+        # The job as raylets need it to start its workers ({"namespace", "config"}: see
+        # raylet._ensure_job_env), sent with lease requests.
+        self.job_info: dict[str, Any] | None = None
         self.objects = ObjectTable()
         self.streams = StreamTable(self)
         self.submitter = TaskSubmitter(self)
@@ -179,12 +182,15 @@ class CoreWorker:
         self._watching_nodes = True
         self.runtime.loop.create_task(self._watch_node_deaths())
 
+    def handle_ping(self, payload: Any, call: Call) -> bool:
+        """Is this process still there? (the GCS asks after it restarts)"""
+        return True
+
     async def _watch_node_deaths(self) -> None:
         known = 0
         while not self.runtime.closed:
             try:
-                deaths = await self.runtime.request(self.gcs_address, "gcs", "wait_node_deaths",
-                                                    [known])
+                deaths = await self.gcs_request("gcs", "wait_node_deaths", [known])
             except Exception:
                 if self.runtime.closed:
                     return
@@ -456,14 +462,35 @@ class CoreWorker:
 
     # -- actors ---------------------------------------------------------------------------------
 
+    def gcs_request(self, target: str, method: str, payload: Any) -> asyncio.Future:
+        """A request to the GCS that rides out a GCS restart: while it cannot be reached it
+        is sent again (every GCS request is safe to repeat) for up to gcs_reconnect_seconds.
+        Loop thread only."""
+        return self.runtime.loop.create_task(self._gcs_retrying(target, method, payload))
+
+    async def _gcs_retrying(self, target: str, method: str, payload: Any) -> Any:
+        deadline = self.runtime.loop.time() + self.config.gcs_reconnect_seconds
+        pause = 0.05
+        while True:
+            try:
+                return await self.runtime.request(self.gcs_address, target, method, payload)
+            except PeerUnreachableError:
+                if self.runtime.closed or self.runtime.loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
     async def request_from_any_loop(self, address: str, target: str, method: str,
                                     payload: Any) -> Any:
-        """A request awaited from any event loop: the runtime's own or a user's."""
-        if asyncio.get_running_loop() is self.runtime.loop:
+        """A request awaited from any event loop: the runtime's own or a user's (to the GCS:
+        riding out its restarts)."""
+        async def ask() -> Any:
+            if address == self.gcs_address:
+                return await self._gcs_retrying(target, method, payload)
             return await self.runtime.request(address, target, method, payload)
 
-        async def ask() -> Any:
-            return await self.runtime.request(address, target, method, payload)
+        if asyncio.get_running_loop() is self.runtime.loop:
+            return await ask()
 
         future = asyncio.run_coroutine_threadsafe(ask(), self.runtime.loop)
         return await asyncio.wrap_future(future)
@@ -480,8 +507,12 @@ class CoreWorker:
                 f"actor or async task): use the async variant ({method})")
 
         async def ask() -> Any:
+            if address == self.gcs_address:
+                return await self._gcs_retrying(target, method, payload)
             return await self.runtime.request(address, target, method, payload)
 
+        if address == self.gcs_address and timeout is not None:
+            timeout += self.config.gcs_reconnect_seconds
         return asyncio.run_coroutine_threadsafe(ask(), self.runtime.loop).result(timeout)
 
     def create_actor(self, spec: dict[str, Any], wait: bool,
@@ -497,7 +528,7 @@ class CoreWorker:
         answer: list = []
 
         def send() -> None:
-            future = self.runtime.request(self.gcs_address, "actors", "create_actor", spec)
+            future = self.gcs_request("actors", "create_actor", spec)
             channel.watching = False
             self.actor_submitter._pump(channel)
             self.actor_submitter.release_pins_at_death(channel)

@@ -138,9 +138,9 @@ class ClusterDriver:
             raise ConnectionError(f"init(address={self.gcs_address!r}): no actorflow cluster "
                                   f"answers there ({exc})") from None
         node = self._local_node(nodes, host)
+        config = job_config(self.config, runtime.address)
         job_id = await runtime.request(self.gcs_address, "gcs", "register_job",
-                                       [runtime.address, self.namespace,
-                                        job_config(self.config, runtime.address)])
+                                       [runtime.address, self.namespace, config])
         self.node = node
         self.session_dir = self.session_dir or node.get("session_dir", "")
         self.core = CoreWorker(runtime, self.config, mode="driver",
@@ -149,6 +149,7 @@ class ClusterDriver:
                                job_id=job_id, namespace=self.namespace,
                                shm_prefix=node.get("shm_prefix", ""),
                                spill_dir=node.get("spill_dir", ""))
+        self.core.job_info = {"namespace": self.namespace, "config": config}
         runtime.register_actor("core", self.core)
 
     def _local_node(self, nodes: list[dict], host: str) -> dict:

@@ -1,7 +1,10 @@
 """The GCS (global control store): the cluster's tables, off the per-call path.
 
 Nodes, jobs and a key-value store live here; the actor table and the named-actor registry are
-added by the actor manager (gcs_actors.py). Tables are plain dicts; handlers are thin.
+added by the actor manager (gcs_actors.py). Tables are plain dicts; handlers are thin. Every
+change is written through to the storage (gcs_storage.py); a GCS started on a storage that has
+tables reloads them and then checks which of the processes they name are still there
+(``recover``): nodes get a heartbeat's grace to come back, a job whose driver is gone ends.
 """
 
 from __future__ import annotations
@@ -12,15 +15,33 @@ import time
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private.runtime import Call, Runtime
+from actorflow._private.gcs_storage import MemoryStorage, Storage
+from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
 
 
+_RUNTIME_ONLY = ("last_heartbeat",)  # node fields that mean nothing to another process
+
+
+async def is_reachable(runtime: Runtime, address: str) -> bool:
+    """Does a process still answer at address (its core worker's ping)?"""
+    try:
+        await asyncio.wait_for(runtime.request(address, "core", "ping", None), 10)
+        return True
+    except (PeerUnreachableError, asyncio.TimeoutError, OSError):
+        return False
+    except Exception:
+        return True  # it answered, if not to this
+
+
 class GCS:
-    def __init__(self, runtime: Runtime, node_timeout: float = 10.0) -> None:
+    def __init__(self, runtime: Runtime, node_timeout: float = 10.0,
+                 storage: Storage | None = None) -> None:
         self.runtime = runtime
         self.node_timeout = node_timeout
+        self.storage = storage or MemoryStorage()
+        self._node_conns: dict[str, Any] = {}
         self.nodes: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.kv: dict[str, dict[bytes, bytes]] = {}
@@ -32,6 +53,52 @@ class GCS:
 
     def start(self) -> None:
         self._monitor = self.runtime.loop.create_task(self._watch_heartbeats())
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def _save_node(self, node: dict[str, Any]) -> None:
+        self.storage.put("nodes", node["node_id"],
+                         {k: v for k, v in node.items() if k not in _RUNTIME_ONLY})
+
+    def _save_job(self, job: dict[str, Any]) -> None:
+        self.storage.put("jobs", job["job_id"], job)
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Reload the tables a previous GCS left in the storage; the actor tables are the
+        actor manager's (returned for it)."""
+        tables = self.storage.load()
+        now = time.monotonic()
+        for node_id, node in tables.get("nodes", {}).items():
+            self.nodes[node_id] = dict(node, last_heartbeat=now)  # a grace period to return
+        self.jobs = dict(tables.get("jobs", {}))
+        self._next_job = max((int(j, 16) for j in self.jobs), default=0)
+        for key, value in tables.get("kv", {}).items():
+            namespace, _, hex_key = key.rpartition("\x1f")
+            self.kv.setdefault(namespace, {})[bytes.fromhex(hex_key)] = value
+        self.dead_nodes = [[n["node_id"], n["address"]] for n in self.nodes.values()
+                           if not n["alive"]]
+        if self.nodes or self.jobs:
+            logger.warning("GCS restored %d nodes, %d jobs and %d actors from its storage",
+                           len(self.nodes), len(self.jobs), len(tables.get("actors", {})))
+        return tables
+
+    async def recover_all(self) -> None:
+        """After a reload, find out what is still there (this GCS and its actor table)."""
+        await self.recover()
+        if self.actor_manager is not None:
+            await self.actor_manager.recover()
+
+    async def recover(self) -> None:
+        """After a reload: jobs whose driver is gone end; the others are watched again."""
+        for job in list(self.jobs.values()):
+            if not job["alive"]:
+                continue
+            address = job["driver_address"]
+            if await is_reachable(self.runtime, address):
+                job_id = job["job_id"]
+                self.runtime.on_peer_lost(address, lambda job_id=job_id: self._job_ended(job_id))
+            else:
+                self._job_ended(job["job_id"])
 
     def stop(self) -> None:
         if self._monitor is not None:
@@ -45,9 +112,23 @@ class GCS:
         self.nodes[node_id] = dict(payload, alive=True, available=dict(resources), queued=0,
                                    registered_at=time.time(), last_heartbeat=time.monotonic(),
                                    death_cause="")
-        if call.conn is not None:
-            call.on_caller_lost(lambda: self._node_lost(node_id))
+        self._save_node(self.nodes[node_id])
+        self._watch_node_connection(node_id, call)
         self._views_changed(node_id)
+
+    def _watch_node_connection(self, node_id: str, call: Call) -> None:
+        """A node whose connection closes is dead (its process ended); after a GCS restart
+        the node's heartbeats come on a new connection, which is watched then."""
+        conn = call.conn
+        if conn is None or self._node_conns.get(node_id) is conn:
+            return
+        self._node_conns[node_id] = conn
+
+        def lost() -> None:
+            if self._node_conns.get(node_id) is conn:
+                self._node_lost(node_id)
+
+        call.on_caller_lost(lost)
 
     def _views_changed(self, except_node: str = "") -> None:
         """Nodes learn of a joined or dead node at once, not at their next heartbeat."""
@@ -66,6 +147,7 @@ class GCS:
         # A copy: from a raylet in this process the dict is the raylet's own.
         node["available"], node["queued"] = dict(available), queued
         node["last_heartbeat"] = time.monotonic()
+        self._watch_node_connection(node_id, call)
         return [[n["node_id"], n["address"], n["resources"], n["available"]]
                 for n in self.nodes.values() if n["alive"]]
 
@@ -86,6 +168,7 @@ class GCS:
             return
         node["alive"] = False
         node["death_cause"] = cause
+        self._save_node(node)
         logger.warning("node %s at %s is dead: %s", node_id, node["address"], cause)
         if self.actor_manager is not None:
             self.actor_manager.node_died(node_id, node["address"], cause)
@@ -121,6 +204,7 @@ class GCS:
         self.jobs[job_id] = {"job_id": job_id, "driver_address": driver_address,
                              "namespace": namespace, "alive": True, "started_at": time.time(),
                              "config": config}
+        self._save_job(self.jobs[job_id])
         if call.conn is not None:
             call.on_caller_lost(lambda: self._job_ended(job_id))
         return job_id
@@ -131,6 +215,7 @@ class GCS:
             return
         job["alive"] = False
         job["ended_at"] = time.time()
+        self._save_job(job)
         for node in self.nodes.values():
             if node["alive"]:
                 self.runtime.send_oneway(node["address"], "raylet", "job_finished", [job_id])
@@ -149,6 +234,7 @@ class GCS:
         if key in table and not overwrite:
             return False
         table[key] = value
+        self.storage.put("kv", f"{namespace}\x1f{key.hex()}", value)
         return True
 
     def handle_kv_get(self, payload: list, call: Call) -> bytes | None:
@@ -157,6 +243,7 @@ class GCS:
 
     def handle_kv_del(self, payload: list, call: Call) -> bool:
         namespace, key = payload
+        self.storage.delete("kv", f"{namespace}\x1f{key.hex()}")
         return self.kv.get(namespace, {}).pop(key, None) is not None
 
     def handle_kv_keys(self, payload: list, call: Call) -> list:

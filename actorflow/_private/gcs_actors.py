@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import serialization
+from actorflow._private.gcs import is_reachable
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
 from actorflow._private.scheduling import NodeView, Scheduler
 
@@ -55,6 +56,11 @@ class ActorRecord:
         name = self.spec.get("name")
         return (self.spec.get("namespace") or "", name) if name else None
 
+    def to_table(self) -> dict[str, Any]:
+        """What is stored (gcs_storage.py): everything but the waiting callers."""
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "waiters"}
+        return row
+
     def view(self) -> list:
         return [self.version, self.state, self.address, self.death_cause, self.death_error]
 
@@ -70,11 +76,56 @@ class ActorManager:
         self.scheduler = Scheduler()
         gcs.actor_manager = self
 
+    # -- persistence ----------------------------------------------------------------------------
+
+    def _save(self, record: ActorRecord) -> None:
+        self.gcs.storage.put("actors", record.actor_id, record.to_table())
+
+    def load(self, tables: dict[str, dict[str, Any]]) -> None:
+        for actor_id, row in tables.get("actors", {}).items():
+            record = ActorRecord(**{k: v for k, v in row.items() if k != "waiters"})
+            self.actors[actor_id] = record
+            if record.name_key is not None and record.state != DEAD:
+                self.names[record.name_key] = actor_id
+
+    async def recover(self) -> None:
+        """After a reload: actors whose process still answers are watched again (nothing
+        restarts them); the others are handled as if their worker had just died; actors whose
+        creation was under way are created again; non-detached actors of a gone owner die."""
+        for record in list(self.actors.values()):
+            if record.state == DEAD:
+                continue
+            owner = record.spec.get("owner", "")
+            if record.spec.get("lifetime") != "detached" and owner:
+                if not await is_reachable(self.runtime, owner):
+                    self._kill(record, "its owner (the process that created it) exited")
+                    continue
+                self.runtime.on_peer_lost(owner, lambda o=owner: self.owner_gone_by_address(o))
+            if record.state == ALIVE and record.worker_id:
+                self._by_worker[record.worker_id] = record
+                if await is_reachable(self.runtime, record.address):
+                    self._watch_worker(record, record.worker_id, record.address)
+                else:
+                    self._worker_lost(record, record.worker_id, None,
+                                      how="its process was gone when the GCS restarted")
+            elif record.state in (PENDING, RESTARTING):
+                self.runtime.loop.create_task(self._create(record))
+
+    def _watch_worker(self, record: ActorRecord, worker_id: str, address: str) -> None:
+        # The raylet reports the exit code; the lost connection is the fallback if it cannot.
+        def lost() -> None:
+            self.runtime.loop.call_later(0.5, self._worker_lost, record, worker_id, None)
+
+        self.runtime.on_peer_lost(address, lost)
+
     # -- creation -------------------------------------------------------------------------------
 
     def handle_create_actor(self, payload: dict, call: Call) -> list:
         """Register an actor and start creating it; answer [actor_id, existed, meta]."""
         spec = payload
+        known = self.actors.get(spec["actor_id"])
+        if known is not None:  # sent again after a GCS restart: it was registered already
+            return [known.actor_id, False, known.spec["meta"]]
         key = (spec.get("namespace") or "", spec["name"]) if spec.get("name") else None
         if key is not None:
             existing_id = self.names.get(key)
@@ -96,6 +147,7 @@ class ActorManager:
                 conn = call.conn
                 call.on_caller_lost(lambda: self._owner_gone(conn))
             owned.add(record.actor_id)
+        self._save(record)
         self.runtime.loop.create_task(self._create(record))
         return [record.actor_id, False, spec["meta"]]
 
@@ -115,13 +167,15 @@ class ActorManager:
         spec = record.spec
         try:
             node = self._pick_node(spec)
+            job = self.gcs.jobs.get(spec.get("job_id", ""))
             answer = await self.runtime.request(
                 node.address, "raylet", "request_lease",
-                [spec["resources"], True, spec.get("job_id", ""), spec.get("strategy"), True])
+                [spec["resources"], True, spec.get("job_id", ""), spec.get("strategy"), True,
+                 job])
             if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
                 answer = await self.runtime.request(
                     answer[1], "raylet", "request_lease",
-                    [spec["resources"], True, spec.get("job_id", ""), None, True])
+                    [spec["resources"], True, spec.get("job_id", ""), None, True, job])
         except exceptions.TaskUnschedulableError as exc:
             self._set_dead(record, str(exc), serialization.serialize_error(
                 exceptions.ActorUnschedulableError(str(exc))))
@@ -137,11 +191,8 @@ class ActorManager:
         record.worker_id, record.lease_id, record.raylet_address = worker_id, lease_id, raylet
         record.node_id = node.node_id
         self._by_worker[worker_id] = record
-        # The raylet reports the exit code; the lost connection is the fallback if it cannot.
-        def lost() -> None:
-            self.runtime.loop.call_later(0.5, self._worker_lost, record, worker_id, None)
-
-        self.runtime.on_peer_lost(address, lost)
+        self._save(record)
+        self._watch_worker(record, worker_id, address)
         try:
             status, payload, _seconds, _contained = await self.runtime.request(
                 address, "actor", "become_actor",
@@ -254,6 +305,7 @@ class ActorManager:
         record.version += 1
         record.history.append(record.event(cause))
         del record.history[:-HISTORY]
+        self._save(record)
         waiters, record.waiters = record.waiters, []
         for future in waiters:
             if not future.done():

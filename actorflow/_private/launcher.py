@@ -18,6 +18,7 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import session_dir
+from actorflow._private.config import Config
 from actorflow._private.inspection import _normalize
 
 
@@ -46,17 +47,49 @@ def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
     return token, session
 
 
+def resumable_session(session_root: str, gcs_address: str) -> str | None:
+    """The session of a head that listened at gcs_address and whose GCS is gone (killed):
+    starting a head there again resumes that cluster (its token, its GCS tables)."""
+    for path in session_dir.sessions(session_root):
+        info = session_dir.read_json(os.path.join(path, "node.json"))
+        if (info is not None and info.get("gcs") and info.get("gcs_address") == gcs_address
+                and not _is_node_process(int(info.get("pid", 0)))):
+            return path
+    return None
+
+
+def start_gcs(*, session: str, token: bytes, host: str, port: int, storage: str,
+              env: dict[str, str] | None = None, wrapper: list[str] | None = None,
+              timeout: float = 60.0) -> dict[str, Any]:
+    """Start (or restart) the cluster's GCS process; its info."""
+    return _spawn(["--gcs", "--host", host, "--port", str(port), "--storage", storage],
+                  session=session, token=token, env=env, wrapper=wrapper, timeout=timeout,
+                  what="gcs")
+
+
 def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: int = 0,
                num_cpus: float | None = None, num_gpus: float | None = None,
                resources: dict[str, float] | None = None, object_store_memory: int = 0,
-               session_root: str, env: dict[str, str] | None = None,
+               storage: str = "", session_root: str, env: dict[str, str] | None = None,
                wrapper: list[str] | None = None, timeout: float = 60.0) -> dict[str, Any]:
-    """Start a node process and wait until it serves; its info (with "pid" and "log_path")."""
+    """Start a node process and wait until it serves; its info (with "pid", "log_path" and
+    "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
+    session with a new token, or, if a head with a GCS now gone listened at that address, its
+    session again (same token, GCS tables reloaded from its storage)."""
+    gcs_info = None
     if head:
-        session = session_dir.create(session_root)
-        env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
-        token = bytes.fromhex(env_token) if env_token else secrets.token_bytes(32)
-        session_dir.write_token(session, token)
+        found = resumable_session(session_root, f"tcp://{host}:{port}") if port else None
+        session = found or session_dir.create(session_root)
+        token = session_dir.read_token(session) if found else None
+        if token is None:
+            env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
+            token = bytes.fromhex(env_token) if env_token else secrets.token_bytes(32)
+            session_dir.write_token(session, token)
+        storage = storage or Config.from_env().gcs_storage or \
+            f"sqlite:///{os.path.join(session, 'gcs.sqlite')}"
+        gcs_info = start_gcs(session=session, token=token, host=host, port=port,
+                             storage=storage, env=env, wrapper=wrapper, timeout=timeout)
+        address = gcs_info["gcs_address"]
     else:
         if not address:
             raise ValueError("a node that is not the head needs the head's address")
@@ -65,26 +98,40 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
         session = found or session_dir.create(session_root)
         if found is None:
             session_dir.write_token(session, token)
+    args = ["--host", host, "--port", "0", "--address", address,
+            "--resources", json.dumps(resources or {})]
+    if head:
+        args.append("--head")
+    if num_cpus is not None:
+        args += ["--num-cpus", str(num_cpus)]
+    if num_gpus is not None:
+        args += ["--num-gpus", str(num_gpus)]
+    if object_store_memory:
+        args += ["--object-store-memory", str(object_store_memory)]
+    try:
+        info = _spawn(args, session=session, token=token, env=env, wrapper=wrapper,
+                      timeout=timeout, what="node")
+    except BaseException:
+        if gcs_info is not None:
+            gcs_info["popen"].kill()
+            gcs_info["popen"].wait()
+        raise
+    info["gcs"] = gcs_info
+    return info
+
+
+def _spawn(args: list[str], *, session: str, token: bytes, env: dict[str, str] | None,
+           wrapper: list[str] | None, timeout: float, what: str) -> dict[str, Any]:
+    """Run node_main with args in the background; wait for its ready file."""
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
-    log_path = os.path.join(session, "logs", f"node-{stamp}.log")
+    log_path = os.path.join(session, "logs", f"{what}-{stamp}.log")
     command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.node_main",
-               "--session-dir", session, "--ready-file", ready, "--host", host, "--port", str(port),
-               "--resources", json.dumps(resources or {})]
-    if head:
-        command.append("--head")
-    else:
-        command += ["--address", address]
-    if num_cpus is not None:
-        command += ["--num-cpus", str(num_cpus)]
-    if num_gpus is not None:
-        command += ["--num-gpus", str(num_gpus)]
-    if object_store_memory:
-        command += ["--object-store-memory", str(object_store_memory)]
+               "--session-dir", session, "--ready-file", ready, *args]
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["ACTORFLOW_TOKEN"] = token.hex()
-    full_env["ACTORFLOW_SESSION_ROOT"] = session_root
+    full_env["ACTORFLOW_SESSION_ROOT"] = os.path.dirname(session)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                    env=full_env, start_new_session=True)
@@ -95,18 +142,18 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
             os.unlink(ready)
             if "error" in info:
                 process.wait()
-                raise NodeStartError(f"the node could not start: {info['error']}"
+                raise NodeStartError(f"the {what} could not start: {info['error']}"
                                      f"{_log_tail(log_path)}")
             info.update(log_path=log_path, popen=process)
             return info
         code = process.poll()
         if code is not None:
-            raise NodeStartError(f"the node process exited with code {code} before it "
+            raise NodeStartError(f"the {what} process exited with code {code} before it "
                                  f"served{_log_tail(log_path)}")
         if time.monotonic() > deadline:
             process.kill()
             process.wait()
-            raise NodeStartError(f"the node did not start within {timeout:g} s"
+            raise NodeStartError(f"the {what} did not start within {timeout:g} s"
                                  f"{_log_tail(log_path)}")
         time.sleep(0.02)
 

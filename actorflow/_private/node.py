@@ -20,6 +20,7 @@ from actorflow._private.config import Config
 from actorflow._private.core_worker import CoreWorker
 from actorflow._private.gcs import GCS
 from actorflow._private.gcs_actors import ActorManager
+from actorflow._private.gcs_storage import Storage
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.object_store import ObjectStore, default_capacity
 from actorflow._private.raylet import Raylet
@@ -57,11 +58,14 @@ def job_config(config: Config, driver_address: str) -> dict[str, Any]:
             "log_address": driver_address if config.log_to_driver else ""}
 
 
-def host_gcs(runtime: Runtime, config: Config) -> GCS:
-    """Make this runtime the cluster's head: the GCS and its actor table."""
-    gcs = GCS(runtime, node_timeout=config.node_timeout_seconds)
+def host_gcs(runtime: Runtime, config: Config, storage: Storage | None = None) -> GCS:
+    """Make this runtime the cluster's head: the GCS and its actor table (reloaded from the
+    storage, if it has tables; then call ``gcs.recover_all()``)."""
+    gcs = GCS(runtime, node_timeout=config.node_timeout_seconds, storage=storage)
+    actors = ActorManager(runtime, gcs)
+    actors.load(gcs.load())
     runtime.register_actor("gcs", gcs)
-    runtime.register_actor("actors", ActorManager(runtime, gcs))
+    runtime.register_actor("actors", actors)
     gcs.start()
     return gcs
 
@@ -176,9 +180,9 @@ class LocalSession:
                                          self.config.connect_timeout)
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = host_gcs(runtime, self.config)
+        config = job_config(self.config, runtime.address)
         job_id = await runtime.request(runtime.address, "gcs", "register_job",
-                                       [runtime.address, self.namespace,
-                                        job_config(self.config, runtime.address)])
+                                       [runtime.address, self.namespace, config])
         node = self.node = NodeServices(runtime, self.config, resources=self.resources,
                                         session_dir=self.session_dir,
                                         gcs_address=runtime.address, token=self.token,
@@ -191,6 +195,7 @@ class LocalSession:
                                node_id=node.node_id, worker_id=ids.new_id(8).hex(),
                                job_id=job_id, namespace=self.namespace,
                                shm_prefix=node.store.prefix, spill_dir=node.store.spill_dir)
+        self.core.job_info = {"namespace": self.namespace, "config": config}
         runtime.register_actor("core", self.core)
         session_dir.write_node_info(self.session_dir, node.info())
 

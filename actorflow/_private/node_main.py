@@ -1,11 +1,13 @@
-"""Entry point of a node process started by ``actorflow start``:
+"""Entry point of the processes ``actorflow start`` runs in the background:
 ``python -m actorflow._private.node_main --session-dir DIR --ready-file PATH [options]``.
 
-With ``--head`` it hosts the GCS too and listens on ``--host``/``--port``; otherwise it joins the
-GCS at ``--address``. The cluster token comes in ``ACTORFLOW_TOKEN`` (never on the command line,
-where ``ps`` shows it). Once serving it writes its info to ``--ready-file`` and to
-``<session>/nodes/<node id>.json`` (the head also to ``<session>/node.json``); SIGTERM or SIGINT
-end it and its workers; a GCS that marks it dead ends it too.
+``--gcs``: the cluster's GCS alone, on ``--host``/``--port``, keeping its tables in
+``--storage`` (reloaded when it restarts). Otherwise a node (raylet, object store, workers) that
+joins the GCS at ``--address`` (``--head`` marks the head's own node). The cluster token comes in
+``ACTORFLOW_TOKEN`` (never on the command line, where ``ps`` shows it). Once serving, the
+process writes its info to ``--ready-file`` and to ``<session>/nodes/<id>.json`` (the GCS also to
+``<session>/node.json``); SIGTERM or SIGINT end it (a node, with its workers); a GCS that marks
+a node dead ends that node too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import uvloop
 
 from actorflow._private import session_dir
 from actorflow._private.config import Config
+from actorflow._private.gcs_storage import open_storage
 from actorflow._private.node import NodeServices, host_gcs, node_resources
 from actorflow._private.runtime import Runtime
 
@@ -30,8 +33,10 @@ logger = logging.getLogger("actorflow.node")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="actorflow-node")
-    parser.add_argument("--head", action="store_true")
-    parser.add_argument("--address", default="", help="the GCS to join (not with --head)")
+    parser.add_argument("--gcs", action="store_true", help="run the GCS alone")
+    parser.add_argument("--storage", default="", help="where the GCS keeps its tables")
+    parser.add_argument("--head", action="store_true", help="this is the head's node")
+    parser.add_argument("--address", default="", help="the GCS to join (a node)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--num-cpus", type=float, default=None)
@@ -43,40 +48,74 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def serve(args: argparse.Namespace, token: bytes) -> None:
+async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event) -> None:
+    config = Config.from_env()
+    runtime = Runtime(asyncio.get_running_loop(), token, config.max_frame_size,
+                      config.connect_timeout)
+    storage = open_storage(args.storage)
+    await runtime.start(f"tcp://{args.host}:{args.port}")
+    gcs = host_gcs(runtime, config, storage)
+    await gcs.recover_all()
+    runtime.register_actor("core", _Pingable())
+    info = {"gcs_address": runtime.address, "address": runtime.address, "pid": os.getpid(),
+            "is_head": True, "gcs": True, "node_id": "gcs", "storage": args.storage,
+            "session_dir": args.session_dir}
+    session_dir.write_json(os.path.join(args.session_dir, "nodes", "gcs.json"), info)
+    session_dir.write_node_info(args.session_dir, info)
+    if args.ready_file:
+        session_dir.write_json(args.ready_file, info)
+    logger.warning("GCS serving at %s (storage %s)", runtime.address, args.storage or "memory")
+    await stop.wait()
+    gcs.stop()
+    await runtime.aclose()
+    storage.close()
+
+
+class _Pingable:
+    """Answers the pings of processes that check the GCS is up."""
+
+    def handle_ping(self, payload: object, call: object) -> bool:
+        return True
+
+
+async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event) -> None:
     config = Config.from_env()
     if args.object_store_memory:
         config = config.replace(object_store_memory=args.object_store_memory)
     resources = node_resources(args.num_cpus, args.num_gpus, json.loads(args.resources))
-    loop = asyncio.get_running_loop()
-    runtime = Runtime(loop, token, config.max_frame_size, config.connect_timeout)
-    await runtime.start(f"tcp://{args.host}:{args.port if args.head else 0}")
-    gcs = host_gcs(runtime, config) if args.head else None
-    gcs_address = runtime.address if args.head else args.address
+    runtime = Runtime(asyncio.get_running_loop(), token, config.max_frame_size,
+                      config.connect_timeout)
+    await runtime.start(f"tcp://{args.host}:{args.port}")
     node = NodeServices(runtime, config, resources=resources, session_dir=args.session_dir,
-                        gcs_address=gcs_address, token=token, is_head=args.head)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+                        gcs_address=args.address, token=token, is_head=args.head)
     await node.start()
     assert node.raylet is not None
     node.raylet.on_node_dead = lambda reason: stop.set()
     info = node.info()
-    session_dir.write_json(os.path.join(args.session_dir, "nodes", f"{node.node_id}.json"), info)
-    if args.head:
-        session_dir.write_node_info(args.session_dir, info)
+    path = os.path.join(args.session_dir, "nodes", f"{node.node_id}.json")
+    session_dir.write_json(path, info)
     if args.ready_file:
         session_dir.write_json(args.ready_file, info)
-    logger.warning("node %s serving at %s (GCS %s)", node.node_id, runtime.address, gcs_address)
+    logger.warning("node %s serving at %s (GCS %s)", node.node_id, runtime.address,
+                   args.address)
     await stop.wait()
-    if gcs is not None:
-        gcs.stop()
     await node.shutdown()
     await runtime.aclose()
     try:
-        os.unlink(os.path.join(args.session_dir, "nodes", f"{node.node_id}.json"))
+        os.unlink(path)
     except OSError:
         pass
+
+
+async def serve(args: argparse.Namespace, token: bytes) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if args.gcs:
+        await serve_gcs(args, token, stop)
+    else:
+        await serve_node(args, token, stop)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,7 @@ from actorflow import exceptions
 from actorflow._private import ids
 from actorflow._private.config import Config
 from actorflow._private.resources import NodeResources, normalize
-from actorflow._private.runtime import Call, Runtime
+from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
 from actorflow._private.scheduling import NodeView, Scheduler
 from actorflow._private.worker_pool import DEAD, IDLE, LEASED, STARTING, WorkerPool, WorkerProcess
 
@@ -119,11 +119,14 @@ class Raylet:
             self.pool.launch(worker, self._job_env.get(job_id, {})))
         task.add_done_callback(self._spawned)
 
-    async def _ensure_job_env(self, job_id: str) -> None:
-        """A job's workers import its driver's modules and forward output to its driver."""
+    async def _ensure_job_env(self, job_id: str, job: dict | None = None) -> None:
+        """A job's workers import its driver's modules and forward output to its driver. The
+        lease request carries the job's config (so a node serves a new job while the GCS is
+        away); the GCS is asked otherwise."""
         if job_id in self._job_env:
             return
-        job = await self.runtime.request(self.gcs_address, "gcs", "job_info", [job_id])
+        if job is None:
+            job = await self._ask_gcs("job_info", [job_id])
         if job is None:
             raise exceptions.ActorflowError(f"job {job_id} is not known to the cluster")
         config = job.get("config") or {}
@@ -133,6 +136,19 @@ class Raylet:
             "ACTORFLOW_LOG_ADDRESS": config.get("log_address") or "",
             "ACTORFLOW_SYS_PATH": json.dumps(config.get("sys_path") or []),
         }
+
+    async def _ask_gcs(self, method: str, payload: Any) -> Any:
+        """A GCS request that waits out a GCS restart (up to gcs_reconnect_seconds)."""
+        deadline = self.runtime.loop.time() + self.config.gcs_reconnect_seconds
+        pause = 0.05
+        while True:
+            try:
+                return await self.runtime.request(self.gcs_address, "gcs", method, payload)
+            except PeerUnreachableError:
+                if self._closing or self.runtime.loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
 
     def handle_job_finished(self, payload: list, call: Call | None) -> None:
         """The job's driver is gone: its idle workers end (leased ones end with their lease)."""
@@ -226,13 +242,15 @@ class Raylet:
         job_id = payload[2] if len(payload) > 2 else self.prestart_job
         strategy = payload[3] if len(payload) > 3 else None
         spilled = bool(payload[4]) if len(payload) > 4 else False
+        # Before the decision: nothing may await between it and queueing the request, or a
+        # burst of requests would all see this node as free.
+        await self._ensure_job_env(job_id, payload[5] if len(payload) > 5 else None)
         if not (spilled and self.resources.feasible(resources)):
             target = self.scheduler.pick([self._self_view(), *self.peers.values()], resources,
                                          strategy, self.node_id)
             if target.node_id != self.node_id:
                 target.take(resources)
                 return ["spillback", target.address, target.node_id]
-        await self._ensure_job_env(job_id)
         request = LeaseRequest(resources, dedicated, job_id, self.runtime.loop.create_future(),
                                call.conn)
         self.queue.append(request)
@@ -292,6 +310,9 @@ class Raylet:
         """The caller's connection closed: its leases come back, and its workers are not
         trusted to be idle (they may still run its tasks), so they are ended."""
         for lease_id in self._leases_by_holder.pop(conn, set()):
+            lease = self.leases.get(lease_id)
+            if lease is not None and lease.dedicated:
+                continue  # an actor's: the GCS, restarted, still knows it and ends it itself
             self._return(lease_id, kill_worker=True)
 
     def handle_return_lease(self, payload: list, call: Call) -> None:
@@ -407,4 +428,5 @@ class Raylet:
                          "address": w.address} for w in self.pool.workers.values()],
             "queued_lease_requests": len(self.queue),
             "leases": len(self.leases),
+            "peers": sorted(self.peers),
         }

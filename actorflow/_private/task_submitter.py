@@ -181,7 +181,7 @@ class TaskSubmitter:
         raylet = raylet or self.core.raylet_address
         future = self.runtime.request(raylet, "raylet", "request_lease",
                                       [shape.resources, False, self.core.job_id, shape.strategy,
-                                       spilled])
+                                       spilled, self.core.job_info])
         future.add_done_callback(lambda f: self._lease_granted(shape, raylet, f))
 
     def _lease_granted(self, shape: ShapeQueue, raylet: str, future: asyncio.Future) -> None:

@@ -60,6 +60,9 @@ def main() -> None:
                       namespace=env.get("ACTORFLOW_NAMESPACE", ""),
                       shm_prefix=env.get("ACTORFLOW_SHM_PREFIX", ""),
                       spill_dir=env.get("ACTORFLOW_SPILL_DIR", ""))
+    core.job_info = {"namespace": env.get("ACTORFLOW_NAMESPACE", ""), "config": {
+        "sys_path": json.loads(env.get("ACTORFLOW_SYS_PATH", "[]")),
+        "log_address": env.get("ACTORFLOW_LOG_ADDRESS", "")}}
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
     runtime.register_actor("worker", executor)

@@ -14,8 +14,9 @@ import signal
 import subprocess
 from typing import Any
 
+from actorflow._private import session_dir
 from actorflow._private.config import Config
-from actorflow._private.launcher import start_node
+from actorflow._private.launcher import start_gcs, start_node
 
 
 class LocalCluster:
@@ -23,6 +24,7 @@ class LocalCluster:
         self.session_root = session_root or Config.from_env().session_root
         self.host = host
         self.nodes: list[dict[str, Any]] = []  # node infos, the head first
+        self.gcs: dict[str, Any] | None = None  # the GCS process's info
 
     @property
     def address(self) -> str:
@@ -38,16 +40,43 @@ class LocalCluster:
     def add_node(self, *, num_cpus: float | None = 1, num_gpus: float | None = None,
                  resources: dict[str, float] | None = None, object_store_memory: int = 0,
                  host: str | None = None, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None) -> dict[str, Any]:
-        """Start a node (the first one is the head) and return its info: node_id, address,
-        pid, session_dir, log_path. ``wrapper`` prefixes the command (e.g. ``ip netns exec
-        NS``)."""
+                 wrapper: list[str] | None = None, storage: str = "") -> dict[str, Any]:
+        """Start a node and return its info: node_id, address, pid, session_dir, log_path.
+        The first one is the head: the cluster's GCS (a process of its own, keeping its tables
+        in ``storage``, default SQLite in the session) and the head's node. ``wrapper``
+        prefixes the command (e.g. ``ip netns exec NS``)."""
         info = start_node(head=not self.nodes, address=self.address if self.nodes else "",
                           host=host or self.host, port=0, num_cpus=num_cpus, num_gpus=num_gpus,
                           resources=resources, object_store_memory=object_store_memory,
-                          session_root=self.session_root, env=env, wrapper=wrapper)
+                          storage=storage, session_root=self.session_root, env=env,
+                          wrapper=wrapper)
+        if info.get("gcs"):
+            self.gcs = info["gcs"]
+            self._gcs_wrapper, self._gcs_env = wrapper, env
         self.nodes.append(info)
         return info
+
+    def kill_gcs(self, sig: int = signal.SIGKILL) -> None:
+        """End the GCS process by its pid (SIGKILL: as a crash); the nodes keep running."""
+        assert self.gcs is not None, "the cluster has no head"
+        process: subprocess.Popen = self.gcs["popen"]
+        if process.poll() is None:
+            process.send_signal(sig)
+        process.wait(timeout=30)
+
+    def restart_gcs(self) -> dict[str, Any]:
+        """Start the GCS again at the same address, with the same token and storage: it
+        reloads its tables, and nodes, workers and drivers reconnect to it."""
+        assert self.gcs is not None, "the cluster has no head"
+        session = self.gcs["session_dir"]
+        token = session_dir.read_token(session)
+        assert token is not None
+        address = str(self.gcs["gcs_address"]).split("://")[-1]
+        host, port = address.rsplit(":", 1)
+        self.gcs = start_gcs(session=session, token=token, host=host, port=int(port),
+                             storage=self.gcs["storage"], env=self._gcs_env,
+                             wrapper=self._gcs_wrapper)
+        return self.gcs
 
     def kill_node(self, node: dict[str, Any], sig: int = signal.SIGKILL) -> None:
         """End a node's process by its pid (SIGKILL: as if its machine died); its workers end
@@ -59,18 +88,20 @@ class LocalCluster:
 
     def shutdown(self) -> None:
         """End every node this cluster started: SIGTERM, then SIGKILL for those that linger."""
-        for node in reversed(self.nodes):
-            process: subprocess.Popen = node["popen"]
+        processes = [node["popen"] for node in reversed(self.nodes)]
+        if self.gcs is not None:
+            processes.append(self.gcs["popen"])
+        for process in processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
-        for node in reversed(self.nodes):
-            process = node["popen"]
+        for process in processes:
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
         self.nodes = []
+        self.gcs = None
 
     def __enter__(self) -> LocalCluster:
         return self

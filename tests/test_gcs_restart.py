@@ -1,0 +1,180 @@
+"""A control store that survives restarts: the GCS process is killed with SIGKILL and started
+again on the same storage (SQLite by default, or a real Redis server); nodes, workers and the
+driver reconnect, named and detached actors are reachable again without a restart, and running
+tasks are not disturbed while it is down."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+
+import pytest
+
+import actorflow
+from actorflow._private.gcs_storage import MemoryStorage, SqliteStorage, open_storage
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@actorflow.remote
+class Account:
+    def __init__(self) -> None:
+        self.balance = 0
+
+    def deposit(self, amount: int) -> int:
+        self.balance += amount
+        return self.balance
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+@actorflow.remote(resources={"far": 1})
+def slow_square(x: int, seconds: float) -> int:
+    time.sleep(seconds)
+    return x * x
+
+
+def _head_restart_keeps_the_cluster(cluster, poll_until) -> None:
+    cluster.add_node(num_cpus=1)
+    far = cluster.add_node(num_cpus=2, resources={"far": 2})
+    actorflow.init(address=cluster.address, namespace="bank")
+    account = Account.options(name="main", lifetime="detached",
+                              resources={"far": 0.5}).remote()
+    assert actorflow.get(account.deposit.remote(10), timeout=60) == 10
+    pid = actorflow.get(account.pid.remote(), timeout=30)
+    running = slow_square.remote(7, 4.0)  # runs across the GCS's downtime
+
+    cluster.kill_gcs()
+    # While the GCS is down: calls go straight to the actor; tasks lease from the raylet.
+    assert actorflow.get(account.deposit.remote(5), timeout=30) == 15
+    assert actorflow.get(slow_square.remote(3, 0.0), timeout=60) == 9
+
+    cluster.restart_gcs()
+    assert actorflow.get(running, timeout=60) == 49
+    again = actorflow.get_actor("main")
+    assert actorflow.get(again.deposit.remote(1), timeout=30) == 16
+    assert actorflow.get(again.pid.remote(), timeout=30) == pid  # the same process: no restart
+    poll_until(lambda: {n["NodeID"] for n in actorflow.nodes() if n["Alive"]} >= {
+        far["node_id"], cluster.head["node_id"]}, timeout=30)
+    fresh = Account.remote()  # the restarted GCS creates actors too
+    assert actorflow.get(fresh.deposit.remote(2), timeout=60) == 2
+    actorflow.kill(again)
+
+
+def test_sqlite_head_restart(local_cluster, poll_until):
+    _head_restart_keeps_the_cluster(local_cluster, poll_until)
+    assert local_cluster.gcs["storage"].startswith("sqlite:///")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    pytest.importorskip("redis", reason="the redis client package is not installed")
+    port = _free_port()
+    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_redis_head_restart(local_cluster, poll_until, redis_url):
+    local_cluster.add_node(num_cpus=1, storage=redis_url)
+    _restart_with_existing_head(local_cluster, poll_until)
+
+
+def _restart_with_existing_head(cluster, poll_until) -> None:
+    """As above, with the head already added (for a storage chosen by the caller)."""
+    far = cluster.add_node(num_cpus=2, resources={"far": 2})
+    actorflow.init(address=cluster.address, namespace="bank")
+    account = Account.options(name="main", resources={"far": 0.5}).remote()
+    assert actorflow.get(account.deposit.remote(10), timeout=60) == 10
+    pid = actorflow.get(account.pid.remote(), timeout=30)
+    cluster.kill_gcs()
+    cluster.restart_gcs()
+    again = actorflow.get_actor("main")
+    assert actorflow.get(again.deposit.remote(1), timeout=30) == 11
+    assert actorflow.get(again.pid.remote(), timeout=30) == pid
+    poll_until(lambda: far["node_id"] in {n["NodeID"] for n in actorflow.nodes()
+                                          if n["Alive"]}, timeout=30)
+
+
+def test_a_named_actor_of_a_driver_that_left_while_the_gcs_was_down_dies(local_cluster,
+                                                                          poll_until):
+    local_cluster.add_node(num_cpus=2)
+    script = (f"import actorflow\n"
+              f"actorflow.init(address={local_cluster.address!r}, namespace='n')\n"
+              "@actorflow.remote\n"
+              "class A:\n"
+              "    def ping(self):\n"
+              "        return 1\n"
+              "a = A.options(name='orphan').remote()\n"
+              "assert actorflow.get(a.ping.remote()) == 1\n"
+              "print('ready', flush=True)\n"
+              "import sys; sys.stdin.read()\n")
+    env = dict(os.environ, ACTORFLOW_SESSION_ROOT=local_cluster.session_root)
+    driver = subprocess.Popen([os.sys.executable, "-c", script], env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+        local_cluster.kill_gcs()
+        driver.stdin.close()
+        assert driver.wait(timeout=60) == 0
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    local_cluster.restart_gcs()
+    actorflow.init(address=local_cluster.address, namespace="n")
+
+    def orphan_gone() -> bool:
+        try:
+            actorflow.get_actor("orphan")
+        except ValueError:
+            return True
+        return False
+
+    poll_until(orphan_gone, timeout=60, message="the orphaned named actor outlived its driver")
+
+
+def test_sqlite_storage_round_trip(tmp_path):
+    path = str(tmp_path / "gcs.sqlite")
+    storage = open_storage(f"sqlite:///{path}")
+    assert isinstance(storage, SqliteStorage)
+    storage.put("actors", "a1", {"state": "ALIVE", "spec": {"blob": b"\x00\x01"}, "n": 3})
+    storage.put("actors", "a1", {"state": "DEAD", "spec": {"blob": b"\x00\x01"}, "n": 4})
+    storage.put("kv", "ns\x1fabcd", b"value")
+    storage.put("kv", "ns\x1fdead", b"gone")
+    storage.delete("kv", "ns\x1fdead")
+    storage.close()
+    reopened = open_storage(f"sqlite:///{path}")
+    assert reopened.load() == {"actors": {"a1": {"state": "DEAD", "spec": {"blob": b"\x00\x01"},
+                                                 "n": 4}},
+                               "kv": {"ns\x1fabcd": b"value"}}
+    reopened.close()
+    assert isinstance(open_storage(""), MemoryStorage)
+    with pytest.raises(ValueError, match="unknown GCS storage"):
+        open_storage("postgres://x")
