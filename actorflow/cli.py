@@ -1,4 +1,4 @@
-"""The ``actorflow`` command line: ``start``, ``stop`` and ``memory``.
+"""The ``actorflow`` command line: ``start``, ``stop``, ``status``, ``list`` and ``memory``.
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` registered in ``_COMMANDS`` with a
 function that adds its arguments to its parser. Errors a user can act on (no cluster, wrong
@@ -15,9 +15,90 @@ from typing import NamedTuple
 
 from actorflow import exceptions
 
-_ADDRESS_HELP = ("the cluster's GCS address, HOST:PORT (default: the latest session on this "
-                 "machine, found under ACTORFLOW_SESSION_ROOT; the token comes from "
-                 "ACTORFLOW_TOKEN or that session)")
+_ADDRESS_HELP = ("the cluster's GCS address, HOST:PORT (default: the latest running session on "
+                 "this machine, found under ACTORFLOW_SESSION_ROOT); the token comes from "
+                 "ACTORFLOW_TOKEN, else from that cluster's session directory on this machine")
+_FORMAT_HELP = "a table (default), or JSON"
+
+
+# -- status ---------------------------------------------------------------------------------------
+
+_STATUS_HELP = (
+    "show the cluster at a glance: its nodes (alive, or dead and why; the head), their "
+    "resources used/total (as each node last reported to the GCS), actors by state, and tasks: "
+    "the workers leased to run tasks and the lease requests queued on the nodes (tasks waiting "
+    "for a worker or resources). Single tasks are known only to their owners and not counted "
+    "one by one.")
+
+
+def _status_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = _STATUS_HELP
+    parser.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    parser.add_argument("--format", choices=["table", "json"], default="table",
+                        help=_FORMAT_HELP)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from actorflow.util import state
+
+    status = state.cluster_status(args.address)
+    if args.format == "json":
+        print(json.dumps(status, indent=2))
+    else:
+        print(state.format_status(status))
+    return 0
+
+
+# -- list -----------------------------------------------------------------------------------------
+
+
+class Listing(NamedTuple):
+    help: str
+    rows: str  # the name of the function of actorflow.util.state that lists the rows
+    columns: str  # the name of its table's columns in actorflow.util.state ("" for objects)
+
+
+_LISTINGS: dict[str, Listing] = {
+    "nodes": Listing("the nodes the GCS knows, dead ones too: id, address, head or not, "
+                     "resources used/total, worker processes, leases, queued lease requests, "
+                     "state (a dead node's with its cause)", "list_nodes", "NODE_COLUMNS"),
+    "actors": Listing("the actors the GCS knows, dead ones too: id, class, name, namespace, "
+                      "state, node, pid, restarts, death cause", "list_actors", "ACTOR_COLUMNS"),
+    "tasks": Listing("the workers leased to run tasks (not those hosting actors), one row per "
+                     "lease: worker, node, pid, job. A lease runs the tasks of one owner, one or "
+                     "several in turn; single tasks are known only to their owners and are not "
+                     "listed one by one (queued lease requests: see `list nodes`)",
+                     "list_tasks", "TASK_COLUMNS"),
+    "workers": Listing("every worker process on the live nodes: worker, node, pid, state "
+                       "(starting, idle, leased), job, the actor it hosts",
+                       "list_workers", "WORKER_COLUMNS"),
+    "objects": Listing("the objects in the cluster: where each lives, its size, its owner and "
+                       "refs (as `actorflow memory`)", "list_objects", ""),
+}
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="kind", metavar="WHAT", required=True)
+    for name, listing in _LISTINGS.items():
+        sub = kinds.add_parser(name, help=listing.help, description=f"List {listing.help}.")
+        sub.add_argument("--address", default=None, help=_ADDRESS_HELP)
+        sub.add_argument("--format", choices=["table", "json"], default="table",
+                         help=_FORMAT_HELP + " (a list of rows)")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from actorflow.util import state
+
+    listing = _LISTINGS[args.kind]
+    if args.format == "json":
+        print(json.dumps(getattr(state, listing.rows)(args.address), indent=2))
+    elif listing.columns:
+        rows = getattr(state, listing.rows)(args.address)
+        print(state.format_table(rows, getattr(state, listing.columns)))
+        print(f"{len(rows)} {args.kind}")
+    else:
+        print(state.memory_summary(args.address))
+    return 0
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -60,6 +141,11 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
                         help='custom resources as JSON, e.g. \'{"accelerator": 2}\'')
     parser.add_argument("--object-store-memory", type=int, default=0, metavar="BYTES",
                         help="shared memory for objects (default: 30%% of RAM)")
+    parser.add_argument("--storage", default="", metavar="URL",
+                        help="with --head: where the GCS keeps its tables, sqlite:///PATH or "
+                             "redis://HOST:PORT/DB (default: SQLite in the session directory). "
+                             "Starting a head again on the port of one whose GCS died resumes "
+                             "that cluster from its tables")
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -77,12 +163,14 @@ def cmd_start(args: argparse.Namespace) -> int:
     info = start_node(head=args.head, address=args.address or "", host=args.host,
                       port=args.port, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
                       resources=resources, object_store_memory=args.object_store_memory,
-                      session_root=Config.from_env().session_root)
+                      storage=args.storage, session_root=Config.from_env().session_root)
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
     print(f"Started the {what} {info['node_id']} (pid {info['pid']}) at "
           f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}.")
     print(f"Session directory: {info['session_dir']} (logs, token)")
+    if args.head and info.get("gcs"):
+        print(f"GCS (pid {info['gcs']['pid']}) at {gcs}, tables in {info['gcs']['storage']}.")
     if args.head:
         print("Connect a driver on this machine with:")
         print(f"    actorflow.init(address=\"{gcs}\")   (or address=\"auto\")")
@@ -123,6 +211,10 @@ _COMMANDS: dict[str, Command] = {
                      "background", _start_arguments, cmd_start),
     "stop": Command("stop every actorflow node this user started on this machine (and their "
                     "workers)", _stop_arguments, cmd_stop),
+    "status": Command("show the cluster's nodes, their resources used/total, its actors by "
+                      "state and its task leases", _status_arguments, cmd_status),
+    "list": Command("list the cluster's nodes, actors, tasks (leased workers), workers or "
+                    "objects, as a table or JSON", _list_arguments, cmd_list),
     "memory": Command("list the cluster's objects: where each lives, its size, its refs",
                       _memory_arguments, cmd_memory),
 }

@@ -38,7 +38,11 @@ class ActorEvent:
     actor_id: str
     state: str  # PENDING, ALIVE, RESTARTING or DEAD
     restarts: int  # how many times it has been restarted so far
-    cause: str  # why it is RESTARTING or DEAD ("" otherwise)
+    cause: str  # why it is RESTARTING or DEAD ("" otherwise), for people
+    # The same for code: "normal" (exit_actor() or a graceful terminate), "killed"
+    # (actorflow.kill()), "crashed" (its process died), "start_failed" (its constructor raised
+    # or it could not be placed), "node_died", "owner_died", "unknown" (no such actor), or "".
+    kind: str
     node_id: str  # where it runs or ran ("" before it was placed)
     name: str  # its name, if it has one
     version: int  # grows with every change
@@ -78,7 +82,7 @@ class ActorWatch:
         for row in rows:
             if row["version"] > self._known or self._known < 0:
                 self._known = max(self._known, row["version"])
-                self._buffer.append(ActorEvent(**row))
+                self._buffer.append(ActorEvent(**{"kind": "", **row}))
 
     def __aiter__(self) -> ActorWatch:
         return self

@@ -328,3 +328,29 @@ def test_web_service_self_test():
         "GET /kv/answer -> 404",
         "self-test passed",
     )
+
+
+# --- supervision ------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_supervision_tree():
+    out = run_example("supervision_tree.py")
+    expect(
+        out,
+        "tree started: bank -> ledger, workers; workers -> flaky-1, flaky-2",
+        "job 7: flaky-2 crashed on attempt 1; retrying",
+        "[bank.workers/flaky-2] failed: dead: its worker process ",
+        "[bank.workers/flaky-2] restarted: restart 1",
+        "ledger before its crash: balance 2100, 20 deposits",
+        "[bank/ledger] failed: dead: its worker process ",
+        "[bank/ledger] restarted: restart 1",
+        "ledger after its restart: balance 2100, restored from disk: True, new process: True",
+        "[bank/workers] failed: dead: supervisor bank.workers gave up: restart intensity "
+        "exceeded: more than 3 restarts within 10 s",
+        "[bank/workers] restarted: restart 1",
+        "the bank restarted the workers supervisor, with new workers",
+        "bank's children: {'ledger': ('running', 1), 'workers': ('running', 1)}",
+        "summary: 30 jobs done, balance 4650 (expected 4650), "
+        "ledger restored after its crash: True",
+        "supervision tree shut down",
+    )

@@ -56,6 +56,7 @@ def test_async_watch_sees_restart_and_death(cluster):
         ("ALIVE", 0), ("RESTARTING", 1), ("ALIVE", 1), ("DEAD", 1)]
     assert "exited" in events[1].cause or "died" in events[1].cause
     assert "kill" in events[-1].cause
+    assert (events[1].kind, events[-1].kind) == ("crashed", "killed")
     assert all(e.actor_id == actor._actor_id for e in events)
     assert [e.version for e in events] == sorted(e.version for e in events)
 
@@ -68,7 +69,8 @@ def test_sync_watch_of_a_dead_or_unknown_actor_ends_at_once(cluster):
     assert [e.state for e in events] == ["DEAD"]
     unknown = list(actorflow.watch("0" * 32))
     assert [e.state for e in unknown] == ["DEAD"]
-    assert "no actor" in unknown[0].cause
+    assert "no actor" in unknown[0].cause and unknown[0].kind == "unknown"
+    assert events[0].kind == "killed"
 
 
 def test_callback_watch_and_stop(cluster, poll_until):

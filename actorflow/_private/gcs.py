@@ -10,6 +10,7 @@ tables reloads them and then checks which of the processes they name are still t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -95,8 +96,8 @@ class GCS:
                 continue
             address = job["driver_address"]
             if await is_reachable(self.runtime, address):
-                job_id = job["job_id"]
-                self.runtime.on_peer_lost(address, lambda job_id=job_id: self._job_ended(job_id))
+                self.runtime.on_peer_lost(address, functools.partial(self._job_ended,
+                                                                     job["job_id"]))
             else:
                 self._job_ended(job["job_id"])
 

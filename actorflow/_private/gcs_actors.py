@@ -10,6 +10,7 @@ States: PENDING (being created), ALIVE, RESTARTING, DEAD (with a cause that call
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field, fields
@@ -24,6 +25,9 @@ from actorflow._private.scheduling import NodeView, Scheduler
 logger = logging.getLogger("actorflow.gcs")
 
 PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
+# Why an actor went RESTARTING or DEAD (ActorEvent.kind): for supervisors to decide on.
+NORMAL, KILLED, CRASHED, START_FAILED = "normal", "killed", "crashed", "start_failed"
+NODE_DIED, OWNER_DIED = "node_died", "owner_died"
 HISTORY = 64  # state changes kept per actor for watchers that fall behind
 
 
@@ -46,10 +50,11 @@ class ActorRecord:
     created_at: float = field(default_factory=time.time)
     history: list = field(default_factory=list)  # recent state changes, for watchers
 
-    def event(self, cause: str = "") -> dict[str, Any]:
+    def event(self, cause: str = "", kind: str = "") -> dict[str, Any]:
         return {"actor_id": self.actor_id, "version": self.version, "state": self.state,
-                "restarts": self.restarts, "cause": cause, "node_id": self.node_id,
-                "name": self.spec.get("name") or "", "time": time.time()}
+                "restarts": self.restarts, "cause": cause, "kind": kind,
+                "node_id": self.node_id, "name": self.spec.get("name") or "",
+                "time": time.time()}
 
     @property
     def name_key(self) -> tuple[str, str] | None:
@@ -98,9 +103,11 @@ class ActorManager:
             owner = record.spec.get("owner", "")
             if record.spec.get("lifetime") != "detached" and owner:
                 if not await is_reachable(self.runtime, owner):
-                    self._kill(record, "its owner (the process that created it) exited")
+                    self._kill(record, "its owner (the process that created it) exited",
+                               OWNER_DIED)
                     continue
-                self.runtime.on_peer_lost(owner, lambda o=owner: self.owner_gone_by_address(o))
+                self.runtime.on_peer_lost(owner, functools.partial(self.owner_gone_by_address,
+                                                                   owner))
             if record.state == ALIVE and record.worker_id:
                 self._by_worker[record.worker_id] = record
                 if await is_reachable(self.runtime, record.address):
@@ -155,13 +162,13 @@ class ActorManager:
         for actor_id in self._owned_by.pop(conn, set()):
             record = self.actors.get(actor_id)
             if record is not None and record.state != DEAD:
-                self._kill(record, "its owner (the process that created it) exited")
+                self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
 
     def owner_gone_by_address(self, owner_address: str) -> None:
         for record in list(self.actors.values()):
             if (record.spec.get("owner") == owner_address and record.state != DEAD
                     and record.spec.get("lifetime") != "detached"):
-                self._kill(record, "its owner (the process that created it) exited")
+                self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
 
     async def _create(self, record: ActorRecord) -> None:
         spec = record.spec
@@ -178,10 +185,11 @@ class ActorManager:
                     [spec["resources"], True, spec.get("job_id", ""), None, True, job])
         except exceptions.TaskUnschedulableError as exc:
             self._set_dead(record, str(exc), serialization.serialize_error(
-                exceptions.ActorUnschedulableError(str(exc))))
+                exceptions.ActorUnschedulableError(str(exc))), START_FAILED)
             return
         except Exception as exc:
-            self._set_dead(record, f"no worker could be leased for it: {exc}", None)
+            self._set_dead(record, f"no worker could be leased for it: {exc}", None,
+                           START_FAILED)
             return
         lease_id, worker_id, address, gpu_ids = answer
         raylet = node.address
@@ -201,7 +209,7 @@ class ActorManager:
             return  # _worker_lost handles it
         if status != 0:  # the constructor raised: the actor is dead for good, as in Ray
             record.no_restart = True
-            self._set_dead(record, "its constructor raised an error", payload)
+            self._set_dead(record, "its constructor raised an error", payload, START_FAILED)
             self._end_worker(record)
             return
         if record.state == DEAD:
@@ -227,7 +235,8 @@ class ActorManager:
         for record in list(self.actors.values()):
             if record.node_id == node_id and record.state != DEAD and record.worker_id:
                 self._worker_lost(record, record.worker_id, None,
-                                  how=f"its node {node_id} ({address}) died: {cause}")
+                                  how=f"its node {node_id} ({address}) died: {cause}",
+                                  kind=NODE_DIED)
 
     # -- death and restart ----------------------------------------------------------------------
 
@@ -239,7 +248,7 @@ class ActorManager:
             self._worker_lost(record, worker_id, exit_code)
 
     def _worker_lost(self, record: ActorRecord, worker_id: str, exit_code: int | None,
-                     how: str = "") -> None:
+                     how: str = "", kind: str = CRASHED) -> None:
         if record.worker_id != worker_id or self._by_worker.get(worker_id) is not record:
             return
         del self._by_worker[worker_id]
@@ -252,11 +261,11 @@ class ActorManager:
             record.restarts += 1
             record.address = ""
             logger.info("actor %s: %s; restarting (%d)", record.actor_id, how, record.restarts)
-            self._publish(record, RESTARTING, how)
+            self._publish(record, RESTARTING, how, kind)
             self.runtime.loop.create_task(self._create(record))
         else:
             reason = how if max_restarts == 0 else f"{how} and it has no restarts left"
-            self._set_dead(record, reason, None)
+            self._set_dead(record, reason, None, kind)
 
     def handle_actor_exited(self, payload: list, call: Call | None) -> None:
         """From the actor itself: exit_actor() or a graceful terminate."""
@@ -264,7 +273,7 @@ class ActorManager:
         record = self.actors.get(actor_id)
         if record is not None and record.state != DEAD:
             record.no_restart = True
-            self._set_dead(record, reason, None)
+            self._set_dead(record, reason, None, NORMAL)
 
     def handle_kill_actor(self, payload: list, call: Call | None) -> None:
         actor_id, no_restart = payload[0], payload[1]
@@ -275,15 +284,15 @@ class ActorManager:
         if record.state == DEAD:
             return
         if no_restart:
-            self._kill(record, reason)
+            self._kill(record, reason, KILLED)
         elif record.worker_id:
             # Ends the process; the actor restarts if it has restarts left.
             self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",
                                      [record.lease_id, True])
 
-    def _kill(self, record: ActorRecord, reason: str) -> None:
+    def _kill(self, record: ActorRecord, reason: str, kind: str) -> None:
         record.no_restart = True
-        self._set_dead(record, reason, None)
+        self._set_dead(record, reason, None, kind)
         self._end_worker(record)
 
     def _end_worker(self, record: ActorRecord) -> None:
@@ -291,19 +300,21 @@ class ActorManager:
             self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",
                                      [record.lease_id, True])
 
-    def _set_dead(self, record: ActorRecord, cause: str, error_wire: list | None) -> None:
+    def _set_dead(self, record: ActorRecord, cause: str, error_wire: list | None,
+                  kind: str) -> None:
         record.death_cause = cause
         record.death_error = error_wire
         record.address = ""
         key = record.name_key
         if key is not None and self.names.get(key) == record.actor_id:
             del self.names[key]
-        self._publish(record, DEAD, cause)
+        self._publish(record, DEAD, cause, kind)
 
-    def _publish(self, record: ActorRecord, state: str, cause: str = "") -> None:
+    def _publish(self, record: ActorRecord, state: str, cause: str = "",
+                 kind: str = "") -> None:
         record.state = state
         record.version += 1
-        record.history.append(record.event(cause))
+        record.history.append(record.event(cause, kind))
         del record.history[:-HISTORY]
         self._save(record)
         waiters, record.waiters = record.waiters, []
@@ -336,9 +347,10 @@ class ActorManager:
         if record is None:
             return [{"actor_id": actor_id, "version": 1, "state": DEAD, "restarts": 0,
                      "cause": f"no actor with id {actor_id} is known to the cluster",
-                     "node_id": "", "name": "", "time": time.time()}]
+                     "kind": "unknown", "node_id": "", "name": "", "time": time.time()}]
         if known < 0:
-            return [record.event(record.history[-1]["cause"] if record.history else "")]
+            last = record.history[-1] if record.history else {}
+            return [record.event(last.get("cause", ""), last.get("kind", ""))]
         while record.version <= known:
             future = self.runtime.loop.create_future()
             record.waiters.append(future)
@@ -358,7 +370,9 @@ class ActorManager:
         return [{"actor_id": r.actor_id, "name": r.spec.get("name") or "",
                  "namespace": r.spec.get("namespace") or "", "class_name": r.spec["class_name"],
                  "state": r.state, "address": r.address, "restarts": r.restarts,
-                 "death_cause": r.death_cause} for r in self.actors.values()]
+                 "death_cause": r.death_cause, "node_id": r.node_id,
+                 "job_id": r.spec.get("job_id", ""), "lifetime": r.spec.get("lifetime") or ""}
+                for r in self.actors.values()]
 
     def handle_list_named_actors(self, payload: list, call: Call) -> list:
         all_namespaces, namespace = payload

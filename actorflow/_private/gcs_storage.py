@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # no stubs published
 
 
 def _pack(value: Any) -> bytes:
@@ -95,9 +95,9 @@ class RedisStorage:
     def load(self) -> dict[str, dict[str, Any]]:
         tables: dict[str, dict[str, Any]] = {}
         for name in self._client.scan_iter(match=self.prefix + "*"):
-            table = name.decode()[len(self.prefix):]
-            tables[table] = {k.decode(): _unpack(v)
-                             for k, v in self._client.hgetall(name).items()}
+            table = bytes(name).decode()[len(self.prefix):]
+            rows: dict[Any, Any] = self._client.hgetall(name)  # type: ignore[assignment]
+            tables[table] = {bytes(k).decode(): _unpack(bytes(v)) for k, v in rows.items()}
         return tables
 
     def put(self, table: str, key: str, value: Any) -> None:

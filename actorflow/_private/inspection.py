@@ -14,14 +14,13 @@ cluster token found in the session directory (or ``ACTORFLOW_TOKEN``).
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from actorflow import exceptions
-from actorflow._private import context
+from actorflow._private import context, session_dir
 from actorflow._private.config import Config
 from actorflow._private.runtime import PeerUnreachableError, Runtime
 
@@ -61,23 +60,24 @@ class Target:
     session: str = ""  # the session directory it was found in, for error messages
 
 
-def _read_session(root: str) -> tuple[dict[str, Any], bytes, str]:
-    """node.json and the token of the latest session under root."""
-    latest = os.path.join(root, "session_latest")
-    hint = ("no running actorflow cluster found: start one with actorflow.init() (its session "
-            f"directory goes under {root}; set ACTORFLOW_SESSION_ROOT if it is elsewhere), or "
-            "pass --address")
-    try:
-        with open(os.path.join(latest, "node.json")) as f:
-            node = json.load(f)
-        with open(os.path.join(latest, "token")) as f:
-            token = bytes.fromhex(f.read().strip())
-    except (OSError, ValueError) as exc:
-        raise ClusterNotFoundError(hint) from exc
-    return node, token, os.path.realpath(latest)
+def _hint(root: str) -> str:
+    return ("no running actorflow cluster found: start one with `actorflow start --head` or "
+            f"actorflow.init() (its session directory goes under {root}; set "
+            "ACTORFLOW_SESSION_ROOT if it is elsewhere), or pass --address")
+
+
+def _read_session(path: str) -> tuple[dict[str, Any], bytes] | None:
+    """node.json and the token of a session directory (None if either is missing)."""
+    node = session_dir.read_json(os.path.join(path, "node.json"))
+    token = session_dir.read_token(path)
+    if node is None or token is None or not node.get("gcs_address"):
+        return None
+    return node, token
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -87,33 +87,74 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _latest_live(root: str) -> Target:
+    """The session_latest link's cluster if its GCS runs, else the newest session whose does."""
+    latest = os.path.join(root, "session_latest")
+    candidates = [latest] if os.path.isdir(latest) else []
+    candidates += [p for p in session_dir.sessions(root)
+                   if os.path.realpath(p) != os.path.realpath(latest)]
+    ended = ""
+    for path in candidates:
+        found = _read_session(path)
+        if found is None:
+            continue
+        node, token = found
+        if _pid_alive(int(node.get("pid", 0))):
+            return Target(node["gcs_address"], token, os.path.realpath(path))
+        ended = ended or os.path.realpath(path)
+    if ended:
+        raise ClusterNotFoundError(
+            f"no running actorflow cluster found: the latest session ({ended}) has ended; start "
+            f"one with `actorflow start --head` or actorflow.init(), or pass --address")
+    raise ClusterNotFoundError(_hint(root))
+
+
+def _session_token(root: str, gcs_address: str) -> tuple[bytes, str] | None:
+    """The token of the cluster at gcs_address from a session on this machine: the head's
+    session (its node.json names that GCS), else a session of a node that joined it (its
+    nodes/*.json name that GCS), newest first."""
+    head = session_dir.session_of_cluster(root, gcs_address)
+    if head is not None:
+        token = session_dir.read_token(head)
+        if token is not None:
+            return token, head
+    for path in session_dir.sessions(root):
+        for node_file in session_dir.node_files(path):
+            info = session_dir.read_json(node_file) or {}
+            if info.get("gcs_address") == gcs_address and _pid_alive(int(info.get("pid", 0))):
+                token = session_dir.read_token(path)
+                if token is not None:
+                    return token, path
+    return None
+
+
 def find_target(address: str | None, config: Config | None = None) -> Target:
-    """Where an outside client connects: the latest session (address None or "auto"), or an
-    explicit GCS address with the token from ACTORFLOW_TOKEN or the latest session."""
+    """Where an outside client connects: the latest live session (address None or "auto"), or
+    an explicit GCS address with the token from ACTORFLOW_TOKEN, else from the session on this
+    machine of that cluster (session_dir.session_of_cluster), else from the latest session."""
     config = config or Config.from_env()
     root = config.session_root
     if address in (None, "", "auto"):
-        node, token, session = _read_session(root)
-        if not _pid_alive(int(node.get("pid", 0))):
-            raise ClusterNotFoundError(
-                f"no running actorflow cluster found: the latest session ({session}) has ended; "
-                f"start one with actorflow.init()")
-        return Target(node["gcs_address"], token, session)
+        return _latest_live(root)
+    gcs_address = _normalize(address)
     env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
     if env_token:
         try:
-            return Target(_normalize(address), bytes.fromhex(env_token))
+            return Target(gcs_address, bytes.fromhex(env_token))
         except ValueError:
             raise exceptions.AuthenticationError(
                 "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
                 "its session directory's token file") from None
-    try:
-        _, token, _ = _read_session(root)
-    except ClusterNotFoundError:
+    found = _session_token(root, gcs_address)
+    if found is not None:
+        return Target(gcs_address, found[0], found[1])
+    token = session_dir.read_token(os.path.join(root, "session_latest"))
+    if token is None:
         raise ClusterNotFoundError(
-            f"no token for the cluster at {address}: set ACTORFLOW_TOKEN to the cluster's token "
-            f"(the token file of its session directory)") from None
-    return Target(_normalize(address), token)
+            f"no token for the cluster at {address}: no session under {root} belongs to it; set "
+            f"ACTORFLOW_TOKEN to the cluster's token (the token file of its head's session "
+            f"directory)")
+    return Target(gcs_address, token)
 
 
 def _same_address(a: str, b: str) -> bool:
@@ -164,7 +205,7 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
     except ClusterNotFoundError as exc:
         if not target.session:
             raise
-        raise ClusterNotFoundError(f"{exc} (the latest session: {target.session})") from None
+        raise ClusterNotFoundError(f"{exc} (its session: {target.session})") from None
     finally:
         loop_thread.stop()
 
@@ -172,9 +213,10 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
 # -- asking -------------------------------------------------------------------------------------
 
 
-async def _ask_gcs(ask: Ask, gcs_address: str, method: str) -> Any:
+async def _ask_gcs(ask: Ask, gcs_address: str, method: str, target: str = "gcs") -> Any:
+    """Ask the GCS process (target "gcs": nodes, jobs; "actors": the actor table)."""
     try:
-        return await ask(gcs_address, "gcs", method, None)
+        return await ask(gcs_address, target, method, None)
     except exceptions.AuthenticationError as exc:
         raise exceptions.AuthenticationError(
             f"authentication with the cluster at {gcs_address} failed: the token does not match "
@@ -223,6 +265,35 @@ async def collect(ask: Ask, gcs_address: str) -> Snapshot:
     snapshot.stored = [row for rows in stored if rows for row in rows]
     snapshot.store_stats = [s for s in stats if s]
     return snapshot
+
+
+@dataclass
+class ClusterView:
+    """What the GCS and every live node's raylet said: the tables behind ``actorflow status``
+    and ``actorflow list``."""
+
+    gcs_address: str
+    nodes: list[dict[str, Any]]  # the GCS's node table, dead nodes too
+    actors: list[dict[str, Any]]  # the GCS's actor table
+    jobs: list[dict[str, Any]]
+    node_infos: dict[str, dict[str, Any]]  # node_id -> its raylet's node_info (live ones)
+    unreachable: list[str] = field(default_factory=list)  # live nodes whose raylet did not answer
+
+
+async def collect_cluster(ask: Ask, gcs_address: str) -> ClusterView:
+    nodes, actors, jobs = await asyncio.gather(_ask_gcs(ask, gcs_address, "get_nodes"),
+                                               _ask_gcs(ask, gcs_address, "list_actors", "actors"),
+                                               _ask_gcs(ask, gcs_address, "list_jobs"))
+    live = [n for n in nodes if n.get("alive", True)]
+    infos = await asyncio.gather(*[_ask_or_none(ask, n["address"], "raylet", "node_info")
+                                   for n in live])
+    view = ClusterView(gcs_address, nodes, actors, jobs, {})
+    for node, info in zip(live, infos, strict=True):
+        if info is None:
+            view.unreachable.append(node["address"])
+        else:
+            view.node_infos[node["node_id"]] = info
+    return view
 
 
 # -- merging ------------------------------------------------------------------------------------

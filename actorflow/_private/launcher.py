@@ -95,7 +95,9 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
             raise ValueError("a node that is not the head needs the head's address")
         address = _normalize(address)
         token, found = cluster_token(address, session_root)
-        session = found or session_dir.create(session_root)
+        # A node whose head is on another machine keeps its logs in a session of its own,
+        # which does not become "the latest session" (that one's token is another cluster's).
+        session = found or session_dir.create(session_root, link_latest=False)
         if found is None:
             session_dir.write_token(session, token)
     args = ["--host", host, "--port", "0", "--address", address,

@@ -119,6 +119,7 @@ async def serve(args: argparse.Namespace, token: bytes) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    os.umask(0o077)  # what this process writes (GCS tables, spill files) is this user's only
     args = parse_args(argv)
     token = bytes.fromhex(os.environ.pop("ACTORFLOW_TOKEN"))
     logging.basicConfig(level=logging.WARNING,

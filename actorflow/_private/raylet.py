@@ -425,7 +425,9 @@ class Raylet:
             "resources_total": self.resources.total,
             "resources_available": self.resources.available,
             "workers": [{"worker_id": w.worker_id, "pid": w.pid, "state": w.state,
-                         "address": w.address} for w in self.pool.workers.values()],
+                         "address": w.address, "job_id": w.extra.get("job_id", ""),
+                         "dedicated": bool(w.extra.get("dedicated"))}
+                        for w in self.pool.workers.values()],
             "queued_lease_requests": len(self.queue),
             "leases": len(self.leases),
             "peers": sorted(self.peers),

@@ -7,7 +7,7 @@ import os
 import time
 
 
-def create(root: str) -> str:
+def create(root: str, link_latest: bool = True) -> str:
     os.makedirs(root, mode=0o700, exist_ok=True)
     # The random part: one process may start several sessions within a second.
     name = time.strftime("session_%Y-%m-%d_%H-%M-%S") + f"_{os.getpid()}_{os.urandom(3).hex()}"
@@ -15,6 +15,8 @@ def create(root: str) -> str:
     os.mkdir(path, 0o700)
     os.mkdir(os.path.join(path, "logs"), 0o700)
     os.chmod(path, 0o700)  # whatever the umask: the token lives here
+    if not link_latest:
+        return path
     latest = os.path.join(root, "session_latest")
     try:
         if os.path.islink(latest):

@@ -1,10 +1,11 @@
-"""What a running cluster holds: objects and the object store (``ray memory`` and a part of
-Ray's ``ray.util.state``).
+"""What a running cluster holds: its nodes, actors, workers, task leases and objects (Ray's
+``ray.util.state``, ``ray status`` and ``ray memory``).
 
 Every function takes ``address``: None uses this process's cluster when ``actorflow.init()`` was
 called (or the code runs in a worker), else the latest session on this machine, like "auto".
 "HOST:PORT" (or "tcp://HOST:PORT") is a cluster's GCS address; the cluster token then comes from
-``ACTORFLOW_TOKEN`` or the latest session directory. The session directories are found under
+``ACTORFLOW_TOKEN``, else the session directory on this machine of that cluster (its head's, or a
+node's that joined it), else the latest session directory. The session directories are found under
 ``ACTORFLOW_SESSION_ROOT`` (default /tmp/actorflow-sessions).
 
 Processes that exited while being asked are skipped. No reachable cluster raises
@@ -14,13 +15,192 @@ Processes that exited while being asked are skipped. No reachable cluster raises
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from actorflow._private import inspection
 from actorflow._private.inspection import ClusterNotFoundError
 
-__all__ = ["ClusterNotFoundError", "list_objects", "memory_summary", "object_store_stats"]
+__all__ = ["ClusterNotFoundError", "cluster_status", "list_actors", "list_nodes", "list_objects",
+           "list_tasks", "list_workers", "memory_summary", "object_store_stats"]
+
+ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
+
+
+# -- nodes, actors, workers, tasks ---------------------------------------------------------------
+
+
+def list_nodes(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per node the GCS knows, dead ones too, the head first.
+
+    Keys: node_id, address, host, pid, is_head, state ("ALIVE" or "DEAD"), alive, death_cause
+    ("" while alive), resources_total, resources_available (as the node last reported in its
+    heartbeat), resources_used (total minus available), object_store_memory (bytes), and from
+    the node's raylet (None if it did not answer, or the node is dead): workers (worker
+    processes), leases (workers leased: running tasks or hosting actors), queued_lease_requests
+    (requests waiting for a worker or resources).
+    """
+    return nodes_of(inspection.run(address, inspection.collect_cluster))
+
+
+def list_actors(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per actor the GCS knows, dead ones too (as ``ray list actors``).
+
+    Keys: actor_id, class_name, name ("" if unnamed), namespace, state ("PENDING", "ALIVE",
+    "RESTARTING" or "DEAD"), address (its worker's), node_id and pid (of its worker, "" and None
+    if not running on a live node), restarts, death_cause.
+    """
+    return actors_of(inspection.run(address, inspection.collect_cluster))
+
+
+def list_workers(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per worker process on the live nodes.
+
+    Keys: node_id, worker_id, pid, address, state ("starting", "idle" or "leased"), job_id
+    (the job the worker was started for; None if the node does not report it), actor_id (the
+    actor it hosts, "" if none).
+    """
+    return workers_of(inspection.run(address, inspection.collect_cluster))
+
+
+def list_tasks(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per worker leased to run tasks (not hosting an actor): a lease runs the tasks of
+    one owner, one or several in turn. Single tasks are known only to their owners (there is no
+    central task table), so they are not listed one by one; queued lease requests are counted
+    per node in ``list_nodes()`` and ``cluster_status()``.
+
+    Keys: node_id, worker_id, pid, address, job_id (None if the node does not report it).
+    """
+    return tasks_of(workers_of(inspection.run(address, inspection.collect_cluster)))
+
+
+def cluster_status(address: str | None = None) -> dict[str, Any]:
+    """The cluster at a glance (``ray status``): gcs_address; nodes (as ``list_nodes()``);
+    resources: total, used and available, summed over the live nodes; actors: how many in each
+    state; tasks: task_leases (workers leased to run tasks), actor_workers (workers hosting
+    actors), queued_lease_requests (tasks waiting for a worker or resources), workers (worker
+    processes); jobs: alive and finished drivers; unreachable: live nodes that did not answer.
+    """
+    return status_of(inspection.run(address, inspection.collect_cluster))
+
+
+def _round(value: float) -> float:
+    return round(float(value), 4) + 0.0  # no -0.0
+
+
+def nodes_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
+    rows = []
+    for node in view.nodes:
+        total = {k: _round(v) for k, v in (node.get("resources") or {}).items()}
+        alive = bool(node.get("alive", True))
+        available = {k: _round(v) for k, v in (node.get("available") or total).items()}
+        info = view.node_infos.get(node["node_id"]) if alive else None
+        rows.append({
+            "node_id": node["node_id"],
+            "address": node.get("address", ""),
+            "host": node.get("host", ""),
+            "pid": node.get("pid"),
+            "is_head": bool(node.get("is_head")),
+            "state": "ALIVE" if alive else "DEAD",
+            "alive": alive,
+            "death_cause": node.get("death_cause", "") or "",
+            "resources_total": total,
+            "resources_available": available,
+            "resources_used": {k: _round(v - available.get(k, v)) for k, v in total.items()},
+            "object_store_memory": node.get("object_store_memory", 0),
+            "workers": len(info.get("workers", [])) if info else None,
+            "leases": info.get("leases") if info else None,
+            "queued_lease_requests": info.get("queued_lease_requests") if info else None,
+        })
+    return sorted(rows, key=lambda r: (not r["alive"], not r["is_head"],
+                                       r["node_id"]))
+
+
+def _workers_by_address(view: inspection.ClusterView) -> dict[str, tuple[str, dict[str, Any]]]:
+    return {w["address"]: (node_id, w) for node_id, info in view.node_infos.items()
+            for w in info.get("workers", []) if w.get("address")}
+
+
+def actors_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
+    workers = _workers_by_address(view)
+    rows = []
+    for actor in view.actors:
+        node_id, worker = workers.get(actor.get("address") or "", ("", {}))
+        running = actor["state"] != "DEAD" and bool(worker)
+        rows.append({
+            "actor_id": actor["actor_id"],
+            "class_name": actor.get("class_name", ""),
+            "name": actor.get("name", ""),
+            "namespace": actor.get("namespace", ""),
+            "state": actor["state"],
+            "address": actor.get("address", ""),
+            "node_id": node_id if running else actor.get("node_id", "") or "",
+            "pid": worker.get("pid") if running else None,
+            "restarts": actor.get("restarts", 0),
+            "death_cause": actor.get("death_cause", "") or "",
+        })
+    order = {state: i for i, state in enumerate(ACTOR_STATES)}
+    return sorted(rows, key=lambda r: (order.get(r["state"], len(order)), r["class_name"],
+                                       r["actor_id"]))
+
+
+def workers_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
+    hosts = {a["address"]: a["actor_id"] for a in view.actors
+             if a.get("address") and a["state"] != "DEAD"}
+    rows = []
+    for node_id, info in view.node_infos.items():
+        for worker in info.get("workers", []):
+            if worker.get("state") == "dead":
+                continue
+            rows.append({
+                "node_id": node_id,
+                "worker_id": worker.get("worker_id", ""),
+                "pid": worker.get("pid"),
+                "address": worker.get("address", ""),
+                "state": worker.get("state", ""),
+                "job_id": worker.get("job_id"),
+                "actor_id": hosts.get(worker.get("address") or "", ""),
+            })
+    return sorted(rows, key=lambda r: (r["node_id"], r["state"], r["worker_id"]))
+
+
+def tasks_of(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: w[k] for k in ("node_id", "worker_id", "pid", "address", "job_id")}
+            for w in workers if w["state"] == "leased" and not w["actor_id"]]
+
+
+def status_of(view: inspection.ClusterView) -> dict[str, Any]:
+    nodes = nodes_of(view)
+    live = [n for n in nodes if n["alive"]]
+    total: dict[str, float] = {}
+    used: dict[str, float] = {}
+    for node in live:
+        for key, value in node["resources_total"].items():
+            total[key] = _round(total.get(key, 0.0) + value)
+            used[key] = _round(used.get(key, 0.0) + node["resources_used"].get(key, 0.0))
+    actors = {state: 0 for state in ACTOR_STATES}
+    for actor in view.actors:
+        actors[actor["state"]] = actors.get(actor["state"], 0) + 1
+    workers = workers_of(view)
+    return {
+        "gcs_address": view.gcs_address,
+        "nodes": nodes,
+        "resources": {"total": total, "used": used,
+                      "available": {k: _round(v - used[k]) for k, v in total.items()}},
+        "actors": actors,
+        "tasks": {
+            "task_leases": len(tasks_of(workers)),
+            "actor_workers": sum(1 for w in workers if w["actor_id"]),
+            "queued_lease_requests": sum(n["queued_lease_requests"] or 0 for n in live),
+            "workers": len(workers),
+        },
+        "jobs": {"alive": sum(1 for j in view.jobs if j.get("alive")),
+                 "finished": sum(1 for j in view.jobs if not j.get("alive"))},
+        "unreachable": list(view.unreachable),
+    }
+
+
+# -- objects --------------------------------------------------------------------------------------
 
 
 def list_objects(address: str | None = None) -> list[dict[str, Any]]:
@@ -104,4 +284,93 @@ def format_summary(rows: list[dict[str, Any]], stats: dict[str, Any],
         f"({stats['objects']} objects, {stats['spilled_objects']} spilled)")
     if unreachable:
         lines.append(f"{len(unreachable)} processes did not answer: {', '.join(unreachable)}")
+    return "\n".join(lines)
+
+
+# -- tables of nodes, actors, workers, tasks; the status ----------------------------------------
+
+Column = tuple[str, Callable[[dict[str, Any]], Any]]
+
+
+def _short(address: str) -> str:
+    return address.split("://")[-1]
+
+
+def _amounts(values: dict[str, float]) -> str:
+    return ", ".join(f"{k} {_number(v)}" for k, v in sorted(values.items())) or "-"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def _usage(row: dict[str, Any]) -> str:
+    used, total = row["resources_used"], row["resources_total"]
+    return ", ".join(f"{k} {_number(used.get(k, 0.0))}/{_number(v)}"
+                     for k, v in sorted(total.items())) or "-"
+
+
+def _node_state(row: dict[str, Any]) -> str:
+    return row["state"] + (f" ({row['death_cause']})" if row["death_cause"] else "")
+
+
+NODE_COLUMNS: list[Column] = [
+    ("NODE ID", lambda r: r["node_id"]), ("ADDRESS", lambda r: _short(r["address"])),
+    ("HEAD", lambda r: "yes" if r["is_head"] else ""), ("PID", lambda r: r["pid"]),
+    ("RESOURCES USED/TOTAL", _usage), ("WORKERS", lambda r: r["workers"]),
+    ("LEASES", lambda r: r["leases"]), ("QUEUED", lambda r: r["queued_lease_requests"]),
+    ("STATE", _node_state)]
+ACTOR_COLUMNS: list[Column] = [
+    ("ACTOR ID", lambda r: r["actor_id"]), ("CLASS", lambda r: r["class_name"]),
+    ("NAME", lambda r: r["name"]), ("NAMESPACE", lambda r: r["namespace"]),
+    ("STATE", lambda r: r["state"]), ("NODE ID", lambda r: r["node_id"]),
+    ("PID", lambda r: r["pid"]), ("RESTARTS", lambda r: r["restarts"]),
+    ("DEATH CAUSE", lambda r: r["death_cause"])]
+WORKER_COLUMNS: list[Column] = [
+    ("WORKER ID", lambda r: r["worker_id"]), ("NODE ID", lambda r: r["node_id"]),
+    ("PID", lambda r: r["pid"]), ("STATE", lambda r: r["state"]),
+    ("JOB ID", lambda r: r["job_id"]), ("ACTOR ID", lambda r: r["actor_id"]),
+    ("ADDRESS", lambda r: _short(r["address"]))]
+TASK_COLUMNS: list[Column] = [
+    ("WORKER ID", lambda r: r["worker_id"]), ("NODE ID", lambda r: r["node_id"]),
+    ("PID", lambda r: r["pid"]), ("JOB ID", lambda r: r["job_id"]),
+    ("ADDRESS", lambda r: _short(r["address"]))]
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
+    """Rows as a table with a header line; None shows as "?", "" as "-"."""
+
+    def cell(value: Any) -> str:
+        return "?" if value is None else "-" if value == "" else str(value)
+
+    table = [[title for title, _ in columns]]
+    table += [[cell(get(row)) for _, get in columns] for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+        for line in table)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    nodes = status["nodes"]
+    live = [n for n in nodes if n["alive"]]
+    resources = status["resources"]
+    actors, tasks, jobs = status["actors"], status["tasks"], status["jobs"]
+    lines = [f"Cluster at {_short(status['gcs_address'])}: {len(live)} node(s) alive, "
+             f"{len(nodes) - len(live)} dead",
+             "", "Nodes:"]
+    lines += ["  " + line for line in format_table(nodes, [
+        c for c in NODE_COLUMNS if c[0] not in ("WORKERS", "LEASES", "QUEUED")]).splitlines()]
+    lines += ["", "Resources (used/total over the live nodes):"]
+    lines += [f"  {k}: {_number(resources['used'][k])}/{_number(v)}"
+              for k, v in sorted(resources["total"].items())] or ["  none"]
+    lines += ["", "Actors: " + ", ".join(f"{n} {state}" for state, n in actors.items()),
+              f"Tasks: {tasks['task_leases']} worker(s) leased to run tasks, "
+              f"{tasks['queued_lease_requests']} lease request(s) queued (tasks waiting for a "
+              f"worker or resources); {tasks['actor_workers']} worker(s) host actors; "
+              f"{tasks['workers']} worker process(es) in all",
+              f"Jobs: {jobs['alive']} driver(s) connected, {jobs['finished']} finished"]
+    if status["unreachable"]:
+        lines.append(f"{len(status['unreachable'])} node(s) did not answer: "
+                     f"{', '.join(_short(a) for a in status['unreachable'])}")
     return "\n".join(lines)
