@@ -51,3 +51,39 @@ def test_5000_tasks_while_workers_are_killed_every_100ms(make_cluster, worker_pr
         thread.join()
     assert results == [(i, i * i) for i in range(5000)]
     assert len(killed) >= 5, f"the chaos was too mild to mean anything: {len(killed)} kills"
+
+
+@actorflow.remote(max_restarts=-1, max_task_retries=-1)
+class PersistedCounter:
+    """Keeps its count in a file: each incarnation starts from what the last one saved."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            with open(path) as f:
+                self.count = int(f.read())
+        except FileNotFoundError:
+            self.count = 0
+
+    def add(self, n: int) -> int:
+        self.count += n
+        with open(self.path + ".tmp", "w") as f:
+            f.write(str(self.count))
+        os.replace(self.path + ".tmp", self.path)
+        return self.count
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def test_a_persisted_actors_state_survives_20_kills(make_cluster, tmp_path):
+    make_cluster(num_cpus=2)
+    counter = PersistedCounter.remote(str(tmp_path / "count"))
+    pids = set()
+    for round_ in range(20):
+        assert actorflow.get(counter.add.remote(1), timeout=60) == round_ + 1
+        pid = actorflow.get(counter.pid.remote(), timeout=60)
+        assert pid not in pids  # a new incarnation each round
+        pids.add(pid)
+        os.kill(pid, signal.SIGKILL)
+    assert actorflow.get(counter.add.remote(0), timeout=60) == 20
