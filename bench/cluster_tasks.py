@@ -10,7 +10,7 @@ from a driver that joins it by address:
     machine a second node adds no cores, so this shows what spreading costs.
 Each framework runs in its own interpreter (Ray from --ray-python, or /work/rayvenv/bin/python
 if it exists); figures are medians of --rounds rounds; results go to
-bench/results/cluster-tasks-latest.json.
+bench/results/cluster-tasks-<timestamp>.json (and cluster-tasks-latest.json).
 """
 
 from __future__ import annotations
@@ -138,10 +138,11 @@ def main() -> None:
             results.setdefault("two_vs_one", {}).setdefault(framework, {})[workload] = two / one
             print(f"{framework}: {workload} two nodes / one node = {two / one:.2f}x")
     os.makedirs(RESULTS, exist_ok=True)
-    path = os.path.join(RESULTS, "cluster-tasks-latest.json")
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"written: {path}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for name in (f"cluster-tasks-{stamp}.json", "cluster-tasks-latest.json"):
+        with open(os.path.join(RESULTS, name), "w") as f:
+            json.dump(results, f, indent=2)
+    print(f"written: {os.path.join(RESULTS, f'cluster-tasks-{stamp}.json')}")
 
 
 if __name__ == "__main__":
