@@ -236,8 +236,10 @@ class Raylet:
     # -- leases ---------------------------------------------------------------------------------
 
     async def handle_request_lease(self, payload: list, call: Call) -> list:
-        """payload: [resources, dedicated, job_id, strategy, spilled]. Answers
-        [lease_id, worker_id, worker_address, gpu_ids] or ["spillback", address, node_id]."""
+        """payload: [resources, dedicated, job_id, strategy, spilled, job] (spilled: another
+        raylet sent it here, so queue it here if it can ever fit; job: the job's namespace and
+        config). Answers [lease_id, worker_id, worker_address, gpu_ids] (gpu_ids None on a node
+        without GPUs) or ["spillback", raylet_address, node_id]."""
         resources, dedicated = normalize(payload[0]), bool(payload[1])
         job_id = payload[2] if len(payload) > 2 else self.prestart_job
         strategy = payload[3] if len(payload) > 3 else None
