@@ -59,13 +59,29 @@ class ObjectRef:
         result: concurrent.futures.Future = concurrent.futures.Future()
         core = _core()
 
-        def arrived(wire: list) -> None:
+        def settle(wire: list) -> None:
             if result.done():
                 return
             try:
                 result.set_result(core._value(wire))
             except BaseException as exc:
                 result.set_exception(exc)
+
+        def arrived(wire: list) -> None:  # on the runtime loop
+            if not core.shared.is_remote(wire):
+                settle(wire)
+                return
+            # On another node: pulled into this node's store first, without blocking the loop.
+            pulled = asyncio.ensure_future(core.shared.localize(wire))
+
+            def done(f: asyncio.Future) -> None:
+                error = f.exception()
+                if error is None:
+                    settle(f.result())
+                elif not result.done():
+                    result.set_exception(error)
+
+            pulled.add_done_callback(done)
 
         core.runtime.call_soon(core.resolve_ref, self, arrived)
         return result

@@ -354,3 +354,16 @@ def test_supervision_tree():
         "ledger restored after its crash: True",
         "supervision tree shut down",
     )
+
+
+# --- clusters ---------------------------------------------------------------
+
+@pytest.mark.timeout(120)
+def test_cluster():
+    out = run_example("cluster.py")
+    expect(out, "cluster: 2 nodes, 4 CPUs", "SPREAD: 8 tasks ran on 2 nodes",
+           "shard of 5,000,000 rows from the ssd node, summed here: 12,499,997,500,000")
+    nodes = re.findall(r"node ([0-9a-f]{8}) +(?:\(head\))? *tcp://", out)
+    assert len(nodes) == 2, out
+    ssd_node = search(r"node ([0-9a-f]{8}) +tcp://\S+ \{'CPU': 2.0, 'ssd': 1.0\}", out).group(1)
+    assert search(r"hello from node ([0-9a-f]{8})", out).group(1) == ssd_node

@@ -154,9 +154,8 @@ class CoreWorker:
         if self.runtime.closed:
             return
         if owned:
-            if shared:
-                # After this process's own "opened"/"closed" on the same connection: in order.
-                self.runtime.send_oneway(self.raylet_address, "store", "free", [[obj_id]])
+            if shared:  # in the store that made it and in every store holding a copy
+                self.shared.free_everywhere(obj_id, wire)  # type: ignore[arg-type]
         elif owner:
             self.after_borrows_settled([obj_id], lambda: self.runtime.send_oneway(
                 owner, "core", "release_objects", [[obj_id], self.address]))
@@ -317,6 +316,10 @@ class CoreWorker:
         if has_refs and sender:
             self.after_borrows_settled([], lambda: self.runtime.send_oneway(
                 sender, "core", "results_held", [task_id]))
+
+    def handle_object_copied(self, payload: list, call: Call) -> bool:
+        """[obj_id, store address]: another node's store made a copy of an object we own."""
+        return self.shared.copied(payload[0], payload[1])
 
     def handle_borrow_actor(self, payload: list, call: Call | None) -> None:
         self.handles.borrowed(payload[0], payload[1], call)
@@ -612,6 +615,7 @@ class CoreWorker:
                 raise TypeError(f"actorflow.get() got a {type(ref).__name__} in its list; "
                                 f"every element must be an ObjectRef")
         wires = self._wait_wires(list(refs), timeout, "get")
+        self.shared.prefetch(wires)  # objects on other nodes: pulled at once, not one by one
         return [self._value(w) for w in wires]
 
     @staticmethod
@@ -721,6 +725,8 @@ class CoreWorker:
                 self.objects.remove_callback(ref.id, arrived)
                 self.cancel(ref, force=False, recursive=True)
                 raise
+        if self.shared.is_remote(wire):  # on another node: pulled here before it is read
+            wire = await self.shared.localize_any_loop(wire)
         return self._value(wire)
 
     # -- cancellation ---------------------------------------------------------------------------

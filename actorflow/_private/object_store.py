@@ -3,7 +3,8 @@
 It hands out shared-memory segments to writers, learns which processes map which objects, frees
 objects when their owners say so, spills to disk when full, and answers inspection queries. The
 bytes never pass through it: writers and readers map the segment files themselves (shm.py), and
-the accounting lives in store_state.py.
+the accounting lives in store_state.py. Objects of other nodes are pulled into it in chunks, and
+it serves chunks of its own to other nodes' stores (object_transfer.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import shm
+from actorflow._private.object_transfer import TRANSFER_READER, Transfers
 from actorflow._private.runtime import Call, Runtime
 from actorflow._private.store_state import (
     SEALED,
@@ -58,6 +60,7 @@ class ObjectStore:
         self._room = asyncio.Lock()
         self._sealed_wires: dict[bytes, list] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self.transfers = Transfers(self)
 
     def start(self) -> None:
         removed = shm.remove_stale_segments(os.getpid())
@@ -69,6 +72,7 @@ class ObjectStore:
     def shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self.transfers.close()
         names = {s.name for s in self.state.pool}
         names |= {o.segment.name for o in self.state.objects.values() if o.segment is not None}
         for name in names:
@@ -84,6 +88,8 @@ class ObjectStore:
         """[obj_id, nbytes, owner, writer] -> [file name, capacity, fresh] for the writer to
         fill, or ["exists", wire] when the object is already stored (a retried task's result)."""
         obj_id, nbytes, owner, writer = payload
+        if owner != writer:  # a task's result, for a caller that may be on another node
+            self.transfers.watch_owner(owner)
         existing = self.state.objects.get(obj_id)
         if existing is not None:
             if existing.state != WRITING and obj_id in self._sealed_wires:
@@ -110,6 +116,7 @@ class ObjectStore:
         if obj_id in self.state.objects:
             self.state.seal(obj_id)
             self._sealed_wires[obj_id] = wire
+            self.transfers.sealed(obj_id)
 
     def handle_abort(self, payload: list, call: Call | None) -> None:
         self._abort(payload[0])
@@ -122,6 +129,8 @@ class ObjectStore:
             self._abort(obj_id)
         self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix):])
         self._sealed_wires[obj_id] = wire
+        self.transfers.watch_owner(owner)
+        self.transfers.sealed(obj_id)
         if self.state.used > self.state.capacity:
             self.runtime.loop.create_task(self._shed_overflow())
 
@@ -131,6 +140,32 @@ class ObjectStore:
         except exceptions.ObjectStoreFullError as exc:
             logger.warning("the object store is over capacity and nothing can be spilled: %s",
                            exc)
+
+    def sealed_wire(self, obj_id: bytes) -> list | None:
+        return self._sealed_wires.get(obj_id)
+
+    def set_sealed_wire(self, obj_id: bytes, wire: list) -> None:
+        self._sealed_wires[obj_id] = wire
+
+    # -- other nodes: pulling what this node lacks, serving what it has ------------------------
+
+    async def handle_pull(self, payload: list, call: Call) -> list:
+        """[SHARED wire of another node's object, that node's store address] -> the wire of a
+        copy in this store (made once; concurrent pulls share the transfer)."""
+        return await self.transfers.pull(payload[0], payload[1])
+
+    async def handle_transfer_begin(self, payload: list, call: Call) -> list:
+        """[obj_id, puller store address] -> [owner, size]: the object is pinned meanwhile."""
+        return await self.transfers.begin(payload[0], str(payload[1]), call)
+
+    def handle_read_chunk(self, payload: list, call: Call) -> memoryview | bytes:
+        """[obj_id, puller, offset, length] -> the bytes of the object's segment there."""
+        obj_id, puller, offset, length = payload
+        chunk = self.transfers.read_chunk(obj_id, str(puller), int(offset), int(length))
+        return chunk if call.conn is not None else bytes(chunk)  # a view must not outlive it
+
+    def handle_transfer_end(self, payload: list, call: Call | None) -> None:
+        self.transfers.end(payload[0], str(payload[1]))
 
     # -- readers and owners ---------------------------------------------------------------------
 
@@ -183,7 +218,8 @@ class ObjectStore:
     async def _ask_readers_to_let_go(self) -> bool:
         """Processes keep mapping objects they hold refs to; ask them to close the mappings no
         value is built on, so that those objects can be spilled. True if any did."""
-        readers = {r for o in self.state.objects.values() for r in o.readers}
+        readers = {r for o in self.state.objects.values() for r in o.readers
+                   if not r.startswith(TRANSFER_READER)}
         if not readers:
             return False
         asks = {r: self.runtime.request(r, "core", "release_mappings", None) for r in readers}
@@ -239,12 +275,12 @@ class ObjectStore:
     # -- inspection -----------------------------------------------------------------------------
 
     def handle_stats(self, payload: Any, call: Call) -> dict:
-        return self.state.stats()
+        return {**self.state.stats(), **self.transfers.stats()}
 
     def handle_list_objects(self, payload: Any, call: Call) -> list:
         return [{"object_id": o.obj_id.hex(), "size": o.size, "owner": o.owner,
                  "where": "spilled" if o.spill_path else "shared", "state": o.state,
-                 "readers": len(o.readers), "freed": o.freed}
+                 "readers": len(o.readers), "freed": o.freed, "pulled_from": o.pulled_from}
                 for o in self.state.objects.values()]
 
 

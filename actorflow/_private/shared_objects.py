@@ -12,6 +12,12 @@ closed once no value built on it is alive (``mmap.close`` refuses while views ex
 outlives the refs to its object lingers, stays registered, and is retried by a periodic sweep.
 Before this process lets an object's owner free it (releasing a borrow, or answering a task that
 read it), the store has acknowledged the registration: a segment is never reused under a live view.
+
+Other nodes: a wire whose node is not this process's is first pulled into this node's store
+(object_transfer.py), then the local copy is mapped. From a user thread ``load`` waits for the
+pull; code on the runtime loop pulls with ``localize`` first (async tasks' arguments, ``await
+ref``). As an owner, this process keeps which other stores hold copies of its objects, and frees
+them there too (``free_everywhere``).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from actorflow import exceptions
 from actorflow._private import serialization, shm
+from actorflow._private.object_transfer import NodeDirectory, describe
 
 if TYPE_CHECKING:
     from actorflow._private.core_worker import CoreWorker
@@ -56,6 +63,8 @@ class SharedObjects:
         self._sweeping = False
         self._write_maps: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()
         self._write_lock = threading.Lock()
+        self._copies: dict[bytes, set[str]] = {}  # our objects -> stores holding copies
+        self.nodes = NodeDirectory(lambda: self.core.gcs_request("gcs", "get_nodes", None))
 
     @property
     def store_address(self) -> str:
@@ -168,11 +177,27 @@ class SharedObjects:
     # -- reading --------------------------------------------------------------------------------
 
     def load(self, wire: list, job: bool = False) -> Any:
-        """The value of a SHARED wire, built on views of this process's mapping of it."""
-        _, _node, name, obj_id, data_len, buffer_lens = wire
+        """The value of a SHARED wire, built on views of this process's mapping of it (an
+        object of another node is pulled here first)."""
+        while True:
+            if wire[1] != self.core.node_id and wire[3] not in self._maps:
+                wire = self._localize_blocking(wire)
+            views = self._views(wire, job)
+            if views is not None:
+                break  # else it was mapped, and unmapped since: pull it again
+        data, buffers = views
+        try:
+            return pickle.loads(data, buffers=buffers)
+        finally:
+            data.release()
+
+    def _views(self, wire: list, job: bool) -> tuple[memoryview, list] | None:
+        _, node, name, obj_id, data_len, buffer_lens = wire
         with self._lock:
             entry = self._maps.get(obj_id)
             if entry is None:
+                if node != self.core.node_id:
+                    return None
                 mapping = shm.map_for_reading(
                     [os.path.join(shm.SHM_ROOT, name),
                      os.path.join(self.spill_dir, obj_id.hex())], obj_id)
@@ -185,11 +210,87 @@ class SharedObjects:
                     self.runtime.call_soon(self._linger, obj_id)  # no table entry will free it
             if job:
                 entry.jobs += 1
-            data, buffers = shm.views(entry.mmap, data_len, buffer_lens)
+            return shm.views(entry.mmap, data_len, buffer_lens)
+
+    # -- other nodes ----------------------------------------------------------------------------
+
+    def is_remote(self, wire: Any) -> bool:
+        return (isinstance(wire, list) and len(wire) == 6 and wire[0] == SHARED
+                and wire[1] != self.core.node_id)
+
+    async def localize(self, wire: list) -> list:
+        """The wire of a copy of wire's object in this node's store, pulled there if need be
+        (loop thread). ObjectLostError if the node that held it is gone or lost it."""
+        if not self.is_remote(wire):
+            return wire
+        node_id = wire[1]
+        source = await self.nodes.store_of(node_id, describe(wire[3], node_id))
         try:
-            return pickle.loads(data, buffers=buffers)
-        finally:
-            data.release()
+            return list(await self.runtime.request(self.store_address, "store", "pull",
+                                                   [wire, source]))
+        except exceptions.ObjectLostError:
+            self.nodes.forget(node_id)  # it may have died: ask the GCS next time
+            raise
+
+    async def localize_any_loop(self, wire: list) -> list:
+        """localize, awaited from any event loop."""
+        if asyncio.get_running_loop() is self.runtime.loop:
+            return await self.localize(wire)
+        future = asyncio.run_coroutine_threadsafe(self.localize(wire), self.runtime.loop)
+        return await asyncio.wrap_future(future)
+
+    def _localize_blocking(self, wire: list) -> list:
+        if self.core.on_loop_thread():
+            raise exceptions.ActorflowError(
+                f"object {wire[3].hex()} is on another node and must be pulled before it is "
+                f"read on actorflow's event loop: await the ref instead")
+        future = asyncio.run_coroutine_threadsafe(self.localize(wire), self.runtime.loop)
+        return future.result()
+
+    def prefetch(self, wires: list) -> None:
+        """Start pulling the objects of wires that are on other nodes (any thread); a load
+        that follows joins the transfer."""
+        remote = [w for w in wires if self.is_remote(w)]
+        if remote:
+            self.runtime.call_soon(self._prefetch, remote)
+
+    def _prefetch(self, wires: list) -> None:
+        for wire in wires:
+            self.runtime.loop.create_task(self.localize(wire)).add_done_callback(
+                _ignore_failure)
+
+    def copied(self, obj_id: bytes, store: str) -> bool:
+        """A store made a copy of an object we own (loop thread): False if we no longer know
+        the object (the store frees its copy then)."""
+        if not self.core.objects.is_known(obj_id):
+            return False
+        self._copies.setdefault(obj_id, set()).add(store)
+        return True
+
+    def free_everywhere(self, obj_id: bytes, wire: list) -> None:
+        """Our object is nobody's: free it in the store that made it and in every store that
+        holds a copy (loop thread)."""
+        stores = self._copies.pop(obj_id, set())
+        if wire[1] == self.core.node_id:
+            stores.discard(self.store_address)
+            # After this process's own "opened"/"closed" on the same connection: in order.
+            self.runtime.send_oneway(self.store_address, "store", "free", [[obj_id]])
+        else:
+            self.runtime.loop.create_task(self._free_at_node(obj_id, wire[1])).add_done_callback(
+                _ignore_failure)
+        for store in stores:
+            self.runtime.send_oneway(store, "store", "free", [[obj_id]])
+
+    async def _free_at_node(self, obj_id: bytes, node_id: str) -> None:
+        try:
+            address = await self.nodes.store_of(node_id, describe(obj_id, node_id))
+        except exceptions.ObjectLostError:
+            return  # the node is gone, and the object with it
+        if not self.runtime.closed:
+            self.runtime.send_oneway(address, "store", "free", [[obj_id]])
+
+    def copy_count(self) -> int:
+        return sum(len(s) for s in self._copies.values())
 
     def _register(self, obj_id: bytes, entry: _Mapping) -> None:
         entry.registered = self.runtime.request(self.store_address, "store", "opened",

@@ -45,6 +45,7 @@ class StoredObject:
     spill_path: str = ""
     writer: str = ""  # the process filling it, while WRITING
     no_reuse: bool = False  # its segment is unlinked, not pooled, when it goes
+    pulled_from: str = ""  # a copy pulled from that node's store (object_transfer.py)
 
 
 class StoreFullError(Exception):

@@ -44,7 +44,8 @@ class ActorExitSignal(BaseException):
 
 class _Job:
     __slots__ = ("task_id", "fn", "fn_name", "args_wire", "slots", "num_returns", "call",
-                 "future", "cancelled", "async_task", "thread_id", "movable", "owner", "opened")
+                 "future", "cancelled", "async_task", "thread_id", "movable", "owner", "opened",
+                 "pulling", "pulled")
 
     def __init__(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
                  num_returns: int, call: Call, future: asyncio.Future, owner: str = "") -> None:
@@ -62,6 +63,30 @@ class _Job:
         self.movable = False  # a task (not an actor call) may be given back to run elsewhere
         self.owner = owner  # the caller: owner of the results
         self.opened: list[bytes] = []  # objects in shared memory its arguments were read from
+        self.pulling: asyncio.Future | None = None  # arguments on other nodes being pulled here
+        self.pulled: dict[bytes, list] = {}  # their local wires, once pulled
+
+
+def start_pulls(core: CoreWorker, job: _Job) -> None:
+    """Start pulling the arguments that are on other nodes into this node's store, as soon as
+    the job arrives (loop thread): a sync job waits for them when it decodes its arguments, an
+    async one awaits job.pulling first."""
+    shared = serialization.SHARED
+    remote = [w for w in [job.args_wire, *(wire for _position, wire in job.slots)]
+              if w[0] == shared and w[1] != core.node_id]
+    if not remote:
+        return
+
+    async def pull(wire: list) -> None:
+        job.pulled[wire[3]] = await core.shared.localize(wire)
+
+    job.pulling = asyncio.gather(*(pull(w) for w in remote))
+    job.pulling.add_done_callback(_retrieve)
+
+
+def _retrieve(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()  # raised where the job decodes its arguments
 
 
 def decode_args(core: CoreWorker, job: _Job) -> tuple[list, dict]:
@@ -78,7 +103,7 @@ def decode_args(core: CoreWorker, job: _Job) -> tuple[list, dict]:
 
 def _load(core: CoreWorker, wire: list, job: _Job) -> Any:
     if wire[0] == serialization.SHARED:  # held for the job: released when it ends
-        value = core.shared.load(wire, job=True)
+        value = core.shared.load(job.pulled.get(wire[3], wire), job=True)
         job.opened.append(wire[3])
         return value
     return serialization.deserialize(wire)
@@ -183,6 +208,7 @@ class TaskExecutor:
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
+        start_pulls(self.core, job)
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             self.start_async(job)
         else:
@@ -191,8 +217,10 @@ class TaskExecutor:
 
     def make_job(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
                  num_returns: int, call: Call, owner: str = "") -> _Job:
-        return _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call,
-                    self.runtime.loop.create_future(), owner)
+        job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call,
+                   self.runtime.loop.create_future(), owner)
+        start_pulls(self.core, job)
+        return job
 
     def enqueue_main(self, job: _Job) -> None:
         """Run job on the main thread, after the jobs queued before it."""
@@ -368,6 +396,8 @@ class TaskExecutor:
         current_task_name.set(job.fn_name)
         start = time.perf_counter()
         try:
+            if job.pulling is not None:  # arguments on other nodes: here before it runs
+                await job.pulling
             args, kwargs = decode_args(self.core, job)
             if job.num_returns == STREAMING:
                 index = 0
