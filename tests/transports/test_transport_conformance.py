@@ -81,6 +81,17 @@ async def test_large_frame_round_trip(server: Server) -> None:
         assert await wait_for(conn.recv()) == "small follower"
 
 
+async def test_large_frames_sent_alone_round_trip(server: Server) -> None:
+    """One large frame per flush is written as header + body, not joined: still exact."""
+    blobs = [os.urandom(3 * 1024 * 1024 + i) for i in range(3)]
+    async with await transports.connect(server.address, token=TOKEN) as conn:
+        for blob in blobs:
+            conn.send(blob)
+            await conn.drain()  # flushes this frame on its own
+        for blob in blobs:
+            assert await wait_for(conn.recv(), 20) == blob
+
+
 async def test_frame_over_limit_closes_only_that_connection(
     address: str, caplog: pytest.LogCaptureFixture
 ) -> None:
