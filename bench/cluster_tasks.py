@@ -19,10 +19,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from bench.child import ray_python, report, run_child
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 SLEEP_TASKS, SLEEP_SECONDS, TINY_TASKS = 200, 0.02, 1000
@@ -85,19 +86,12 @@ def run_ray(nodes: int, rounds: int) -> dict[str, list[float]]:
 
 def _child(framework: str, nodes: int, rounds: int) -> None:
     figures = (run_ray if framework == "ray" else run_actorflow)(nodes, rounds)
-    print("RESULT " + json.dumps(figures), flush=True)
+    report(figures)
 
 
 def _measure(python: str, framework: str, nodes: int, rounds: int) -> dict[str, list[float]]:
-    # The repository root, so that the other interpreter finds this bench package.
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run([python, "-m", "bench.cluster_tasks", "--child", framework,
-                           "--nodes", str(nodes), "--rounds", str(rounds)],
-                          capture_output=True, text=True, env=env, timeout=900)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"{framework} with {nodes} node(s) failed:\n{done.stderr[-3000:]}")
+    args = ["--child", framework, "--nodes", str(nodes), "--rounds", str(rounds)]
+    return run_child(python, "bench.cluster_tasks", args, timeout=900)
 
 
 def main() -> None:
@@ -111,11 +105,10 @@ def main() -> None:
     if args.child:
         _child(args.child, args.nodes, args.rounds)
         return
-    ray_python = args.ray_python or ("/work/rayvenv/bin/python"
-                                     if os.path.exists("/work/rayvenv/bin/python") else "")
+    ray = ray_python(args.ray_python)
     frameworks = [("actorflow", sys.executable)]
-    if ray_python and not args.no_ray:
-        frameworks.append(("ray", ray_python))
+    if ray and not args.no_ray:
+        frameworks.append(("ray", ray))
     results: dict = {"rounds": args.rounds, "figures": {}}
     for nodes in (1, 2):
         for framework, python in frameworks:

@@ -18,10 +18,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from bench.child import ray_python, report, run_child
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 STORE_BYTES = 4 << 30  # each node's object store, both frameworks
@@ -96,19 +97,12 @@ def run_ray(size: int, rounds: int) -> dict[str, list[float]]:
 
 def _child(framework: str, size: int, rounds: int) -> None:
     figures = (run_ray if framework == "ray" else run_actorflow)(size, rounds)
-    print("RESULT " + json.dumps(figures), flush=True)
+    report(figures)
 
 
 def _measure(python: str, framework: str, size: int, rounds: int) -> dict[str, list[float]]:
-    # The repository root, so that the other interpreter finds this bench package.
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run([python, "-m", "bench.cluster_transfer", "--child", framework,
-                           "--size-mib", str(size >> 20), "--rounds", str(rounds)],
-                          capture_output=True, text=True, env=env, timeout=600)
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"{framework} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+    args = ["--child", framework, "--size-mib", str(size >> 20), "--rounds", str(rounds)]
+    return run_child(python, "bench.cluster_transfer", args, timeout=600)
 
 
 def main() -> None:
@@ -123,11 +117,10 @@ def main() -> None:
     if args.child:
         _child(args.child, size, args.rounds)
         return
-    ray_python = args.ray_python or ("/work/rayvenv/bin/python"
-                                     if os.path.exists("/work/rayvenv/bin/python") else "")
+    ray = ray_python(args.ray_python)
     frameworks = [("actorflow", sys.executable)]
-    if ray_python and not args.no_ray:
-        frameworks.append(("ray", ray_python))
+    if ray and not args.no_ray:
+        frameworks.append(("ray", ray))
     results: dict = {"rounds": args.rounds, "bytes": size, "figures": {}}
     for framework, python in frameworks:
         samples = _measure(python, framework, size, args.rounds)

@@ -7,7 +7,6 @@ Ray driver does: a cluster with no node on this machine cannot take a driver her
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from typing import Any
@@ -22,8 +21,6 @@ from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node import host_of, job_config
 from actorflow._private.runtime import PeerUnreachableError, Runtime
 
-logger = logging.getLogger("actorflow.driver")
-
 
 def resolve_address(address: str, config: Config) -> str:
     """tcp://HOST:PORT of the GCS: "auto" is ACTORFLOW_ADDRESS or the newest live head
@@ -34,8 +31,8 @@ def resolve_address(address: str, config: Config) -> str:
         return _checked(os.environ["ACTORFLOW_ADDRESS"])
     for path in session_dir.sessions(config.session_root):
         info = session_dir.read_json(os.path.join(path, "node.json"))
-        if info and info.get("is_head") and _alive(int(info.get("pid", 0))) and not _embedded(
-                info, path):
+        running = info is not None and session_dir.pid_running(int(info.get("pid", 0)))
+        if info and info.get("is_head") and running and not _embedded(info, path):
             return str(info["gcs_address"])
     raise ConnectionError(
         f"init(address='auto'): no running cluster was found on this machine (under "
@@ -66,16 +63,6 @@ def _check_reachable(address: str, timeout: float) -> None:
 def _embedded(info: dict, path: str) -> bool:
     """A driver's embedded cluster lists no node processes: it is not for other drivers."""
     return not session_dir.node_files(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return pid > 0
 
 
 def local_ip_towards(address: str) -> str:
@@ -162,14 +149,9 @@ class ClusterDriver:
         return sorted(here, key=lambda n: (not n.get("is_head"), n.get("registered_at", 0)))[0]
 
     def shutdown(self) -> None:
-        if self.loop_thread is None:
-            return
-        try:
-            self.loop_thread.run(self._shutdown(), timeout=15)
-        except Exception:
-            logger.exception("error while leaving the cluster")
-        self.loop_thread.stop()
-        self.loop_thread = None
+        if self.loop_thread is not None:
+            self.loop_thread.finish(self._shutdown(), "leaving the cluster")
+            self.loop_thread = None
 
     async def _shutdown(self) -> None:
         if self.core is not None:

@@ -75,18 +75,6 @@ def _read_session(path: str) -> tuple[dict[str, Any], bytes] | None:
     return node, token
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _latest_live(root: str) -> Target:
     """The session_latest link's cluster if its GCS runs, else the newest session whose does."""
     latest = os.path.join(root, "session_latest")
@@ -99,7 +87,7 @@ def _latest_live(root: str) -> Target:
         if found is None:
             continue
         node, token = found
-        if _pid_alive(int(node.get("pid", 0))):
+        if session_dir.pid_running(int(node.get("pid", 0))):
             return Target(node["gcs_address"], token, os.path.realpath(path))
         ended = ended or os.path.realpath(path)
     if ended:
@@ -121,7 +109,8 @@ def _session_token(root: str, gcs_address: str) -> tuple[bytes, str] | None:
     for path in session_dir.sessions(root):
         for node_file in session_dir.node_files(path):
             info = session_dir.read_json(node_file) or {}
-            if info.get("gcs_address") == gcs_address and _pid_alive(int(info.get("pid", 0))):
+            pid = int(info.get("pid", 0))
+            if info.get("gcs_address") == gcs_address and session_dir.pid_running(pid):
                 token = session_dir.read_token(path)
                 if token is not None:
                     return token, path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -34,6 +35,14 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run coro on the loop and wait for its result from the calling thread."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def finish(self, coro: Coroutine[Any, Any, Any], what: str, timeout: float = 15.0) -> None:
+        """Run a last coroutine (a shutdown) on the loop, log its failure, then stop."""
+        try:
+            self.run(coro, timeout)
+        except Exception:
+            logging.getLogger("actorflow").exception("error while %s", what)
+        self.stop()
 
     def stop(self, timeout: float = 5.0) -> None:
         if not self._thread.is_alive():

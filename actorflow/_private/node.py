@@ -8,7 +8,6 @@ goes (see worker_main.py).
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import secrets
@@ -26,8 +25,6 @@ from actorflow._private.object_store import ObjectStore, default_capacity
 from actorflow._private.raylet import Raylet
 from actorflow._private.resources import normalize
 from actorflow._private.runtime import Runtime
-
-logger = logging.getLogger("actorflow.node")
 
 
 def node_resources(num_cpus: float | None, num_gpus: float | None,
@@ -200,14 +197,9 @@ class LocalSession:
         session_dir.write_node_info(self.session_dir, node.info())
 
     def shutdown(self) -> None:
-        if self.loop_thread is None:
-            return
-        try:
-            self.loop_thread.run(self._shutdown(), timeout=15)
-        except Exception:
-            logger.exception("error while shutting down the local cluster")
-        self.loop_thread.stop()
-        self.loop_thread = None
+        if self.loop_thread is not None:
+            self.loop_thread.finish(self._shutdown(), "shutting down the local cluster")
+            self.loop_thread = None
 
     async def _shutdown(self) -> None:
         if self.gcs is not None:

@@ -96,13 +96,14 @@ def session_of_cluster(root: str, gcs_address: str) -> str | None:
     a dead session's port may be reused by another cluster."""
     for path in sessions(root):
         info = read_json(os.path.join(path, "node.json"))
-        if info is not None and info.get("gcs_address") == gcs_address and _running(
+        if info is not None and info.get("gcs_address") == gcs_address and pid_running(
                 int(info.get("pid", 0))):
             return path
     return None
 
 
-def _running(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """Does a process with this pid exist (ours or another user's)?"""
     if pid <= 0:
         return False
     try:
