@@ -289,8 +289,8 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
         raise TypeError(f"actorflow.kill() takes an actor handle, not {type(actor).__name__}")
     core = _ensure_core()
     payload = [actor._actor_id, bool(no_restart)]
-    if core.on_loop_thread():
-        core.runtime.send_oneway(core.gcs_address, "actors", "kill_actor", payload)
+    if core.on_loop_thread():  # not waited for: resent while the GCS is restarting
+        core.gcs_request("actors", "kill_actor", payload)
     else:
         core.call_control(core.gcs_address, "actors", "kill_actor", payload)
 

@@ -132,7 +132,8 @@ def test_a_named_actor_of_a_driver_that_left_while_the_gcs_was_down_dies(local_c
               "    def ping(self):\n"
               "        return 1\n"
               "a = A.options(name='orphan').remote()\n"
-              "assert actorflow.get(a.ping.remote()) == 1\n"
+              "k = A.options(name='keeper', lifetime='detached').remote()\n"
+              "assert actorflow.get([a.ping.remote(), k.ping.remote()]) == [1, 1]\n"
               "print('ready', flush=True)\n"
               "import sys; sys.stdin.read()\n")
     env = dict(os.environ, ACTORFLOW_SESSION_ROOT=local_cluster.session_root)
@@ -158,6 +159,9 @@ def test_a_named_actor_of_a_driver_that_left_while_the_gcs_was_down_dies(local_c
         return False
 
     poll_until(orphan_gone, timeout=60, message="the orphaned named actor outlived its driver")
+    keeper = actorflow.get_actor("keeper")  # the same driver's detached actor lives on
+    assert actorflow.get(keeper.ping.remote(), timeout=30) == 1
+    actorflow.kill(keeper)
 
 
 def test_sqlite_storage_round_trip(tmp_path):

@@ -150,8 +150,8 @@ class ActorHost:
         if self._exiting:
             return
         self._exiting = True
-        future = self.runtime.request(self.gcs_address, "actors", "actor_exited",
-                                      [self.actor_id, reason])
+        # Resent while the GCS is restarting: a lost message would make this look like a crash.
+        future = self.core.gcs_request("actors", "actor_exited", [self.actor_id, reason])
         future.add_done_callback(lambda _: self.runtime.loop.call_later(0.05, os._exit, 0))
 
 

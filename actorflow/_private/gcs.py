@@ -91,13 +91,13 @@ class GCS:
 
     async def recover(self) -> None:
         """After a reload: jobs whose driver is gone end; the others are watched again."""
-        for job in list(self.jobs.values()):
-            if not job["alive"]:
-                continue
-            address = job["driver_address"]
-            if await is_reachable(self.runtime, address):
-                self.runtime.on_peer_lost(address, functools.partial(self._job_ended,
-                                                                     job["job_id"]))
+        jobs = [job for job in self.jobs.values() if job["alive"]]
+        answers = await asyncio.gather(*(is_reachable(self.runtime, job["driver_address"])
+                                         for job in jobs))
+        for job, reachable in zip(jobs, answers, strict=True):
+            if reachable:
+                self.runtime.on_peer_lost(job["driver_address"],
+                                          functools.partial(self._job_ended, job["job_id"]))
             else:
                 self._job_ended(job["job_id"])
 

@@ -10,6 +10,7 @@ States: PENDING (being created), ALIVE, RESTARTING, DEAD (with a cause that call
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -96,21 +97,26 @@ class ActorManager:
     async def recover(self) -> None:
         """After a reload: actors whose process still answers are watched again (nothing
         restarts them); the others are handled as if their worker had just died; actors whose
-        creation was under way are created again; non-detached actors of a gone owner die."""
-        for record in list(self.actors.values()):
-            if record.state == DEAD:
-                continue
+        creation was under way are created again; non-detached actors of a gone owner die.
+        Every process is pinged at once."""
+        live = [r for r in self.actors.values() if r.state != DEAD]
+        owners = {r.spec.get("owner", "") for r in live
+                  if r.spec.get("lifetime") != "detached"} - {""}
+        addresses = sorted(owners | {r.address for r in live if r.state == ALIVE} - {""})
+        answers = await asyncio.gather(*(is_reachable(self.runtime, a) for a in addresses))
+        reachable = {a for a, ok in zip(addresses, answers, strict=True) if ok}
+        for owner in owners & reachable:
+            self.runtime.on_peer_lost(owner, functools.partial(self.owner_gone_by_address,
+                                                               owner))
+        for record in live:
             owner = record.spec.get("owner", "")
-            if record.spec.get("lifetime") != "detached" and owner:
-                if not await is_reachable(self.runtime, owner):
-                    self._kill(record, "its owner (the process that created it) exited",
-                               OWNER_DIED)
-                    continue
-                self.runtime.on_peer_lost(owner, functools.partial(self.owner_gone_by_address,
-                                                                   owner))
-            if record.state == ALIVE and record.worker_id:
+            detached = record.spec.get("lifetime") == "detached"
+            if owner and not detached and owner not in reachable:
+                self._kill(record, "its owner (the process that created it) exited",
+                           OWNER_DIED)
+            elif record.state == ALIVE and record.worker_id:
                 self._by_worker[record.worker_id] = record
-                if await is_reachable(self.runtime, record.address):
+                if record.address in reachable:
                     self._watch_worker(record, record.worker_id, record.address)
                 else:
                     self._worker_lost(record, record.worker_id, None,

@@ -93,6 +93,7 @@ class HandleCounts:
         if channel is not None:
             channel.pins = []  # its constructor's arguments may go with it
         if not self.core.runtime.closed:
-            self.core.runtime.send_oneway(
-                self.core.gcs_address, "actors", "kill_actor",
+            # A request, resent while the GCS is restarting (a one-way message would be lost).
+            self.core.gcs_request(
+                "actors", "kill_actor",
                 [actor_id, True, "every handle to it is gone (it went out of scope)"])

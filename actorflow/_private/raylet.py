@@ -36,6 +36,11 @@ from actorflow._private.worker_pool import DEAD, IDLE, LEASED, STARTING, WorkerP
 logger = logging.getLogger("actorflow.raylet")
 
 
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("could not tell the GCS: %s", task.exception())
+
+
 @dataclass(eq=False)
 class Lease:
     lease_id: str
@@ -137,13 +142,13 @@ class Raylet:
             "ACTORFLOW_SYS_PATH": json.dumps(config.get("sys_path") or []),
         }
 
-    async def _ask_gcs(self, method: str, payload: Any) -> Any:
+    async def _ask_gcs(self, method: str, payload: Any, target: str = "gcs") -> Any:
         """A GCS request that waits out a GCS restart (up to gcs_reconnect_seconds)."""
         deadline = self.runtime.loop.time() + self.config.gcs_reconnect_seconds
         pause = 0.05
         while True:
             try:
-                return await self.runtime.request(self.gcs_address, "gcs", method, payload)
+                return await self.runtime.request(self.gcs_address, target, method, payload)
             except PeerUnreachableError:
                 if self._closing or self.runtime.loop.time() + pause > deadline:
                     raise
@@ -189,8 +194,10 @@ class Raylet:
         if worker.address and self.on_worker_gone is not None:
             self.on_worker_gone(worker.address)
         if worker.extra.get("dedicated"):
-            self.runtime.send_oneway(self.gcs_address, "actors", "actor_worker_exited",
-                                     [worker.worker_id, worker.exit_code])
+            # A request, resent while the GCS is restarting: it decides the actor's fate.
+            report = self.runtime.loop.create_task(self._ask_gcs(
+                "actor_worker_exited", [worker.worker_id, worker.exit_code], target="actors"))
+            report.add_done_callback(_log_failure)
         if worker.lease_id is not None:
             lease = self.leases.pop(worker.lease_id, None)
             if lease is not None:
