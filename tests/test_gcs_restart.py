@@ -209,3 +209,33 @@ def test_gcs_killed_and_restarted_under_load(local_cluster):
     assert actorflow.get(calls, timeout=60) == list(range(1, 301))
     after = Account.remote()  # and the control plane works again
     assert actorflow.get(after.deposit.remote(5), timeout=60) == 5
+
+
+@actorflow.remote
+class SlowStart:
+    def __init__(self, marker: str) -> None:
+        open(f"{marker}-{os.getpid()}", "w").close()
+        time.sleep(2.0)  # still being created when the GCS dies
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def test_an_actor_being_created_when_the_gcs_dies_is_created_once_again(local_cluster,
+                                                                         tmp_path,
+                                                                         poll_until,
+                                                                         process_gone):
+    """The restarted GCS creates it again, and ends the worker its predecessor had leased for
+    it (no leaked process)."""
+    local_cluster.add_node(num_cpus=2)
+    actorflow.init(address=local_cluster.address)
+    marker = str(tmp_path / "constructing")
+    actor = SlowStart.remote(marker)
+    first = poll_until(lambda: [p for p in os.listdir(tmp_path)], timeout=60)
+    first_pid = int(first[0].rsplit("-", 1)[1])
+    local_cluster.kill_gcs()
+    local_cluster.restart_gcs()
+    second_pid = actorflow.get(actor.pid.remote(), timeout=60)
+    assert second_pid != first_pid
+    poll_until(lambda: process_gone(first_pid), timeout=30,
+               message="the worker leased for the first attempt was left running")

@@ -123,6 +123,23 @@ class ActorManager:
                                       how="its process was gone when the GCS restarted")
             elif record.state in (PENDING, RESTARTING):
                 self.runtime.loop.create_task(self._create(record))
+        await self._reclaim_orphaned_leases()
+
+    async def _reclaim_orphaned_leases(self) -> None:
+        """Workers leased by the previous GCS for actors it had not finished creating (they
+        are created again) end: each node keeps only the actor leases the tables know."""
+        known: dict[str, list[str]] = {}
+        for record in self.actors.values():
+            if record.state == ALIVE and record.lease_id:
+                known.setdefault(record.raylet_address, []).append(record.lease_id)
+        nodes = [n["address"] for n in self.gcs.nodes.values() if n["alive"]]
+        answers = await asyncio.gather(
+            *(self.runtime.request(a, "raylet", "reclaim_orphaned_leases", [known.get(a, [])])
+              for a in nodes), return_exceptions=True)
+        reclaimed = sum(a for a in answers if isinstance(a, int))
+        if reclaimed:
+            logger.warning("ended %d actor workers the previous GCS had leased for actors it "
+                           "was still creating", reclaimed)
 
     def _watch_worker(self, record: ActorRecord, worker_id: str, address: str) -> None:
         # The raylet reports the exit code; the lost connection is the fallback if it cannot.

@@ -83,6 +83,7 @@ class Raylet:
         self._idle: dict[str, deque[WorkerProcess]] = {}  # job id -> its idle workers
         self._job_env: dict[str, dict[str, str]] = {}
         self._leases_by_holder: dict[Any, set[str]] = {}
+        self._orphaned: set[str] = set()  # actor leases whose GCS connection closed
         self._start_failures = 0
         self._closing = False
         self._tasks: list[asyncio.Task] = []
@@ -321,8 +322,21 @@ class Raylet:
         for lease_id in self._leases_by_holder.pop(conn, set()):
             lease = self.leases.get(lease_id)
             if lease is not None and lease.dedicated:
-                continue  # an actor's: the GCS, restarted, still knows it and ends it itself
+                # An actor's, from a GCS that went away: a restarted GCS keeps the ones its
+                # tables know and reclaims the others (reclaim_orphaned_leases).
+                self._orphaned.add(lease_id)
+                continue
             self._return(lease_id, kill_worker=True)
+
+    def handle_reclaim_orphaned_leases(self, payload: list, call: Call) -> int:
+        """From a restarted GCS: the actor leases of its predecessor that it does not know
+        (an actor it was still creating, which it creates again) end; the count."""
+        known = set(payload[0])
+        stale = self._orphaned - known
+        self._orphaned.clear()
+        for lease_id in stale:
+            self._return(lease_id, kill_worker=True)
+        return len(stale)
 
     def handle_return_lease(self, payload: list, call: Call) -> None:
         lease_id, kill_worker = payload
