@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import process_gone
+from helpers import poll_until, process_gone
 
 import actorflow
 
@@ -29,22 +29,6 @@ SHARED_CLUSTER_ARGS: dict[str, Any] = {"num_cpus": 4}
 
 
 # -- waiting ------------------------------------------------------------------------------------
-
-
-def poll_until(
-    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = ""
-) -> Any:
-    """Call predicate until it returns something truthy (returned); fail after timeout s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"condition not met within {timeout} s" + (f": {message}" if message else "")
-            )
-        time.sleep(interval)
 
 
 async def apoll_until(
@@ -336,3 +320,16 @@ def local_cluster(tmp_path_factory: pytest.TempPathFactory,
         if actorflow.is_initialized():
             actorflow.shutdown()
         cluster.shutdown()
+
+
+@pytest.fixture
+def cli(tmp_path: Any) -> Iterator[Any]:
+    """The real `actorflow` CLI run as subprocesses in a session root of this test's own
+    (test_cli_cluster.CliCluster); every process it started is ended by pid afterwards."""
+    from test_cli_cluster import CliCluster
+
+    cluster = CliCluster(tmp_path / "sessions")
+    try:
+        yield cluster
+    finally:
+        cluster.cleanup()

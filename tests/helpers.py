@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 import actorflow
 
@@ -79,3 +81,19 @@ class Signal:
 
     async def num_waiters(self) -> int:
         return self.waiters
+
+
+def poll_until(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, message: str = ""
+) -> Any:
+    """Call predicate until it returns something truthy (returned); fail after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(
+                f"condition not met within {timeout} s" + (f": {message}" if message else "")
+            )
+        time.sleep(interval)

@@ -12,12 +12,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import process_gone
+from helpers import poll_until, process_gone
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -128,24 +127,6 @@ def poll_gone(pids: Any, timeout: float = 20.0) -> None:
         time.sleep(0.05)
 
 
-def poll(predicate: Any, timeout: float = 30.0, message: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {message}")
-        time.sleep(0.1)
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[CliCluster]:
-    cluster = CliCluster(tmp_path / "sessions")
-    try:
-        yield cluster
-    finally:
-        cluster.cleanup()
 
 
 # -- a two-node cluster, seen through the CLI -----------------------------------------------------
@@ -212,7 +193,8 @@ def test_start_status_list_stop(cli, tmp_path):
     line = driver.stdout.readline()
     assert line, f"the driver failed: {driver.stderr.read() if driver.stderr else ''}"
     made = json.loads(line)
-    poll(lambda: os.path.exists(busy_file), message="the busy task started")
+    poll_until(lambda: os.path.exists(busy_file), timeout=30, interval=0.1,
+               message="the busy task started")
     with open(busy_file) as f:
         busy = json.load(f)
     assert busy["node_id"] == other_id  # the only node with "special"
@@ -223,7 +205,8 @@ def test_start_status_list_stop(cli, tmp_path):
         used = status["resources"]["used"]
         return status if used.get("special") == 1.0 and used.get("CPU", 0) >= 1.0 else None
 
-    status = poll(status_when_busy, message="the busy task's resources show as used")
+    status = poll_until(status_when_busy, timeout=30, interval=0.1,
+                        message="the busy task's resources show as used")
     assert status["gcs_address"].endswith(gcs)
     assert status["resources"]["total"] == {"CPU": 3.0, "special": 2.0}
     assert status["resources"]["available"]["special"] == 1.0
@@ -266,8 +249,9 @@ def test_start_status_list_stop(cli, tmp_path):
     # The driver leaves; its detached actor stays.
     driver.stdin.close()
     assert driver.wait(timeout=30) == 0
-    keeper = poll(lambda: [a for a in cli.json("list", "actors", "--address", gcs)
-                           if a["name"] == "keeper" and a["state"] == "ALIVE"])
+    keeper = poll_until(lambda: [a for a in cli.json("list", "actors", "--address", gcs)
+                                 if a["name"] == "keeper" and a["state"] == "ALIVE"],
+                        timeout=30, interval=0.1)
     assert keeper[0]["pid"] == made["actor"]["pid"]
 
     # stop ends every process of the cluster: nodes, the GCS, workers.
@@ -311,8 +295,9 @@ def test_a_dead_node_shows_with_its_cause(cli):
     cli.ok("start", "--address", cli.gcs_address, "--num-cpus", "1")
     other = [n for n in cli.node_files() if n["node_id"] != "gcs" and not n["is_head"]][0]
     os.kill(other["pid"], signal.SIGKILL)
-    dead = poll(lambda: [n for n in cli.json("list", "nodes")
-                         if n["node_id"] == other["node_id"] and not n["alive"]])
+    dead = poll_until(lambda: [n for n in cli.json("list", "nodes")
+                               if n["node_id"] == other["node_id"] and not n["alive"]],
+                      timeout=30, interval=0.1)
     assert dead[0]["state"] == "DEAD" and dead[0]["death_cause"]
     assert dead[0]["workers"] is None
     table = cli.ok("status")

@@ -16,7 +16,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,15 +28,6 @@ from transports import auth
 pytestmark = pytest.mark.timeout(60)
 
 REQUEST, RESPONSE = 0, 1
-
-
-@pytest.fixture
-def cli(tmp_path: Path) -> Iterator[CliCluster]:
-    cluster = CliCluster(tmp_path / "sessions")
-    try:
-        yield cluster
-    finally:
-        cluster.cleanup()
 
 
 WORKLOAD = """

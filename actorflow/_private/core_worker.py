@@ -472,16 +472,8 @@ class CoreWorker:
         return self.runtime.loop.create_task(self._gcs_retrying(target, method, payload))
 
     async def _gcs_retrying(self, target: str, method: str, payload: Any) -> Any:
-        deadline = self.runtime.loop.time() + self.config.gcs_reconnect_seconds
-        pause = 0.05
-        while True:
-            try:
-                return await self.runtime.request(self.gcs_address, target, method, payload)
-            except PeerUnreachableError:
-                if self.runtime.closed or self.runtime.loop.time() + pause > deadline:
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+        return await self.runtime.request_until_reachable(
+            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds)
 
     async def request_from_any_loop(self, address: str, target: str, method: str,
                                     payload: Any) -> Any:

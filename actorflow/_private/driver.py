@@ -15,8 +15,7 @@ from actorflow import exceptions
 from actorflow._private import ids, session_dir
 from actorflow._private.config import Config
 from actorflow._private.core_worker import CoreWorker
-from actorflow._private.inspection import _normalize
-from actorflow._private.launcher import cluster_token
+from actorflow._private.launcher import NoTokenError, cluster_token, tcp_address
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node import host_of, job_config
 from actorflow._private.runtime import PeerUnreachableError, Runtime
@@ -48,7 +47,7 @@ def _checked(address: str) -> str:
     if not host or not port.isdigit():
         raise ValueError(f"init(address={address!r}): expected 'HOST:PORT' (as printed by "
                          f"`actorflow start --head`) or 'auto'")
-    return _normalize(rest)
+    return tcp_address(rest)
 
 
 def _check_reachable(address: str, timeout: float) -> None:
@@ -85,7 +84,7 @@ class ClusterDriver:
         self.namespace = namespace or f"anonymous-{ids.new_id(4).hex()}"
         try:
             self.token, found = cluster_token(self.gcs_address, config.session_root)
-        except exceptions.AuthenticationError:
+        except NoTokenError:  # nothing there at all is the clearer error
             _check_reachable(self.gcs_address, config.connect_timeout)
             raise
         self.session_dir = found or ""

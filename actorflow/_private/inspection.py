@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from actorflow import exceptions
 from actorflow._private import context, session_dir
 from actorflow._private.config import Config
+from actorflow._private.launcher import NoTokenError, cluster_token, tcp_address
 from actorflow._private.runtime import PeerUnreachableError, Runtime
 
 T = TypeVar("T")
@@ -47,10 +48,6 @@ class Snapshot:
 
 
 # -- reaching the cluster -----------------------------------------------------------------------
-
-
-def _normalize(address: str) -> str:
-    return address if "://" in address else "tcp://" + address
 
 
 @dataclass
@@ -97,57 +94,24 @@ def _latest_live(root: str) -> Target:
     raise ClusterNotFoundError(_hint(root))
 
 
-def _session_token(root: str, gcs_address: str) -> tuple[bytes, str] | None:
-    """The token of the cluster at gcs_address from a session on this machine: the head's
-    session (its node.json names that GCS), else a session of a node that joined it (its
-    nodes/*.json name that GCS), newest first."""
-    head = session_dir.session_of_cluster(root, gcs_address)
-    if head is not None:
-        token = session_dir.read_token(head)
-        if token is not None:
-            return token, head
-    for path in session_dir.sessions(root):
-        for node_file in session_dir.node_files(path):
-            info = session_dir.read_json(node_file) or {}
-            pid = int(info.get("pid", 0))
-            if info.get("gcs_address") == gcs_address and session_dir.pid_running(pid):
-                token = session_dir.read_token(path)
-                if token is not None:
-                    return token, path
-    return None
-
-
 def find_target(address: str | None, config: Config | None = None) -> Target:
     """Where an outside client connects: the latest live session (address None or "auto"), or
-    an explicit GCS address with the token from ACTORFLOW_TOKEN, else from the session on this
-    machine of that cluster (session_dir.session_of_cluster), else from the latest session."""
+    an explicit GCS address with the token from ACTORFLOW_TOKEN or that cluster's session on
+    this machine (launcher.cluster_token)."""
     config = config or Config.from_env()
     root = config.session_root
     if address in (None, "", "auto"):
         return _latest_live(root)
-    gcs_address = _normalize(address)
-    env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
-    if env_token:
-        try:
-            return Target(gcs_address, bytes.fromhex(env_token))
-        except ValueError:
-            raise exceptions.AuthenticationError(
-                "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
-                "its session directory's token file") from None
-    found = _session_token(root, gcs_address)
-    if found is not None:
-        return Target(gcs_address, found[0], found[1])
-    token = session_dir.read_token(os.path.join(root, "session_latest"))
-    if token is None:
-        raise ClusterNotFoundError(
-            f"no token for the cluster at {address}: no session under {root} belongs to it; set "
-            f"ACTORFLOW_TOKEN to the cluster's token (the token file of its head's session "
-            f"directory)")
-    return Target(gcs_address, token)
+    gcs_address = tcp_address(address)
+    try:
+        token, session = cluster_token(gcs_address, root)
+    except NoTokenError as exc:
+        raise ClusterNotFoundError(str(exc)) from None
+    return Target(gcs_address, token, session or "")
 
 
 def _same_address(a: str, b: str) -> bool:
-    return _normalize(a) == _normalize(b)
+    return tcp_address(a) == tcp_address(b)
 
 
 def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:

@@ -19,7 +19,15 @@ from typing import Any
 from actorflow import exceptions
 from actorflow._private import session_dir
 from actorflow._private.config import Config
-from actorflow._private.inspection import _normalize
+
+
+def tcp_address(address: str) -> str:
+    """HOST:PORT as tcp://HOST:PORT (an address with a scheme stays as it is)."""
+    return address if "://" in address else "tcp://" + address
+
+
+class NoTokenError(exceptions.AuthenticationError):
+    """No token for a cluster was given or found on this machine."""
 
 
 class NodeStartError(exceptions.ActorflowError):
@@ -29,22 +37,21 @@ class NodeStartError(exceptions.ActorflowError):
 def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
     """The token of the cluster at gcs_address: ACTORFLOW_TOKEN, or the token file of its
     session on this machine; and that session directory (None if not on this machine)."""
-    session = session_dir.session_of_cluster(root, gcs_address)
+    found = session_dir.token_for(root, gcs_address)
     env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
     if env_token:
         try:
-            return bytes.fromhex(env_token), session
+            return bytes.fromhex(env_token), found[1] if found else None
         except ValueError:
             raise exceptions.AuthenticationError(
                 "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
                 "the token file of its head's session directory") from None
-    token = session_dir.read_token(session) if session else None
-    if token is None:
-        raise exceptions.AuthenticationError(
-            f"no token for the cluster at {gcs_address}: its head was not started on this "
-            f"machine (no session under {root} has it), so set ACTORFLOW_TOKEN to the contents "
+    if found is None:
+        raise NoTokenError(
+            f"no token for the cluster at {gcs_address}: no session under {root} belongs to "
+            f"it (its head runs on another machine), so set ACTORFLOW_TOKEN to the contents "
             f"of the token file in the head's session directory")
-    return token, session
+    return found
 
 
 def resumable_session(session_root: str, gcs_address: str) -> str | None:
@@ -93,7 +100,7 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
     else:
         if not address:
             raise ValueError("a node that is not the head needs the head's address")
-        address = _normalize(address)
+        address = tcp_address(address)
         token, found = cluster_token(address, session_root)
         # A node whose head is on another machine keeps its logs in a session of its own,
         # which does not become "the latest session" (that one's token is another cluster's).

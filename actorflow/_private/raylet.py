@@ -29,7 +29,7 @@ from actorflow import exceptions
 from actorflow._private import ids
 from actorflow._private.config import Config
 from actorflow._private.resources import NodeResources, normalize
-from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.runtime import Call, Runtime
 from actorflow._private.scheduling import NodeView, Scheduler
 from actorflow._private.worker_pool import DEAD, IDLE, LEASED, STARTING, WorkerPool, WorkerProcess
 
@@ -145,16 +145,8 @@ class Raylet:
 
     async def _ask_gcs(self, method: str, payload: Any, target: str = "gcs") -> Any:
         """A GCS request that waits out a GCS restart (up to gcs_reconnect_seconds)."""
-        deadline = self.runtime.loop.time() + self.config.gcs_reconnect_seconds
-        pause = 0.05
-        while True:
-            try:
-                return await self.runtime.request(self.gcs_address, target, method, payload)
-            except PeerUnreachableError:
-                if self._closing or self.runtime.loop.time() + pause > deadline:
-                    raise
-            await asyncio.sleep(pause)
-            pause = min(2 * pause, 1.0)
+        return await self.runtime.request_until_reachable(
+            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds)
 
     def handle_job_finished(self, payload: list, call: Call | None) -> None:
         """The job's driver is gone: its idle workers end (leased ones end with their lease)."""

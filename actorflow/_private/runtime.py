@@ -192,6 +192,21 @@ class Runtime:
             future.set_exception(_unsendable(exc, method))
         return future
 
+    async def request_until_reachable(self, address: str, target: str, method: str,
+                                      payload: Any, seconds: float) -> Any:
+        """A request sent again while its peer cannot be reached (a process being restarted),
+        for up to seconds; for requests that are safe to repeat."""
+        deadline = self.loop.time() + seconds
+        pause = 0.05
+        while True:
+            try:
+                return await self.request(address, target, method, payload)
+            except PeerUnreachableError:
+                if self.closed or self.loop.time() + pause > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
+
     def send_oneway(self, address: str, target: str, method: str, payload: Any) -> None:
         if address == self.address:
             self._dispatch_oneway(target, method, payload)

@@ -113,3 +113,21 @@ def pid_running(pid: int) -> bool:
     except OSError:
         return True  # it exists, as another user's
     return True
+
+
+def token_for(root: str, gcs_address: str) -> tuple[bytes, str] | None:
+    """The token of the cluster at gcs_address from a session on this machine, and that
+    session: the head's (its node.json names that GCS), else one of a node that joined it (its
+    nodes/*.json name that GCS, and the node runs), newest first."""
+    head = session_of_cluster(root, gcs_address)
+    token = read_token(head) if head else None
+    if head is not None and token is not None:
+        return token, head
+    for path in sessions(root):
+        for node_file in node_files(path):
+            info = read_json(node_file) or {}
+            if info.get("gcs_address") == gcs_address and pid_running(int(info.get("pid", 0))):
+                token = read_token(path)
+                if token is not None:
+                    return token, path
+    return None
