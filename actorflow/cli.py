@@ -166,8 +166,12 @@ def cmd_start(args: argparse.Namespace) -> int:
                       storage=args.storage, session_root=Config.from_env().session_root)
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
-    print(f"Started the {what} {info['node_id']} (pid {info['pid']}) at "
-          f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}.")
+    if info.get("resumed"):
+        print(f"Resumed the cluster whose GCS had died: the {what} {info['node_id']} (pid "
+              f"{info['pid']}) still runs at {info['address'].split('://')[-1]} and reconnects.")
+    else:
+        print(f"Started the {what} {info['node_id']} (pid {info['pid']}) at "
+              f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}.")
     print(f"Session directory: {info['session_dir']} (logs, token)")
     if args.head and info.get("gcs"):
         print(f"GCS (pid {info['gcs']['pid']}) at {gcs}, tables in {info['gcs']['storage']}.")

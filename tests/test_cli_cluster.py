@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -416,3 +417,39 @@ def test_status_of_a_view_counts_live_nodes_actors_and_leases():
     table = state.format_table(state.workers_of(view), state.WORKER_COLUMNS)
     assert table.splitlines()[0].split()[:2] == ["WORKER", "ID"]
     assert len(table.splitlines()) == 4 and "?" in table  # job_id not reported: "?"
+
+
+def test_start_head_again_on_the_port_of_a_dead_gcs_resumes_that_cluster(cli, tmp_path):
+    """The GCS killed -9, `start --head --port P --storage ...` again: the same session and
+    token, the tables reloaded, and the running node and detached actor still there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    storage = f"sqlite:///{tmp_path / 'tables.sqlite'}"
+    cli.ok("start", "--head", "--port", str(port), "--num-cpus", "1", "--storage", storage)
+    session, token = cli.head_session(), cli.token()
+    keeper = cli.driver("""
+        import sys, actorflow
+        actorflow.init(address=sys.argv[1])
+
+        @actorflow.remote
+        class Keeper:
+            def ping(self):
+                return "pong"
+
+        Keeper.options(name="keeper", namespace="resume", lifetime="detached").remote()
+        print("made", flush=True)
+    """, f"127.0.0.1:{port}")
+    assert keeper.wait(timeout=60) == 0, keeper.stderr.read()
+    gcs = [n for n in cli.node_files() if n["node_id"] == "gcs"][0]
+    os.kill(gcs["pid"], signal.SIGKILL)
+    poll_until(lambda: process_gone(gcs["pid"]), timeout=30)
+    out = cli.ok("start", "--head", "--port", str(port), "--num-cpus", "1", "--storage", storage)
+    assert f"tables in {storage}" in out and "Resumed the cluster" in out
+    assert len([n for n in cli.node_files() if n.get("is_head") and n["node_id"] != "gcs"]) == 1
+    assert cli.head_session() == session and cli.token() == token  # the same cluster
+    status = poll_until(lambda: (s := cli.json("status"))["nodes"] and s, timeout=30,
+                        interval=0.1)
+    assert any(a["name"] == "keeper" and a["state"] == "ALIVE"
+               for a in cli.json("list", "actors"))
+    assert len([n for n in status["nodes"] if n["alive"]]) >= 1

@@ -65,6 +65,15 @@ def resumable_session(session_root: str, gcs_address: str) -> str | None:
     return None
 
 
+def _running_head_node(session: str, gcs_address: str) -> dict[str, Any] | None:
+    for path in session_dir.node_files(session):
+        info = session_dir.read_json(path) or {}
+        if (info.get("is_head") and info.get("gcs_address") == gcs_address
+                and _is_node_process(int(info.get("pid", 0)))):
+            return info
+    return None
+
+
 def start_gcs(*, session: str, token: bytes, host: str, port: int, storage: str,
               env: dict[str, str] | None = None, wrapper: list[str] | None = None,
               timeout: float = 60.0) -> dict[str, Any]:
@@ -82,7 +91,8 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
     """Start a node process and wait until it serves; its info (with "pid", "log_path" and
     "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
     session with a new token, or, if a head with a GCS now gone listened at that address, its
-    session again (same token, GCS tables reloaded from its storage)."""
+    session again (same token and storage, tables reloaded); then if that head's node still
+    runs, its info comes back with "resumed" and no new node is started."""
     gcs_info = None
     if head:
         found = resumable_session(session_root, f"tcp://{host}:{port}") if port else None
@@ -92,11 +102,15 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
             env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
             token = bytes.fromhex(env_token) if env_token else secrets.token_bytes(32)
             session_dir.write_token(session, token)
-        storage = storage or Config.from_env().gcs_storage or \
-            f"sqlite:///{os.path.join(session, 'gcs.sqlite')}"
+        before = session_dir.read_json(os.path.join(session, "node.json")) if found else None
+        storage = (storage or (before or {}).get("storage") or Config.from_env().gcs_storage
+                   or f"sqlite:///{os.path.join(session, 'gcs.sqlite')}")
         gcs_info = start_gcs(session=session, token=token, host=host, port=port,
                              storage=storage, env=env, wrapper=wrapper, timeout=timeout)
         address = gcs_info["gcs_address"]
+        head_node = _running_head_node(session, address) if found else None
+        if head_node is not None:  # only the GCS had died: the head's node reconnects to it
+            return dict(head_node, gcs=gcs_info, resumed=True, popen=None, log_path="")
     else:
         if not address:
             raise ValueError("a node that is not the head needs the head's address")
