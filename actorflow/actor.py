@@ -14,11 +14,11 @@ import cloudpickle
 
 from actorflow._private import context, ids, serialization
 from actorflow._private import options as opts
-from actorflow._private.actor_host import TERMINATE_METHODS, is_async_class
-from actorflow._private.actor_submitter import ActorCall
-from actorflow._private.scheduling import strategy_to_wire
-from actorflow._private.task_executor import ActorExitSignal
-from actorflow._private.task_submitter import STREAMING
+from actorflow._private.node.scheduling import strategy_to_wire
+from actorflow._private.worker.actor_host import TERMINATE_METHODS, is_async_class
+from actorflow._private.worker.actor_submitter import ActorCall
+from actorflow._private.worker.executor import ActorExitSignal
+from actorflow._private.worker.task_submitter import STREAMING
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor"]
 

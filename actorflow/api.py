@@ -13,7 +13,7 @@ from typing import Any
 from actorflow import exceptions
 from actorflow._private import context, ids
 from actorflow._private.config import Config
-from actorflow._private.core_worker import CoreWorker, current_task_id
+from actorflow._private.worker.core_worker import CoreWorker, current_task_id
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
 _init_lock = threading.RLock()
@@ -42,7 +42,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 return _info()
             raise RuntimeError("actorflow.init() was already called; call actorflow.shutdown() "
                                "first or pass ignore_reinit_error=True")
-        from actorflow._private.node import LocalSession
+        from actorflow._private.cluster.local import LocalSession
 
         config = Config.from_env()
         if ray_compat.get("_temp_dir"):
@@ -59,7 +59,7 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
                 raise ValueError(f"init(address=...) joins a running cluster, whose nodes set "
                                  f"their own resources: {', '.join(wrong)} cannot be given; pass "
                                  f"them to `actorflow start` instead")
-            from actorflow._private.driver import ClusterDriver
+            from actorflow._private.cluster.driver import ClusterDriver
 
             driver = ClusterDriver(config, address, namespace)
             core = driver.start()

@@ -149,8 +149,8 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_start(args: argparse.Namespace) -> int:
+    from actorflow._private.cluster.launcher import start_node
     from actorflow._private.config import Config
-    from actorflow._private.launcher import start_node
 
     try:
         resources = json.loads(args.resources)
@@ -192,8 +192,8 @@ def _stop_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from actorflow._private.cluster.launcher import stop_nodes
     from actorflow._private.config import Config
-    from actorflow._private.launcher import stop_nodes
 
     stopped = stop_nodes(Config.from_env().session_root, grace=args.grace)
     print(f"Stopped {len(stopped)} actorflow node process(es)"

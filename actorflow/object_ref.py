@@ -110,7 +110,7 @@ class ObjectRefGenerator:
         return self._next_sync(timeout)
 
     def _next_sync(self, timeout: float | None) -> ObjectRef:
-        from actorflow._private.core_worker import check_not_in_event_loop
+        from actorflow._private.worker.core_worker import check_not_in_event_loop
 
         check_not_in_event_loop("ObjectRefGenerator.__next__", "`async for`")
         if not _core().streams.wait_next(self._task_id, self._next, timeout):

@@ -10,8 +10,8 @@ from typing import Any
 import cloudpickle
 
 from actorflow._private import options as opts
-from actorflow._private.scheduling import strategy_to_wire
-from actorflow._private.task_submitter import STREAMING
+from actorflow._private.node.scheduling import strategy_to_wire
+from actorflow._private.worker.task_submitter import STREAMING
 
 
 class RemoteFunction:

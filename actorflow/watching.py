@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actorflow._private import context
-from actorflow._private.core_worker import check_not_in_event_loop
+from actorflow._private.worker.core_worker import check_not_in_event_loop
 from actorflow.exceptions import RuntimeNotInitializedError
 
 logger = logging.getLogger("actorflow.watch")

@@ -375,7 +375,7 @@ def test_help(cli, command):
 
 
 def test_status_of_a_view_counts_live_nodes_actors_and_leases():
-    from actorflow._private.inspection import ClusterView
+    from actorflow._private.cluster.inspection import ClusterView
     from actorflow.util import state
 
     view = ClusterView(

@@ -12,7 +12,7 @@ import pytest
 import actorflow
 from actorflow import exceptions
 from actorflow._private import context
-from actorflow._private.object_transfer import CHUNK_BYTES
+from actorflow._private.node.transfer import CHUNK_BYTES
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 pytestmark = pytest.mark.timeout(180)

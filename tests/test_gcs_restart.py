@@ -14,7 +14,7 @@ import time
 import pytest
 
 import actorflow
-from actorflow._private.gcs_storage import MemoryStorage, SqliteStorage, open_storage
+from actorflow._private.control.storage import MemoryStorage, SqliteStorage, open_storage
 
 pytestmark = pytest.mark.timeout(180)
 

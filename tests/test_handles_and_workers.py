@@ -129,7 +129,7 @@ def test_without_the_fork_server_workers_are_spawned(make_cluster, monkeypatch,
     actor = Pid.remote()
     assert actorflow.get(actor.ping.remote(), timeout=30) == "pong"
     with open(f"/proc/{_actor_pid(actor)}/cmdline", "rb") as f:
-        assert b"worker_main" in f.read()
+        assert b"actorflow._private.worker.main" in f.read()
 
 
 def test_lost_ref_raises_instead_of_hanging(cluster):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from actorflow import exceptions
-from actorflow._private.resources import NodeResources
-from actorflow._private.scheduling import NodeView, Scheduler, strategy_to_wire
+from actorflow._private.node.resources import NodeResources
+from actorflow._private.node.scheduling import NodeView, Scheduler, strategy_to_wire
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actorflow._private import shm, store_state
-from actorflow._private.store_state import (
+from actorflow._private.node import shm, store_state
+from actorflow._private.node.store_state import (
     SEALED,
     SEGMENT_GRANULE,
     SPILLED,

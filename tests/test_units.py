@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 
 from actorflow import exceptions
-from actorflow._private import ids, options, output, resources, serialization
+from actorflow._private import ids, options, serialization
 from actorflow._private.config import Config
-from actorflow._private.object_table import MISSING, ObjectTable
+from actorflow._private.node import resources
+from actorflow._private.ownership.table import MISSING, ObjectTable
 from actorflow._private.runtime import RemoteError, error_from_wire, error_to_wire
+from actorflow._private.worker import output
 from actorflow.object_ref import ObjectRef
 
 pytestmark = pytest.mark.timeout(30)
@@ -522,8 +524,8 @@ def test_a_task_pushed_again_after_a_bounce_runs_once_and_is_answered():
     # leaving the new one unanswered forever.
     import asyncio
 
-    from actorflow._private.task_executor import TaskExecutor
-    from actorflow._private.task_submitter import OK, RESCHEDULE
+    from actorflow._private.worker.executor import TaskExecutor
+    from actorflow._private.worker.task_submitter import OK, RESCHEDULE
 
     loop = asyncio.new_event_loop()
     try:

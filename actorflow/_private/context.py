@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.worker.core_worker import CoreWorker
 
 _core: CoreWorker | None = None
 _session: Any = None  # what init() started (node.LocalSession) in a driver

@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from actorflow._private.resources import normalize
+from actorflow._private.node.resources import normalize
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 COMMON = {"num_cpus", "num_gpus", "resources", "memory", "name", "scheduling_strategy",

@@ -14,9 +14,9 @@ import signal
 import subprocess
 from typing import Any
 
-from actorflow._private import session_dir
+from actorflow._private.cluster import session_dir
+from actorflow._private.cluster.launcher import start_gcs, start_node
 from actorflow._private.config import Config
-from actorflow._private.launcher import start_gcs, start_node
 
 
 class LocalCluster:

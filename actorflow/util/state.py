@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from actorflow._private import inspection
-from actorflow._private.inspection import ClusterNotFoundError
+from actorflow._private.cluster import inspection
+from actorflow._private.cluster.inspection import ClusterNotFoundError
 
 __all__ = ["ClusterNotFoundError", "cluster_status", "list_actors", "list_nodes", "list_objects",
            "list_tasks", "list_workers", "memory_summary", "object_store_stats"]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from actorflow._private import ids
 
 if TYPE_CHECKING:
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.worker.core_worker import CoreWorker
 
 
 class _Stream:

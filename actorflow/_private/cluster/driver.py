@@ -12,13 +12,15 @@ import socket
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private import ids, session_dir
+from actorflow._private import ids
+from actorflow._private.cluster import session_dir
+from actorflow._private.cluster.launcher import NoTokenError, cluster_token, tcp_address
+from actorflow._private.cluster.local import job_config
 from actorflow._private.config import Config
-from actorflow._private.core_worker import CoreWorker
-from actorflow._private.launcher import NoTokenError, cluster_token, tcp_address
 from actorflow._private.loop_thread import LoopThread
-from actorflow._private.node import host_of, job_config
+from actorflow._private.node.services import host_of
 from actorflow._private.runtime import PeerUnreachableError, Runtime
+from actorflow._private.worker.core_worker import CoreWorker
 
 
 def resolve_address(address: str, config: Config) -> str:

@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private.gcs_storage import MemoryStorage, Storage
+from actorflow._private.control.storage import MemoryStorage, Storage
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
 
 logger = logging.getLogger("actorflow.gcs")

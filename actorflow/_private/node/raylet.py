@@ -28,10 +28,17 @@ from typing import Any
 from actorflow import exceptions
 from actorflow._private import ids
 from actorflow._private.config import Config
-from actorflow._private.resources import NodeResources, normalize
+from actorflow._private.node.resources import NodeResources, normalize
+from actorflow._private.node.scheduling import NodeView, Scheduler
+from actorflow._private.node.worker_pool import (
+    DEAD,
+    IDLE,
+    LEASED,
+    STARTING,
+    WorkerPool,
+    WorkerProcess,
+)
 from actorflow._private.runtime import Call, Runtime
-from actorflow._private.scheduling import NodeView, Scheduler
-from actorflow._private.worker_pool import DEAD, IDLE, LEASED, STARTING, WorkerPool, WorkerProcess
 
 logger = logging.getLogger("actorflow.raylet")
 

@@ -31,11 +31,12 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 from actorflow import exceptions
-from actorflow._private import serialization, shm
-from actorflow._private.object_transfer import NodeDirectory, describe
+from actorflow._private import serialization
+from actorflow._private.node import shm
+from actorflow._private.node.transfer import NodeDirectory, describe
 
 if TYPE_CHECKING:
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.worker.core_worker import CoreWorker
 
 SHARED = serialization.SHARED
 SWEEP_SECONDS = 1.0

@@ -19,14 +19,14 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import ids, serialization
-from actorflow._private.actor_submitter import ActorSubmitter
 from actorflow._private.config import Config
-from actorflow._private.handle_counts import HandleCounts
-from actorflow._private.object_table import MISSING, ObjectTable
+from actorflow._private.ownership.handles import HandleCounts
+from actorflow._private.ownership.table import MISSING, ObjectTable
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
-from actorflow._private.shared_objects import SharedObjects
-from actorflow._private.streams import StreamTable
-from actorflow._private.task_submitter import STREAMING, PendingTask, TaskSubmitter
+from actorflow._private.worker.actor_submitter import ActorSubmitter
+from actorflow._private.worker.shared_objects import SharedObjects
+from actorflow._private.worker.streams import StreamTable
+from actorflow._private.worker.task_submitter import STREAMING, PendingTask, TaskSubmitter
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
 logger = logging.getLogger("actorflow.core")

@@ -17,10 +17,8 @@ import time
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private import shm
-from actorflow._private.object_transfer import TRANSFER_READER, Transfers
-from actorflow._private.runtime import Call, Runtime
-from actorflow._private.store_state import (
+from actorflow._private.node import shm
+from actorflow._private.node.store_state import (
     SEALED,
     WRITING,
     Segment,
@@ -28,6 +26,8 @@ from actorflow._private.store_state import (
     StoreFullError,
     StoreState,
 )
+from actorflow._private.node.transfer import TRANSFER_READER, Transfers
+from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.store")
 

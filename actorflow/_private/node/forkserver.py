@@ -33,7 +33,7 @@ def _child(command: dict) -> None:
     os.environ.update(command["env"])
     os.environ["ACTORFLOW_PARENT_PID"] = str(os.getppid())
     # (The random module reseeds itself in forked children: CPython registers that at fork.)
-    from actorflow._private import worker_main
+    from actorflow._private.worker import main as worker_main
 
     try:
         worker_main.main()
@@ -54,12 +54,12 @@ def _reap(out: int) -> None:
 
 
 def serve() -> None:
-    from actorflow._private.worker_main import die_with_parent
+    from actorflow._private.worker.main import die_with_parent
 
     die_with_parent()
     # Import what every worker needs once, here, so that forked children start warm.
     import actorflow  # noqa: F401
-    from actorflow._private import worker_main  # noqa: F401
+    from actorflow._private.worker import main  # noqa: F401
 
     out = sys.stdout.fileno()
     inp = sys.stdin.fileno()

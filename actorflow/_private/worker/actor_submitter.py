@@ -23,10 +23,10 @@ from typing import TYPE_CHECKING, Any
 from actorflow import exceptions
 from actorflow._private import ids, serialization
 from actorflow._private.runtime import PeerUnreachableError
-from actorflow._private.task_submitter import CANCELLED, FAILED, OK, STREAMING
+from actorflow._private.worker.task_submitter import CANCELLED, FAILED, OK, STREAMING
 
 if TYPE_CHECKING:
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.worker.core_worker import CoreWorker
 
 logger = logging.getLogger("actorflow.actors")
 

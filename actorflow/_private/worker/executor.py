@@ -26,9 +26,9 @@ import cloudpickle
 
 from actorflow import exceptions
 from actorflow._private import ids, serialization
-from actorflow._private.core_worker import CoreWorker, current_task_id, current_task_name
 from actorflow._private.runtime import Call
-from actorflow._private.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
+from actorflow._private.worker.core_worker import CoreWorker, current_task_id, current_task_name
+from actorflow._private.worker.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
 
 logger = logging.getLogger("actorflow.executor")
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from actorflow import exceptions
-from actorflow._private import context, session_dir
+from actorflow._private import context
+from actorflow._private.cluster import session_dir
+from actorflow._private.cluster.launcher import NoTokenError, cluster_token, tcp_address
 from actorflow._private.config import Config
-from actorflow._private.launcher import NoTokenError, cluster_token, tcp_address
 from actorflow._private.runtime import PeerUnreachableError, Runtime
 
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 Workers are forked from the node's fork server (forkserver.py), which has imported the worker's
 code once, so a worker is ready in milliseconds. With ``use_forkserver`` off (or where fork is
-unavailable) each worker is a fresh ``python -m actorflow._private.worker_main``. Either way its
+unavailable) each worker is a fresh ``python -m actorflow._private.worker.main``. Either way its
 settings come in the environment (never the token on a command line, where ``ps`` shows it) and
 its stdout and stderr go to a log file in the session directory; the worker also forwards what it
 prints to the driver itself.
@@ -137,7 +137,7 @@ class WorkerPool:
         full_env.update(env)
         with open(worker.log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "actorflow._private.worker_main",
+                sys.executable, "-m", "actorflow._private.worker.main",
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=full_env,
                 start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
             )
@@ -164,7 +164,7 @@ class WorkerPool:
         log_path = os.path.join(self.session_dir, "logs", "forkserver.log")
         with open(log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "actorflow._private.forkserver",
+                sys.executable, "-m", "actorflow._private.node.forkserver",
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
                 env=env, start_new_session=True)
         self._forkserver = _ForkServer(process, self._forked_exit)

@@ -22,7 +22,7 @@ from actorflow._private import ids, serialization
 from actorflow._private.runtime import PeerUnreachableError
 
 if TYPE_CHECKING:
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.worker.core_worker import CoreWorker
 
 logger = logging.getLogger("actorflow.tasks")
 

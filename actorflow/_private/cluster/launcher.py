@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private import session_dir
+from actorflow._private.cluster import session_dir
 from actorflow._private.config import Config
 
 
@@ -149,7 +149,7 @@ def _spawn(args: list[str], *, session: str, token: bytes, env: dict[str, str] |
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
     log_path = os.path.join(session, "logs", f"{what}-{stamp}.log")
-    command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.node_main",
+    command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.cluster.node_main",
                "--session-dir", session, "--ready-file", ready, *args]
     full_env = dict(os.environ)
     full_env.update(env or {})
@@ -195,7 +195,7 @@ def _is_node_process(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
-        return b"actorflow._private.node_main" in cmdline and os.stat(f"/proc/{pid}").st_uid \
+        return b"actorflow._private.cluster.node_main" in cmdline and os.stat(f"/proc/{pid}").st_uid \
             == os.getuid()
     except OSError:
         return False

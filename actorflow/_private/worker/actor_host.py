@@ -22,15 +22,15 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import serialization
-from actorflow._private.core_worker import CoreWorker
 from actorflow._private.runtime import Call
-from actorflow._private.task_executor import (
+from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.worker.executor import (
     ActorExitSignal,
     TaskExecutor,
     set_visible_gpus,
     task_error,
 )
-from actorflow._private.task_submitter import FAILED
+from actorflow._private.worker.task_submitter import FAILED
 
 logger = logging.getLogger("actorflow.actor")
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from actorflow._private.runtime import Call
 
 if TYPE_CHECKING:
-    from actorflow._private.core_worker import CoreWorker
+    from actorflow._private.worker.core_worker import CoreWorker
 
 GRACE_SECONDS = 1.0
 

@@ -19,9 +19,9 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import serialization
-from actorflow._private.gcs import is_reachable
+from actorflow._private.control.gcs import is_reachable
+from actorflow._private.node.scheduling import NodeView, Scheduler
 from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
-from actorflow._private.scheduling import NodeView, Scheduler
 
 logger = logging.getLogger("actorflow.gcs")
 

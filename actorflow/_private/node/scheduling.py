@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private.resources import describe
+from actorflow._private.node.resources import describe
 
 _EPSILON = 1e-9
 

@@ -1,5 +1,5 @@
 """Entry point of the processes ``actorflow start`` runs in the background:
-``python -m actorflow._private.node_main --session-dir DIR --ready-file PATH [options]``.
+``python -m actorflow._private.cluster.node_main --session-dir DIR --ready-file PATH [options]``.
 
 ``--gcs``: the cluster's GCS alone, on ``--host``/``--port``, keeping its tables in
 ``--storage`` (reloaded when it restarts). Otherwise a node (raylet, object store, workers) that
@@ -22,10 +22,11 @@ import sys
 
 import uvloop
 
-from actorflow._private import session_dir
+from actorflow._private.cluster import session_dir
 from actorflow._private.config import Config
-from actorflow._private.gcs_storage import open_storage
-from actorflow._private.node import NodeServices, host_gcs, node_resources
+from actorflow._private.control.host import host_gcs
+from actorflow._private.control.storage import open_storage
+from actorflow._private.node.services import NodeServices, node_resources
 from actorflow._private.runtime import Runtime
 
 logger = logging.getLogger("actorflow.node")

@@ -28,12 +28,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from actorflow import exceptions
-from actorflow._private import shm
+from actorflow._private.node import shm
+from actorflow._private.node.store_state import SEALED, SPILLED, SPILLING, StoreFullError
 from actorflow._private.runtime import Call, PeerUnreachableError
-from actorflow._private.store_state import SEALED, SPILLED, SPILLING, StoreFullError
 
 if TYPE_CHECKING:
-    from actorflow._private.object_store import ObjectStore
+    from actorflow._private.node.object_store import ObjectStore
 
 SHARED = 3  # serialization.SHARED (not imported: serialization pulls in cloudpickle)
 # Measured on 2 cores, 1 GiB over loopback: 4-16 MiB chunks and windows of 4-8 all give about

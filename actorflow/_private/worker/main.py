@@ -1,4 +1,4 @@
-"""Entry point of a worker process: ``python -m actorflow._private.worker_main``.
+"""Entry point of a worker process: ``python -m actorflow._private.worker.main``.
 
 Settings come from ``ACTORFLOW_*`` environment variables set by the node's worker pool. The
 runtime loop runs on a thread; the main thread runs synchronous tasks. The worker never outlives
@@ -37,13 +37,14 @@ def main() -> None:
         if path not in sys.path:
             sys.path.insert(0, path)
 
-    from actorflow._private import context, output
-    from actorflow._private.actor_host import ActorHost
+    from actorflow._private import context
     from actorflow._private.config import Config
-    from actorflow._private.core_worker import CoreWorker, current_task_name
     from actorflow._private.loop_thread import LoopThread
     from actorflow._private.runtime import Runtime
-    from actorflow._private.task_executor import TaskExecutor
+    from actorflow._private.worker import output
+    from actorflow._private.worker.actor_host import ActorHost
+    from actorflow._private.worker.core_worker import CoreWorker, current_task_name
+    from actorflow._private.worker.executor import TaskExecutor
 
     config = Config.from_env()
     raylet_address = env["ACTORFLOW_RAYLET_ADDRESS"]

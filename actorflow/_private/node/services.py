@@ -1,0 +1,100 @@
+"""One node's services on a runtime: its object store and its raylet (the head's runtime hosts
+the GCS too, see control/host.py). A node process (cluster/node_main.py) runs one; the embedded
+cluster of ``init()`` (cluster/local.py) runs one on the driver's own runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from actorflow._private import ids
+from actorflow._private.config import Config
+from actorflow._private.node.object_store import ObjectStore, default_capacity
+from actorflow._private.node.raylet import Raylet
+from actorflow._private.node.resources import normalize
+from actorflow._private.runtime import Runtime
+
+
+def node_resources(num_cpus: float | None, num_gpus: float | None,
+                   resources: dict[str, float] | None) -> dict[str, float]:
+    extra = normalize(resources)
+    for reserved in ("CPU", "GPU"):
+        if reserved in extra:
+            raise ValueError(f"give {reserved} with num_{reserved.lower()}s=..., not in "
+                             f"resources={{'{reserved}': ...}}")
+    cpus = float(os.cpu_count() or 1) if num_cpus is None else num_cpus
+    gpus = 0.0 if num_gpus is None else num_gpus
+    total = normalize({"CPU": cpus, "GPU": gpus})
+    total.update(extra)
+    return total
+
+
+def host_of(address: str) -> str:
+    """The host part of tcp://HOST:PORT."""
+    return address.split("://", 1)[-1].rsplit(":", 1)[0]
+
+
+class NodeServices:
+    """One node: its object store and raylet, on a runtime (the head's hosts the GCS too)."""
+
+    def __init__(self, runtime: Runtime, config: Config, *, resources: dict[str, float],
+                 session_dir: str, gcs_address: str, token: bytes, is_head: bool) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.resources = resources
+        self.session_dir = session_dir
+        self.gcs_address = gcs_address
+        self.token = token
+        self.is_head = is_head
+        self.node_id = ids.new_id(8).hex()
+        self.store: ObjectStore | None = None
+        self.raylet: Raylet | None = None
+
+    async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
+        runtime = self.runtime
+        store = self.store = ObjectStore(
+            runtime, node_id=self.node_id,
+            capacity=self.config.object_store_memory or default_capacity(),
+            spill_dir=self.config.object_spilling_directory
+            or os.path.join(self.session_dir, "spill"))
+        store.start()
+        runtime.register_actor("store", store)
+        self.raylet = Raylet(
+            runtime, self.config, node_id=self.node_id, resources=self.resources,
+            session_dir=self.session_dir, gcs_address=self.gcs_address,
+            worker_env=self._worker_env(), node_info=self.info())
+        self.raylet.on_worker_gone = store.process_gone
+        runtime.register_actor("raylet", self.raylet)
+        await self.raylet.start(prestart, prestart_job)
+
+    def info(self) -> dict[str, Any]:
+        """What the GCS and tools know of this node."""
+        return {"node_id": self.node_id, "address": self.runtime.address,
+                "gcs_address": self.gcs_address, "host": host_of(self.runtime.address),
+                "pid": os.getpid(), "is_head": self.is_head, "session_dir": self.session_dir,
+                "shm_prefix": self.store.prefix if self.store else "",
+                "spill_dir": self.store.spill_dir if self.store else "",
+                "object_store_memory": self.store.state.capacity if self.store else 0,
+                "resources": self.resources}
+
+    def _worker_env(self) -> dict[str, str]:
+        """What every worker of this node gets; its job adds its own (raylet.py)."""
+        address = self.runtime.address
+        return {
+            "ACTORFLOW_TOKEN": self.token.hex(),
+            "ACTORFLOW_RAYLET_ADDRESS": address,
+            "ACTORFLOW_GCS_ADDRESS": self.gcs_address,
+            "ACTORFLOW_NODE_ID": self.node_id,
+            "ACTORFLOW_NODE_HOST": host_of(address),
+            "ACTORFLOW_SESSION_DIR": self.session_dir,
+            "ACTORFLOW_SHM_PREFIX": self.store.prefix if self.store else "",
+            "ACTORFLOW_SPILL_DIR": self.store.spill_dir if self.store else "",
+            "ACTORFLOW_PARENT_PID": str(os.getpid()),
+        }
+
+    async def shutdown(self) -> None:
+        if self.raylet is not None:
+            await self.raylet.shutdown()
+        if self.store is not None:
+            self.store.shutdown()
