@@ -284,3 +284,18 @@ def test_unpicklable_argument_fails_at_remote_naming_it(cluster):
         add.remote(1, b=threading.Lock())
     # Nothing was submitted, and the cluster keeps working.
     assert actorflow.get(add.remote(1, 2), timeout=30) == 3
+
+
+def test_every_user_facing_error_is_in_the_one_tree():
+    # Errors raised by the CLI, the launcher, the runtime and supervision are caught as
+    # ActorflowError, and their tracebacks and pickles name actorflow.exceptions.
+    from actorflow import exceptions, supervision
+    for name in ("ClusterNotFoundError", "NodeStartError", "NoTokenError", "ChildStartError",
+                 "PeerUnreachableError", "RemoteError", "MalformedMessageError"):
+        cls = getattr(exceptions, name)
+        assert issubclass(cls, exceptions.ActorflowError), name
+        assert cls.__module__ == "actorflow.exceptions", name
+    assert issubclass(exceptions.NoTokenError, exceptions.AuthenticationError)
+    assert supervision.ChildStartError is exceptions.ChildStartError
+    error = pickle.loads(pickle.dumps(exceptions.ChildStartError("db", "boom")))
+    assert (error.child, error.cause, str(error)) == ("db", "boom", "child 'db' did not start: boom")

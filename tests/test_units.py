@@ -17,8 +17,9 @@ from actorflow._private import ids, options, serialization
 from actorflow._private.config import Config
 from actorflow._private.node import resources
 from actorflow._private.ownership.table import MISSING, ObjectTable
-from actorflow._private.runtime import RemoteError, error_from_wire, error_to_wire
+from actorflow._private.runtime import error_from_wire, error_to_wire
 from actorflow._private.worker import output
+from actorflow.exceptions import RemoteError
 from actorflow.object_ref import ObjectRef
 
 pytestmark = pytest.mark.timeout(30)

@@ -31,25 +31,12 @@ from collections.abc import Callable
 from typing import Any
 
 import transports
-from actorflow import exceptions
+from actorflow._private import errors
 from transports import CommClosedError, Connection
 
 logger = logging.getLogger("actorflow.runtime")
 
 REQUEST, RESPONSE, FAILURE, ONEWAY, STREAM = 0, 1, 2, 3, 4
-
-
-class RemoteError(exceptions.ActorflowError):
-    """A system handler on another process failed with an error of a type not known here."""
-
-
-class PeerUnreachableError(exceptions.ActorflowError, ConnectionError):
-    """The peer's mailbox could not be reached, or the connection to it was lost.
-
-    ``delivered`` is False when the message certainly never left this process (the connection
-    could not be opened), so it is safe to send it again elsewhere."""
-
-    delivered = True
 
 
 def error_to_wire(exc: BaseException) -> list:
@@ -61,7 +48,9 @@ def error_from_wire(wire: list) -> BaseException:
     """Rebuild a control-plane error: actorflow and builtin exception types by name only, since
     nothing from the wire is ever unpickled here."""
     name, message = (wire + ["", ""])[:2]
-    cls = getattr(exceptions, name, None)
+    # A peer that could not reach a third process is not itself unreachable: that one stays
+    # a RemoteError, so that nothing here retries or fails over because of it.
+    cls = getattr(errors, name, None) if name != "PeerUnreachableError" else None
     if cls is None:
         candidate = getattr(builtins, name, None)
         if isinstance(candidate, type) and issubclass(candidate, Exception):
@@ -71,15 +60,15 @@ def error_from_wire(wire: list) -> BaseException:
             return cls(message)
         except Exception:
             pass
-    return RemoteError(f"{name}: {message}")
+    return errors.RemoteError(f"{name}: {message}")
 
 
 def _unsendable(exc: BaseException, what: str) -> BaseException:
     if isinstance(exc, transports.FrameTooLargeError):
-        return exceptions.ObjectTooLargeError(
+        return errors.ObjectTooLargeError(
             f"the {what} message is larger than the frame limit ({exc}); raise "
             f"ACTORFLOW_MAX_FRAME_SIZE, or pass large data by reference (actorflow.put)")
-    return exceptions.SerializationError(f"the {what} message cannot be encoded: {exc}")
+    return errors.SerializationError(f"the {what} message cannot be encoded: {exc}")
 
 
 class Call:
@@ -153,7 +142,7 @@ class Runtime:
             conn.close()
         for pending in list(self._pending.values()):
             if not pending.future.done():
-                pending.future.set_exception(PeerUnreachableError("the runtime shut down"))
+                pending.future.set_exception(errors.PeerUnreachableError("the runtime shut down"))
         self._pending.clear()
 
     def register_actor(self, actor_id: str, actor: Any) -> None:
@@ -201,7 +190,7 @@ class Runtime:
         while True:
             try:
                 return await self.request(address, target, method, payload)
-            except PeerUnreachableError:
+            except errors.PeerUnreachableError:
                 if self.closed or self.loop.time() + pause > deadline:
                     raise
             await asyncio.sleep(pause)
@@ -260,9 +249,9 @@ class Runtime:
 
     def _fail_outbox(self, address: str, exc: BaseException) -> None:
         if isinstance(exc, transports.AuthenticationError):
-            error: BaseException = exceptions.AuthenticationError(str(exc))
+            error: BaseException = errors.AuthenticationError(str(exc))
         else:
-            error = PeerUnreachableError(f"cannot reach {address}: {exc}")
+            error = errors.PeerUnreachableError(f"cannot reach {address}: {exc}")
             error.delivered = False
         for message in self._outbox.pop(address, []):
             self._fail_request(message, error)
@@ -302,7 +291,7 @@ class Runtime:
             pending = self._pending.pop(req_id)
             if not pending.future.done():
                 reason = f": {exc}" if exc else ""
-                pending.future.set_exception(PeerUnreachableError(
+                pending.future.set_exception(errors.PeerUnreachableError(
                     f"connection to {conn.peer_address} lost{reason}"))
         for callback in self._close_callbacks.pop(conn, []):
             try:
@@ -389,7 +378,7 @@ class Runtime:
             return
         exc = task.exception()
         if exc is not None:
-            if not isinstance(exc, (exceptions.ActorflowError, LookupError, ValueError,
+            if not isinstance(exc, (errors.ActorflowError, LookupError, ValueError,
                                     TypeError)):
                 logger.error("handler failed", exc_info=exc)
             self._answer(call, FAILURE, error_to_wire(exc))

@@ -87,7 +87,7 @@ def serialize_named(value: Any, what: str, views: bool = False) -> tuple[list, l
     try:
         return serialize_collecting_refs(value, views)
     except Exception as exc:
-        from actorflow.exceptions import SerializationError
+        from actorflow._private.errors import SerializationError
 
         raise SerializationError(f"could not serialize {what} (a {type(value).__name__}): "
                                  f"{exc}") from exc
@@ -104,7 +104,7 @@ def serialize_error(exc: BaseException) -> list:
     try:
         return [ERROR, cloudpickle.dumps(exc, protocol=5)]
     except Exception as pickling_problem:  # the exception itself cannot be pickled
-        from actorflow.exceptions import ActorflowError
+        from actorflow._private.errors import ActorflowError
 
         stand_in = ActorflowError(f"{type(exc).__name__}: {exc} (the original exception could "
                                   f"not be pickled: {pickling_problem})")

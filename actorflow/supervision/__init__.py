@@ -32,6 +32,7 @@
   (RESTART, RESUME, STOP, ESCALATE); exit_kind(event) classifies the cause.
 """
 
+from actorflow.exceptions import ChildStartError
 from actorflow.supervision._specs import (
     CRASHED,
     GAVE_UP,
@@ -54,7 +55,7 @@ from actorflow.supervision._specs import (
     SupervisionEvent,
     exit_kind,
 )
-from actorflow.supervision._supervisor import ChildStartError, Supervisor, supervisor_spec
+from actorflow.supervision._supervisor import Supervisor, supervisor_spec
 
 __all__ = [
     "CRASHED",

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import actorflow
+from actorflow import exceptions
 from actorflow._private import context
 from actorflow.actor import ActorClass, exit_actor
 from actorflow.supervision._specs import (
@@ -32,17 +33,6 @@ from actorflow.watching import ActorEvent
 logger = logging.getLogger("actorflow.supervision")
 
 LOG_SIZE = 1000  # events kept for events()
-
-
-class ChildStartError(Exception):
-    """A child did not start (its constructor raised, or it took longer than start_timeout)."""
-
-    def __init__(self, child: str, cause: str) -> None:
-        super().__init__(f"child {child!r} did not start: {cause}")
-        self.child, self.cause = child, cause
-
-    def __reduce__(self) -> Any:
-        return (ChildStartError, (self.child, self.cause))
 
 
 @dataclass(eq=False)
@@ -192,7 +182,7 @@ class Supervisor:
             self._children.append(child)
             try:
                 await self._start(child)
-            except ChildStartError:
+            except exceptions.ChildStartError:
                 self._children.remove(child)
                 raise
             return child.info()
@@ -265,7 +255,7 @@ class Supervisor:
                 self._children.append(child)
                 try:
                     await self._start(child)
-                except ChildStartError:
+                except exceptions.ChildStartError:
                     self._done = True
                     await self._stop_all()
                     raise
@@ -296,7 +286,7 @@ class Supervisor:
             handle = child.actor_class.remote(*spec.args, **kwargs)
         except Exception as exc:
             self._set_state(child, "dead")
-            raise ChildStartError(spec.name, f"{type(exc).__name__}: {exc}") from exc
+            raise exceptions.ChildStartError(spec.name, f"{type(exc).__name__}: {exc}") from exc
         inc = _Incarnation(handle, asyncio.get_running_loop().create_future())
         child.inc = inc
         inc.task = asyncio.ensure_future(self._watch(child, inc))
@@ -305,11 +295,11 @@ class Supervisor:
         except asyncio.TimeoutError:
             await self._stop(child, graceful=False)
             self._set_state(child, "dead")
-            raise ChildStartError(spec.name, f"not alive within {spec.start_timeout} s") \
+            raise exceptions.ChildStartError(spec.name, f"not alive within {spec.start_timeout} s") \
                 from None
         if first.state != "ALIVE":
             self._set_state(child, "dead")
-            raise ChildStartError(spec.name, first.cause)
+            raise exceptions.ChildStartError(spec.name, first.cause)
         inc.started_at = time.monotonic()
         self._set_state(child, "running")
         self._record("started", spec.name, f"actor {handle.actor_id}")
@@ -332,7 +322,7 @@ class Supervisor:
                     inc.handle.__actorflow_terminate__.remote()
                 await asyncio.wait_for(inc.dead.wait(), timeout)
                 return
-            except (asyncio.TimeoutError, actorflow.exceptions.ActorflowError):
+            except (asyncio.TimeoutError, exceptions.ActorflowError):
                 pass
         actorflow.kill(inc.handle)
         await asyncio.wait_for(inc.dead.wait(), 60)
@@ -478,7 +468,7 @@ class Supervisor:
                 for member in group:
                     await self._start(member)
                     started.append(member)
-            except ChildStartError as exc:
+            except exceptions.ChildStartError as exc:
                 failed = self._find(exc.child)
                 failed.failures += 1
                 child, cause = failed, exc.cause

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from actorflow._private.cluster import inspection
-from actorflow._private.cluster.inspection import ClusterNotFoundError
+from actorflow.exceptions import ClusterNotFoundError
 
 __all__ = ["ClusterNotFoundError", "cluster_status", "list_actors", "list_nodes", "list_objects",
            "list_tasks", "list_workers", "memory_summary", "object_store_stats"]

@@ -11,15 +11,15 @@ import os
 import socket
 from typing import Any
 
-from actorflow import exceptions
-from actorflow._private import ids
+from actorflow._private import errors, ids
 from actorflow._private.cluster import session_dir
-from actorflow._private.cluster.launcher import NoTokenError, cluster_token, tcp_address
+from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.cluster.local import job_config
 from actorflow._private.config import Config
+from actorflow._private.errors import NoTokenError, PeerUnreachableError
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.services import host_of
-from actorflow._private.runtime import PeerUnreachableError, Runtime
+from actorflow._private.runtime import Runtime
 from actorflow._private.worker.core_worker import CoreWorker
 
 
@@ -117,8 +117,8 @@ class ClusterDriver:
         await runtime.start(f"tcp://{host}:0")
         try:
             nodes = await runtime.request(self.gcs_address, "gcs", "get_nodes", None)
-        except exceptions.AuthenticationError as exc:
-            raise exceptions.AuthenticationError(
+        except errors.AuthenticationError as exc:
+            raise errors.AuthenticationError(
                 f"init(address={self.gcs_address!r}): the cluster refused this driver's token "
                 f"({exc}); set ACTORFLOW_TOKEN to the token file's contents in the head's "
                 f"session directory") from None

@@ -19,21 +19,17 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from actorflow import exceptions
-from actorflow._private import context
+from actorflow._private import context, errors
 from actorflow._private.cluster import session_dir
-from actorflow._private.cluster.launcher import NoTokenError, cluster_token, tcp_address
+from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.config import Config
-from actorflow._private.runtime import PeerUnreachableError, Runtime
+from actorflow._private.errors import NoTokenError, PeerUnreachableError
+from actorflow._private.runtime import Runtime
 
 T = TypeVar("T")
 
 # How long one process may take to answer an inspection query before it is skipped.
 REQUEST_TIMEOUT = 10.0
-
-
-class ClusterNotFoundError(exceptions.ActorflowError, ConnectionError):
-    """No running actorflow cluster could be found or reached."""
 
 
 Ask = Callable[[str, str, str, Any], Awaitable[Any]]
@@ -89,10 +85,10 @@ def _latest_live(root: str) -> Target:
             return Target(node["gcs_address"], token, os.path.realpath(path))
         ended = ended or os.path.realpath(path)
     if ended:
-        raise ClusterNotFoundError(
+        raise errors.ClusterNotFoundError(
             f"no running actorflow cluster found: the latest session ({ended}) has ended; start "
             f"one with `actorflow start --head` or actorflow.init(), or pass --address")
-    raise ClusterNotFoundError(_hint(root))
+    raise errors.ClusterNotFoundError(_hint(root))
 
 
 def find_target(address: str | None, config: Config | None = None) -> Target:
@@ -107,7 +103,7 @@ def find_target(address: str | None, config: Config | None = None) -> Target:
     try:
         token, session = cluster_token(gcs_address, root)
     except NoTokenError as exc:
-        raise ClusterNotFoundError(str(exc)) from None
+        raise errors.ClusterNotFoundError(str(exc)) from None
     return Target(gcs_address, token, session or "")
 
 
@@ -122,7 +118,7 @@ def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) 
     if core is not None and (address in (None, "", "auto")
                              or _same_address(address, core.gcs_address)):
         if core.on_loop_thread():
-            raise exceptions.AsyncioContextError(
+            raise errors.AsyncioContextError(
                 "cluster inspection blocks and cannot run on actorflow's own event loop (inside "
                 "an async actor or async task): call it from a thread of your own")
         coro = job(_asker(core.runtime), core.gcs_address)
@@ -156,10 +152,10 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
 
     try:
         return loop_thread.run(main())
-    except ClusterNotFoundError as exc:
+    except errors.ClusterNotFoundError as exc:
         if not target.session:
             raise
-        raise ClusterNotFoundError(f"{exc} (its session: {target.session})") from None
+        raise errors.ClusterNotFoundError(f"{exc} (its session: {target.session})") from None
     finally:
         loop_thread.stop()
 
@@ -171,13 +167,13 @@ async def _ask_gcs(ask: Ask, gcs_address: str, method: str, target: str = "gcs")
     """Ask the GCS process (target "gcs": nodes, jobs; "actors": the actor table)."""
     try:
         return await ask(gcs_address, target, method, None)
-    except exceptions.AuthenticationError as exc:
-        raise exceptions.AuthenticationError(
+    except errors.AuthenticationError as exc:
+        raise errors.AuthenticationError(
             f"authentication with the cluster at {gcs_address} failed: the token does not match "
             f"({exc}); set ACTORFLOW_TOKEN to the token in the cluster's session directory"
         ) from None
     except (PeerUnreachableError, asyncio.TimeoutError, OSError) as exc:
-        raise ClusterNotFoundError(
+        raise errors.ClusterNotFoundError(
             f"no running actorflow cluster found at {gcs_address}: {exc}") from None
 
 

@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from actorflow import exceptions
+from actorflow._private import errors
 from actorflow._private.cluster import session_dir
 from actorflow._private.config import Config
 
@@ -24,14 +24,6 @@ from actorflow._private.config import Config
 def tcp_address(address: str) -> str:
     """HOST:PORT as tcp://HOST:PORT (an address with a scheme stays as it is)."""
     return address if "://" in address else "tcp://" + address
-
-
-class NoTokenError(exceptions.AuthenticationError):
-    """No token for a cluster was given or found on this machine."""
-
-
-class NodeStartError(exceptions.ActorflowError):
-    """A node process could not be started (its log says why)."""
 
 
 def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
@@ -43,11 +35,11 @@ def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
         try:
             return bytes.fromhex(env_token), found[1] if found else None
         except ValueError:
-            raise exceptions.AuthenticationError(
+            raise errors.AuthenticationError(
                 "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
                 "the token file of its head's session directory") from None
     if found is None:
-        raise NoTokenError(
+        raise errors.NoTokenError(
             f"no token for the cluster at {gcs_address}: no session under {root} belongs to "
             f"it (its head runs on another machine), so set ACTORFLOW_TOKEN to the contents "
             f"of the token file in the head's session directory")
@@ -165,18 +157,18 @@ def _spawn(args: list[str], *, session: str, token: bytes, env: dict[str, str] |
             os.unlink(ready)
             if "error" in info:
                 process.wait()
-                raise NodeStartError(f"the {what} could not start: {info['error']}"
+                raise errors.NodeStartError(f"the {what} could not start: {info['error']}"
                                      f"{_log_tail(log_path)}")
             info.update(log_path=log_path, popen=process)
             return info
         code = process.poll()
         if code is not None:
-            raise NodeStartError(f"the {what} process exited with code {code} before it "
+            raise errors.NodeStartError(f"the {what} process exited with code {code} before it "
                                  f"served{_log_tail(log_path)}")
         if time.monotonic() > deadline:
             process.kill()
             process.wait()
-            raise NodeStartError(f"the {what} did not start within {timeout:g} s"
+            raise errors.NodeStartError(f"the {what} did not start within {timeout:g} s"
                                  f"{_log_tail(log_path)}")
         time.sleep(0.02)
 

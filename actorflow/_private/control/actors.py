@@ -17,11 +17,11 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from actorflow import exceptions
-from actorflow._private import serialization
+from actorflow._private import errors, serialization
 from actorflow._private.control.gcs import is_reachable
+from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.node.scheduling import NodeView, Scheduler
-from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
 
@@ -206,9 +206,9 @@ class ActorManager:
                 answer = await self.runtime.request(
                     answer[1], "raylet", "request_lease",
                     [spec["resources"], True, spec.get("job_id", ""), None, True, job])
-        except exceptions.TaskUnschedulableError as exc:
+        except errors.TaskUnschedulableError as exc:
             self._set_dead(record, str(exc), serialization.serialize_error(
-                exceptions.ActorUnschedulableError(str(exc))), START_FAILED)
+                errors.ActorUnschedulableError(str(exc))), START_FAILED)
             return
         except Exception as exc:
             self._set_dead(record, f"no worker could be leased for it: {exc}", None,

@@ -15,9 +15,10 @@ import logging
 import time
 from typing import Any
 
-from actorflow import exceptions
+from actorflow._private import errors
 from actorflow._private.control.storage import MemoryStorage, Storage
-from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
 
@@ -143,7 +144,7 @@ class GCS:
         node = self.nodes.get(node_id)
         if node is None or not node["alive"]:
             cause = node["death_cause"] if node else "it is not registered"
-            raise exceptions.NodeDiedError(f"the GCS has marked node {node_id} dead ({cause}); "
+            raise errors.NodeDiedError(f"the GCS has marked node {node_id} dead ({cause}); "
                                            f"the node exits")
         # A copy: from a raylet in this process the dict is the raylet's own.
         node["available"], node["queued"] = dict(available), queued

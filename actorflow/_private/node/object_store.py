@@ -16,7 +16,7 @@ import shutil
 import time
 from typing import Any
 
-from actorflow import exceptions
+from actorflow._private import errors
 from actorflow._private.node import shm
 from actorflow._private.node.store_state import (
     SEALED,
@@ -106,7 +106,7 @@ class ObjectStore:
                 os.close(fd)
             except OSError as exc:
                 self.state.abort(obj_id)
-                raise exceptions.ObjectStoreFullError(
+                raise errors.ObjectStoreFullError(
                     f"could not create a {segment.capacity}-byte shared-memory segment in "
                     f"{shm.SHM_ROOT}: {exc}") from None
         return [self.prefix + segment.name, segment.capacity, fresh]
@@ -137,7 +137,7 @@ class ObjectStore:
     async def _shed_overflow(self) -> None:
         try:
             await self._make_room(0)
-        except exceptions.ObjectStoreFullError as exc:
+        except errors.ObjectStoreFullError as exc:
             logger.warning("the object store is over capacity and nothing can be spilled: %s",
                            exc)
 
@@ -248,8 +248,8 @@ class ObjectStore:
         self._unlink_segments(self.state.spilled(obj, target, ok))
         self._drop_wires()
 
-    def _full(self, full: StoreFullError) -> exceptions.ObjectStoreFullError:
-        return exceptions.ObjectStoreFullError(
+    def _full(self, full: StoreFullError) -> errors.ObjectStoreFullError:
+        return errors.ObjectStoreFullError(
             f"the object store of node {self.node_id[:8]} is full: asked for {full.asked} bytes, "
             f"capacity {full.capacity} bytes, of which {full.pinned} bytes are pinned (being "
             f"written or mapped by a reader) and cannot be spilled; free some objects (drop "

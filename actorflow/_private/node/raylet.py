@@ -25,8 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actorflow import exceptions
-from actorflow._private import ids
+from actorflow._private import errors, ids
 from actorflow._private.config import Config
 from actorflow._private.node.resources import NodeResources, normalize
 from actorflow._private.node.scheduling import NodeView, Scheduler
@@ -116,7 +115,7 @@ class Raylet:
             task.cancel()
         for request in self.queue:
             if not request.future.done():
-                request.future.set_exception(exceptions.ActorflowError("the node is shutting down"))
+                request.future.set_exception(errors.ActorflowError("the node is shutting down"))
         self.queue.clear()
         await self.pool.shutdown()
 
@@ -141,7 +140,7 @@ class Raylet:
         if job is None:
             job = await self._ask_gcs("job_info", [job_id])
         if job is None:
-            raise exceptions.ActorflowError(f"job {job_id} is not known to the cluster")
+            raise errors.ActorflowError(f"job {job_id} is not known to the cluster")
         config = job.get("config") or {}
         self._job_env[job_id] = {
             "ACTORFLOW_JOB_ID": job_id,
@@ -218,7 +217,7 @@ class Raylet:
             return
         for request in self.queue:
             if not request.future.done():
-                request.future.set_exception(exceptions.WorkerCrashedError(
+                request.future.set_exception(errors.WorkerCrashedError(
                     f"workers on this node fail to start: {reason}"))
         self.queue.clear()
 
@@ -294,7 +293,7 @@ class Raylet:
                 view = await self.runtime.request(
                     self.gcs_address, "gcs", "heartbeat",
                     [self.node_id, self.resources.available, len(self.queue)])
-            except exceptions.NodeDiedError as exc:
+            except errors.NodeDiedError as exc:
                 logger.error("%s", exc)
                 if self.on_node_dead is not None:
                     self.on_node_dead(str(exc))

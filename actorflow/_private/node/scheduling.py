@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actorflow import exceptions
+from actorflow._private import errors
 from actorflow._private.node.resources import describe
 
 _EPSILON = 1e-9
@@ -71,7 +71,7 @@ class Scheduler:
             if not soft:
                 why = ("is not alive or not part of the cluster" if target is None
                        else f"has only {describe(target.total)}")
-                raise exceptions.TaskUnschedulableError(
+                raise errors.TaskUnschedulableError(
                     f"NodeAffinitySchedulingStrategy(node_id={node_id!r}, soft=False): the node "
                     f"{why}, so the request {describe(request)} can never run there")
             strategy = None
@@ -80,7 +80,7 @@ class Scheduler:
             largest = max(alive, key=lambda n: n.total.get("CPU", 0.0), default=None)
             has = (f"the largest node has {describe(largest.total)}" if largest is not None
                    else "no node is alive")
-            raise exceptions.TaskUnschedulableError(
+            raise errors.TaskUnschedulableError(
                 f"no node in the cluster can ever satisfy the request {describe(request)}: "
                 f"{has}")
         fitting = [n for n in feasible if n.fits(request)]

@@ -27,10 +27,11 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from actorflow import exceptions
+from actorflow._private import errors
+from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.node import shm
 from actorflow._private.node.store_state import SEALED, SPILLED, SPILLING, StoreFullError
-from actorflow._private.runtime import Call, PeerUnreachableError
+from actorflow._private.runtime import Call
 
 if TYPE_CHECKING:
     from actorflow._private.node.object_store import ObjectStore
@@ -84,11 +85,11 @@ class NodeDirectory:
             await self._refresh()
             known = self._nodes.get(node_id)
         if known is None:
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"{what} is lost: node {node_id}, which held it, is not part of the cluster")
         address, alive = known
         if not alive:
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"{what} is lost: node {node_id} ({address}), which held it, is dead")
         return address
 
@@ -103,7 +104,7 @@ class NodeDirectory:
         try:
             nodes = await asyncio.shield(refreshing)
         except Exception as exc:
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"the cluster's node table could not be read: {exc}") from None
         finally:
             if self._refreshing is refreshing:
@@ -160,7 +161,7 @@ class Transfers:
             obj = state.objects.get(obj_id)
         here = describe(obj_id, self.store.node_id)
         if obj is None or obj.state not in (SEALED, SPILLING, SPILLED):
-            raise exceptions.ObjectLostError(f"{here} is lost: that node no longer has it")
+            raise errors.ObjectLostError(f"{here} is lost: that node no longer has it")
         path = self.store.path(obj.segment) if obj.segment is not None else obj.spill_path
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -170,7 +171,7 @@ class Transfers:
             finally:
                 os.close(fd)
         except (OSError, ValueError) as exc:
-            raise exceptions.ObjectLostError(f"{here} is lost: {exc}") from None
+            raise errors.ObjectLostError(f"{here} is lost: {exc}") from None
         self._serving[(obj_id, puller)] = mapping  # a retried pull's old one goes with its views
         state.opened(obj_id, TRANSFER_READER + puller)
         if puller not in self._pullers:
@@ -189,7 +190,7 @@ class Transfers:
         answer when it is sent), and the view is dropped with the message."""
         mapping = self._serving.get((obj_id, puller))
         if mapping is None:
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"{describe(obj_id, self.store.node_id)}: no transfer of it is open")
         offset = max(0, min(offset, len(mapping)))
         end = min(len(mapping), offset + max(0, min(length, self.chunk_bytes)))
@@ -245,13 +246,13 @@ class Transfers:
             owner, nbytes = await asyncio.wait_for(
                 self.runtime.request(source, "store", "transfer_begin", [obj_id, me]),
                 SEAL_WAIT_SECONDS + CHUNK_TIMEOUT_SECONDS)
-        except exceptions.ObjectLostError:
+        except errors.ObjectLostError:
             raise
         except PeerUnreachableError as exc:
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"{what} is lost: node {node_id} ({source}) cannot be reached: {exc}") from None
         except Exception as exc:
-            raise exceptions.ObjectLostError(f"{what} could not be pulled: {exc}") from None
+            raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
         try:
             local = await self._receive(wire, owner, nbytes, source, what)
         finally:
@@ -276,22 +277,22 @@ class Transfers:
             fd = shm.create_file(path, segment.capacity) if fresh else os.open(path, os.O_RDWR)
         except OSError as exc:
             store._abort(obj_id)
-            raise exceptions.ObjectStoreFullError(
+            raise errors.ObjectStoreFullError(
                 f"could not create a {segment.capacity}-byte shared-memory segment for a copy "
                 f"of {what}: {exc}") from None
         try:
             await self._fetch_into(fd, obj_id, nbytes, source, what)
         except BaseException as exc:
             store._abort(obj_id)
-            if isinstance(exc, exceptions.ObjectLostError) or not isinstance(exc, Exception):
+            if isinstance(exc, errors.ObjectLostError) or not isinstance(exc, Exception):
                 raise
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"{what} is lost: pulling it from node {wire[1]} ({source}) failed: {exc}"
             ) from None
         finally:
             os.close(fd)
         if state.objects.get(obj_id) is not obj:
-            raise exceptions.ObjectLostError(f"{what} was freed while it was being pulled")
+            raise errors.ObjectLostError(f"{what} was freed while it was being pulled")
         state.seal(obj_id)
         local = [SHARED, store.node_id, store.prefix + segment.name, obj_id, data_len,
                  buffer_lens]
@@ -318,13 +319,13 @@ class Transfers:
                 done, _ = await asyncio.wait(in_flight, timeout=CHUNK_TIMEOUT_SECONDS,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    raise exceptions.ObjectLostError(
+                    raise errors.ObjectLostError(
                         f"{what} is lost: its node sent nothing for {CHUNK_TIMEOUT_SECONDS:g} s")
                 for future in done:
                     offset, length = in_flight.pop(future)
                     data = future.result()
                     if not isinstance(data, bytes) or len(data) != length:
-                        raise exceptions.ObjectLostError(
+                        raise errors.ObjectLostError(
                             f"{what}: the source answered a short chunk at offset {offset}")
                     _pwrite_all(fd, data, offset)  # ~1 ms per chunk: not worth a thread hop
         finally:
@@ -346,7 +347,7 @@ class Transfers:
             reason = f"its owner {owner} freed it"
         if not known:
             self.store.handle_free([[obj_id]], None)
-            raise exceptions.ObjectLostError(f"{what} is lost: {reason}")
+            raise errors.ObjectLostError(f"{what} is lost: {reason}")
 
     def watch_owner(self, owner: str) -> None:
         """Free what owner owns here once it is gone (our connection to it closes)."""

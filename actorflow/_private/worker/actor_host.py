@@ -20,8 +20,7 @@ import pickle
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actorflow import exceptions
-from actorflow._private import serialization
+from actorflow._private import errors, serialization
 from actorflow._private.runtime import Call
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
@@ -119,7 +118,7 @@ class ActorHost:
             future = self.runtime.loop.create_future()
             if self._exiting:
                 wire = serialization.serialize_error(
-                    exceptions.ActorDiedError("the actor is exiting"))
+                    errors.ActorDiedError("the actor is exiting"))
             else:
                 wire = task_error(f"{self.class_name}.{method_name}", AttributeError(
                     f"actor {self.class_name} has no method {method_name!r}"))

@@ -20,9 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actorflow import exceptions
-from actorflow._private import ids, serialization
-from actorflow._private.runtime import PeerUnreachableError
+from actorflow._private import errors, ids, serialization
+from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.worker.task_submitter import CANCELLED, FAILED, OK, STREAMING
 
 if TYPE_CHECKING:
@@ -229,7 +228,7 @@ class ActorSubmitter:
             self.core.set_object(obj_id, wire)
 
     def _finish_cancelled(self, call: ActorCall) -> None:
-        error = exceptions.TaskCancelledError(call.task_id.hex(),
+        error = errors.TaskCancelledError(call.task_id.hex(),
                                               f"actor call {call.fn_name}() was cancelled")
         self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
 
@@ -312,7 +311,7 @@ class ActorSubmitter:
                 self._finish_dead_with(call, cause, error_wire)
                 continue
             what = " (it is being restarted)" if state in ("RESTARTING", "PENDING") else ""
-            error = exceptions.ActorDiedError(
+            error = errors.ActorDiedError(
                 f"the actor's process died while running {call.fn_name}(){what}, and the call "
                 f"has no retries left (max_task_retries)")
             self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
@@ -330,13 +329,13 @@ class ActorSubmitter:
         error = self._death_error(call_actor_id(self, call), cause, error_wire)
         self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
 
-    def death_error(self, ch: ActorChannel) -> exceptions.ActorDiedError:
+    def death_error(self, ch: ActorChannel) -> errors.ActorDiedError:
         cause, error_wire = ch.dead or ["", None]
         return self._death_error(ch.actor_id, cause, error_wire)
 
     @staticmethod
     def _death_error(actor_id: str, cause: str,
-                     error_wire: list | None) -> exceptions.ActorDiedError:
+                     error_wire: list | None) -> errors.ActorDiedError:
         original = None
         if error_wire is not None:
             try:
@@ -344,9 +343,9 @@ class ActorSubmitter:
             except Exception:
                 original = None
         message = f"the actor {actor_id} is dead: {cause}"
-        if isinstance(original, exceptions.TaskError):
+        if isinstance(original, errors.TaskError):
             message += f"\n{original}"
-        return exceptions.ActorDiedError(message, original)
+        return errors.ActorDiedError(message, original)
 
     def _finish_dead(self, ch: ActorChannel, call: ActorCall) -> None:
         wire = serialization.serialize_error(self.death_error(ch))

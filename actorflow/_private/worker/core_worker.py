@@ -17,12 +17,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from actorflow import exceptions
-from actorflow._private import ids, serialization
+from actorflow._private import errors, ids, serialization
 from actorflow._private.config import Config
+from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.ownership.handles import HandleCounts
 from actorflow._private.ownership.table import MISSING, ObjectTable
-from actorflow._private.runtime import Call, PeerUnreachableError, Runtime
+from actorflow._private.runtime import Call, Runtime
 from actorflow._private.worker.actor_submitter import ActorSubmitter
 from actorflow._private.worker.shared_objects import SharedObjects
 from actorflow._private.worker.streams import StreamTable
@@ -49,7 +49,7 @@ def check_not_in_event_loop(what: str, instead: str = "") -> None:
         return
     instead = instead or ("`await ref` (or `await asyncio.gather(*refs)` / "
                           "`await asyncio.wait(...)`)")
-    raise exceptions.AsyncioContextError(
+    raise errors.AsyncioContextError(
         f"{what}() blocks, and this thread is running an asyncio event loop: use {instead} "
         f"instead inside async code")
 
@@ -332,7 +332,7 @@ class CoreWorker:
         wire = self.objects.wait_or_get(ref.id, callback)
         if wire is MISSING:
             if ref.owner == self.address:
-                callback(serialization.serialize_error(exceptions.ObjectLostError(
+                callback(serialization.serialize_error(errors.ObjectLostError(
                     f"object {ref.id.hex()} was freed or never existed")))
                 return
             self.objects.add_pending(ref.id, owned=False, owner=ref.owner)
@@ -356,11 +356,11 @@ class CoreWorker:
             if exc is None:
                 wire = f.result()
             elif isinstance(exc, PeerUnreachableError):
-                wire = serialization.serialize_error(exceptions.OwnerDiedError(
+                wire = serialization.serialize_error(errors.OwnerDiedError(
                     f"the owner of object {obj_id.hex()} ({owner}) is gone: {exc}"))
             else:
                 wire = serialization.serialize_error(exc if isinstance(
-                    exc, exceptions.ActorflowError) else exceptions.ObjectLostError(str(exc)))
+                    exc, errors.ActorflowError) else errors.ObjectLostError(str(exc)))
             self.set_object(obj_id, wire)
 
         future.add_done_callback(done)
@@ -376,7 +376,7 @@ class CoreWorker:
 
         wire = self.objects.wait_or_get(obj_id, ready)
         if wire is MISSING:
-            raise exceptions.ObjectLostError(
+            raise errors.ObjectLostError(
                 f"object {obj_id.hex()} is not known to its owner (it was freed)")
         if wire is not None:
             return wire
@@ -429,17 +429,17 @@ class CoreWorker:
 
     @staticmethod
     def _unpicklable_argument(fn_name: str, args: list, kwargs: dict,
-                              exc: Exception) -> exceptions.SerializationError:
+                              exc: Exception) -> errors.SerializationError:
         named = [(f"argument {i}", v) for i, v in enumerate(args)]
         named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
         for label, value in named:
             try:
                 serialization.serialize(value)
             except Exception as inner:
-                return exceptions.SerializationError(
+                return errors.SerializationError(
                     f"could not serialize {label} of {fn_name}() (a {type(value).__name__}): "
                     f"{inner}")
-        return exceptions.SerializationError(f"could not serialize the arguments of "
+        return errors.SerializationError(f"could not serialize the arguments of "
                                              f"{fn_name}(): {exc}")
 
     def submit_task(self, *, fn_id: bytes, fn_blob: bytes, fn_name: str, args: tuple,
@@ -497,7 +497,7 @@ class CoreWorker:
                      timeout: float | None = 30.0) -> Any:
         """A request to a system actor, waited for from a user thread."""
         if self.on_loop_thread():
-            raise exceptions.AsyncioContextError(
+            raise errors.AsyncioContextError(
                 f"this call blocks and cannot run on actorflow's own event loop (inside an async "
                 f"actor or async task): use the async variant ({method})")
 
@@ -614,7 +614,7 @@ class CoreWorker:
     def _value(wire: list) -> Any:
         value = serialization.deserialize(wire)
         if serialization.is_error(wire):
-            if isinstance(value, exceptions.TaskError):
+            if isinstance(value, errors.TaskError):
                 raise value.as_instanceof_cause()
             raise value
         return value
@@ -640,7 +640,7 @@ class CoreWorker:
         if not self._block(waiter, timeout):
             for ref, cb in callbacks:
                 self.objects.remove_callback(ref.id, cb)
-            raise exceptions.GetTimeoutError(
+            raise errors.GetTimeoutError(
                 f"actorflow.{what}() timed out after {timeout} s: {waiter.left} of {len(refs)} "
                 f"objects not ready")
         if waiter.error is not None:

@@ -24,8 +24,7 @@ from typing import Any
 
 import cloudpickle
 
-from actorflow import exceptions
-from actorflow._private import ids, serialization
+from actorflow._private import errors, ids, serialization
 from actorflow._private.runtime import Call
 from actorflow._private.worker.core_worker import CoreWorker, current_task_id, current_task_name
 from actorflow._private.worker.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
@@ -119,13 +118,13 @@ def task_error(fn_name: str, exc: BaseException) -> list:
     """The wire form of the TaskError for exc. If exc cannot travel (it cannot be pickled, or
     not rebuilt from its pickle), the TaskError carries only its traceback (cause None)."""
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    err = exceptions.TaskError(fn_name, tb, exc, os.getpid(), _host_ip())
+    err = errors.TaskError(fn_name, tb, exc, os.getpid(), _host_ip())
     try:
         data = cloudpickle.dumps(err, protocol=5)
         pickle.loads(data)  # an exception whose __init__ wants other arguments fails here
         return [serialization.ERROR, data]
     except Exception:
-        bare = exceptions.TaskError(fn_name, tb, None, os.getpid(), _host_ip())
+        bare = errors.TaskError(fn_name, tb, None, os.getpid(), _host_ip())
         return serialization.serialize_error(bare)
 
 
@@ -377,7 +376,7 @@ class TaskExecutor:
         return self._refused(start)
 
     def _refused(self, start: float) -> list:
-        error = exceptions.ActorDiedError(f"the actor is dead: {self.exit_reason}")
+        error = errors.ActorDiedError(f"the actor is dead: {self.exit_reason}")
         return [FAILED, serialization.serialize_error(error), time.perf_counter() - start, []]
 
     async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:

@@ -30,8 +30,7 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-from actorflow import exceptions
-from actorflow._private import serialization
+from actorflow._private import errors, serialization
 from actorflow._private.node import shm
 from actorflow._private.node.transfer import NodeDirectory, describe
 
@@ -158,7 +157,7 @@ class SharedObjects:
             os.unlink(path)
             fd = shm.create_file(path, nbytes)
         except OSError as exc:
-            raise exceptions.ObjectStoreFullError(
+            raise errors.ObjectStoreFullError(
                 f"could not create a {nbytes}-byte shared-memory segment: {exc}") from None
         try:
             shm.write_parts(fd, obj_id, data, buffers, offsets)
@@ -172,7 +171,7 @@ class SharedObjects:
     def _prefix(self) -> str:
         prefix = self.core.extensions.get("shm_prefix")
         if prefix is None:
-            raise exceptions.ActorflowError("this process does not know its node's object store")
+            raise errors.ActorflowError("this process does not know its node's object store")
         return str(prefix)
 
     # -- reading --------------------------------------------------------------------------------
@@ -203,7 +202,7 @@ class SharedObjects:
                     [os.path.join(shm.SHM_ROOT, name),
                      os.path.join(self.spill_dir, obj_id.hex())], obj_id)
                 if mapping is None:
-                    raise exceptions.ObjectLostError(
+                    raise errors.ObjectLostError(
                         f"object {obj_id.hex()} is no longer in the object store (it was freed)")
                 entry = self._maps[obj_id] = _Mapping(mapping)
                 self.runtime.call_soon(self._register, obj_id, entry)
@@ -229,7 +228,7 @@ class SharedObjects:
         try:
             return list(await self.runtime.request(self.store_address, "store", "pull",
                                                    [wire, source]))
-        except exceptions.ObjectLostError:
+        except errors.ObjectLostError:
             self.nodes.forget(node_id)  # it may have died: ask the GCS next time
             raise
 
@@ -242,7 +241,7 @@ class SharedObjects:
 
     def _localize_blocking(self, wire: list) -> list:
         if self.core.on_loop_thread():
-            raise exceptions.ActorflowError(
+            raise errors.ActorflowError(
                 f"object {wire[3].hex()} is on another node and must be pulled before it is "
                 f"read on actorflow's event loop: await the ref instead")
         future = asyncio.run_coroutine_threadsafe(self.localize(wire), self.runtime.loop)
@@ -285,7 +284,7 @@ class SharedObjects:
     async def _free_at_node(self, obj_id: bytes, node_id: str) -> None:
         try:
             address = await self.nodes.store_of(node_id, describe(obj_id, node_id))
-        except exceptions.ObjectLostError:
+        except errors.ObjectLostError:
             return  # the node is gone, and the object with it
         if not self.runtime.closed:
             self.runtime.send_oneway(address, "store", "free", [[obj_id]])

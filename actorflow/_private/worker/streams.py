@@ -91,7 +91,7 @@ class StreamTable:
             self.core.on_blocked()  # type: ignore[misc]
         try:
             if not waker.acquire(timeout=-1 if timeout is None else timeout):
-                from actorflow.exceptions import GetTimeoutError
+                from actorflow._private.errors import GetTimeoutError
 
                 raise GetTimeoutError(f"no next item of the generator within {timeout} s")
         finally:

@@ -17,9 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from actorflow import exceptions
-from actorflow._private import ids, serialization
-from actorflow._private.runtime import PeerUnreachableError
+from actorflow._private import errors, ids, serialization
+from actorflow._private.errors import PeerUnreachableError
 
 if TYPE_CHECKING:
     from actorflow._private.worker.core_worker import CoreWorker
@@ -327,7 +326,7 @@ class TaskSubmitter:
             logger.info("retrying task %s: its worker died (%s)", task.fn_name, exc)
             self._enqueue(task, front=True)
         else:
-            error = exceptions.WorkerCrashedError(
+            error = errors.WorkerCrashedError(
                 f"the worker running {task.fn_name}() died before it finished ({exc}); "
                 f"no retries left")
             self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
@@ -367,7 +366,7 @@ class TaskSubmitter:
             self.core.set_object(obj_id, wire)
 
     def _finish_cancelled(self, task: PendingTask) -> None:
-        error = exceptions.TaskCancelledError(task.task_id.hex(),
+        error = errors.TaskCancelledError(task.task_id.hex(),
                                               f"task {task.fn_name}() was cancelled")
         self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
 
