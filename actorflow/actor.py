@@ -41,8 +41,9 @@ def _method_table(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
         except (TypeError, ValueError):
             sig = None
         options = dict(getattr(fn, "__actorflow_method_options__", {}))
-        if "num_returns" not in options and (inspect.isgeneratorfunction(fn)
-                                             or inspect.isasyncgenfunction(fn)):
+        if "num_returns" not in options and (
+            inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+        ):
             options["num_returns"] = "streaming"
         table[name] = (sig, options)
     return table
@@ -67,8 +68,10 @@ class ActorClass:
         self.__doc__ = cls.__doc__
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"actor class {self.__name__} cannot be instantiated directly: use "
-                        f"{self.__name__}.remote(...)")
+        raise TypeError(
+            f"actor class {self.__name__} cannot be instantiated directly: use "
+            f"{self.__name__}.remote(...)"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         return {"cls": self._cls, "options": self._options}
@@ -92,8 +95,10 @@ class ActorClass:
                     meta = {
                         "class_name": self._cls.__name__,
                         "is_async": is_async_class(self._cls),
-                        "methods": {name: {"concurrency_group": o.get("concurrency_group")}
-                                    for name, (_, o) in table.items()},
+                        "methods": {
+                            name: {"concurrency_group": o.get("concurrency_group")}
+                            for name, (_, o) in table.items()
+                        },
                         "methods_blob": cloudpickle.dumps(table),
                     }
                     self._export = (cloudpickle.dumps(self._cls, protocol=5), meta)
@@ -117,8 +122,7 @@ class ActorClass:
         core = _ensure_core()
         blob, meta = self._exported()
         actor_id = ids.new_id(16).hex()
-        args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args,
-                                                       kwargs)
+        args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
         groups = o.get("concurrency_groups") or {}
         for group, limit in groups.items():
             if not isinstance(limit, int) or limit < 1:
@@ -126,18 +130,28 @@ class ActorClass:
         for method_name, info in meta["methods"].items():
             group = info["concurrency_group"]
             if group and group not in groups:
-                raise ValueError(f"method {method_name} uses concurrency group {group!r}, which "
-                                 f"is not declared in concurrency_groups={groups!r}")
+                raise ValueError(
+                    f"method {method_name} uses concurrency group {group!r}, which "
+                    f"is not declared in concurrency_groups={groups!r}"
+                )
         spec = {
-            "actor_id": actor_id, "class_name": self.__name__, "class_blob": blob,
-            "args_wire": args_wire, "slots": slots, "meta": meta,
+            "actor_id": actor_id,
+            "class_name": self.__name__,
+            "class_blob": blob,
+            "args_wire": args_wire,
+            "slots": slots,
+            "meta": meta,
             "resources": opts.resource_request(o, 0.0),
             "max_restarts": o.get("max_restarts", 0) or 0,
-            "max_concurrency": o.get("max_concurrency"), "concurrency_groups": groups,
-            "lifetime": o.get("lifetime"), "name": name,
+            "max_concurrency": o.get("max_concurrency"),
+            "concurrency_groups": groups,
+            "lifetime": o.get("lifetime"),
+            "name": name,
             "namespace": o.get("namespace") or core.namespace,
-            "get_if_exists": bool(o.get("get_if_exists")), "owner": core.address,
-            "job_id": core.job_id, "node_id": core.node_id,
+            "get_if_exists": bool(o.get("get_if_exists")),
+            "owner": core.address,
+            "job_id": core.job_id,
+            "node_id": core.node_id,
             "strategy": strategy_to_wire(o.get("scheduling_strategy")),
         }
         collectable = name is None and o.get("lifetime") != "detached"
@@ -147,8 +161,12 @@ class ActorClass:
         # handles they hold (and large arguments in the object store) while the actor lives.
         keep = [*nested, *(slot[1] for slot in slots)]
         actor_id, meta = core.create_actor(spec, wait=name is not None, keep=keep)
-        return ActorHandle(actor_id, meta, max_task_retries=o.get("max_task_retries", 0) or 0,
-                           owner=core.address if collectable else "")
+        return ActorHandle(
+            actor_id,
+            meta,
+            max_task_retries=o.get("max_task_retries", 0) or 0,
+            owner=core.address if collectable else "",
+        )
 
     def __repr__(self) -> str:
         return f"ActorClass({self.__name__})"
@@ -157,8 +175,9 @@ class ActorClass:
 class ActorHandle:
     """A reference to an actor; attribute access gives its methods."""
 
-    def __init__(self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0,
-                 owner: str = "") -> None:
+    def __init__(
+        self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0, owner: str = ""
+    ) -> None:
         self._actor_id = actor_id
         self._meta = meta
         self._max_task_retries = max_task_retries
@@ -183,8 +202,11 @@ class ActorHandle:
         return self._table
 
     def __getattr__(self, name: str) -> ActorMethod:
-        if name.startswith("_") and name not in TERMINATE_METHODS and name not in (
-                self._meta.get("methods") or {}):
+        if (
+            name.startswith("_")
+            and name not in TERMINATE_METHODS
+            and name not in (self._meta.get("methods") or {})
+        ):
             raise AttributeError(name)
         if name in TERMINATE_METHODS:
             return ActorMethod(self, name, None, {"num_returns": 1})
@@ -212,16 +234,16 @@ class ActorHandle:
 
 
 class ActorMethod:
-    def __init__(self, handle: ActorHandle, name: str, signature: Any,
-                 options: dict[str, Any]) -> None:
+    def __init__(
+        self, handle: ActorHandle, name: str, signature: Any, options: dict[str, Any]
+    ) -> None:
         self._handle = handle
         self._name = name
         self._signature = signature
         self._options = options
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"actor methods cannot be called directly: use "
-                        f"{self._name}.remote(...)")
+        raise TypeError(f"actor methods cannot be called directly: use {self._name}.remote(...)")
 
     def options(self, **options: Any) -> ActorMethod:
         checked = opts.check(options, opts.METHOD_OPTIONS, f"actor method {self._name}")
@@ -249,10 +271,18 @@ class ActorMethod:
         if isinstance(retry_exceptions, list):
             retry_exceptions = tuple(retry_exceptions)
         args_wire, slots, nested = core.serialize_args(fn_name, args, kwargs)
-        call = ActorCall(seq=0, task_id=ids.new_task_id(), method=self._name, fn_name=fn_name,
-                         args_wire=args_wire, slots=slots, num_returns=num_returns,
-                         retries_left=retries, retry_exceptions=retry_exceptions,
-                         pins=[self._handle, *nested])
+        call = ActorCall(
+            seq=0,
+            task_id=ids.new_task_id(),
+            method=self._name,
+            fn_name=fn_name,
+            args_wire=args_wire,
+            slots=slots,
+            num_returns=num_returns,
+            retries_left=retries,
+            retry_exceptions=retry_exceptions,
+            pins=[self._handle, *nested],
+        )
         return core.submit_actor_call(self._handle._actor_id, call)
 
     def __repr__(self) -> str:
@@ -268,4 +298,3 @@ def exit_actor() -> None:
     if core is None or "actor_id" not in core.extensions:
         raise TypeError("exit_actor() can only be called inside an actor method")
     raise ActorExitSignal("the actor exited: exit_actor() was called")
-

@@ -20,15 +20,30 @@ _init_lock = threading.RLock()
 _atexit_registered = False
 
 # Ray's init() arguments that have no meaning here and are accepted so Ray code runs unchanged.
-_IGNORED_INIT_ARGS = {"include_dashboard", "dashboard_host", "dashboard_port",
-                      "configure_logging", "logging_level", "logging_format", "log_to_driver",
-                      "_temp_dir", "_system_config"}
+_IGNORED_INIT_ARGS = {
+    "include_dashboard",
+    "dashboard_host",
+    "dashboard_port",
+    "configure_logging",
+    "logging_level",
+    "logging_format",
+    "log_to_driver",
+    "_temp_dir",
+    "_system_config",
+}
 
 
-def init(address: str | None = None, *, num_cpus: float | None = None,
-         num_gpus: float | None = None, resources: dict[str, float] | None = None,
-         namespace: str | None = None, ignore_reinit_error: bool = False,
-         object_store_memory: int | None = None, **ray_compat: Any) -> dict[str, Any]:
+def init(
+    address: str | None = None,
+    *,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    namespace: str | None = None,
+    ignore_reinit_error: bool = False,
+    object_store_memory: int | None = None,
+    **ray_compat: Any,
+) -> dict[str, Any]:
     """Connect this process as a driver: to a new embedded local cluster (address None), or to
     a running cluster ("HOST:PORT", or "auto" for the one started on this machine by
     ``actorflow start``). The token comes from ACTORFLOW_TOKEN or the head's session directory
@@ -40,8 +55,10 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         if context.core_or_none() is not None:
             if ignore_reinit_error:
                 return _info()
-            raise RuntimeError("actorflow.init() was already called; call actorflow.shutdown() "
-                               "first or pass ignore_reinit_error=True")
+            raise RuntimeError(
+                "actorflow.init() was already called; call actorflow.shutdown() "
+                "first or pass ignore_reinit_error=True"
+            )
         from actorflow._private.cluster.local import LocalSession
 
         config = Config.from_env()
@@ -52,13 +69,19 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
         if address not in (None, "local"):
             if not isinstance(address, str) or not address:
                 raise ValueError(f"address must be 'HOST:PORT', 'auto' or None, got {address!r}")
-            given = {"num_cpus": num_cpus, "num_gpus": num_gpus, "resources": resources,
-                     "object_store_memory": object_store_memory}
+            given = {
+                "num_cpus": num_cpus,
+                "num_gpus": num_gpus,
+                "resources": resources,
+                "object_store_memory": object_store_memory,
+            }
             wrong = [k for k, v in given.items() if v is not None]
             if wrong:
-                raise ValueError(f"init(address=...) joins a running cluster, whose nodes set "
-                                 f"their own resources: {', '.join(wrong)} cannot be given; pass "
-                                 f"them to `actorflow start` instead")
+                raise ValueError(
+                    f"init(address=...) joins a running cluster, whose nodes set "
+                    f"their own resources: {', '.join(wrong)} cannot be given; pass "
+                    f"them to `actorflow start` instead"
+                )
             from actorflow._private.cluster.driver import ClusterDriver
 
             driver = ClusterDriver(config, address, namespace)
@@ -70,11 +93,14 @@ def init(address: str | None = None, *, num_cpus: float | None = None,
             config = config.replace(log_to_driver=bool(ray_compat["log_to_driver"]))
         if object_store_memory is not None:
             if not isinstance(object_store_memory, int) or object_store_memory <= 0:
-                raise ValueError(f"object_store_memory must be a positive number of bytes, "
-                                 f"got {object_store_memory!r}")
+                raise ValueError(
+                    f"object_store_memory must be a positive number of bytes, "
+                    f"got {object_store_memory!r}"
+                )
             config = config.replace(object_store_memory=object_store_memory)
-        session = LocalSession(config, num_cpus=num_cpus, num_gpus=num_gpus,
-                               resources=resources, namespace=namespace)
+        session = LocalSession(
+            config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, namespace=namespace
+        )
         core = session.start()
         context.set_core(core, session)
         _register_atexit()
@@ -124,8 +150,7 @@ def _ensure_core() -> CoreWorker:
 
 def remote(*args: Any, **options: Any) -> Any:
     """``@remote`` or ``@remote(option=...)`` on a function (a task) or a class (an actor)."""
-    if len(args) == 1 and not options and (inspect.isfunction(args[0])
-                                           or inspect.isclass(args[0])):
+    if len(args) == 1 and not options and (inspect.isfunction(args[0]) or inspect.isclass(args[0])):
         return _make_remote(args[0], {})
     if args:
         raise TypeError("@actorflow.remote takes a function or class, or only keyword options")
@@ -145,8 +170,7 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
         from actorflow.remote_function import RemoteFunction
 
         return RemoteFunction(target, options)
-    raise TypeError(f"@actorflow.remote takes a function or a class, not "
-                    f"{type(target).__name__}")
+    raise TypeError(f"@actorflow.remote takes a function or a class, not {type(target).__name__}")
 
 
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:
@@ -154,8 +178,10 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
     if isinstance(object_refs, ObjectRefGenerator):
-        raise TypeError("actorflow.get() got an ObjectRefGenerator: iterate over it (for or "
-                        "async for) and get each ref it yields")
+        raise TypeError(
+            "actorflow.get() got an ObjectRefGenerator: iterate over it (for or "
+            "async for) and get each ref it yields"
+        )
     return _ensure_core().get(object_refs, timeout)
 
 
@@ -164,15 +190,21 @@ def put(value: Any) -> ObjectRef:
     return _ensure_core().put(value)
 
 
-def wait(object_refs: list[ObjectRef], *, num_returns: int = 1, timeout: float | None = None,
-         fetch_local: bool = True) -> tuple[list[ObjectRef], list[ObjectRef]]:
+def wait(
+    object_refs: list[ObjectRef],
+    *,
+    num_returns: int = 1,
+    timeout: float | None = None,
+    fetch_local: bool = True,
+) -> tuple[list[ObjectRef], list[ObjectRef]]:
     """Wait until num_returns of the refs are ready or timeout passes; return (ready, not_ready),
     each in the order of the input."""
     return _ensure_core().wait(object_refs, num_returns, timeout, fetch_local)
 
 
-def cancel(ref: ObjectRef | ObjectRefGenerator, *, force: bool = False,
-           recursive: bool = True) -> None:
+def cancel(
+    ref: ObjectRef | ObjectRefGenerator, *, force: bool = False, recursive: bool = True
+) -> None:
     """Cancel the task behind ref: dropped if queued, interrupted if running (force=True ends
     its worker process). Getting the ref then raises TaskCancelledError."""
     core = _ensure_core()
@@ -228,9 +260,14 @@ class RuntimeContext:
         return self._core.namespace
 
     def get(self) -> dict[str, Any]:
-        return {"job_id": self.get_job_id(), "node_id": self.get_node_id(),
-                "worker_id": self.get_worker_id(), "task_id": self.get_task_id(),
-                "actor_id": self.get_actor_id(), "namespace": self.namespace}
+        return {
+            "job_id": self.get_job_id(),
+            "node_id": self.get_node_id(),
+            "worker_id": self.get_worker_id(),
+            "task_id": self.get_task_id(),
+            "actor_id": self.get_actor_id(),
+            "namespace": self.namespace,
+        }
 
 
 def get_runtime_context() -> RuntimeContext:
@@ -241,9 +278,18 @@ def nodes() -> list[dict[str, Any]]:
     """Every node the cluster has known: id, address, resources, whether it is alive."""
     core = _ensure_core()
     rows = core.call_control(core.gcs_address, "gcs", "get_nodes", None)
-    return [{"NodeID": n["node_id"], "Alive": n["alive"], "NodeManagerAddress": n.get("host", ""),
-             "Address": n["address"], "Resources": n["resources"], "IsHead": n.get("is_head"),
-             "DeathCause": n.get("death_cause", "")} for n in rows]
+    return [
+        {
+            "NodeID": n["node_id"],
+            "Alive": n["alive"],
+            "NodeManagerAddress": n.get("host", ""),
+            "Address": n["address"],
+            "Resources": n["resources"],
+            "IsHead": n.get("is_head"),
+            "DeathCause": n.get("death_cause", ""),
+        }
+        for n in rows
+    ]
 
 
 def get_gpu_ids() -> list[int]:
@@ -302,8 +348,9 @@ def get_actor(name: str, namespace: str | None = None) -> Any:
     if not isinstance(name, str) or not name:
         raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
     core = _ensure_core()
-    actor_id, meta = core.call_control(core.gcs_address, "actors", "get_named_actor",
-                                       [name, namespace or core.namespace])
+    actor_id, meta = core.call_control(
+        core.gcs_address, "actors", "get_named_actor", [name, namespace or core.namespace]
+    )
     return ActorHandle(actor_id, meta)
 
 
@@ -314,8 +361,9 @@ async def get_actor_async(name: str, namespace: str | None = None) -> Any:
     core = _ensure_core()
     payload = [name, namespace or core.namespace]
     if asyncio.get_running_loop() is core.runtime.loop:
-        actor_id, meta = await core.runtime.request(core.gcs_address, "actors",
-                                                    "get_named_actor", payload)
+        actor_id, meta = await core.runtime.request(
+            core.gcs_address, "actors", "get_named_actor", payload
+        )
     else:
         future = asyncio.run_coroutine_threadsafe(_ask(core, payload), core.runtime.loop)
         actor_id, meta = await asyncio.wrap_future(future)
@@ -328,6 +376,7 @@ async def _ask(core: CoreWorker, payload: list) -> Any:
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     core = _ensure_core()
-    found = core.call_control(core.gcs_address, "actors", "list_named_actors",
-                              [all_namespaces, core.namespace])
+    found = core.call_control(
+        core.gcs_address, "actors", "list_named_actors", [all_namespaces, core.namespace]
+    )
     return found if all_namespaces else [entry["name"] for entry in found]

@@ -15,9 +15,11 @@ from typing import NamedTuple
 
 from actorflow import exceptions
 
-_ADDRESS_HELP = ("the cluster's GCS address, HOST:PORT (default: the latest running session on "
-                 "this machine, found under ACTORFLOW_SESSION_ROOT); the token comes from "
-                 "ACTORFLOW_TOKEN, else from that cluster's session directory on this machine")
+_ADDRESS_HELP = (
+    "the cluster's GCS address, HOST:PORT (default: the latest running session on "
+    "this machine, found under ACTORFLOW_SESSION_ROOT); the token comes from "
+    "ACTORFLOW_TOKEN, else from that cluster's session directory on this machine"
+)
 _FORMAT_HELP = "a table (default), or JSON"
 
 
@@ -28,14 +30,14 @@ _STATUS_HELP = (
     "resources used/total (as each node last reported to the GCS), actors by state, and tasks: "
     "the workers leased to run tasks and the lease requests queued on the nodes (tasks waiting "
     "for a worker or resources). Single tasks are known only to their owners and not counted "
-    "one by one.")
+    "one by one."
+)
 
 
 def _status_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = _STATUS_HELP
     parser.add_argument("--address", default=None, help=_ADDRESS_HELP)
-    parser.add_argument("--format", choices=["table", "json"], default="table",
-                        help=_FORMAT_HELP)
+    parser.add_argument("--format", choices=["table", "json"], default="table", help=_FORMAT_HELP)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -59,21 +61,39 @@ class Listing(NamedTuple):
 
 
 _LISTINGS: dict[str, Listing] = {
-    "nodes": Listing("the nodes the GCS knows, dead ones too: id, address, head or not, "
-                     "resources used/total, worker processes, leases, queued lease requests, "
-                     "state (a dead node's with its cause)", "list_nodes", "NODE_COLUMNS"),
-    "actors": Listing("the actors the GCS knows, dead ones too: id, class, name, namespace, "
-                      "state, node, pid, restarts, death cause", "list_actors", "ACTOR_COLUMNS"),
-    "tasks": Listing("the workers leased to run tasks (not those hosting actors), one row per "
-                     "lease: worker, node, pid, job. A lease runs the tasks of one owner, one or "
-                     "several in turn; single tasks are known only to their owners and are not "
-                     "listed one by one (queued lease requests: see `list nodes`)",
-                     "list_tasks", "TASK_COLUMNS"),
-    "workers": Listing("every worker process on the live nodes: worker, node, pid, state "
-                       "(starting, idle, leased), job, the actor it hosts",
-                       "list_workers", "WORKER_COLUMNS"),
-    "objects": Listing("the objects in the cluster: where each lives, its size, its owner and "
-                       "refs (as `actorflow memory`)", "list_objects", ""),
+    "nodes": Listing(
+        "the nodes the GCS knows, dead ones too: id, address, head or not, "
+        "resources used/total, worker processes, leases, queued lease requests, "
+        "state (a dead node's with its cause)",
+        "list_nodes",
+        "NODE_COLUMNS",
+    ),
+    "actors": Listing(
+        "the actors the GCS knows, dead ones too: id, class, name, namespace, "
+        "state, node, pid, restarts, death cause",
+        "list_actors",
+        "ACTOR_COLUMNS",
+    ),
+    "tasks": Listing(
+        "the workers leased to run tasks (not those hosting actors), one row per "
+        "lease: worker, node, pid, job. A lease runs the tasks of one owner, one or "
+        "several in turn; single tasks are known only to their owners and are not "
+        "listed one by one (queued lease requests: see `list nodes`)",
+        "list_tasks",
+        "TASK_COLUMNS",
+    ),
+    "workers": Listing(
+        "every worker process on the live nodes: worker, node, pid, state "
+        "(starting, idle, leased), job, the actor it hosts",
+        "list_workers",
+        "WORKER_COLUMNS",
+    ),
+    "objects": Listing(
+        "the objects in the cluster: where each lives, its size, its owner and "
+        "refs (as `actorflow memory`)",
+        "list_objects",
+        "",
+    ),
 }
 
 
@@ -82,8 +102,12 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     for name, listing in _LISTINGS.items():
         sub = kinds.add_parser(name, help=listing.help, description=f"List {listing.help}.")
         sub.add_argument("--address", default=None, help=_ADDRESS_HELP)
-        sub.add_argument("--format", choices=["table", "json"], default="table",
-                         help=_FORMAT_HELP + " (a list of rows)")
+        sub.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help=_FORMAT_HELP + " (a list of rows)",
+        )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -106,8 +130,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _memory_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--address", default=None, help=_ADDRESS_HELP)
-    parser.add_argument("--format", choices=["table", "json"], default="table",
-                        help="a table with a line of totals (default), or JSON rows")
+    parser.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="a table with a line of totals (default), or JSON rows",
+    )
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
@@ -125,27 +153,47 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 def _start_arguments(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--head", action="store_true",
-                       help="start a new cluster: its GCS and its first node")
+    where.add_argument(
+        "--head", action="store_true", help="start a new cluster: its GCS and its first node"
+    )
     where.add_argument("--address", help="join the cluster whose head is at HOST:PORT")
-    parser.add_argument("--port", type=int, default=6380,
-                        help="the head's port (default 6380; 0 picks a free one)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="the interface to listen on, as others reach it (default "
-                             "127.0.0.1: this machine only)")
-    parser.add_argument("--num-cpus", type=float, default=None,
-                        help="CPUs this node offers (default: the machine's count)")
-    parser.add_argument("--num-gpus", type=float, default=None,
-                        help="GPUs this node offers (default 0)")
-    parser.add_argument("--resources", default="{}",
-                        help='custom resources as JSON, e.g. \'{"accelerator": 2}\'')
-    parser.add_argument("--object-store-memory", type=int, default=0, metavar="BYTES",
-                        help="shared memory for objects (default: 30%% of RAM)")
-    parser.add_argument("--storage", default="", metavar="URL",
-                        help="with --head: where the GCS keeps its tables, sqlite:///PATH or "
-                             "redis://HOST:PORT/DB (default: SQLite in the session directory). "
-                             "Starting a head again on the port of one whose GCS died resumes "
-                             "that cluster from its tables")
+    parser.add_argument(
+        "--port", type=int, default=6380, help="the head's port (default 6380; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the interface to listen on, as others reach it (default "
+        "127.0.0.1: this machine only)",
+    )
+    parser.add_argument(
+        "--num-cpus",
+        type=float,
+        default=None,
+        help="CPUs this node offers (default: the machine's count)",
+    )
+    parser.add_argument(
+        "--num-gpus", type=float, default=None, help="GPUs this node offers (default 0)"
+    )
+    parser.add_argument(
+        "--resources", default="{}", help="custom resources as JSON, e.g. '{\"accelerator\": 2}'"
+    )
+    parser.add_argument(
+        "--object-store-memory",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="shared memory for objects (default: 30%% of RAM)",
+    )
+    parser.add_argument(
+        "--storage",
+        default="",
+        metavar="URL",
+        help="with --head: where the GCS keeps its tables, sqlite:///PATH or "
+        "redis://HOST:PORT/DB (default: SQLite in the session directory). "
+        "Starting a head again on the port of one whose GCS died resumes "
+        "that cluster from its tables",
+    )
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -157,38 +205,59 @@ def cmd_start(args: argparse.Namespace) -> int:
         if not isinstance(resources, dict):
             raise ValueError("not a JSON object")
     except ValueError as exc:
-        print(f"actorflow start: --resources must be a JSON object such as "
-              f"'{{\"accelerator\": 2}}' ({exc})", file=sys.stderr)
+        print(
+            f"actorflow start: --resources must be a JSON object such as "
+            f"'{{\"accelerator\": 2}}' ({exc})",
+            file=sys.stderr,
+        )
         return 2
-    info = start_node(head=args.head, address=args.address or "", host=args.host,
-                      port=args.port, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
-                      resources=resources, object_store_memory=args.object_store_memory,
-                      storage=args.storage, session_root=Config.from_env().session_root)
+    info = start_node(
+        head=args.head,
+        address=args.address or "",
+        host=args.host,
+        port=args.port,
+        num_cpus=args.num_cpus,
+        num_gpus=args.num_gpus,
+        resources=resources,
+        object_store_memory=args.object_store_memory,
+        storage=args.storage,
+        session_root=Config.from_env().session_root,
+    )
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
     if info.get("resumed"):
-        print(f"Resumed the cluster whose GCS had died: the {what} {info['node_id']} (pid "
-              f"{info['pid']}) still runs at {info['address'].split('://')[-1]} and reconnects.")
+        print(
+            f"Resumed the cluster whose GCS had died: the {what} {info['node_id']} (pid "
+            f"{info['pid']}) still runs at {info['address'].split('://')[-1]} and reconnects."
+        )
     else:
-        print(f"Started the {what} {info['node_id']} (pid {info['pid']}) at "
-              f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}.")
+        print(
+            f"Started the {what} {info['node_id']} (pid {info['pid']}) at "
+            f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}."
+        )
     print(f"Session directory: {info['session_dir']} (logs, token)")
     if args.head and info.get("gcs"):
         print(f"GCS (pid {info['gcs']['pid']}) at {gcs}, tables in {info['gcs']['storage']}.")
     if args.head:
         print("Connect a driver on this machine with:")
-        print(f"    actorflow.init(address=\"{gcs}\")   (or address=\"auto\")")
+        print(f'    actorflow.init(address="{gcs}")   (or address="auto")')
         print("Add a node with:")
         print(f"    actorflow start --address {gcs}")
-        print("A driver or node on another machine needs the token: ACTORFLOW_TOKEN=<the "
-              "session's token file>.")
+        print(
+            "A driver or node on another machine needs the token: ACTORFLOW_TOKEN=<the "
+            "session's token file>."
+        )
     print("Stop every node on this machine with: actorflow stop")
     return 0
 
 
 def _stop_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--grace", type=float, default=5.0,
-                        help="seconds to wait after SIGTERM before SIGKILL (default 5)")
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds to wait after SIGTERM before SIGKILL (default 5)",
+    )
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
@@ -196,8 +265,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
     from actorflow._private.config import Config
 
     stopped = stop_nodes(Config.from_env().session_root, grace=args.grace)
-    print(f"Stopped {len(stopped)} actorflow node process(es)"
-          + (f": pids {', '.join(str(p) for p in stopped)}." if stopped else "."))
+    print(
+        f"Stopped {len(stopped)} actorflow node process(es)"
+        + (f": pids {', '.join(str(p) for p in stopped)}." if stopped else ".")
+    )
     return 0
 
 
@@ -211,22 +282,40 @@ class Command(NamedTuple):
 
 
 _COMMANDS: dict[str, Command] = {
-    "start": Command("start a head node (--head) or a node that joins one (--address), in the "
-                     "background", _start_arguments, cmd_start),
-    "stop": Command("stop every actorflow node this user started on this machine (and their "
-                    "workers)", _stop_arguments, cmd_stop),
-    "status": Command("show the cluster's nodes, their resources used/total, its actors by "
-                      "state and its task leases", _status_arguments, cmd_status),
-    "list": Command("list the cluster's nodes, actors, tasks (leased workers), workers or "
-                    "objects, as a table or JSON", _list_arguments, cmd_list),
-    "memory": Command("list the cluster's objects: where each lives, its size, its refs",
-                      _memory_arguments, cmd_memory),
+    "start": Command(
+        "start a head node (--head) or a node that joins one (--address), in the background",
+        _start_arguments,
+        cmd_start,
+    ),
+    "stop": Command(
+        "stop every actorflow node this user started on this machine (and their workers)",
+        _stop_arguments,
+        cmd_stop,
+    ),
+    "status": Command(
+        "show the cluster's nodes, their resources used/total, its actors by "
+        "state and its task leases",
+        _status_arguments,
+        cmd_status,
+    ),
+    "list": Command(
+        "list the cluster's nodes, actors, tasks (leased workers), workers or "
+        "objects, as a table or JSON",
+        _list_arguments,
+        cmd_list,
+    ),
+    "memory": Command(
+        "list the cluster's objects: where each lives, its size, its refs",
+        _memory_arguments,
+        cmd_memory,
+    ),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="actorflow", description="Inspect and manage actorflow clusters.")
+        prog="actorflow", description="Inspect and manage actorflow clusters."
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, command in _COMMANDS.items():
         sub = commands.add_parser(name, help=command.help, description=command.help)
@@ -243,8 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         code: int = args.run(args)
-    except (ConnectionError, exceptions.AuthenticationError, exceptions.ActorflowError,
-            ValueError) as exc:
+    except (
+        ConnectionError,
+        exceptions.AuthenticationError,
+        exceptions.ActorflowError,
+        ValueError,
+    ) as exc:
         print(f"actorflow {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

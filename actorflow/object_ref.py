@@ -148,9 +148,12 @@ class ObjectRefGenerator:
 def _lost_wire(obj_id: bytes) -> list:
     from actorflow.exceptions import ObjectLostError
 
-    return serialization.serialize_error(ObjectLostError(
-        f"object {obj_id.hex()} is not held by its owner: it was freed (every ref to it was "
-        f"dropped) or never existed"))
+    return serialization.serialize_error(
+        ObjectLostError(
+            f"object {obj_id.hex()} is not held by its owner: it was freed (every ref to it was "
+            f"dropped) or never existed"
+        )
+    )
 
 
 def _core() -> Any:

@@ -17,12 +17,14 @@ from actorflow._private.worker.task_submitter import STREAMING
 class RemoteFunction:
     def __init__(self, function: Any, options: dict[str, Any] | None = None) -> None:
         self._function = function
-        self._options = opts.check(options or {}, opts.TASK_OPTIONS,
-                                   f"remote function {function.__qualname__}")
+        self._options = opts.check(
+            options or {}, opts.TASK_OPTIONS, f"remote function {function.__qualname__}"
+        )
         self._name = function.__qualname__
         self._signature = inspect.signature(function)
-        self._is_generator = (inspect.isgeneratorfunction(function)
-                              or inspect.isasyncgenfunction(function))
+        self._is_generator = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(
+            function
+        )
         self._export: tuple[bytes, bytes] | None = None
         self._lock = threading.Lock()
         self.__doc__ = function.__doc__
@@ -30,8 +32,10 @@ class RemoteFunction:
         self.__wrapped__ = function
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"remote function {self._name} cannot be called directly: use "
-                        f"{self.__name__}.remote(...)")
+        raise TypeError(
+            f"remote function {self._name} cannot be called directly: use "
+            f"{self.__name__}.remote(...)"
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         # Travels to workers inside other tasks: the function, not our caches or lock.
@@ -73,11 +77,17 @@ class RemoteFunction:
             num_returns = STREAMING
         max_retries = o.get("max_retries")
         return core.submit_task(
-            fn_id=fn_id, fn_blob=blob, fn_name=self._name, args=args, kwargs=kwargs,
-            num_returns=num_returns, resources=opts.resource_request(o, 1.0),
+            fn_id=fn_id,
+            fn_blob=blob,
+            fn_name=self._name,
+            args=args,
+            kwargs=kwargs,
+            num_returns=num_returns,
+            resources=opts.resource_request(o, 1.0),
             max_retries=core.config.default_max_retries if max_retries is None else max_retries,
             retry_exceptions=o.get("retry_exceptions", False),
-            strategy=strategy_to_wire(o.get("scheduling_strategy")))
+            strategy=strategy_to_wire(o.get("scheduling_strategy")),
+        )
 
     def __repr__(self) -> str:
         return f"RemoteFunction({self._name})"

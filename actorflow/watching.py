@@ -56,8 +56,9 @@ class ActorEvent:
 def _actor_id(actor: Any) -> str:
     actor_id = getattr(actor, "_actor_id", actor)
     if not isinstance(actor_id, str) or not actor_id:
-        raise TypeError(f"watch() takes an actor handle (or an actor id), not "
-                        f"{type(actor).__name__}")
+        raise TypeError(
+            f"watch() takes an actor handle (or an actor id), not {type(actor).__name__}"
+        )
     return actor_id
 
 
@@ -78,7 +79,8 @@ class ActorWatch:
 
     async def _fetch(self) -> None:
         rows = await self._core.request_from_any_loop(
-            self._core.gcs_address, "actors", "watch_actor", [self.actor_id, self._known])
+            self._core.gcs_address, "actors", "watch_actor", [self.actor_id, self._known]
+        )
         for row in rows:
             if row["version"] > self._known or self._known < 0:
                 self._known = max(self._known, row["version"])
@@ -142,8 +144,10 @@ async def _call(fn: Callable[[], None]) -> None:
     fn()
 
 
-def watch(actor: Any, callback: Callable[[ActorEvent], Awaitable[None] | None] | None = None,
-          ) -> ActorWatch:
+def watch(
+    actor: Any,
+    callback: Callable[[ActorEvent], Awaitable[None] | None] | None = None,
+) -> ActorWatch:
     """Watch an actor's state changes (ALIVE, RESTARTING, DEAD with the cause).
 
     Without a callback, iterate the result with ``async for`` (from any event loop, including

@@ -27,10 +27,12 @@ def report(figures: Any) -> None:
 def run_child(python: str, module: str, args: list[str], timeout: float) -> Any:
     # The repository root on the path, so that the other interpreter finds this package.
     env = dict(os.environ, PYTHONPATH=REPO_ROOT)
-    done = subprocess.run([python, "-m", module, *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    done = subprocess.run(
+        [python, "-m", module, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
-    raise RuntimeError(f"{module} {' '.join(args)} failed:\n{done.stdout[-2000:]}\n"
-                       f"{done.stderr[-3000:]}")
+            return json.loads(line[len("RESULT ") :])
+    raise RuntimeError(
+        f"{module} {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    )

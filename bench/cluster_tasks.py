@@ -56,8 +56,10 @@ def run_actorflow(nodes: int, rounds: int) -> dict[str, list[float]]:
     import actorflow
     from actorflow.util.local_cluster import LocalCluster
 
-    with tempfile.TemporaryDirectory(prefix="af-bench-") as root, \
-            LocalCluster(session_root=root) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="af-bench-") as root,
+        LocalCluster(session_root=root) as cluster,
+    ):
         for _ in range(nodes):
             cluster.add_node(num_cpus=2)
         os.environ["ACTORFLOW_SESSION_ROOT"] = root  # where init finds the cluster's token
@@ -116,7 +118,9 @@ def main() -> None:
             for workload, values in samples.items():
                 key = f"{workload}, {nodes} node{'s' if nodes > 1 else ''}"
                 results["figures"].setdefault(key, {})[framework] = {
-                    "median": statistics.median(values), "samples": values}
+                    "median": statistics.median(values),
+                    "samples": values,
+                }
     print(f"{'workload':<28} {'actorflow':>12} {'ray':>12} {'ratio':>8}")
     for key, row in results["figures"].items():
         af = row["actorflow"]["median"]

@@ -56,8 +56,10 @@ def run_actorflow(size: int, rounds: int) -> dict[str, list[float]]:
     from actorflow.util.local_cluster import LocalCluster
     from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    with tempfile.TemporaryDirectory(prefix="af-bench-") as root, \
-            LocalCluster(session_root=root) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="af-bench-") as root,
+        LocalCluster(session_root=root) as cluster,
+    ):
         cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)
         other = cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)
         os.environ["ACTORFLOW_SESSION_ROOT"] = root  # where init finds the cluster's token
@@ -66,13 +68,20 @@ def run_actorflow(size: int, rounds: int) -> dict[str, list[float]]:
 
         def settle() -> None:  # the copy on the other node is freed before the next round
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and core.call_control(
-                    other["address"], "store", "stats", None)["objects"]:
+            while (
+                time.monotonic() < deadline
+                and core.call_control(other["address"], "store", "stats", None)["objects"]
+            ):
                 time.sleep(0.02)
 
         try:
-            return _rounds(actorflow, NodeAffinitySchedulingStrategy(other["node_id"], soft=False),
-                           size, rounds, settle)
+            return _rounds(
+                actorflow,
+                NodeAffinitySchedulingStrategy(other["node_id"], soft=False),
+                size,
+                rounds,
+                settle,
+            )
         finally:
             actorflow.shutdown()
 
@@ -82,14 +91,20 @@ def run_ray(size: int, rounds: int) -> dict[str, list[float]]:
     from ray.cluster_utils import Cluster
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 2, "object_store_memory": STORE_BYTES})
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 2, "object_store_memory": STORE_BYTES}
+    )
     other = cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
     try:
-        return _rounds(ray, NodeAffinitySchedulingStrategy(other.node_id, soft=False), size,
-                       rounds, lambda: time.sleep(0.5))
+        return _rounds(
+            ray,
+            NodeAffinitySchedulingStrategy(other.node_id, soft=False),
+            size,
+            rounds,
+            lambda: time.sleep(0.5),
+        )
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -126,12 +141,15 @@ def main() -> None:
         samples = _measure(python, framework, size, args.rounds)
         results["figures"][framework] = {
             "GB/s": statistics.median(samples["GB/s"]),
-            "seconds": statistics.median(samples["seconds"]), "samples": samples}
+            "seconds": statistics.median(samples["seconds"]),
+            "samples": samples,
+        }
     print(f"cross-node transfer of a {size >> 20} MiB array (median of {args.rounds} rounds)")
     for framework, row in results["figures"].items():
         spread = ", ".join(f"{v:.2f}" for v in row["samples"]["GB/s"])
-        print(f"  {framework:<10} {row['GB/s']:6.2f} GB/s  ({row['seconds']:.3f} s; rounds: "
-              f"{spread})")
+        print(
+            f"  {framework:<10} {row['GB/s']:6.2f} GB/s  ({row['seconds']:.3f} s; rounds: {spread})"
+        )
     if "ray" in results["figures"]:
         ratio = results["figures"]["actorflow"]["GB/s"] / results["figures"]["ray"]["GB/s"]
         results["ratio"] = ratio

@@ -42,10 +42,14 @@ def main() -> None:
         return os.getpid()
 
     actor = Actor.remote()
-    calls = {"actor call": lambda: actorflow.get(actor.m.remote()),
-             "task": lambda: actorflow.get(f.remote())}
-    worker_pid = {"actor call": actorflow.get(actor.pid.remote()),
-                  "task": actorflow.get(f.remote())}
+    calls = {
+        "actor call": lambda: actorflow.get(actor.m.remote()),
+        "task": lambda: actorflow.get(f.remote()),
+    }
+    worker_pid = {
+        "actor call": actorflow.get(actor.pid.remote()),
+        "task": actorflow.get(f.remote()),
+    }
     for name, call in calls.items():
         for _ in range(300):  # warm: leases, function export, connections
             call()
@@ -56,10 +60,12 @@ def main() -> None:
             call()
             n += 1
         elapsed = time.perf_counter() - start
-        print(f"{name}: {n / elapsed:,.0f}/s, {elapsed / n * 1e6:.0f} us per call; CPU per call: "
-              f"caller {(_cpu_seconds(os.getpid()) - me0) / n * 1e6:.0f} us, worker "
-              f"{(_cpu_seconds(pid) - worker0) / n * 1e6:.0f} us (a task may land on another "
-              f"worker: then the worker figure is low)")
+        print(
+            f"{name}: {n / elapsed:,.0f}/s, {elapsed / n * 1e6:.0f} us per call; CPU per call: "
+            f"caller {(_cpu_seconds(os.getpid()) - me0) / n * 1e6:.0f} us, worker "
+            f"{(_cpu_seconds(pid) - worker0) / n * 1e6:.0f} us (a task may land on another "
+            f"worker: then the worker figure is low)"
+        )
     actorflow.shutdown()
 
 

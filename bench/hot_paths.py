@@ -61,6 +61,7 @@ OPS = {
 
 # -- CPU accounting from /proc ---------------------------------------------------------------
 
+
 def _ticks(path: str) -> tuple[int, int]:
     """(user + system, system) ticks of a process or thread."""
     try:
@@ -102,11 +103,17 @@ def snapshot(roles: dict[int, str]) -> dict[str, int]:
     return out
 
 
-ROLES = ["caller (user thread)", "driver loop (owner+raylet+store)", "driver other",
-         "worker main", "worker loop+other"]
+ROLES = [
+    "caller (user thread)",
+    "driver loop (owner+raylet+store)",
+    "driver other",
+    "worker main",
+    "worker loop+other",
+]
 
 
 # -- the operations -------------------------------------------------------------------------
+
 
 def build(actorflow, np) -> tuple[dict[str, tuple[Callable[[], None], int]], list]:
     @actorflow.remote
@@ -129,8 +136,9 @@ def build(actorflow, np) -> tuple[dict[str, tuple[Callable[[], None], int]], lis
     return ops, [small_ref, large_ref, array]
 
 
-def timed(step: Callable[[], None], per_step: int, seconds: float,
-          roles: dict[int, str]) -> dict[str, float]:
+def timed(
+    step: Callable[[], None], per_step: int, seconds: float, roles: dict[int, str]
+) -> dict[str, float]:
     s0, start = snapshot(roles), time.perf_counter()
     n = 0
     while time.perf_counter() - start < seconds:
@@ -162,11 +170,24 @@ def measure(args: argparse.Namespace) -> None:
     ops, _keep = build(actorflow, np)
     chosen = [k for k in ops if not args.ops or k in args.ops.split(",")]
     results = {}
-    print(f"median of {args.runs} runs x {args.seconds} s (of the runs with foreign < 0.3 cores "
-          f"if at least half are); CPU in us per op, 'of it sys' = kernel time of all of them; "
-          f"foreign = cores used outside this process tree")
-    header = ["op", "ops/s", "wall us", "caller", "drv loop", "drv other", "wkr main",
-              "wkr loop", "sum cpu", "of it sys", "foreign"]
+    print(
+        f"median of {args.runs} runs x {args.seconds} s (of the runs with foreign < 0.3 cores "
+        f"if at least half are); CPU in us per op, 'of it sys' = kernel time of all of them; "
+        f"foreign = cores used outside this process tree"
+    )
+    header = [
+        "op",
+        "ops/s",
+        "wall us",
+        "caller",
+        "drv loop",
+        "drv other",
+        "wkr main",
+        "wkr loop",
+        "sum cpu",
+        "of it sys",
+        "foreign",
+    ]
     print("  ".join(f"{h:>9}" if i else f"{h:<14}" for i, h in enumerate(header)))
     for key in chosen:
         step, per_step = ops[key]
@@ -180,9 +201,14 @@ def measure(args: argparse.Namespace) -> None:
         med["runs_used"] = len(used)
         results[key] = {"median": med, "runs": runs}
         cpu = [med[r] for r in ROLES]
-        cells = [f"{med['ops_per_s']:9,.0f}", f"{med['wall_us']:9.1f}",
-                 *(f"{c:9.1f}" for c in cpu), f"{sum(cpu):9.1f}",
-                 f"{med['kernel']:9.1f}", f"{med['foreign_cores']:9.2f}"]
+        cells = [
+            f"{med['ops_per_s']:9,.0f}",
+            f"{med['wall_us']:9.1f}",
+            *(f"{c:9.1f}" for c in cpu),
+            f"{sum(cpu):9.1f}",
+            f"{med['kernel']:9.1f}",
+            f"{med['foreign_cores']:9.2f}",
+        ]
         print(f"{key:<14}  " + "  ".join(cells), flush=True)
     if args.json_out:
         with open(args.json_out, "w") as f:
@@ -194,6 +220,7 @@ def measure(args: argparse.Namespace) -> None:
 
 # -- py-spy profiles and their summary -------------------------------------------------------
 
+
 def _pyspy() -> str:
     found = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     if not os.path.exists(found):
@@ -201,8 +228,7 @@ def _pyspy() -> str:
     return found
 
 
-def profile(args: argparse.Namespace, ops: dict, chosen: list[str],
-            roles: dict[int, str]) -> None:
+def profile(args: argparse.Namespace, ops: dict, chosen: list[str], roles: dict[int, str]) -> None:
     os.makedirs(args.profile, exist_ok=True)
     with open(os.path.join(args.profile, "roles.json"), "w") as f:
         json.dump({str(k): v for k, v in roles.items()}, f)
@@ -212,12 +238,31 @@ def profile(args: argparse.Namespace, ops: dict, chosen: list[str],
             step()
         procs = []
         for pid in [os.getpid(), *descendants(os.getpid())]:
-            out = os.path.join(args.profile, f"{key}.{'driver' if pid == os.getpid() else 'worker'}"
-                                             f".{pid}.txt")
-            procs.append(subprocess.Popen(
-                [_pyspy(), "record", "--pid", str(pid), "--rate", str(args.rate), "--duration",
-                 str(int(args.profile_seconds)), "--format", "raw", "--output", out, "--threads",
-                 "--native"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            out = os.path.join(
+                args.profile, f"{key}.{'driver' if pid == os.getpid() else 'worker'}.{pid}.txt"
+            )
+            procs.append(
+                subprocess.Popen(
+                    [
+                        _pyspy(),
+                        "record",
+                        "--pid",
+                        str(pid),
+                        "--rate",
+                        str(args.rate),
+                        "--duration",
+                        str(int(args.profile_seconds)),
+                        "--format",
+                        "raw",
+                        "--output",
+                        out,
+                        "--threads",
+                        "--native",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         time.sleep(0.5)
         end = time.perf_counter() + args.profile_seconds - 0.5
         while time.perf_counter() < end:
@@ -227,29 +272,99 @@ def profile(args: argparse.Namespace, ops: dict, chosen: list[str],
     summarize(args.profile)
 
 
-_SYSCALLS = {"send", "sendto", "sendmsg", "recv", "recvfrom", "recvmsg", "write", "writev",
-             "read", "readv", "epoll_wait", "epoll_pwait", "epoll_ctl", "mmap", "mmap64",
-             "munmap", "madvise", "pwrite", "pwrite64", "ftruncate", "ftruncate64", "open",
-             "open64", "openat", "openat64", "__open64", "close", "__close", "fstat", "__fxstat64",
-             "fstat64", "unlink", "getpid", "syscall", "futex", "sched_yield", "clock_gettime",
-             "__GI___clock_gettime", "sem_post", "sem_wait", "sem_timedwait", "sem_clockwait",
-             "pthread_cond_signal", "pthread_cond_timedwait", "__libc_write", "__libc_read",
-             "__libc_send", "__libc_recv", "__write", "__read", "__send", "__recv", "__mmap",
-             "__munmap", "__pwrite64", "__ftruncate64", "__futex_abstimed_wait_common",
-             "__lll_lock_wake", "__lll_lock_wait", "do_futex_wait", "__new_sem_post", "stat",
-             "__GI___libc_write", "__GI___libc_read", "__libc_pwrite64", "__libc_open64",
-             "statx", "__fstatat64", "fstatat64", "__futex_abstimed_wait_cancelable64",
-             "accept4", "shutdown", "__GI___mmap64", "__GI___munmap"}
+_SYSCALLS = {
+    "send",
+    "sendto",
+    "sendmsg",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "write",
+    "writev",
+    "read",
+    "readv",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_ctl",
+    "mmap",
+    "mmap64",
+    "munmap",
+    "madvise",
+    "pwrite",
+    "pwrite64",
+    "ftruncate",
+    "ftruncate64",
+    "open",
+    "open64",
+    "openat",
+    "openat64",
+    "__open64",
+    "close",
+    "__close",
+    "fstat",
+    "__fxstat64",
+    "fstat64",
+    "unlink",
+    "getpid",
+    "syscall",
+    "futex",
+    "sched_yield",
+    "clock_gettime",
+    "__GI___clock_gettime",
+    "sem_post",
+    "sem_wait",
+    "sem_timedwait",
+    "sem_clockwait",
+    "pthread_cond_signal",
+    "pthread_cond_timedwait",
+    "__libc_write",
+    "__libc_read",
+    "__libc_send",
+    "__libc_recv",
+    "__write",
+    "__read",
+    "__send",
+    "__recv",
+    "__mmap",
+    "__munmap",
+    "__pwrite64",
+    "__ftruncate64",
+    "__futex_abstimed_wait_common",
+    "__lll_lock_wake",
+    "__lll_lock_wait",
+    "do_futex_wait",
+    "__new_sem_post",
+    "stat",
+    "__GI___libc_write",
+    "__GI___libc_read",
+    "__libc_pwrite64",
+    "__libc_open64",
+    "statx",
+    "__fstatat64",
+    "fstatat64",
+    "__futex_abstimed_wait_cancelable64",
+    "accept4",
+    "shutdown",
+    "__GI___mmap64",
+    "__GI___munmap",
+}
 
 # (substring of a frame, category), innermost matching frame wins. Native frames first.
 _RULES = [
-    ("mmap_ass_subscript", "memcpy/memset"), ("os_pwrite", "syscall pwrite"),
-    ("memmove", "memcpy/memset"), ("memcpy", "memcpy/memset"), ("memset", "memcpy/memset"),
-    ("_cmsgpack", "framing/msgpack"), ("msgpack", "framing/msgpack"),
+    ("mmap_ass_subscript", "memcpy/memset"),
+    ("os_pwrite", "syscall pwrite"),
+    ("memmove", "memcpy/memset"),
+    ("memcpy", "memcpy/memset"),
+    ("memset", "memcpy/memset"),
+    ("_cmsgpack", "framing/msgpack"),
+    ("msgpack", "framing/msgpack"),
     ("transports/framing.py", "framing/msgpack"),
-    ("cloudpickle", "serialisation"), ("_pickle.c", "serialisation"),
-    ("pickle.py", "serialisation"), ("_private/serialization.py", "serialisation"),
-    ("(_pickle", "serialisation"), ("pickle", "serialisation"),
+    ("cloudpickle", "serialisation"),
+    ("_pickle.c", "serialisation"),
+    ("pickle.py", "serialisation"),
+    ("_private/serialization.py", "serialisation"),
+    ("(_pickle", "serialisation"),
+    ("pickle", "serialisation"),
     ("mmapmodule", "shared memory (mmap, shm files)"),
     ("_private/node/shm.py", "shared memory (mmap, shm files)"),
     ("_private/worker/shared_objects.py", "shared memory (mmap, shm files)"),
@@ -269,17 +384,24 @@ _RULES = [
     ("thread_pthread", "thread hops (wake-ups, locks)"),
     ("lock_PyThread", "thread hops (wake-ups, locks)"),
     ("PyThread_", "thread hops (wake-ups, locks)"),
-    ("take_gil", "GIL hand-over"), ("drop_gil", "GIL hand-over"),
+    ("take_gil", "GIL hand-over"),
+    ("drop_gil", "GIL hand-over"),
     ("_private/worker/core_worker.py", "core worker (owner bookkeeping, get/put)"),
-    ("_private/ids.py", "ids"), ("_private/worker/streams.py", "core worker (owner bookkeeping, get/put)"),
+    ("_private/ids.py", "ids"),
+    ("_private/worker/streams.py", "core worker (owner bookkeeping, get/put)"),
     ("object_ref.py", "API (refs, remote, get/put)"),
     ("remote_function.py", "API (refs, remote, get/put)"),
     ("actorflow/api.py", "API (refs, remote, get/put)"),
     ("_private/context.py", "API (refs, remote, get/put)"),
-    ("numpy", "numpy"), ("multiarray", "numpy"),
-    ("asyncio/", "event loop (asyncio/uvloop)"), ("uvloop", "event loop (asyncio/uvloop)"),
-    ("gc_collect", "GC"), ("gcmodule", "GC"), ("gc.c", "GC"),
-    ("bench/hot_paths.py", "benchmark loop"), ("bench/procinfo.py", "benchmark loop"),
+    ("numpy", "numpy"),
+    ("multiarray", "numpy"),
+    ("asyncio/", "event loop (asyncio/uvloop)"),
+    ("uvloop", "event loop (asyncio/uvloop)"),
+    ("gc_collect", "GC"),
+    ("gcmodule", "GC"),
+    ("gc.c", "GC"),
+    ("bench/hot_paths.py", "benchmark loop"),
+    ("bench/procinfo.py", "benchmark loop"),
 ]
 
 
@@ -287,9 +409,15 @@ def _frame_name(frame: str) -> str:
     return frame.split(" (", 1)[0]
 
 
-_WAIT_PARENTS = ("PyThread_acquire_lock_timed", "lock_PyThread_acquire_lock",
-                 "_queue_SimpleQueue_get", "uv__io_poll", "select_select", "os_read_impl",
-                 "os_waitpid")
+_WAIT_PARENTS = (
+    "PyThread_acquire_lock_timed",
+    "lock_PyThread_acquire_lock",
+    "_queue_SimpleQueue_get",
+    "uv__io_poll",
+    "select_select",
+    "os_read_impl",
+    "os_waitpid",
+)
 IDLE, GIL = "idle (blocked waiting)", "waiting for the GIL"
 
 
@@ -304,8 +432,9 @@ def categorize(frames: list[str]) -> str:
         return GIL  # a thread that released the GIL (a C call, a uvloop callback) takes it back
     if any("os_urandom" in f for f in native):
         return "ids (os.urandom)"
-    if any("uv__async_send" in f or "uv__async_io" in f or "call_soon_threadsafe" in f
-           for f in native):
+    if any(
+        "uv__async_send" in f or "uv__async_io" in f or "call_soon_threadsafe" in f for f in native
+    ):
         return "thread hops (wake-ups, locks)"
     if "(libc" in leaf or "vdso" in leaf:
         name = _frame_name(leaf)
@@ -314,8 +443,11 @@ def categorize(frames: list[str]) -> str:
     for frame in reversed(frames):
         for needle, category in _RULES:
             if needle in frame:
-                if category == "memcpy/memset" and "(libc" not in frame \
-                        and "mmap_ass_subscript" not in frame:
+                if (
+                    category == "memcpy/memset"
+                    and "(libc" not in frame
+                    and "mmap_ass_subscript" not in frame
+                ):
                     continue
                 return category
     return "other"
@@ -350,11 +482,16 @@ def summarize(directory: str, top: int = 12) -> None:
             kind = name.split(".")[1]
             pid = name.split(".")[2]
             for frames, count in _load(os.path.join(directory, name)):
-                tid = frames[0].split("(", 1)[-1].split(")", 1)[0] \
-                    if frames[0].startswith("thread") else "?"
+                tid = (
+                    frames[0].split("(", 1)[-1].split(")", 1)[0]
+                    if frames[0].startswith("thread")
+                    else "?"
+                )
                 if kind == "driver":
-                    role = {"caller (user thread)": "caller", "driver loop (owner+raylet+store)":
-                            "driver loop"}.get(roles.get(tid, ""), "driver other")
+                    role = {
+                        "caller (user thread)": "caller",
+                        "driver loop (owner+raylet+store)": "driver loop",
+                    }.get(roles.get(tid, ""), "driver other")
                 else:
                     role = "worker main" if tid == pid else "worker loop+other"
                 threads[role].append((frames[1:], count))
@@ -376,8 +513,12 @@ def summarize(directory: str, top: int = 12) -> None:
                 seen = set()
                 for frame in frames:
                     if _is_ours(frame):
-                        fn = frame.split(" (", 1)[0] + " (" + \
-                            frame.split(" (", 1)[1].split("/")[-1].split(":")[0] + ")"
+                        fn = (
+                            frame.split(" (", 1)[0]
+                            + " ("
+                            + frame.split(" (", 1)[1].split("/")[-1].split(":")[0]
+                            + ")"
+                        )
                         if fn not in seen:
                             seen.add(fn)
                             incl[fn] += count
@@ -385,10 +526,13 @@ def summarize(directory: str, top: int = 12) -> None:
             total = sum(cats.values())
             if total < 20:
                 continue
-            shares = ", ".join(f"{c} {n / total:.0%}" for c, n in cats.most_common()
-                               if n / total >= 0.02)
-            print(f"  [{role}] {total} working samples ({idle} idle, GIL wait {gil} = "
-                  f"{gil / total:.0%} of working): {shares}")
+            shares = ", ".join(
+                f"{c} {n / total:.0%}" for c, n in cats.most_common() if n / total >= 0.02
+            )
+            print(
+                f"  [{role}] {total} working samples ({idle} idle, GIL wait {gil} = "
+                f"{gil / total:.0%} of working): {shares}"
+            )
             fns = ", ".join(f"{fn} {n / total:.0%}" for fn, n in incl.most_common(top))
             print(f"      inclusive: {fns}")
             hot = ", ".join(f"{ln} {n / total:.0%}" for ln, n in lines.most_common(6))
@@ -402,12 +546,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--json-out", default="")
-    parser.add_argument("--profile", default="", metavar="DIR",
-                        help="also record py-spy profiles into DIR and summarize them")
+    parser.add_argument(
+        "--profile",
+        default="",
+        metavar="DIR",
+        help="also record py-spy profiles into DIR and summarize them",
+    )
     parser.add_argument("--profile-seconds", type=float, default=8.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples/s")
-    parser.add_argument("--summarize", default="", metavar="DIR",
-                        help="only re-print the summary of saved profiles")
+    parser.add_argument(
+        "--summarize", default="", metavar="DIR", help="only re-print the summary of saved profiles"
+    )
     args = parser.parse_args()
     if args.summarize:
         summarize(args.summarize)

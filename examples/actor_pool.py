@@ -51,9 +51,7 @@ def main():
 
     print("== pool.map_unordered (as completed) ==")
     start = time.time()
-    for x, sq, name in pool.map_unordered(
-        lambda actor, v: actor.slow_square.remote(v), range(8)
-    ):
+    for x, sq, name in pool.map_unordered(lambda actor, v: actor.slow_square.remote(v), range(8)):
         print(f"  {x}^2 = {sq:2d} from {name} at {time.time() - start:.2f} s")
 
     print("== submit / get_next ==")

@@ -54,23 +54,24 @@ def main():
         actorflow.get(account.withdraw.remote(1000))
     except actorflow.exceptions.TaskError as error:
         cause = error.cause
-        print(f"withdraw 1000 refused (caught as TaskError): "
-              f"{type(cause).__name__}: {cause}")
-        print(f"  it is also an InsufficientFundsError: "
-              f"{isinstance(error, InsufficientFundsError)}")
+        print(f"withdraw 1000 refused (caught as TaskError): {type(cause).__name__}: {cause}")
+        print(
+            f"  it is also an InsufficientFundsError: {isinstance(error, InsufficientFundsError)}"
+        )
 
     # 2. Catch the application's own exception class (or its base, ValueError).
     try:
         actorflow.get(account.withdraw.remote(500))
     except InsufficientFundsError as error:
-        print(f"withdraw 500 refused (caught as InsufficientFundsError); "
-              f"it is also a TaskError: {isinstance(error, actorflow.exceptions.TaskError)}")
+        print(
+            f"withdraw 500 refused (caught as InsufficientFundsError); "
+            f"it is also a TaskError: {isinstance(error, actorflow.exceptions.TaskError)}"
+        )
 
     try:
         actorflow.get(account.deposit.remote(-5))
     except ValueError as error:
-        print(f"deposit -5 refused (caught as ValueError): "
-              f"{type(error.cause).__name__}")
+        print(f"deposit -5 refused (caught as ValueError): {type(error.cause).__name__}")
 
     # The actor survived all three errors and its state is untouched.
     print(f"deposit 10 -> balance {actorflow.get(account.deposit.remote(10))}")

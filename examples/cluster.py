@@ -53,13 +53,17 @@ def main(address: str) -> None:
     nodes = [n for n in actorflow.nodes() if n["Alive"]]
     print(f"cluster: {len(nodes)} nodes, {actorflow.cluster_resources()['CPU']:g} CPUs")
     for node in nodes:
-        print(f"  node {node['NodeID'][:8]} {'(head)' if node['IsHead'] else '      '} "
-              f"{node['Address']} {node['Resources']}")
+        print(
+            f"  node {node['NodeID'][:8]} {'(head)' if node['IsHead'] else '      '} "
+            f"{node['Address']} {node['Resources']}"
+        )
 
     spread = where_am_i.options(scheduling_strategy="SPREAD")
     counts = collections.Counter(actorflow.get([spread.remote(0.1) for _ in range(8)]))
-    print(f"SPREAD: 8 tasks ran on {len(counts)} nodes: "
-          + ", ".join(f"{node[:8]} x{n}" for node, n in sorted(counts.items())))
+    print(
+        f"SPREAD: 8 tasks ran on {len(counts)} nodes: "
+        + ", ".join(f"{node[:8]} x{n}" for node, n in sorted(counts.items()))
+    )
 
     shard = load_shard.remote(5_000_000)  # 40 MB, made on the node with the "ssd" resource
     total = actorflow.get(shard).sum()
@@ -67,7 +71,8 @@ def main(address: str) -> None:
 
     other = next(n for n in nodes if not n["IsHead"]) if len(nodes) > 1 else nodes[0]
     greeter = Greeter.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(other["NodeID"], soft=False)).remote()
+        scheduling_strategy=NodeAffinitySchedulingStrategy(other["NodeID"], soft=False)
+    ).remote()
     print(actorflow.get(greeter.hello.remote()))
     actorflow.shutdown()
 
@@ -79,8 +84,10 @@ if __name__ == "__main__":
     if args.address:
         main(args.address)
     else:
-        with tempfile.TemporaryDirectory(prefix="actorflow-example-") as root, \
-                LocalCluster(session_root=root) as cluster:
+        with (
+            tempfile.TemporaryDirectory(prefix="actorflow-example-") as root,
+            LocalCluster(session_root=root) as cluster,
+        ):
             cluster.add_node(num_cpus=2)
             cluster.add_node(num_cpus=2, resources={"ssd": 1})
             os.environ["ACTORFLOW_SESSION_ROOT"] = root  # where init() finds the token

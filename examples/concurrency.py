@@ -74,8 +74,7 @@ def timed_calls(actor, label: str) -> float:
     elapsed = time.time() - start
     assert results == list(range(CALLS))
     peak = actorflow.get(actor.peak.remote())
-    print(f"{label}: {CALLS} calls of {DURATION} s took {elapsed:.2f} s "
-          f"(at most {peak} at once)")
+    print(f"{label}: {CALLS} calls of {DURATION} s took {elapsed:.2f} s (at most {peak} at once)")
     return elapsed
 
 
@@ -91,8 +90,10 @@ def main():
     serial_actor = ThreadedActor.remote()
     serial_time = timed_calls(serial_actor, "ThreadedActor max_concurrency=1")
 
-    print(f"speed-up over one-at-a-time: async {serial_time / async_time:.1f}x, "
-          f"threaded {serial_time / threaded_time:.1f}x")
+    print(
+        f"speed-up over one-at-a-time: async {serial_time / async_time:.1f}x, "
+        f"threaded {serial_time / threaded_time:.1f}x"
+    )
 
     actorflow.shutdown()
 

@@ -53,8 +53,7 @@ def main():
     done = actorflow.get(
         [worker.remote(data_tracker, i, items_per_worker) for i in range(num_workers)]
     )
-    print(f"{num_workers} workers processed {sum(done)} items "
-          f"in {time.time() - start:.2f} s")
+    print(f"{num_workers} workers processed {sum(done)} items in {time.time() - start:.2f} s")
     print(f"increments per worker: {actorflow.get(data_tracker.by_worker.remote())}")
     total = actorflow.get(data_tracker.counts.remote())
     print(f"DataTracker counts: {total}")

@@ -17,8 +17,14 @@ import time
 import actorflow
 
 database = [
-    "Learning", "Ray",
-    "Flexible", "Distributed", "Python", "for", "Machine", "Learning",
+    "Learning",
+    "Ray",
+    "Flexible",
+    "Distributed",
+    "Python",
+    "for",
+    "Machine",
+    "Learning",
 ]
 
 
@@ -67,9 +73,7 @@ def main():
     object_references = [retrieve_task.remote(item, db_object_ref) for item in range(8)]
     all_data = []
     while len(object_references) > 0:
-        finished, object_references = actorflow.wait(
-            object_references, num_returns=2, timeout=7.0
-        )
+        finished, object_references = actorflow.wait(object_references, num_returns=2, timeout=7.0)
         data = actorflow.get(finished)
         print_runtime(data, start)
         all_data.extend(data)

@@ -118,21 +118,27 @@ def main():
         actorflow.get(account.withdraw.remote(30))
         actorflow.get(account.deposit.remote(5))
         before = actorflow.get(account.info.remote())
-        print(f"before the crash: balance={before['balance']} "
-              f"transactions={before['transactions']} pid={before['pid']}")
+        print(
+            f"before the crash: balance={before['balance']} "
+            f"transactions={before['transactions']} pid={before['pid']}"
+        )
         print(f"saved state on disk: {persistence.restore('alice')}")
 
         try:
             actorflow.get(account.crash.remote())
-        except (actorflow.exceptions.ActorDiedError,
-                actorflow.exceptions.ActorUnavailableError) as error:
+        except (
+            actorflow.exceptions.ActorDiedError,
+            actorflow.exceptions.ActorUnavailableError,
+        ) as error:
             print(f"crash(): the actor's process died ({type(error).__name__})")
 
         # This call is served by the restarted actor.
         after = actorflow.get(account.info.remote())
-        print(f"after the restart: balance={after['balance']} "
-              f"transactions={after['transactions']} pid={after['pid']} "
-              f"restored={after['restored']}")
+        print(
+            f"after the restart: balance={after['balance']} "
+            f"transactions={after['transactions']} pid={after['pid']} "
+            f"restored={after['restored']}"
+        )
         print(f"restarted in a new process: {after['pid'] != before['pid']}")
         assert after["balance"] == before["balance"] == 75
         assert after["restored"]

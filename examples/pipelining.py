@@ -68,28 +68,37 @@ def main():
     )
     print(f"sum_values submitted after {time.time() - start:.3f} s (nothing waited yet)")
     total = actorflow.get(result_ref)
-    print(f"generated numbers {expected}, sum_values -> {total} "
-          f"in {time.time() - start:.2f} s")
+    print(f"generated numbers {expected}, sum_values -> {total} in {time.time() - start:.2f} s")
     assert total == sum(expected)
 
     print("== nested parallelism ==")
     start = time.time()
     outer_refs = [sum_of_squares.remote(n) for n in (4, 6)]
     results = actorflow.get(outer_refs)
-    print(f"sum_of_squares(4) = {results[0]}, sum_of_squares(6) = {results[1]} "
-          f"in {time.time() - start:.2f} s")
+    print(
+        f"sum_of_squares(4) = {results[0]}, sum_of_squares(6) = {results[1]} "
+        f"in {time.time() - start:.2f} s"
+    )
     assert results == [0 + 1 + 4 + 9, 0 + 1 + 4 + 9 + 16 + 25]
 
     print("== wait for the first 3 searches, cancel the rest ==")
-    durations = {"alpha": 0.3, "bravo": 4.0, "charlie": 0.1,
-                 "delta": 5.0, "echo": 6.0, "foxtrot": 0.2}
+    durations = {
+        "alpha": 0.3,
+        "bravo": 4.0,
+        "charlie": 0.1,
+        "delta": 5.0,
+        "echo": 6.0,
+        "foxtrot": 0.2,
+    }
     refs = [search.remote(name, seconds) for name, seconds in durations.items()]
     start = time.time()
     ready, not_ready = actorflow.wait(refs, num_returns=3, timeout=10.0)
     for answer in actorflow.get(ready):
         print(f"  ready: {answer}")
-    print(f"{len(ready)} ready after {time.time() - start:.2f} s; "
-          f"cancelling {len(not_ready)} pending searches")
+    print(
+        f"{len(ready)} ready after {time.time() - start:.2f} s; "
+        f"cancelling {len(not_ready)} pending searches"
+    )
     for ref in not_ready:
         actorflow.cancel(ref)
     cancelled = 0

@@ -61,13 +61,18 @@ class Ledger:
         if job not in self.applied:  # at most once per job, even when a deposit is retried
             self.balance += amount
             self.applied.add(job)
-            self.persistence.save(self.key, {"balance": self.balance,
-                                             "applied": sorted(self.applied)})
+            self.persistence.save(
+                self.key, {"balance": self.balance, "applied": sorted(self.applied)}
+            )
         return self.balance
 
     def info(self) -> dict:
-        return {"balance": self.balance, "deposits": len(self.applied),
-                "restored": self.restored, "pid": os.getpid()}
+        return {
+            "balance": self.balance,
+            "deposits": len(self.applied),
+            "restored": self.restored,
+            "pid": os.getpid(),
+        }
 
     def crash(self) -> None:
         os._exit(1)
@@ -141,16 +146,30 @@ async def run_job(bank, job: int) -> int:
 
 async def main(basedir: str) -> None:
     persistence = FilePersistence(basedir)
-    bank = Supervisor.start([
-        ChildSpec("ledger", Ledger, args=("alice", persistence)),
-        supervisor_spec("workers", [ChildSpec("flaky-1", FlakyWorker, args=("flaky-1",)),
-                                    ChildSpec("flaky-2", FlakyWorker, args=("flaky-2",))],
-                        intensity=3, period=10, backoff=QUICK),
-    ], name="bank", intensity=5, period=10, backoff=QUICK)
+    bank = Supervisor.start(
+        [
+            ChildSpec("ledger", Ledger, args=("alice", persistence)),
+            supervisor_spec(
+                "workers",
+                [
+                    ChildSpec("flaky-1", FlakyWorker, args=("flaky-1",)),
+                    ChildSpec("flaky-2", FlakyWorker, args=("flaky-2",)),
+                ],
+                intensity=3,
+                period=10,
+                backoff=QUICK,
+            ),
+        ],
+        name="bank",
+        intensity=5,
+        period=10,
+        backoff=QUICK,
+    )
     top = [c.name for c in await bank.which_children.remote()]
     workers = await (await child(bank, "workers")).which_children.remote()
-    print(f"tree started: bank -> {', '.join(top)}; workers -> "
-          f"{', '.join(c.name for c in workers)}")
+    print(
+        f"tree started: bank -> {', '.join(top)}; workers -> {', '.join(c.name for c in workers)}"
+    )
     stop = asyncio.Event()
     followers = [asyncio.ensure_future(follow(name, stop)) for name in ("bank", "bank.workers")]
 
@@ -159,16 +178,17 @@ async def main(basedir: str) -> None:
         await run_job(bank, job)
     ledger = await child(bank, "ledger")
     before = await ledger.info.remote()
-    print(f"ledger before its crash: balance {before['balance']}, "
-          f"{before['deposits']} deposits")
+    print(f"ledger before its crash: balance {before['balance']}, {before['deposits']} deposits")
 
     print("== the ledger crashes ==")
     ledger.crash.remote()
     while (ledger_now := await child(bank, "ledger")) == ledger:
         await asyncio.sleep(0.02)  # the supervisor has not noticed yet
     after = await ledger_now.info.remote()
-    print(f"ledger after its restart: balance {after['balance']}, restored from disk: "
-          f"{after['restored']}, new process: {after['pid'] != before['pid']}")
+    print(
+        f"ledger after its restart: balance {after['balance']}, restored from disk: "
+        f"{after['restored']}, new process: {after['pid'] != before['pid']}"
+    )
 
     print("== flaky-1 crashes again and again ==")
     workers_sup = await child(bank, "workers")
@@ -195,8 +215,10 @@ async def main(basedir: str) -> None:
     state = {c.name: (c.state, c.restarts) for c in await bank.which_children.remote()}
     expected = sum(10 * job for job in range(1, JOBS + 1))
     print(f"bank's children: {state}")
-    print(f"summary: {JOBS} jobs done, balance {balance} (expected {expected}), "
-          f"ledger restored after its crash: {after['restored']}")
+    print(
+        f"summary: {JOBS} jobs done, balance {balance} (expected {expected}), "
+        f"ledger restored after its crash: {after['restored']}"
+    )
     assert balance == expected and after["balance"] == before["balance"]
     await bank.shutdown.remote()
     print("supervision tree shut down")

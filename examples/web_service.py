@@ -79,6 +79,7 @@ STORE = web.AppKey("store", object)
 
 # --- handlers ---------------------------------------------------------------
 
+
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
@@ -126,6 +127,7 @@ async def delete_key(request: web.Request) -> web.Response:
 
 
 # --- application ------------------------------------------------------------
+
 
 async def start_actors(app: web.Application) -> None:
     app[COUNTER] = Counter.remote()
@@ -177,17 +179,19 @@ async def self_test() -> None:
             values = sorted(await asyncio.gather(*[increment() for _ in range(10)]))
             print(f"10 concurrent POST /counter/increment -> values {values}")
             assert values == list(range(1, 11))
-            assert await call("POST", "/counter/increment", json={"by": 5}) == (
-                200, {"value": 15})
+            assert await call("POST", "/counter/increment", json={"by": 5}) == (200, {"value": 15})
 
             assert await call("PUT", "/kv/language", json={"value": "Python"}) == (
-                200, {"key": "language", "value": "Python"})
+                200,
+                {"key": "language", "value": "Python"},
+            )
             assert await call("PUT", "/kv/answer", json={"value": 42}) == (
-                200, {"key": "answer", "value": 42})
+                200,
+                {"key": "answer", "value": 42},
+            )
             assert await call("GET", "/kv/answer") == (200, {"key": "answer", "value": 42})
             assert await call("GET", "/kv") == (200, {"keys": ["answer", "language"]})
-            assert await call("DELETE", "/kv/answer") == (
-                200, {"key": "answer", "deleted": True})
+            assert await call("DELETE", "/kv/answer") == (200, {"key": "answer", "deleted": True})
             status, _ = await call("GET", "/kv/answer")
             assert status == 404
     finally:
@@ -198,10 +202,14 @@ async def self_test() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8080,
-                        help="port to serve on, on 127.0.0.1 (default 8080)")
-    parser.add_argument("--self-test", action="store_true",
-                        help="serve on a free port, query it, print the answers and exit")
+    parser.add_argument(
+        "--port", type=int, default=8080, help="port to serve on, on 127.0.0.1 (default 8080)"
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="serve on a free port, query it, print the answers and exit",
+    )
     args = parser.parse_args()
 
     if args.self_test:

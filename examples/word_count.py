@@ -55,7 +55,7 @@ def main():
     num_partitions = 3
     corpus = zen_of_python().splitlines()
     chunk = -(-len(corpus) // num_partitions)  # ceiling division: keep every line
-    chunks = [corpus[i * chunk:(i + 1) * chunk] for i in range(num_partitions)]
+    chunks = [corpus[i * chunk : (i + 1) * chunk] for i in range(num_partitions)]
     print(f"{len(corpus)} lines of the Zen of Python in {num_partitions} chunks")
 
     # Each map call returns num_partitions refs: map_results[m][p] is mapper

@@ -301,8 +301,9 @@ def _no_leaked_processes() -> Iterator[None]:
 
 
 @pytest.fixture
-def local_cluster(tmp_path_factory: pytest.TempPathFactory,
-                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def local_cluster(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Any]:
     """A LocalCluster of node processes (add_node() them; the first is the head), in a session
     root of this test's own (ACTORFLOW_SESSION_ROOT points there meanwhile, so drivers find its
     token). The embedded shared cluster is shut down first; a driver this test connects with

@@ -110,8 +110,9 @@ def test_async_actor_max_concurrency_limits_calls_in_flight(cluster, poll_until)
     refs = [a.work.remote() for _ in range(7)]
     # stats() is sent after all seven work() calls, so without a limit all seven would have
     # started by the time it runs.
-    stats = poll_until(lambda: (s := actorflow.get(a.stats.remote()))["started"] >= 3 and s,
-                       timeout=30)
+    stats = poll_until(
+        lambda: (s := actorflow.get(a.stats.remote()))["started"] >= 3 and s, timeout=30
+    )
     assert stats == {"started": 3, "max": 3}
     actorflow.get(a.open.remote())
     assert max(actorflow.get(refs, timeout=30)) == 3
@@ -207,8 +208,9 @@ class LimitedThreaded:
 def test_threaded_actor_runs_at_most_max_concurrency(cluster, poll_until):
     t = LimitedThreaded.remote()
     refs = [t.work.remote() for _ in range(5)]
-    stats = poll_until(lambda: (s := actorflow.get(t.stats.remote()))["started"] >= 2 and s,
-                       timeout=30)
+    stats = poll_until(
+        lambda: (s := actorflow.get(t.stats.remote()))["started"] >= 2 and s, timeout=30
+    )
     assert stats["started"] == 2
     actorflow.get(t.open.remote())
     assert max(actorflow.get(refs, timeout=30)) == 2
@@ -237,8 +239,12 @@ class Serial:
         self.in_flight -= 1
 
     def report(self) -> tuple:
-        return (self.max_in_flight, len(self.threads),
-                threading.get_ident() in self.threads, list(self.log))
+        return (
+            self.max_in_flight,
+            len(self.threads),
+            threading.get_ident() in self.threads,
+            list(self.log),
+        )
 
 
 def test_default_sync_actor_runs_one_call_at_a_time(cluster):
@@ -284,8 +290,7 @@ def test_calls_queued_behind_a_blocking_get_in_a_sync_actor_still_run(cluster, p
     assert ready == []  # a default actor runs one call at a time
     actorflow.get(second_signal.send.remote())
     assert actorflow.get(first, timeout=30) == "done"
-    assert actorflow.get(second, timeout=5) == ["blocked-start", "between", "blocked-end",
-                                                "quick"]
+    assert actorflow.get(second, timeout=5) == ["blocked-start", "between", "blocked-end", "quick"]
 
 
 # -- concurrency groups -----------------------------------------------------------------------

@@ -163,8 +163,9 @@ def test_calls_made_while_restarting_are_queued_not_lost(cluster, tmp_path, poll
     assert constructor_pids(log) == [first_pid, second_pid]
 
 
-def test_call_lost_with_the_process_fails_without_waiting_for_the_restart(cluster, tmp_path,
-                                                                          poll_until):
+def test_call_lost_with_the_process_fails_without_waiting_for_the_restart(
+    cluster, tmp_path, poll_until
+):
     gate = Gate.remote(free=1)
     actor = Phoenix.options(max_restarts=1).remote(str(tmp_path / "ctor.log"), gate)
     actorflow.get(actor.pid.remote())
@@ -207,7 +208,8 @@ def test_kill_with_restart_allowed_restarts_the_actor(cluster, tmp_path, poll_un
     actorflow.kill(actor, no_restart=False)
     second_pid = poll_until(
         lambda: (pid := actorflow.get(actor.pid.remote(), timeout=30)) != first_pid and pid,
-        timeout=30)
+        timeout=30,
+    )
     assert constructor_pids(log) == [first_pid, second_pid]
     poll_until(lambda: process_gone(first_pid), timeout=30)
 

@@ -377,4 +377,3 @@ def test_ray_terminate_on_async_actor_lets_calls_in_flight_finish(cluster, poll_
 
 # The creator's lifetime with two drivers (detached vs named non-detached actors) is tested on
 # a multi-node cluster in test_cluster.py.
-

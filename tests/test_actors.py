@@ -474,10 +474,16 @@ def test_task_creates_actor(cluster):
 class ContextReporter:
     def report(self) -> dict:
         ctx = actorflow.get_runtime_context()
-        return {"actor_id": ctx.get_actor_id(), "namespace": ctx.namespace,
-                "get_namespace": ctx.get_namespace(), "job_id": ctx.get_job_id(),
-                "node_id": ctx.get_node_id(), "worker_id": ctx.get_worker_id(),
-                "task_id": ctx.get_task_id(), "pid": os.getpid()}
+        return {
+            "actor_id": ctx.get_actor_id(),
+            "namespace": ctx.namespace,
+            "get_namespace": ctx.get_namespace(),
+            "job_id": ctx.get_job_id(),
+            "node_id": ctx.get_node_id(),
+            "worker_id": ctx.get_worker_id(),
+            "task_id": ctx.get_task_id(),
+            "pid": os.getpid(),
+        }
 
     async def report_async(self) -> dict:
         ctx = actorflow.get_runtime_context()
@@ -488,8 +494,7 @@ def test_runtime_context_inside_actor(cluster):
     a, b = ContextReporter.remote(), ContextReporter.remote()
     driver = actorflow.get_runtime_context()
     assert driver.get_actor_id() is None
-    first, second, other = actorflow.get([a.report.remote(), a.report.remote(),
-                                          b.report.remote()])
+    first, second, other = actorflow.get([a.report.remote(), a.report.remote(), b.report.remote()])
     assert first["actor_id"] == a.actor_id
     assert other["actor_id"] == b.actor_id
     assert first["namespace"] == first["get_namespace"] == driver.namespace

@@ -29,16 +29,22 @@ class CliCluster:
 
     def __init__(self, root: Path) -> None:
         self.root = str(root)
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("ACTORFLOW_TOKEN", "ACTORFLOW_ADDRESS")}
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("ACTORFLOW_TOKEN", "ACTORFLOW_ADDRESS")
+        }
         self.env["ACTORFLOW_SESSION_ROOT"] = self.root
         self.drivers: list[subprocess.Popen] = []
 
-    def run(self, *args: str, env: dict[str, str] | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "actorflow.cli", *args],
-                              env={**self.env, **(env or {})}, capture_output=True, text=True,
-                              timeout=timeout)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "actorflow.cli", *args],
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def ok(self, *args: str, **kwargs: Any) -> str:
         done = self.run(*args, **kwargs)
@@ -51,8 +57,9 @@ class CliCluster:
     # -- the cluster's files ---------------------------------------------------------------------
 
     def sessions(self) -> list[Path]:
-        return sorted(p for p in Path(self.root).glob("session_*")
-                      if p.is_dir() and not p.is_symlink())
+        return sorted(
+            p for p in Path(self.root).glob("session_*") if p.is_dir() and not p.is_symlink()
+        )
 
     def head_session(self) -> Path:
         heads = [p for p in self.sessions() if (p / "node.json").exists()]
@@ -67,8 +74,11 @@ class CliCluster:
 
     def node_files(self) -> list[dict[str, Any]]:
         """The info files of the node processes (the GCS's included, node_id "gcs")."""
-        return [json.loads(f.read_text()) for s in self.sessions()
-                for f in sorted((s / "nodes").glob("*.json"))]
+        return [
+            json.loads(f.read_text())
+            for s in self.sessions()
+            for f in sorted((s / "nodes").glob("*.json"))
+        ]
 
     def token(self) -> str:
         return (self.head_session() / "token").read_text().strip()
@@ -93,9 +103,14 @@ class CliCluster:
     def driver(self, code: str, *args: str) -> subprocess.Popen:
         """A driver process running code (with sys.argv[1:] = args); it keeps running until its
         stdin is closed if the code waits on it."""
-        process = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code), *args],
-                                   env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(code), *args],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.drivers.append(process)
         return process
 
@@ -126,8 +141,6 @@ def poll_gone(pids: Any, timeout: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"processes still running after {timeout} s: {sorted(left)}")
         time.sleep(0.05)
-
-
 
 
 # -- a two-node cluster, seen through the CLI -----------------------------------------------------
@@ -194,8 +207,9 @@ def test_start_status_list_stop(cli, tmp_path):
     line = driver.stdout.readline()
     assert line, f"the driver failed: {driver.stderr.read() if driver.stderr else ''}"
     made = json.loads(line)
-    poll_until(lambda: os.path.exists(busy_file), timeout=30, interval=0.1,
-               message="the busy task started")
+    poll_until(
+        lambda: os.path.exists(busy_file), timeout=30, interval=0.1, message="the busy task started"
+    )
     with open(busy_file) as f:
         busy = json.load(f)
     assert busy["node_id"] == other_id  # the only node with "special"
@@ -206,8 +220,9 @@ def test_start_status_list_stop(cli, tmp_path):
         used = status["resources"]["used"]
         return status if used.get("special") == 1.0 and used.get("CPU", 0) >= 1.0 else None
 
-    status = poll_until(status_when_busy, timeout=30, interval=0.1,
-                        message="the busy task's resources show as used")
+    status = poll_until(
+        status_when_busy, timeout=30, interval=0.1, message="the busy task's resources show as used"
+    )
     assert status["gcs_address"].endswith(gcs)
     assert status["resources"]["total"] == {"CPU": 3.0, "special": 2.0}
     assert status["resources"]["available"]["special"] == 1.0
@@ -250,9 +265,15 @@ def test_start_status_list_stop(cli, tmp_path):
     # The driver leaves; its detached actor stays.
     driver.stdin.close()
     assert driver.wait(timeout=30) == 0
-    keeper = poll_until(lambda: [a for a in cli.json("list", "actors", "--address", gcs)
-                                 if a["name"] == "keeper" and a["state"] == "ALIVE"],
-                        timeout=30, interval=0.1)
+    keeper = poll_until(
+        lambda: [
+            a
+            for a in cli.json("list", "actors", "--address", gcs)
+            if a["name"] == "keeper" and a["state"] == "ALIVE"
+        ],
+        timeout=30,
+        interval=0.1,
+    )
     assert keeper[0]["pid"] == made["actor"]["pid"]
 
     # stop ends every process of the cluster: nodes, the GCS, workers.
@@ -296,9 +317,15 @@ def test_a_dead_node_shows_with_its_cause(cli):
     cli.ok("start", "--address", cli.gcs_address, "--num-cpus", "1")
     other = [n for n in cli.node_files() if n["node_id"] != "gcs" and not n["is_head"]][0]
     os.kill(other["pid"], signal.SIGKILL)
-    dead = poll_until(lambda: [n for n in cli.json("list", "nodes")
-                               if n["node_id"] == other["node_id"] and not n["alive"]],
-                      timeout=30, interval=0.1)
+    dead = poll_until(
+        lambda: [
+            n
+            for n in cli.json("list", "nodes")
+            if n["node_id"] == other["node_id"] and not n["alive"]
+        ],
+        timeout=30,
+        interval=0.1,
+    )
     assert dead[0]["state"] == "DEAD" and dead[0]["death_cause"]
     assert dead[0]["workers"] is None
     table = cli.ok("status")
@@ -332,8 +359,14 @@ def test_start_with_bad_resources_is_a_clear_error(cli, value):
 
 
 def test_bad_command_lines_exit_nonzero(cli):
-    for args in (["start"], ["start", "--head", "--address", "127.0.0.1:1"],
-                 ["list"], ["list", "bogus"], ["status", "--format", "yaml"], ["bogus"]):
+    for args in (
+        ["start"],
+        ["start", "--head", "--address", "127.0.0.1:1"],
+        ["list"],
+        ["list", "bogus"],
+        ["status", "--format", "yaml"],
+        ["bogus"],
+    ):
         done = cli.run(*args)
         assert done.returncode == 2, (args, done)
         assert "usage: actorflow" in done.stderr
@@ -347,8 +380,16 @@ def test_start_without_a_token_for_a_remote_head_is_one_line(cli):
 
 
 HELP = {
-    ("start",): ["--head", "--address", "--port", "--host", "--num-cpus", "--num-gpus",
-                 "--resources", "--object-store-memory"],
+    ("start",): [
+        "--head",
+        "--address",
+        "--port",
+        "--host",
+        "--num-cpus",
+        "--num-gpus",
+        "--resources",
+        "--object-store-memory",
+    ],
     ("stop",): ["--grace"],
     ("status",): ["--address", "--format", "resources used/total", "actors", "lease"],
     ("memory",): ["--address", "--format"],
@@ -380,32 +421,75 @@ def test_status_of_a_view_counts_live_nodes_actors_and_leases():
 
     view = ClusterView(
         gcs_address="tcp://127.0.0.1:1",
-        nodes=[{"node_id": "b", "address": "tcp://127.0.0.1:3", "alive": False, "pid": 3,
-                "resources": {"CPU": 4.0}, "available": {"CPU": 4.0},
-                "death_cause": "no heartbeat for 30 s"},
-               {"node_id": "a", "address": "tcp://127.0.0.1:2", "alive": True, "pid": 2,
-                "is_head": True, "resources": {"CPU": 2.0, "GPU": 1.0},
-                "available": {"CPU": 0.5, "GPU": 1.0}}],
-        actors=[{"actor_id": "x", "class_name": "C", "state": "ALIVE",
-                 "address": "tcp://127.0.0.1:5"},
-                {"actor_id": "y", "class_name": "C", "state": "DEAD", "address": "",
-                 "death_cause": "killed"}],
+        nodes=[
+            {
+                "node_id": "b",
+                "address": "tcp://127.0.0.1:3",
+                "alive": False,
+                "pid": 3,
+                "resources": {"CPU": 4.0},
+                "available": {"CPU": 4.0},
+                "death_cause": "no heartbeat for 30 s",
+            },
+            {
+                "node_id": "a",
+                "address": "tcp://127.0.0.1:2",
+                "alive": True,
+                "pid": 2,
+                "is_head": True,
+                "resources": {"CPU": 2.0, "GPU": 1.0},
+                "available": {"CPU": 0.5, "GPU": 1.0},
+            },
+        ],
+        actors=[
+            {"actor_id": "x", "class_name": "C", "state": "ALIVE", "address": "tcp://127.0.0.1:5"},
+            {
+                "actor_id": "y",
+                "class_name": "C",
+                "state": "DEAD",
+                "address": "",
+                "death_cause": "killed",
+            },
+        ],
         jobs=[{"job_id": "1", "alive": True}, {"job_id": "2", "alive": False}],
-        node_infos={"a": {"workers": [
-            {"worker_id": "w1", "pid": 11, "state": "leased", "address": "tcp://127.0.0.1:4"},
-            {"worker_id": "w2", "pid": 12, "state": "leased", "address": "tcp://127.0.0.1:5"},
-            {"worker_id": "w3", "pid": 13, "state": "idle", "address": "tcp://127.0.0.1:6"}],
-            "leases": 2, "queued_lease_requests": 3}})
+        node_infos={
+            "a": {
+                "workers": [
+                    {
+                        "worker_id": "w1",
+                        "pid": 11,
+                        "state": "leased",
+                        "address": "tcp://127.0.0.1:4",
+                    },
+                    {
+                        "worker_id": "w2",
+                        "pid": 12,
+                        "state": "leased",
+                        "address": "tcp://127.0.0.1:5",
+                    },
+                    {"worker_id": "w3", "pid": 13, "state": "idle", "address": "tcp://127.0.0.1:6"},
+                ],
+                "leases": 2,
+                "queued_lease_requests": 3,
+            }
+        },
+    )
     status = state.status_of(view)
     assert [n["node_id"] for n in status["nodes"]] == ["a", "b"]
     assert status["nodes"][0]["resources_used"] == {"CPU": 1.5, "GPU": 0.0}
     assert status["nodes"][1]["workers"] is None
-    assert status["resources"] == {"total": {"CPU": 2.0, "GPU": 1.0},
-                                   "used": {"CPU": 1.5, "GPU": 0.0},
-                                   "available": {"CPU": 0.5, "GPU": 1.0}}
+    assert status["resources"] == {
+        "total": {"CPU": 2.0, "GPU": 1.0},
+        "used": {"CPU": 1.5, "GPU": 0.0},
+        "available": {"CPU": 0.5, "GPU": 1.0},
+    }
     assert status["actors"] == {"ALIVE": 1, "PENDING": 0, "RESTARTING": 0, "DEAD": 1}
-    assert status["tasks"] == {"task_leases": 1, "actor_workers": 1,
-                               "queued_lease_requests": 3, "workers": 3}
+    assert status["tasks"] == {
+        "task_leases": 1,
+        "actor_workers": 1,
+        "queued_lease_requests": 3,
+        "workers": 3,
+    }
     assert status["jobs"] == {"alive": 1, "finished": 1}
     assert [t["worker_id"] for t in state.tasks_of(state.workers_of(view))] == ["w1"]
     actors = state.actors_of(view)
@@ -428,7 +512,8 @@ def test_start_head_again_on_the_port_of_a_dead_gcs_resumes_that_cluster(cli, tm
     storage = f"sqlite:///{tmp_path / 'tables.sqlite'}"
     cli.ok("start", "--head", "--port", str(port), "--num-cpus", "1", "--storage", storage)
     session, token = cli.head_session(), cli.token()
-    keeper = cli.driver("""
+    keeper = cli.driver(
+        """
         import sys, actorflow
         actorflow.init(address=sys.argv[1])
 
@@ -439,7 +524,9 @@ def test_start_head_again_on_the_port_of_a_dead_gcs_resumes_that_cluster(cli, tm
 
         Keeper.options(name="keeper", namespace="resume", lifetime="detached").remote()
         print("made", flush=True)
-    """, f"127.0.0.1:{port}")
+    """,
+        f"127.0.0.1:{port}",
+    )
     assert keeper.wait(timeout=60) == 0, keeper.stderr.read()
     gcs = [n for n in cli.node_files() if n["node_id"] == "gcs"][0]
     os.kill(gcs["pid"], signal.SIGKILL)
@@ -448,8 +535,6 @@ def test_start_head_again_on_the_port_of_a_dead_gcs_resumes_that_cluster(cli, tm
     assert f"tables in {storage}" in out and "Resumed the cluster" in out
     assert len([n for n in cli.node_files() if n.get("is_head") and n["node_id"] != "gcs"]) == 1
     assert cli.head_session() == session and cli.token() == token  # the same cluster
-    status = poll_until(lambda: (s := cli.json("status"))["nodes"] and s, timeout=30,
-                        interval=0.1)
-    assert any(a["name"] == "keeper" and a["state"] == "ALIVE"
-               for a in cli.json("list", "actors"))
+    status = poll_until(lambda: (s := cli.json("status"))["nodes"] and s, timeout=30, interval=0.1)
+    assert any(a["name"] == "keeper" and a["state"] == "ALIVE" for a in cli.json("list", "actors"))
     assert len([n for n in status["nodes"] if n["alive"]]) >= 1

@@ -38,10 +38,12 @@ class Where:
 def run_driver(cluster, code: str, timeout: float = 60) -> str:
     """Run code as a second driver process joined to the cluster; its stdout."""
     env = dict(os.environ, ACTORFLOW_SESSION_ROOT=cluster.session_root)
-    script = (f"import actorflow\nactorflow.init(address={cluster.address!r})\n"
-              + textwrap.dedent(code))
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    script = f"import actorflow\nactorflow.init(address={cluster.address!r})\n" + textwrap.dedent(
+        code
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout
+    )
     assert done.returncode == 0, f"driver failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
 
@@ -53,16 +55,25 @@ def test_driver_joins_by_address_and_auto(local_cluster):
     assert info["node_id"] == head["node_id"]
     assert actorflow.cluster_resources()["CPU"] == 3.0
     assert len([n for n in actorflow.nodes() if n["Alive"]]) == 2
-    assert actorflow.get(node_of.remote(), timeout=60) in {n["node_id"]
-                                                         for n in local_cluster.nodes}
+    assert actorflow.get(node_of.remote(), timeout=60) in {
+        n["node_id"] for n in local_cluster.nodes
+    }
     actorflow.shutdown()
     out = run_driver(local_cluster, "print(actorflow.get_runtime_context().get_node_id())")
     assert out.strip() == head["node_id"]
     env_auto = dict(os.environ, ACTORFLOW_SESSION_ROOT=local_cluster.session_root)
     done = subprocess.run(
-        [sys.executable, "-c", "import actorflow; actorflow.init(address='auto'); "
-         "print(actorflow.cluster_resources()['CPU'])"],
-        env=env_auto, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-c",
+            "import actorflow; actorflow.init(address='auto'); "
+            "print(actorflow.cluster_resources()['CPU'])",
+        ],
+        env=env_auto,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "3.0"
 
@@ -106,7 +117,8 @@ def test_custom_resource_pins_work_to_its_node(local_cluster):
     actorflow.init(address=local_cluster.address)
     pinned = node_of.options(resources={"special": 1})
     assert set(actorflow.get([pinned.remote() for _ in range(4)], timeout=60)) == {
-        special["node_id"]}
+        special["node_id"]
+    }
     actor = Where.options(resources={"special": 0.5}).remote()
     assert actorflow.get(actor.node.remote(), timeout=60) == special["node_id"]
 
@@ -124,8 +136,11 @@ def test_node_affinity_hard_and_soft(local_cluster):
     other = local_cluster.add_node(num_cpus=1)
     actorflow.init(address=local_cluster.address)
     hard = NodeAffinitySchedulingStrategy(other["node_id"], soft=False)
-    assert set(actorflow.get([node_of.options(scheduling_strategy=hard).remote()
-                              for _ in range(3)], timeout=60)) == {other["node_id"]}
+    assert set(
+        actorflow.get(
+            [node_of.options(scheduling_strategy=hard).remote() for _ in range(3)], timeout=60
+        )
+    ) == {other["node_id"]}
     actor = Where.options(scheduling_strategy=hard).remote()
     assert actorflow.get(actor.node.remote(), timeout=60) == other["node_id"]
     gone = NodeAffinitySchedulingStrategy("ffffffffffffffff", soft=False)
@@ -174,7 +189,9 @@ def test_gpu_tasks_see_their_gpus_in_cuda_visible_devices(local_cluster):
 
 def test_detached_actor_outlives_its_driver_and_named_one_dies_with_it(local_cluster):
     local_cluster.add_node(num_cpus=2)
-    run_driver(local_cluster, """
+    run_driver(
+        local_cluster,
+        """
         @actorflow.remote
         class Counter:
             def __init__(self):
@@ -185,7 +202,8 @@ def test_detached_actor_outlives_its_driver_and_named_one_dies_with_it(local_clu
         kept = Counter.options(name="kept", namespace="shared", lifetime="detached").remote()
         gone = Counter.options(name="gone", namespace="shared").remote()
         print(actorflow.get(kept.add.remote()), actorflow.get(gone.add.remote()))
-    """)
+    """,
+    )
     actorflow.init(address=local_cluster.address, namespace="shared")
     kept = actorflow.get_actor("kept")
     assert actorflow.get(kept.add.remote(), timeout=30) == 2
@@ -206,14 +224,17 @@ def test_detached_actor_outlives_its_driver_and_named_one_dies_with_it(local_clu
 
 def test_namespaces_scope_names_per_job(local_cluster):
     local_cluster.add_node(num_cpus=2)
-    run_driver(local_cluster, """
+    run_driver(
+        local_cluster,
+        """
         @actorflow.remote
         class A:
             def ping(self):
                 return "pong"
         A.options(name="svc", namespace="team-a", lifetime="detached").remote()
         print(actorflow.get(actorflow.get_actor("svc", namespace="team-a").ping.remote()))
-    """)
+    """,
+    )
     actorflow.init(address=local_cluster.address, namespace="team-b")
     with pytest.raises(ValueError, match="svc"):
         actorflow.get_actor("svc")
@@ -229,8 +250,9 @@ def _alive_node_ids() -> set[str]:
     return {n["NodeID"] for n in actorflow.nodes() if n["Alive"]}
 
 
-def test_killed_node_is_detected_and_its_tasks_retried_elsewhere(local_cluster, poll_until,
-                                                                 tmp_path):
+def test_killed_node_is_detected_and_its_tasks_retried_elsewhere(
+    local_cluster, poll_until, tmp_path
+):
     head = local_cluster.add_node(num_cpus=1)
     doomed = local_cluster.add_node(num_cpus=2)
     actorflow.init(address=local_cluster.address)
@@ -245,20 +267,29 @@ def test_killed_node_is_detected_and_its_tasks_retried_elsewhere(local_cluster, 
 
     on_doomed = NodeAffinitySchedulingStrategy(doomed["node_id"], soft=True)
     marker = str(tmp_path / "started")
-    refs = [wait_then_report.options(scheduling_strategy=on_doomed).remote(marker, 3.0)
-            for _ in range(2)]
-    poll_until(lambda: len([p for p in os.listdir(tmp_path) if doomed["node_id"] in p]) == 2,
-               timeout=30, message="the tasks never started on the doomed node")
+    refs = [
+        wait_then_report.options(scheduling_strategy=on_doomed).remote(marker, 3.0)
+        for _ in range(2)
+    ]
+    poll_until(
+        lambda: len([p for p in os.listdir(tmp_path) if doomed["node_id"] in p]) == 2,
+        timeout=30,
+        message="the tasks never started on the doomed node",
+    )
     local_cluster.kill_node(doomed)
-    poll_until(lambda: doomed["node_id"] not in _alive_node_ids(), timeout=30,
-               message="the killed node is still listed alive")
+    poll_until(
+        lambda: doomed["node_id"] not in _alive_node_ids(),
+        timeout=30,
+        message="the killed node is still listed alive",
+    )
     dead = [n for n in actorflow.nodes() if n["NodeID"] == doomed["node_id"]][0]
     assert dead["DeathCause"]
     assert actorflow.get(refs, timeout=60) == [head["node_id"], head["node_id"]]
 
 
-def test_actor_on_a_killed_node_restarts_elsewhere_or_dies_naming_the_node(local_cluster,
-                                                                           poll_until):
+def test_actor_on_a_killed_node_restarts_elsewhere_or_dies_naming_the_node(
+    local_cluster, poll_until
+):
     head = local_cluster.add_node(num_cpus=2)
     doomed = local_cluster.add_node(num_cpus=2)
     actorflow.init(address=local_cluster.address)
@@ -266,7 +297,9 @@ def test_actor_on_a_killed_node_restarts_elsewhere_or_dies_naming_the_node(local
     phoenix = Where.options(scheduling_strategy=on_doomed, max_restarts=1).remote()
     mortal = Where.options(scheduling_strategy=on_doomed).remote()
     assert actorflow.get([phoenix.node.remote(), mortal.node.remote()], timeout=60) == [
-        doomed["node_id"], doomed["node_id"]]
+        doomed["node_id"],
+        doomed["node_id"],
+    ]
     local_cluster.kill_node(doomed)
     poll_until(lambda: doomed["node_id"] not in _alive_node_ids(), timeout=30)
 
@@ -281,8 +314,9 @@ def test_actor_on_a_killed_node_restarts_elsewhere_or_dies_naming_the_node(local
         actorflow.get(mortal.node.remote(), timeout=60)
 
 
-def test_silent_node_is_marked_dead_after_missed_heartbeats(local_cluster, poll_until,
-                                                            tmp_path, descendants):
+def test_silent_node_is_marked_dead_after_missed_heartbeats(
+    local_cluster, poll_until, tmp_path, descendants
+):
     """A machine that stops answering (SIGSTOP on its node and workers: every connection stays
     open) is declared dead after node_timeout_seconds, its tasks are retried elsewhere, and
     the node is told to exit when it comes back."""
@@ -305,8 +339,11 @@ def test_silent_node_is_marked_dead_after_missed_heartbeats(local_cluster, poll_
     for pid in machine:
         os.kill(pid, __import__("signal").SIGSTOP)
     try:
-        poll_until(lambda: frozen["node_id"] not in _alive_node_ids(), timeout=30,
-                   message="the silent node was never marked dead")
+        poll_until(
+            lambda: frozen["node_id"] not in _alive_node_ids(),
+            timeout=30,
+            message="the silent node was never marked dead",
+        )
         dead = [n for n in actorflow.nodes() if n["NodeID"] == frozen["node_id"]][0]
         assert "heartbeat" in dead["DeathCause"]
         assert actorflow.get(ref, timeout=60) == head["node_id"]

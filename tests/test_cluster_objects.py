@@ -57,8 +57,9 @@ def store_call(node: dict, method: str):
 
 
 def on(node: dict, fn):
-    return fn.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["node_id"],
-                                                                        soft=False))
+    return fn.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node["node_id"], soft=False)
+    )
 
 
 def two_nodes(local_cluster, **other) -> tuple[dict, dict]:
@@ -72,7 +73,10 @@ def test_put_here_read_there_and_result_there_read_here(local_cluster):
     head, other = two_nodes(local_cluster)
     ref = actorflow.put(np.arange(N, dtype=np.float64))
     assert actorflow.get(on(other, checksum).remote(ref), timeout=120) == (
-        True, N, other["node_id"])
+        True,
+        N,
+        other["node_id"],
+    )
     assert store_call(other, "stats")["pulls"] == 1
 
     made = on(other, make).remote(N)
@@ -96,8 +100,14 @@ def test_arguments_are_pulled_once_per_node_before_tasks_run(local_cluster):
     head, other = two_nodes(local_cluster)
     ref = actorflow.put(np.arange(N, dtype=np.float64))
     # two tasks at once and an async one, all on the other node: one transfer between them
-    results = actorflow.get([on(other, checksum).remote(ref), on(other, checksum).remote(ref),
-                             on(other, checksum_async).remote(ref)], timeout=120)
+    results = actorflow.get(
+        [
+            on(other, checksum).remote(ref),
+            on(other, checksum).remote(ref),
+            on(other, checksum_async).remote(ref),
+        ],
+        timeout=120,
+    )
     assert results == [(True, N, other["node_id"])] * 3
     stats = store_call(other, "stats")
     assert stats["pulls"] == 1 and stats["pulled_bytes"] >= N * 8
@@ -143,8 +153,11 @@ def test_copies_go_when_their_owner_does(local_cluster, poll_until):
     assert store_call(other, "stats")["objects"] == 1
     del ref
     actorflow.kill(owner)
-    poll_until(lambda: store_call(other, "stats")["objects"] == 0, timeout=30,
-               message="the copy outlived its owner")
+    poll_until(
+        lambda: store_call(other, "stats")["objects"] == 0,
+        timeout=30,
+        message="the copy outlived its owner",
+    )
 
 
 def test_object_only_a_dead_node_held_is_lost(local_cluster):
@@ -170,8 +183,12 @@ def test_sizes_around_the_chunk(local_cluster, size):
 
 def test_zero_length_and_odd_sized_buffers(local_cluster):
     head, other = two_nodes(local_cluster)
-    value = {"empty": np.zeros(0), "odd": bytes(range(7)) * 300_001,
-             "array": np.arange(12_345, dtype=np.int8), "tail": np.ones(3, dtype=np.uint8)}
+    value = {
+        "empty": np.zeros(0),
+        "odd": bytes(range(7)) * 300_001,
+        "array": np.arange(12_345, dtype=np.int8),
+        "tail": np.ones(3, dtype=np.uint8),
+    }
     back = actorflow.get(on(other, echo).remote(actorflow.put(value)), timeout=120)
     assert back["empty"].shape == (0,) and back["odd"] == value["odd"]
     assert np.array_equal(back["array"], value["array"])

@@ -78,7 +78,7 @@ def _decode(address: str, v6: bool) -> tuple[str, int]:
     host, port = address.split(":")
     raw = bytes.fromhex(host)
     # /proc/net/tcp{,6} prints each 32-bit word of the address in host (little-endian) order.
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     ip = ipaddress.IPv6Address(raw) if v6 else ipaddress.IPv4Address(raw)
     return str(ip), int(port, 16)
 
@@ -92,7 +92,7 @@ def listening_sockets(pid: int) -> list[tuple[str, int]]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     found = []
     for table, v6 in (("tcp", False), ("tcp6", True)):
         try:
@@ -129,8 +129,7 @@ def test_every_process_listens_on_loopback_only_by_default(cli):
     for pid in expected:
         assert listeners[pid], f"pid {pid} listens on nothing"
     # ...on 127.0.0.1, and nothing of the cluster listens anywhere else.
-    elsewhere = {pid: [s for s in socks if s[0] != "127.0.0.1"]
-                 for pid, socks in listeners.items()}
+    elsewhere = {pid: [s for s in socks if s[0] != "127.0.0.1"] for pid, socks in listeners.items()}
     assert not any(elsewhere.values()), elsewhere
     # The addresses the cluster publishes are those ports.
     ports = {port for socks in listeners.values() for _, port in socks}
@@ -234,9 +233,13 @@ for address in sys.argv[1:]:
 
 def _try_init(cli: CliCluster, token: str, *addresses: str) -> list[str]:
     """Run TRY_INIT in a driver process with ACTORFLOW_TOKEN=token; its lines."""
-    run = subprocess.run([sys.executable, "-c", TRY_INIT, *addresses],
-                         env={**cli.env, "ACTORFLOW_TOKEN": token}, capture_output=True,
-                         text=True, timeout=60)
+    run = subprocess.run(
+        [sys.executable, "-c", TRY_INIT, *addresses],
+        env={**cli.env, "ACTORFLOW_TOKEN": token},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     return run.stdout.splitlines()
 

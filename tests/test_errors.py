@@ -290,12 +290,24 @@ def test_every_user_facing_error_is_in_the_one_tree():
     # Errors raised by the CLI, the launcher, the runtime and supervision are caught as
     # ActorflowError, and their tracebacks and pickles name actorflow.exceptions.
     from actorflow import exceptions, supervision
-    for name in ("ClusterNotFoundError", "NodeStartError", "NoTokenError", "ChildStartError",
-                 "PeerUnreachableError", "RemoteError", "MalformedMessageError"):
+
+    for name in (
+        "ClusterNotFoundError",
+        "NodeStartError",
+        "NoTokenError",
+        "ChildStartError",
+        "PeerUnreachableError",
+        "RemoteError",
+        "MalformedMessageError",
+    ):
         cls = getattr(exceptions, name)
         assert issubclass(cls, exceptions.ActorflowError), name
         assert cls.__module__ == "actorflow.exceptions", name
     assert issubclass(exceptions.NoTokenError, exceptions.AuthenticationError)
     assert supervision.ChildStartError is exceptions.ChildStartError
     error = pickle.loads(pickle.dumps(exceptions.ChildStartError("db", "boom")))
-    assert (error.child, error.cause, str(error)) == ("db", "boom", "child 'db' did not start: boom")
+    assert (error.child, error.cause, str(error)) == (
+        "db",
+        "boom",
+        "child 'db' did not start: boom",
+    )

@@ -26,9 +26,7 @@ EXAMPLES = REPO_ROOT / "examples"
 def example_env() -> dict:
     """The environment for an example: the repo on sys.path, unbuffered output."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH", "")] if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -60,8 +58,7 @@ def run_example(name: str, *args: str, timeout: float = 100) -> str:
             f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
         )
     assert proc.returncode == 0, (
-        f"{name} exited with {proc.returncode}\n"
-        f"--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
+        f"{name} exited with {proc.returncode}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
     )
     return stdout
 
@@ -79,11 +76,19 @@ def search(pattern: str, stdout: str) -> re.Match:
 
 # --- tasks ------------------------------------------------------------------
 
+
 @pytest.mark.timeout(120)
 def test_parallel_retrieval():
     out = run_example("parallel_retrieval.py")
-    expect(out, "== serial ==", "(0, 'Learning')", "(1, 'Ray')", "(3, 'Distributed')",
-           "(7, 'Learning')", "== all results ==")
+    expect(
+        out,
+        "== serial ==",
+        "(0, 'Learning')",
+        "(1, 'Ray')",
+        "(3, 'Distributed')",
+        "(7, 'Learning')",
+        "== all results ==",
+    )
     # The serial run sleeps 0 + 0.1 + ... + 0.7 = 2.8 s.
     serial = float(search(r"serial: (\d+\.\d+) s", out).group(1))
     assert serial >= 2.75, out
@@ -127,6 +132,7 @@ def test_word_count():
 
 # --- actors -----------------------------------------------------------------
 
+
 @pytest.mark.timeout(120)
 def test_counter():
     out = run_example("counter.py")
@@ -148,8 +154,7 @@ def test_bank_account():
         "withdraw 1000 refused (caught as TaskError): InsufficientFundsError: "
         "cannot withdraw 1000: balance of alice is 120",
         "it is also an InsufficientFundsError: True",
-        "withdraw 500 refused (caught as InsufficientFundsError); "
-        "it is also a TaskError: True",
+        "withdraw 500 refused (caught as InsufficientFundsError); it is also a TaskError: True",
         "deposit -5 refused (caught as ValueError): ValueError",
         "deposit 10 -> balance 130",
         "final balance: 130",
@@ -184,9 +189,7 @@ def test_actor_pool():
         "total items processed: 26",
     )
     unordered = re.findall(r"(\d)\^2 = +(\d+) from worker-\d", out)
-    assert sorted((int(x), int(sq)) for x, sq in unordered) == [
-        (x, x * x) for x in range(8)
-    ], out
+    assert sorted((int(x), int(sq)) for x, sq in unordered) == [(x, x * x) for x in range(8)], out
 
 
 @pytest.mark.timeout(120)
@@ -194,17 +197,20 @@ def test_concurrency():
     out = run_example("concurrency.py")
 
     def timing(label: str) -> tuple:
-        match = search(re.escape(label) + r": 10 calls of 0.5 s took (\d+\.\d+) s "
-                       r"\(at most (\d+) at once\)", out)
+        match = search(
+            re.escape(label) + r": 10 calls of 0.5 s took (\d+\.\d+) s "
+            r"\(at most (\d+) at once\)",
+            out,
+        )
         return float(match.group(1)), int(match.group(2))
 
     async_time, async_peak = timing("AsyncActor    max_concurrency=5")
     threaded_time, threaded_peak = timing("ThreadedActor max_concurrency=3")
     serial_time, serial_peak = timing("ThreadedActor max_concurrency=1")
     assert (async_peak, threaded_peak, serial_peak) == (5, 3, 1), out
-    assert 0.95 <= async_time < 2.5, out      # 2 rounds of 0.5 s
-    assert 1.95 <= threaded_time < 3.5, out   # 4 rounds of 0.5 s
-    assert serial_time >= 4.95, out           # 10 rounds of 0.5 s
+    assert 0.95 <= async_time < 2.5, out  # 2 rounds of 0.5 s
+    assert 1.95 <= threaded_time < 3.5, out  # 4 rounds of 0.5 s
+    assert serial_time >= 4.95, out  # 10 rounds of 0.5 s
 
 
 @pytest.mark.timeout(120)
@@ -220,6 +226,7 @@ def test_data_tracker():
 
 
 # --- web service ------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -256,8 +263,9 @@ def test_web_service(tmp_path):
         )
 
     def output() -> str:
-        return (f"--- stdout ---\n{stdout_path.read_text()}\n"
-                f"--- stderr ---\n{stderr_path.read_text()}")
+        return (
+            f"--- stdout ---\n{stdout_path.read_text()}\n--- stderr ---\n{stderr_path.read_text()}"
+        )
 
     try:
         # Wait (bounded) until the server answers.
@@ -279,8 +287,8 @@ def test_web_service(tmp_path):
         statuses = []
         threads = [
             threading.Thread(
-                target=lambda: statuses.append(
-                    http("POST", base + "/counter/increment")[0]))
+                target=lambda: statuses.append(http("POST", base + "/counter/increment")[0])
+            )
             for _ in range(8)
         ]
         for thread in threads:
@@ -292,10 +300,14 @@ def test_web_service(tmp_path):
         assert http("POST", base + "/counter/increment", {"by": "x"})[0] == 400
 
         assert http("PUT", base + "/kv/fruit", {"value": ["apple", "pear"]}) == (
-            200, {"key": "fruit", "value": ["apple", "pear"]})
+            200,
+            {"key": "fruit", "value": ["apple", "pear"]},
+        )
         assert http("PUT", base + "/kv/n", {"value": 7}) == (200, {"key": "n", "value": 7})
         assert http("GET", base + "/kv/fruit") == (
-            200, {"key": "fruit", "value": ["apple", "pear"]})
+            200,
+            {"key": "fruit", "value": ["apple", "pear"]},
+        )
         assert http("GET", base + "/kv") == (200, {"keys": ["fruit", "n"]})
         assert http("DELETE", base + "/kv/n") == (200, {"key": "n", "deleted": True})
         assert http("DELETE", base + "/kv/n") == (200, {"key": "n", "deleted": False})
@@ -332,6 +344,7 @@ def test_web_service_self_test():
 
 # --- supervision ------------------------------------------------------------
 
+
 @pytest.mark.timeout(120)
 def test_supervision_tree():
     out = run_example("supervision_tree.py")
@@ -358,11 +371,16 @@ def test_supervision_tree():
 
 # --- clusters ---------------------------------------------------------------
 
+
 @pytest.mark.timeout(120)
 def test_cluster():
     out = run_example("cluster.py")
-    expect(out, "cluster: 2 nodes, 4 CPUs", "SPREAD: 8 tasks ran on 2 nodes",
-           "shard of 5,000,000 rows from the ssd node, summed here: 12,499,997,500,000")
+    expect(
+        out,
+        "cluster: 2 nodes, 4 CPUs",
+        "SPREAD: 8 tasks ran on 2 nodes",
+        "shard of 5,000,000 rows from the ssd node, summed here: 12,499,997,500,000",
+    )
     nodes = re.findall(r"node ([0-9a-f]{8}) +(?:\(head\))? *tcp://", out)
     assert len(nodes) == 2, out
     ssd_node = search(r"node ([0-9a-f]{8}) +tcp://\S+ \{'CPU': 2.0, 'ssd': 1.0\}", out).group(1)

@@ -42,8 +42,7 @@ def _head_restart_keeps_the_cluster(cluster, poll_until) -> None:
     cluster.add_node(num_cpus=1)
     far = cluster.add_node(num_cpus=2, resources={"far": 2})
     actorflow.init(address=cluster.address, namespace="bank")
-    account = Account.options(name="main", lifetime="detached",
-                              resources={"far": 0.5}).remote()
+    account = Account.options(name="main", lifetime="detached", resources={"far": 0.5}).remote()
     assert actorflow.get(account.deposit.remote(10), timeout=60) == 10
     pid = actorflow.get(account.pid.remote(), timeout=30)
     running = slow_square.remote(7, 4.0)  # runs across the GCS's downtime
@@ -58,8 +57,13 @@ def _head_restart_keeps_the_cluster(cluster, poll_until) -> None:
     again = actorflow.get_actor("main")
     assert actorflow.get(again.deposit.remote(1), timeout=30) == 16
     assert actorflow.get(again.pid.remote(), timeout=30) == pid  # the same process: no restart
-    poll_until(lambda: {n["NodeID"] for n in actorflow.nodes() if n["Alive"]} >= {
-        far["node_id"], cluster.head["node_id"]}, timeout=30)
+    poll_until(
+        lambda: (
+            {n["NodeID"] for n in actorflow.nodes() if n["Alive"]}
+            >= {far["node_id"], cluster.head["node_id"]}
+        ),
+        timeout=30,
+    )
     fresh = Account.remote()  # the restarted GCS creates actors too
     assert actorflow.get(fresh.deposit.remote(2), timeout=60) == 2
     actorflow.kill(again)
@@ -83,9 +87,23 @@ def redis_url(tmp_path):
         pytest.skip("redis-server is not installed (Debian package redis-server)")
     pytest.importorskip("redis", reason="the redis client package is not installed")
     port = _free_port()
-    process = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            server,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -118,27 +136,34 @@ def _restart_with_existing_head(cluster, poll_until) -> None:
     again = actorflow.get_actor("main")
     assert actorflow.get(again.deposit.remote(1), timeout=30) == 11
     assert actorflow.get(again.pid.remote(), timeout=30) == pid
-    poll_until(lambda: far["node_id"] in {n["NodeID"] for n in actorflow.nodes()
-                                          if n["Alive"]}, timeout=30)
+    poll_until(
+        lambda: far["node_id"] in {n["NodeID"] for n in actorflow.nodes() if n["Alive"]}, timeout=30
+    )
 
 
-def test_a_named_actor_of_a_driver_that_left_while_the_gcs_was_down_dies(local_cluster,
-                                                                          poll_until):
+def test_a_named_actor_of_a_driver_that_left_while_the_gcs_was_down_dies(local_cluster, poll_until):
     local_cluster.add_node(num_cpus=2)
-    script = (f"import actorflow\n"
-              f"actorflow.init(address={local_cluster.address!r}, namespace='n')\n"
-              "@actorflow.remote\n"
-              "class A:\n"
-              "    def ping(self):\n"
-              "        return 1\n"
-              "a = A.options(name='orphan').remote()\n"
-              "k = A.options(name='keeper', lifetime='detached').remote()\n"
-              "assert actorflow.get([a.ping.remote(), k.ping.remote()]) == [1, 1]\n"
-              "print('ready', flush=True)\n"
-              "import sys; sys.stdin.read()\n")
+    script = (
+        f"import actorflow\n"
+        f"actorflow.init(address={local_cluster.address!r}, namespace='n')\n"
+        "@actorflow.remote\n"
+        "class A:\n"
+        "    def ping(self):\n"
+        "        return 1\n"
+        "a = A.options(name='orphan').remote()\n"
+        "k = A.options(name='keeper', lifetime='detached').remote()\n"
+        "assert actorflow.get([a.ping.remote(), k.ping.remote()]) == [1, 1]\n"
+        "print('ready', flush=True)\n"
+        "import sys; sys.stdin.read()\n"
+    )
     env = dict(os.environ, ACTORFLOW_SESSION_ROOT=local_cluster.session_root)
-    driver = subprocess.Popen([os.sys.executable, "-c", script], env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [os.sys.executable, "-c", script],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert driver.stdout.readline().strip() == "ready"
         local_cluster.kill_gcs()
@@ -175,9 +200,10 @@ def test_sqlite_storage_round_trip(tmp_path):
     storage.delete("kv", "ns\x1fdead")
     storage.close()
     reopened = open_storage(f"sqlite:///{path}")
-    assert reopened.load() == {"actors": {"a1": {"state": "DEAD", "spec": {"blob": b"\x00\x01"},
-                                                 "n": 4}},
-                               "kv": {"ns\x1fabcd": b"value"}}
+    assert reopened.load() == {
+        "actors": {"a1": {"state": "DEAD", "spec": {"blob": b"\x00\x01"}, "n": 4}},
+        "kv": {"ns\x1fabcd": b"value"},
+    }
     reopened.close()
     assert isinstance(open_storage(""), MemoryStorage)
     with pytest.raises(ValueError, match="unknown GCS storage"):
@@ -221,10 +247,9 @@ class SlowStart:
         return os.getpid()
 
 
-def test_an_actor_being_created_when_the_gcs_dies_is_created_once_again(local_cluster,
-                                                                         tmp_path,
-                                                                         poll_until,
-                                                                         process_gone):
+def test_an_actor_being_created_when_the_gcs_dies_is_created_once_again(
+    local_cluster, tmp_path, poll_until, process_gone
+):
     """The restarted GCS creates it again, and ends the worker its predecessor had leased for
     it (no leaked process)."""
     local_cluster.add_node(num_cpus=2)
@@ -237,5 +262,8 @@ def test_an_actor_being_created_when_the_gcs_dies_is_created_once_again(local_cl
     local_cluster.restart_gcs()
     second_pid = actorflow.get(actor.pid.remote(), timeout=60)
     assert second_pid != first_pid
-    poll_until(lambda: process_gone(first_pid), timeout=30,
-               message="the worker leased for the first attempt was left running")
+    poll_until(
+        lambda: process_gone(first_pid),
+        timeout=30,
+        message="the worker leased for the first attempt was left running",
+    )

@@ -77,8 +77,7 @@ def test_handle_in_task_arguments_keeps_the_actor_alive(cluster, tmp_path):
     assert actorflow.get(result, timeout=30) == "pong"
 
 
-def test_handle_returned_by_a_task_stays_usable_and_is_collected(cluster, poll_until,
-                                                                  process_gone):
+def test_handle_returned_by_a_task_stays_usable_and_is_collected(cluster, poll_until, process_gone):
     handle = actorflow.get(make_actor_and_return_it.remote(), timeout=30)
     pid = _actor_pid(handle)
     # The creating worker dropped its own handle long ago; ours keeps the actor.
@@ -121,8 +120,7 @@ def random_and_pid():
     return random.random(), os.getpid()
 
 
-def test_without_the_fork_server_workers_are_spawned(make_cluster, monkeypatch,
-                                                     worker_processes):
+def test_without_the_fork_server_workers_are_spawned(make_cluster, monkeypatch, worker_processes):
     monkeypatch.setenv("ACTORFLOW_USE_FORKSERVER", "0")
     make_cluster(num_cpus=1)
     assert actorflow.get(random_and_pid.remote(), timeout=30)[1] in worker_processes()

@@ -35,8 +35,9 @@ def row_of(obj_id: str, address: str | None = None) -> dict[str, Any] | None:
     return next((r for r in state.list_objects(address) if r["object_id"] == obj_id), None)
 
 
-def run_cli(*args: str, session_root: str | None = None, token: str | None = None,
-            timeout: float = 30) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, session_root: str | None = None, token: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess:
     """`python -m actorflow.cli ARGS` as an outside process, waited for (killed on timeout)."""
     env = {k: v for k, v in os.environ.items() if k != "ACTORFLOW_TOKEN"}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), env.get("PYTHONPATH")] if p)
@@ -44,8 +45,13 @@ def run_cli(*args: str, session_root: str | None = None, token: str | None = Non
         env["ACTORFLOW_SESSION_ROOT"] = session_root
     if token is not None:
         env["ACTORFLOW_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "actorflow.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "actorflow.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def session_root_of(cluster: dict[str, Any]) -> str:
@@ -59,8 +65,10 @@ def test_objects_inline_shared_and_borrowed(cluster, poll_until):
     assert actorflow.get(keeper.keep.remote([large])) == 1  # in a list: the actor gets the ref
     large_id = large.hex()
 
-    held = poll_until(lambda: (r := row_of(large_id)) and r["borrowers"] >= 1 and r,
-                      message="the actor's borrow reaches the owner")
+    held = poll_until(
+        lambda: (r := row_of(large_id)) and r["borrowers"] >= 1 and r,
+        message="the actor's borrow reaches the owner",
+    )
     assert held["where"] == "shared"
     assert held["size"] >= LARGE_BYTES
     assert held["local_refs"] == 1
@@ -98,8 +106,9 @@ def test_exited_processes_are_skipped(cluster, poll_until):
         actorflow.kill(keeper)
     # Right after the kill the node may still list the workers: they are skipped, not errors.
     assert row_of(ref.hex()) is not None
-    poll_until(lambda: row_of(ref.hex())["borrowers"] == 0,
-               message="the owner forgets borrowers that died")
+    poll_until(
+        lambda: row_of(ref.hex())["borrowers"] == 0, message="the owner forgets borrowers that died"
+    )
 
 
 def test_spilled_objects(make_cluster, poll_until):
@@ -135,8 +144,9 @@ def test_cli_with_an_address_and_token(cluster, tmp_path):
     ref = actorflow.put("hello")
     token = Path(cluster["session_dir"], "token").read_text().strip()
     address = cluster["address"].removeprefix("tcp://")
-    done = run_cli("memory", "--address", address, token=token,
-                   session_root=str(tmp_path))  # no session there: the token comes from env
+    done = run_cli(
+        "memory", "--address", address, token=token, session_root=str(tmp_path)
+    )  # no session there: the token comes from env
     assert done.returncode == 0, done.stderr
     assert ref.hex() in done.stdout
     assert "objects:" in done.stdout.splitlines()[-1]
@@ -151,8 +161,13 @@ def test_cli_without_a_cluster(tmp_path):
 
 
 def test_cli_with_a_wrong_token(cluster):
-    done = run_cli("memory", "--address", cluster["address"], token="00" * 32,
-                   session_root=session_root_of(cluster))
+    done = run_cli(
+        "memory",
+        "--address",
+        cluster["address"],
+        token="00" * 32,
+        session_root=session_root_of(cluster),
+    )
     assert done.returncode == 1
     assert "authentication" in done.stderr and "token" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

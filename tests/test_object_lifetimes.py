@@ -93,8 +93,11 @@ def test_a_kept_by_value_argument_stays_valid_after_the_call(make_cluster, poll_
     assert actorflow.get(keeper.first.remote(), timeout=30) == (7, False)
     assert _store().state.stats()["in_use"] > baseline
     assert actorflow.get(keeper.drop.remote(), timeout=30)
-    poll_until(lambda: _store().state.stats()["in_use"] == baseline, timeout=15,
-               message="the argument's segment was not released after the actor let go")
+    poll_until(
+        lambda: _store().state.stats()["in_use"] == baseline,
+        timeout=15,
+        message="the argument's segment was not released after the actor let go",
+    )
     actorflow.kill(keeper)
 
 

@@ -10,10 +10,14 @@ from actorflow._private.node.scheduling import NodeView, Scheduler, strategy_to_
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 
-def view(node_id: str, total: dict, available: dict | None = None,
-         alive: bool = True) -> NodeView:
-    return NodeView(node_id, f"tcp://127.0.0.1:{node_id}", dict(total),
-                    dict(total if available is None else available), alive)
+def view(node_id: str, total: dict, available: dict | None = None, alive: bool = True) -> NodeView:
+    return NodeView(
+        node_id,
+        f"tcp://127.0.0.1:{node_id}",
+        dict(total),
+        dict(total if available is None else available),
+        alive,
+    )
 
 
 def test_default_prefers_the_local_node_while_it_fits():
@@ -22,8 +26,11 @@ def test_default_prefers_the_local_node_while_it_fits():
 
 
 def test_default_spills_to_the_node_with_most_room_when_local_is_full():
-    nodes = [view("a", {"CPU": 2}, {"CPU": 0}), view("b", {"CPU": 4}, {"CPU": 1}),
-             view("c", {"CPU": 4}, {"CPU": 3})]
+    nodes = [
+        view("a", {"CPU": 2}, {"CPU": 0}),
+        view("b", {"CPU": 4}, {"CPU": 1}),
+        view("c", {"CPU": 4}, {"CPU": 3}),
+    ]
     assert Scheduler().pick(nodes, {"CPU": 1}, None, "a").node_id == "c"
 
 
@@ -84,7 +91,10 @@ def test_strategy_wire_forms():
     assert strategy_to_wire(None) is None and strategy_to_wire("DEFAULT") is None
     assert strategy_to_wire("SPREAD") == "SPREAD"
     assert strategy_to_wire(NodeAffinitySchedulingStrategy("abc", soft=True)) == [
-        "node", "abc", True]
+        "node",
+        "abc",
+        True,
+    ]
     with pytest.raises(ValueError):
         strategy_to_wire("PACK")
     with pytest.raises(ValueError, match="node_id"):

@@ -51,12 +51,13 @@ def check_invariants(state: StoreState) -> dict:
     assert stats["pooled"] <= state.pool_limit, stats
     assert 0 <= stats["pinned"] <= stats["in_use"], stats
     assert stats["spilled_bytes"] == sum(
-        o.size for o in state.objects.values() if o.state == SPILLED), stats
-    assert stats["spilled_objects"] == sum(
-        1 for o in state.objects.values() if o.state == SPILLED)
+        o.size for o in state.objects.values() if o.state == SPILLED
+    ), stats
+    assert stats["spilled_objects"] == sum(1 for o in state.objects.values() if o.state == SPILLED)
     assert stats["objects"] == sum(1 for o in state.objects.values() if not o.freed)
     segments = [s for s in state.pool] + [
-        o.segment for o in state.objects.values() if o.segment is not None]
+        o.segment for o in state.objects.values() if o.segment is not None
+    ]
     assert len({id(s) for s in segments}) == len(segments), "a segment is used twice"
     for obj_id, obj in state.objects.items():
         assert obj.obj_id == obj_id
@@ -132,15 +133,27 @@ def test_allocate_seal_free_pools_segment_and_same_size_reuses_it():
     st.seal(oid(1))
     assert st.objects[oid(1)].state == SEALED
     assert st.stats() == {
-        "capacity": 100 * G, "used": 3 * G, "in_use": 3 * G, "pooled": 0, "pinned": 0,
-        "objects": 1, "spilled_objects": 0, "spilled_bytes": 0, "spill_count": 0}
+        "capacity": 100 * G,
+        "used": 3 * G,
+        "in_use": 3 * G,
+        "pooled": 0,
+        "pinned": 0,
+        "objects": 1,
+        "spilled_objects": 0,
+        "spilled_bytes": 0,
+        "spill_count": 0,
+    }
 
     assert st.free(oid(1)) == []  # pooled, nothing to unlink
     assert oid(1) not in st.objects
     assert st.pool == [segment]
     stats = st.stats()
     assert (stats["used"], stats["in_use"], stats["pooled"], stats["objects"]) == (
-        3 * G, 0, 3 * G, 0)
+        3 * G,
+        0,
+        3 * G,
+        0,
+    )
 
     again, fresh = st.allocate(oid(2), 3 * G - 5, "owner")
     assert fresh is False

@@ -76,8 +76,9 @@ def unique(prefix: str = "sup") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def log_until(sup, predicate: Callable[[list[SupervisionEvent]], bool],
-              timeout: float = 60.0) -> list[SupervisionEvent]:
+def log_until(
+    sup, predicate: Callable[[list[SupervisionEvent]], bool], timeout: float = 60.0
+) -> list[SupervisionEvent]:
     """The supervisor's log once predicate(log) holds (long-polls events())."""
     events: list[SupervisionEvent] = []
     deadline = time.monotonic() + timeout
@@ -85,14 +86,14 @@ def log_until(sup, predicate: Callable[[list[SupervisionEvent]], bool],
         left = deadline - time.monotonic()
         assert left > 0, "log so far:\n" + "\n".join(map(str, events))
         after = events[-1].seq if events else 0
-        events += actorflow.get(sup.events.remote(after, timeout=min(left, 5.0)),
-                                timeout=left + 10)
+        events += actorflow.get(sup.events.remote(after, timeout=min(left, 5.0)), timeout=left + 10)
     return events
 
 
 def count(kind: str, child: str | None = None) -> Callable[[list], int]:
-    return lambda events: sum(1 for e in events if e.kind == kind
-                              and (child is None or e.child == child))
+    return lambda events: sum(
+        1 for e in events if e.kind == kind and (child is None or e.child == child)
+    )
 
 
 def after_failure(events: list[SupervisionEvent], *kinds: str) -> list[tuple]:
@@ -162,13 +163,21 @@ def test_one_for_all_stops_in_reverse_and_starts_in_order(supervisors):
     events = log_until(sup, lambda e: count("restarted")(e) == 3)
     assert death(before["c"].handle).time <= death(before["a"].handle).time
     group = after_failure(events, "stopped", "started")
-    assert group == [("stopped", "c"), ("stopped", "a"),
-                     ("started", "a"), ("started", "b"), ("started", "c")]
+    assert group == [
+        ("stopped", "c"),
+        ("stopped", "a"),
+        ("started", "a"),
+        ("started", "b"),
+        ("started", "c"),
+    ]
     after = children(sup)
     assert all(after[n].actor_id != before[n].actor_id for n in "abc")
     assert [after[n].restarts for n in "abc"] == [1, 1, 1]
     assert actorflow.get([after[n].handle.ping.remote() for n in "abc"], timeout=30) == [
-        "pong a", "pong b", "pong c"]
+        "pong a",
+        "pong b",
+        "pong c",
+    ]
 
 
 def test_rest_for_one_restarts_the_failed_child_and_those_after_it(supervisors):
@@ -190,30 +199,35 @@ def test_rest_for_one_restarts_the_failed_child_and_those_after_it(supervisors):
 
 
 def test_restart_types(supervisors):
-    sup = Supervisor.start([
-        ChildSpec("perm", Worker),
-        ChildSpec("trans", Worker, restart="transient"),
-        ChildSpec("trans2", Worker, restart="transient"),
-        ChildSpec("temp", Worker, restart="temporary"),
-    ], backoff=FAST, intensity=10)
+    sup = Supervisor.start(
+        [
+            ChildSpec("perm", Worker),
+            ChildSpec("trans", Worker, restart="transient"),
+            ChildSpec("trans2", Worker, restart="transient"),
+            ChildSpec("temp", Worker, restart="temporary"),
+        ],
+        backoff=FAST,
+        intensity=10,
+    )
     supervisors.append(sup)
     first = children(sup)
     # A normal exit: a permanent child is restarted, a transient one is not.
     first["perm"].handle.leave.remote()
     first["trans"].handle.leave.remote()
-    events = log_until(sup, lambda e: count("restarted", "perm")(e) == 1
-                       and count("exited", "trans")(e) == 1)
+    events = log_until(
+        sup, lambda e: count("restarted", "perm")(e) == 1 and count("exited", "trans")(e) == 1
+    )
     assert count("restarted", "trans")(events) == 0
     # A crash: a transient child is restarted, a temporary one is removed.
     first["trans2"].handle.crash.remote()
     first["temp"].handle.crash.remote()
-    events = log_until(sup, lambda e: count("restarted", "trans2")(e) == 1
-                       and count("removed", "temp")(e) == 1)
+    events = log_until(
+        sup, lambda e: count("restarted", "trans2")(e) == 1 and count("removed", "temp")(e) == 1
+    )
     now = children(sup)
     assert set(now) == {"perm", "trans", "trans2"}
     assert (now["perm"].state, now["perm"].restarts) == ("running", 1)
-    assert (now["trans"].state, now["trans"].restarts, now["trans"].handle) == ("exited", 0,
-                                                                                None)
+    assert (now["trans"].state, now["trans"].restarts, now["trans"].handle) == ("exited", 0, None)
     assert (now["trans2"].state, now["trans2"].restarts) == ("running", 1)
     # A kill is abnormal: a transient child comes back.
     actorflow.kill(now["trans2"].handle)
@@ -226,8 +240,9 @@ def test_restart_types(supervisors):
 
 
 def test_intensity_exceeded_kills_the_supervisor_and_its_children(supervisors):
-    sup = Supervisor.start([ChildSpec("w", Worker), ChildSpec("other", Worker)],
-                           intensity=2, period=60, backoff=FAST)
+    sup = Supervisor.start(
+        [ChildSpec("w", Worker), ChildSpec("other", Worker)], intensity=2, period=60, backoff=FAST
+    )
     supervisors.append(sup)
     other = children(sup)["other"].handle
     for restarts in (1, 2):
@@ -250,11 +265,16 @@ def test_intensity_exceeded_kills_the_supervisor_and_its_children(supervisors):
 
 def test_nested_supervisor_gives_up_and_its_parent_restarts_it(supervisors):
     top_name = unique("tree")
-    top = Supervisor.start([
-        ChildSpec("steady", Worker, args=("steady",)),
-        supervisor_spec("sub", [ChildSpec("g", Worker, args=("g",))], intensity=1, period=60,
-                        backoff=FAST),
-    ], name=top_name, backoff=FAST)
+    top = Supervisor.start(
+        [
+            ChildSpec("steady", Worker, args=("steady",)),
+            supervisor_spec(
+                "sub", [ChildSpec("g", Worker, args=("g",))], intensity=1, period=60, backoff=FAST
+            ),
+        ],
+        name=top_name,
+        backoff=FAST,
+    )
     supervisors.append(top)
     assert list(children(top)) == ["steady", "sub"]  # its calls wait until all have started
     sub = actorflow.get_actor(f"{top_name}.sub")
@@ -312,18 +332,23 @@ class Picky(Supervisor):
 
 
 def test_custom_decide_hook(supervisors):
-    sup = Picky.start([
-        ChildSpec("phoenix", Worker, options={"max_restarts": 1}),
-        ChildSpec("quiet", Worker),
-        ChildSpec("fragile", Worker),
-    ], backoff=FAST, intensity=10)
+    sup = Picky.start(
+        [
+            ChildSpec("phoenix", Worker, options={"max_restarts": 1}),
+            ChildSpec("quiet", Worker),
+            ChildSpec("fragile", Worker),
+        ],
+        backoff=FAST,
+        intensity=10,
+    )
     supervisors.append(sup)
     first = children(sup)
     # RESUME: the framework restarts phoenix itself (same actor, a new process).
     old_pid = kill_process(first["phoenix"].handle)
     events = log_until(sup, lambda e: count("resumed", "phoenix")(e) == 1)
-    assert any(e.kind == "failed" and e.child == "phoenix" and e.detail.endswith("resume")
-               for e in events)
+    assert any(
+        e.kind == "failed" and e.child == "phoenix" and e.detail.endswith("resume") for e in events
+    )
     phoenix = children(sup)["phoenix"]
     assert (phoenix.actor_id, phoenix.restarts) == (first["phoenix"].actor_id, 1)
     assert actorflow.get(phoenix.handle.pid.remote(), timeout=30) != old_pid
@@ -380,14 +405,13 @@ def test_dynamic_children_and_which_children(supervisors):
     supervisors.append(sup)
     assert children(sup) == {}
     spread = {"scheduling_strategy": "SPREAD", "num_cpus": 0.5}
-    info = actorflow.get(sup.start_child.remote(ChildSpec("x", Worker, args=("x",),
-                                                          options=spread)), timeout=60)
-    assert (info.name, info.state, info.restarts, info.restart) == ("x", "running", 0,
-                                                                     "permanent")
+    info = actorflow.get(
+        sup.start_child.remote(ChildSpec("x", Worker, args=("x",), options=spread)), timeout=60
+    )
+    assert (info.name, info.state, info.restarts, info.restart) == ("x", "running", 0, "permanent")
     assert info.actor_name == f"{name}.x"
     assert actorflow.get(info.handle.ping.remote(), timeout=30) == "pong x"
-    actorflow.get(sup.start_child.remote(ChildSpec("y", Worker, restart="transient")),
-                  timeout=60)
+    actorflow.get(sup.start_child.remote(ChildSpec("y", Worker, restart="transient")), timeout=60)
     with pytest.raises(ValueError, match="already has a child 'x'"):
         actorflow.get(sup.start_child.remote(ChildSpec("x", Worker)), timeout=30)
     assert list(children(sup)) == ["x", "y"]
@@ -407,8 +431,9 @@ def test_dynamic_children_and_which_children(supervisors):
 
 
 def test_shutdown_timeout_kills_a_child_that_does_not_stop(supervisors, tmp_path):
-    sup = Supervisor.start([ChildSpec("stuck", Sleepy, shutdown=0.5),
-                            ChildSpec("brutal", Worker, shutdown=0)])
+    sup = Supervisor.start(
+        [ChildSpec("stuck", Sleepy, shutdown=0.5), ChildSpec("brutal", Worker, shutdown=0)]
+    )
     supervisors.append(sup)
     stuck = children(sup)["stuck"].handle
     started = str(tmp_path / "napping")
@@ -453,7 +478,11 @@ def test_backoff_delays_grow_between_restarts(supervisors):
     waiting = [e for e in events if e.kind == "restarting"]
     restarted = [e.time for e in events if e.kind == "restarted"]
     assert [e.detail.split(" in ")[1].split(" s")[0] for e in waiting] == [
-        "0.050", "0.100", "0.200", "0.400"]
+        "0.050",
+        "0.100",
+        "0.200",
+        "0.400",
+    ]
     assert failed == sorted(failed) and restarted == sorted(restarted)
     for delay, down, up in zip([0.05, 0.1, 0.2, 0.4], failed, restarted, strict=True):
         assert up - down >= delay - 0.01  # each restart waited at least its delay
@@ -464,8 +493,13 @@ def test_backoff_delays_grow_between_restarts(supervisors):
 
 def test_child_killed_20_times_is_restarted_20_times(supervisors):
     name = unique()
-    sup = Supervisor.start([ChildSpec("w", Worker, args=("w",)), ChildSpec("bystander", Worker)],
-                           name=name, intensity=25, period=600, backoff=FAST)
+    sup = Supervisor.start(
+        [ChildSpec("w", Worker, args=("w",)), ChildSpec("bystander", Worker)],
+        name=name,
+        intensity=25,
+        period=600,
+        backoff=FAST,
+    )
     supervisors.append(sup)
     bystander = children(sup)["bystander"].actor_id
     pids = set()
@@ -503,8 +537,11 @@ def test_a_child_on_a_node_that_dies_is_restarted_on_another(local_cluster):
     doomed = local_cluster.add_node(num_cpus=2)
     actorflow.init(address=local_cluster.address)
     there = {"scheduling_strategy": NodeAffinitySchedulingStrategy(doomed["node_id"], soft=True)}
-    sup = Supervisor.start([ChildSpec("here", Where), ChildSpec("there", Where, options=there)],
-                           backoff=FAST, num_cpus=0)
+    sup = Supervisor.start(
+        [ChildSpec("here", Where), ChildSpec("there", Where, options=there)],
+        backoff=FAST,
+        num_cpus=0,
+    )
     first = children(sup)
     assert actorflow.get(first["there"].handle.node.remote(), timeout=60) == doomed["node_id"]
     local_cluster.kill_node(doomed)

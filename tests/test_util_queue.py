@@ -303,6 +303,7 @@ def test_sync_and_async_methods_of_an_async_actor_share_the_loop_thread(cluster)
     actor = Mixed.remote()
     try:
         assert actorflow.get(actor.sync_thread.remote()) == actorflow.get(
-            actor.async_thread.remote())
+            actor.async_thread.remote()
+        )
     finally:
         actorflow.kill(actor)

@@ -53,7 +53,11 @@ def test_async_watch_sees_restart_and_death(cluster):
 
     events = asyncio.run(asyncio.wait_for(collect(), 60))
     assert [(e.state, e.restarts) for e in events] == [
-        ("ALIVE", 0), ("RESTARTING", 1), ("ALIVE", 1), ("DEAD", 1)]
+        ("ALIVE", 0),
+        ("RESTARTING", 1),
+        ("ALIVE", 1),
+        ("DEAD", 1),
+    ]
     assert "exited" in events[1].cause or "died" in events[1].cause
     assert "kill" in events[-1].cause
     assert (events[1].kind, events[-1].kind) == ("crashed", "killed")

@@ -90,7 +90,10 @@ class TaskError(ActorflowError):
             err.args = self.cause.args  # type: ignore[union-attr]
             err.__dict__.update(getattr(self.cause, "__dict__", {}))
             err.function_name, err.traceback_str, err.cause = (
-                self.function_name, self.traceback_str, self.cause)
+                self.function_name,
+                self.traceback_str,
+                self.cause,
+            )
             err.pid, err.ip = self.pid, self.ip
             return err
         except Exception:  # a class that refuses subclassing or construction: plain TaskError
@@ -108,10 +111,14 @@ def _dual_class(cause_cls: type) -> type:
         def __reduce__(self: TaskError) -> Any:  # pickles back as the plain TaskError
             return TaskError.__reduce__(self)
 
-        namespace = {"__reduce__": __reduce__, "__str__": TaskError.__str__,
-                     "__module__": PUBLIC_MODULE}
-        cls = types.new_class(name, (TaskError, cause_cls), exec_body=lambda ns: ns.update(
-            namespace))
+        namespace = {
+            "__reduce__": __reduce__,
+            "__str__": TaskError.__str__,
+            "__module__": PUBLIC_MODULE,
+        }
+        cls = types.new_class(
+            name, (TaskError, cause_cls), exec_body=lambda ns: ns.update(namespace)
+        )
         _dual_classes[cause_cls] = cls
     return cls
 

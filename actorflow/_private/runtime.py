@@ -67,7 +67,8 @@ def _unsendable(exc: BaseException, what: str) -> BaseException:
     if isinstance(exc, transports.FrameTooLargeError):
         return errors.ObjectTooLargeError(
             f"the {what} message is larger than the frame limit ({exc}); raise "
-            f"ACTORFLOW_MAX_FRAME_SIZE, or pass large data by reference (actorflow.put)")
+            f"ACTORFLOW_MAX_FRAME_SIZE, or pass large data by reference (actorflow.put)"
+        )
     return errors.SerializationError(f"the {what} message cannot be encoded: {exc}")
 
 
@@ -97,16 +98,25 @@ class Call:
 class _Pending:
     __slots__ = ("future", "conn", "on_stream")
 
-    def __init__(self, future: asyncio.Future, conn: Connection | None,
-                 on_stream: Callable[[Any], None] | None) -> None:
+    def __init__(
+        self,
+        future: asyncio.Future,
+        conn: Connection | None,
+        on_stream: Callable[[Any], None] | None,
+    ) -> None:
         self.future = future
         self.conn = conn
         self.on_stream = on_stream
 
 
 class Runtime:
-    def __init__(self, loop: asyncio.AbstractEventLoop, token: bytes, max_frame_size: int,
-                 connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        token: bytes,
+        max_frame_size: int,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.loop = loop
         self.token = token
         self.max_frame_size = max_frame_size
@@ -129,9 +139,9 @@ class Runtime:
 
     async def start(self, listen_address: str) -> None:
         self.loop_thread_id = threading.get_ident()
-        self._listener = await transports.listen(listen_address, self._on_accept,
-                                                 token=self.token,
-                                                 max_frame_size=self.max_frame_size)
+        self._listener = await transports.listen(
+            listen_address, self._on_accept, token=self.token, max_frame_size=self.max_frame_size
+        )
         self.address = self._listener.address
 
     async def aclose(self) -> None:
@@ -162,8 +172,14 @@ class Runtime:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def request(self, address: str, target: str, method: str, payload: Any,
-                on_stream: Callable[[Any], None] | None = None) -> asyncio.Future:
+    def request(
+        self,
+        address: str,
+        target: str,
+        method: str,
+        payload: Any,
+        on_stream: Callable[[Any], None] | None = None,
+    ) -> asyncio.Future:
         """Send a request; the future resolves with the answer's payload or its error."""
         future = self.loop.create_future()
         self._next_req_id += 1
@@ -181,8 +197,9 @@ class Runtime:
             future.set_exception(_unsendable(exc, method))
         return future
 
-    async def request_until_reachable(self, address: str, target: str, method: str,
-                                      payload: Any, seconds: float) -> Any:
+    async def request_until_reachable(
+        self, address: str, target: str, method: str, payload: Any, seconds: float
+    ) -> Any:
         """A request sent again while its peer cannot be reached (a process being restarted),
         for up to seconds; for requests that are safe to repeat."""
         deadline = self.loop.time() + seconds
@@ -228,15 +245,20 @@ class Runtime:
 
     async def _open(self, address: str) -> None:
         try:
-            conn = await transports.connect(address, token=self.token,
-                                            timeout=self.connect_timeout,
-                                            max_frame_size=self.max_frame_size)
+            conn = await transports.connect(
+                address,
+                token=self.token,
+                timeout=self.connect_timeout,
+                max_frame_size=self.max_frame_size,
+            )
         except Exception as exc:
             self._fail_outbox(address, exc)
             return
         self._conns[address] = conn
-        conn.set_handler(lambda msg: self._on_message(conn, msg),
-                         lambda exc: self._on_outgoing_closed(address, conn, exc))
+        conn.set_handler(
+            lambda msg: self._on_message(conn, msg),
+            lambda exc: self._on_outgoing_closed(address, conn, exc),
+        )
         for message in self._outbox.pop(address, []):
             if message[0] == REQUEST:
                 pending = self._pending.get(message[1])
@@ -263,8 +285,9 @@ class Runtime:
             if pending is not None and not pending.future.done():
                 pending.future.set_exception(exc)
 
-    def _on_outgoing_closed(self, address: str, conn: Connection,
-                            exc: BaseException | None) -> None:
+    def _on_outgoing_closed(
+        self, address: str, conn: Connection, exc: BaseException | None
+    ) -> None:
         if self._conns.get(address) is conn:
             del self._conns[address]
         self._on_closed(conn, exc)
@@ -281,8 +304,9 @@ class Runtime:
 
     def _on_accept(self, conn: Connection) -> None:
         self._accepted.add(conn)
-        conn.set_handler(lambda msg: self._on_message(conn, msg),
-                         lambda exc: self._on_closed(conn, exc))
+        conn.set_handler(
+            lambda msg: self._on_message(conn, msg), lambda exc: self._on_closed(conn, exc)
+        )
 
     def _on_closed(self, conn: Connection, exc: BaseException | None) -> None:
         self._accepted.discard(conn)
@@ -291,8 +315,9 @@ class Runtime:
             pending = self._pending.pop(req_id)
             if not pending.future.done():
                 reason = f": {exc}" if exc else ""
-                pending.future.set_exception(errors.PeerUnreachableError(
-                    f"connection to {conn.peer_address} lost{reason}"))
+                pending.future.set_exception(
+                    errors.PeerUnreachableError(f"connection to {conn.peer_address} lost{reason}")
+                )
         for callback in self._close_callbacks.pop(conn, []):
             try:
                 callback()
@@ -326,8 +351,9 @@ class Runtime:
                 raise ValueError(f"unknown message kind {kind!r}")
         except (TypeError, IndexError, KeyError, ValueError) as exc:
             # Malformed: this peer is broken or hostile; drop it, keep serving everyone else.
-            logger.warning("malformed message from %s (%s); closing that connection",
-                           conn.peer_address, exc)
+            logger.warning(
+                "malformed message from %s (%s); closing that connection", conn.peer_address, exc
+            )
             conn.close()
 
     def _deliver_stream(self, req_id: int, payload: Any) -> None:
@@ -354,8 +380,9 @@ class Runtime:
             self._handlers[key] = found
         return found
 
-    def _dispatch_request(self, conn: Connection | None, req_id: int, target: str, method: str,
-                          payload: Any) -> None:
+    def _dispatch_request(
+        self, conn: Connection | None, req_id: int, target: str, method: str, payload: Any
+    ) -> None:
         call = Call(self, conn, req_id)
         try:
             fn, is_async = self._handler(target, method)
@@ -378,8 +405,7 @@ class Runtime:
             return
         exc = task.exception()
         if exc is not None:
-            if not isinstance(exc, (errors.ActorflowError, LookupError, ValueError,
-                                    TypeError)):
+            if not isinstance(exc, (errors.ActorflowError, LookupError, ValueError, TypeError)):
                 logger.error("handler failed", exc_info=exc)
             self._answer(call, FAILURE, error_to_wire(exc))
         else:

@@ -89,8 +89,9 @@ def serialize_named(value: Any, what: str, views: bool = False) -> tuple[list, l
     except Exception as exc:
         from actorflow._private.errors import SerializationError
 
-        raise SerializationError(f"could not serialize {what} (a {type(value).__name__}): "
-                                 f"{exc}") from exc
+        raise SerializationError(
+            f"could not serialize {what} (a {type(value).__name__}): {exc}"
+        ) from exc
 
 
 def note_ref_pickled(ref: Any) -> None:
@@ -106,8 +107,10 @@ def serialize_error(exc: BaseException) -> list:
     except Exception as pickling_problem:  # the exception itself cannot be pickled
         from actorflow._private.errors import ActorflowError
 
-        stand_in = ActorflowError(f"{type(exc).__name__}: {exc} (the original exception could "
-                                  f"not be pickled: {pickling_problem})")
+        stand_in = ActorflowError(
+            f"{type(exc).__name__}: {exc} (the original exception could "
+            f"not be pickled: {pickling_problem})"
+        )
         return [ERROR, cloudpickle.dumps(stand_in, protocol=5)]
 
 

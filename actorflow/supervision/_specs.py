@@ -74,8 +74,10 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if self.initial < 0 or self.maximum < 0 or self.factor < 1 or self.reset_after < 0:
-            raise ValueError(f"invalid backoff {self}: initial, maximum, reset_after >= 0 and "
-                             f"factor >= 1 are needed")
+            raise ValueError(
+                f"invalid backoff {self}: initial, maximum, reset_after >= 0 and "
+                f"factor >= 1 are needed"
+            )
         if not 0 <= self.jitter <= 1:
             raise ValueError(f"backoff jitter is a fraction in [0, 1], got {self.jitter}")
 

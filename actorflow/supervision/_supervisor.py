@@ -62,12 +62,25 @@ class _Child:
     def info(self) -> ChildInfo:
         inc = self.inc
         if inc is None:
-            return ChildInfo(self.spec.name, self.spec.restart, self.state, self.restarts, "",
-                             None, self.actor_name)
+            return ChildInfo(
+                self.spec.name,
+                self.spec.restart,
+                self.state,
+                self.restarts,
+                "",
+                None,
+                self.actor_name,
+            )
         running = self.state in ("running", "restarting") and not inc.dead.is_set()
-        return ChildInfo(self.spec.name, self.spec.restart, self.state,
-                         self.restarts + inc.restarts, inc.handle.actor_id,
-                         inc.handle if running else None, self.actor_name)
+        return ChildInfo(
+            self.spec.name,
+            self.spec.restart,
+            self.state,
+            self.restarts + inc.restarts,
+            inc.handle.actor_id,
+            inc.handle if running else None,
+            self.actor_name,
+        )
 
 
 def _plain_class(cls: Any) -> type:
@@ -84,9 +97,17 @@ class Supervisor:
     seconds make it give up: it stops its children and dies with a cause saying why.
     """
 
-    def __init__(self, children: Iterable[ChildSpec] = (), *, strategy: str = ONE_FOR_ONE,
-                 intensity: int = 3, period: float = 5.0, backoff: Backoff | None = None,
-                 name: str = "", namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        children: Iterable[ChildSpec] = (),
+        *,
+        strategy: str = ONE_FOR_ONE,
+        intensity: int = 3,
+        period: float = 5.0,
+        backoff: Backoff | None = None,
+        name: str = "",
+        namespace: str | None = None,
+    ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
         if intensity < 0 or period <= 0:
@@ -98,8 +119,9 @@ class Supervisor:
         core = context.core_or_none()
         actor_id = core.extensions.get("actor_id") if core is not None else None
         if core is None or not actor_id:
-            raise TypeError("a Supervisor runs as an actor: use Supervisor.start(...) or "
-                            "supervisor_spec(...)")
+            raise TypeError(
+                "a Supervisor runs as an actor: use Supervisor.start(...) or supervisor_spec(...)"
+            )
         self._core = core
         self._actor_id: str = actor_id
         self.strategy, self.intensity, self.period = strategy, intensity, float(period)
@@ -117,14 +139,23 @@ class Supervisor:
         future.result()
 
     @classmethod
-    def start(cls, children: Iterable[ChildSpec] = (), *, name: str | None = None,
-              namespace: str | None = None, **kwargs: Any) -> Any:
+    def start(
+        cls,
+        children: Iterable[ChildSpec] = (),
+        *,
+        name: str | None = None,
+        namespace: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Create the supervisor actor; its handle. ``kwargs``: the constructor's (strategy,
         intensity, period, backoff, and a subclass's own), then actor options (num_cpus,
         scheduling_strategy, lifetime, ...). Its calls wait until its children have started."""
         params = inspect.signature(cls.__init__).parameters
-        own = {k: kwargs.pop(k) for k in list(kwargs)
-               if k in params and k not in ("self", "children", "name", "namespace")}
+        own = {
+            k: kwargs.pop(k)
+            for k in list(kwargs)
+            if k in params and k not in ("self", "children", "name", "namespace")
+        }
         options = dict(kwargs)
         if name:
             options["name"] = name
@@ -239,7 +270,8 @@ class Supervisor:
             exit_actor()
         # After this call's reply has left (ActorHost.exit tells the GCS, then ends the process).
         self._core.runtime.call_soon(
-            host.exit, f"supervisor {self._label} was terminated gracefully (shutdown())")
+            host.exit, f"supervisor {self._label} was terminated gracefully (shutdown())"
+        )
 
     # -- starting and stopping ------------------------------------------------------------------
 
@@ -271,8 +303,12 @@ class Supervisor:
             options["name"] = f"{self.name}.{spec.name}"
             if self.namespace:
                 options.setdefault("namespace", self.namespace)
-        return _Child(spec, actor_class.options(**options), options.get("name") or "",
-                      issubclass(plain, Supervisor))
+        return _Child(
+            spec,
+            actor_class.options(**options),
+            options.get("name") or "",
+            issubclass(plain, Supervisor),
+        )
 
     async def _start(self, child: _Child) -> None:
         """Create the child's actor and wait until it is ALIVE; ChildStartError if not."""
@@ -295,8 +331,9 @@ class Supervisor:
         except asyncio.TimeoutError:
             await self._stop(child, graceful=False)
             self._set_state(child, "dead")
-            raise exceptions.ChildStartError(spec.name, f"not alive within {spec.start_timeout} s") \
-                from None
+            raise exceptions.ChildStartError(
+                spec.name, f"not alive within {spec.start_timeout} s"
+            ) from None
         if first.state != "ALIVE":
             self._set_state(child, "dead")
             raise exceptions.ChildStartError(spec.name, first.cause)
@@ -332,8 +369,9 @@ class Supervisor:
             try:
                 await self._stop(child)
             except Exception:
-                logger.exception("supervisor %s: stopping child %s failed", self._label,
-                                 child.spec.name)
+                logger.exception(
+                    "supervisor %s: stopping child %s failed", self._label, child.spec.name
+                )
             if child.state == "stopping":
                 self._set_state(child, "stopped")
 
@@ -355,8 +393,12 @@ class Supervisor:
         while not inc.dead.is_set():
             try:
                 async for event in actorflow.watch(inc.handle):
-                    if (event.state == "DEAD" and not inc.alive.done() and unknown < 100
-                            and event.cause.startswith("no actor with id")):
+                    if (
+                        event.state == "DEAD"
+                        and not inc.alive.done()
+                        and unknown < 100
+                        and event.cause.startswith("no actor with id")
+                    ):
                         unknown += 1  # asked before the GCS had registered it: ask again
                         await asyncio.sleep(0.05)
                         break
@@ -364,8 +406,11 @@ class Supervisor:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                logger.exception("supervisor %s: watching %s failed; watching again",
-                                 self._label, child.spec.name)
+                logger.exception(
+                    "supervisor %s: watching %s failed; watching again",
+                    self._label,
+                    child.spec.name,
+                )
                 await asyncio.sleep(0.5)
 
     def _on_event(self, child: _Child, inc: _Incarnation, event: ActorEvent) -> None:
@@ -402,8 +447,10 @@ class Supervisor:
                     await self._on_failure(child, event)
                 except Exception as exc:
                     logger.exception("supervisor %s: handling %s failed", self._label, event)
-                    await self._give_up(f"handling the failure of child {child.spec.name!r} "
-                                        f"raised {type(exc).__name__}: {exc}")
+                    await self._give_up(
+                        f"handling the failure of child {child.spec.name!r} "
+                        f"raised {type(exc).__name__}: {exc}"
+                    )
 
     async def _on_failure(self, child: _Child, event: ActorEvent) -> None:
         if event.state == "DEAD":
@@ -413,13 +460,15 @@ class Supervisor:
             directive = await directive
         if not isinstance(directive, Directive):
             raise TypeError(f"decide() must return a Directive, got {directive!r}")
-        self._record("failed", child.spec.name,
-                     f"{event.state.lower()}: {event.cause} -> {directive.value}")
+        self._record(
+            "failed", child.spec.name, f"{event.state.lower()}: {event.cause} -> {directive.value}"
+        )
         if directive is Directive.RESUME:
             return
         if directive is Directive.ESCALATE:
-            await self._give_up(f"child {child.spec.name!r} failed ({event.cause}) and decide() "
-                                f"escalated")
+            await self._give_up(
+                f"child {child.spec.name!r} failed ({event.cause}) and decide() escalated"
+            )
             return
         await self._stop(child, graceful=False)  # when it is RESTARTING under max_restarts
         if directive is Directive.STOP:
@@ -434,8 +483,11 @@ class Supervisor:
             return [child]
         index = self._children.index(child)
         first = 0 if self.strategy == ONE_FOR_ALL else index
-        return [c for i, c in enumerate(self._children) if c is child or (
-            i >= first and c.state in ("running", "starting", "restarting"))]
+        return [
+            c
+            for i, c in enumerate(self._children)
+            if c is child or (i >= first and c.state in ("running", "starting", "restarting"))
+        ]
 
     async def _restart(self, child: _Child, cause: str) -> None:
         inc = child.inc
@@ -443,8 +495,7 @@ class Supervisor:
         child.failures = 1 if ran >= self.backoff.reset_after else child.failures + 1
         group = self._group(child)
         for sibling in reversed(group):
-            if sibling is not child and sibling.inc is not None and \
-                    not sibling.inc.dead.is_set():
+            if sibling is not child and sibling.inc is not None and not sibling.inc.dead.is_set():
                 await self._stop(sibling)
                 self._record("stopped", sibling.spec.name, f"{child.spec.name!r} failed")
         for sibling in [c for c in group if c is not child and c.spec.restart == TEMPORARY]:
@@ -454,14 +505,18 @@ class Supervisor:
             if not self._count_restart():
                 await self._give_up(
                     f"restart intensity exceeded: more than {self.intensity} restarts within "
-                    f"{self.period:g} s (the last: child {child.spec.name!r}, {cause})")
+                    f"{self.period:g} s (the last: child {child.spec.name!r}, {cause})"
+                )
                 return
             delay = self.backoff.delay(child.failures)
             for member in group:
                 self._set_state(member, "restarting")
             names = ", ".join(repr(m.spec.name) for m in group)
-            self._record("restarting", child.spec.name,
-                         f"{names} in {delay:.3f} s (failure {child.failures} in a row)")
+            self._record(
+                "restarting",
+                child.spec.name,
+                f"{names} in {delay:.3f} s (failure {child.failures} in a row)",
+            )
             await asyncio.sleep(delay)
             started: list[_Child] = []
             try:
@@ -478,8 +533,11 @@ class Supervisor:
                 continue
             for member in group:
                 member.restarts += 1
-                self._record("restarted", member.spec.name,
-                             f"restart {member.restarts}, actor {member.info().actor_id}")
+                self._record(
+                    "restarted",
+                    member.spec.name,
+                    f"restart {member.restarts}, actor {member.info().actor_id}",
+                )
             return
 
     def _count_restart(self) -> bool:
@@ -499,8 +557,9 @@ class Supervisor:
         logger.error("%s", cause)
         await asyncio.sleep(0.05)  # so that the replies to events() callers leave first
         core = self._core
-        core.runtime.send_oneway(core.gcs_address, "actors", "kill_actor",
-                                 [self._actor_id, True, cause])
+        core.runtime.send_oneway(
+            core.gcs_address, "actors", "kill_actor", [self._actor_id, True, cause]
+        )
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -524,10 +583,22 @@ class Supervisor:
         self._logged = asyncio.Event()
 
 
-def supervisor_spec(name: str, children: Iterable[ChildSpec] = (), *,
-                    cls: type[Supervisor] = Supervisor, restart: str = "permanent",
-                    shutdown: float | None = None, options: dict[str, Any] | None = None,
-                    **kwargs: Any) -> ChildSpec:
+def supervisor_spec(
+    name: str,
+    children: Iterable[ChildSpec] = (),
+    *,
+    cls: type[Supervisor] = Supervisor,
+    restart: str = "permanent",
+    shutdown: float | None = None,
+    options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> ChildSpec:
     """A ChildSpec for a nested supervisor. ``kwargs``: strategy, intensity, period, backoff."""
-    return ChildSpec(name, cls, kwargs={"children": list(children), **kwargs},
-                     options=dict(options or {}), restart=restart, shutdown=shutdown)
+    return ChildSpec(
+        name,
+        cls,
+        kwargs={"children": list(children), **kwargs},
+        options=dict(options or {}),
+        restart=restart,
+        shutdown=shutdown,
+    )

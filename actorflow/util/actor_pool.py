@@ -59,8 +59,9 @@ class _Task:
 
 
 def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-                                or timeout < 0):
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
+    ):
         raise ValueError(f"timeout must be None or a number >= 0, got {timeout!r}")
 
 
@@ -84,7 +85,8 @@ class ActorPool:
         self._in_flight: dict[int, _Task] = {}
         # Submitted while no actor was idle: (fn, value), started first-in first-out.
         self._pending_submits: collections.deque[tuple[Callable[[Any, Any], Any], Any]] = (
-            collections.deque())
+            collections.deque()
+        )
         self._next_task_index = 0
 
     # -- submitting -----------------------------------------------------------------------------
@@ -106,9 +108,11 @@ class ActorPool:
             raise
         if not isinstance(ref, ObjectRef):
             self._idle_actors.append(actor)
-            raise TypeError(f"ActorPool: fn(actor, value) must return the ObjectRef of an actor "
-                            f"method call (e.g. actor.method.remote(value)), got "
-                            f"{type(ref).__name__}")
+            raise TypeError(
+                f"ActorPool: fn(actor, value) must return the ObjectRef of an actor "
+                f"method call (e.g. actor.method.remote(value)), got "
+                f"{type(ref).__name__}"
+            )
         self._in_flight[self._next_task_index] = _Task(self._next_task_index, ref, actor)
         self._next_task_index += 1
 
@@ -118,20 +122,23 @@ class ActorPool:
         self._begin_map(fn, values)
         return self._results(ordered=True)
 
-    def map_unordered(self, fn: Callable[[Any, Any], ObjectRef],
-                      values: Iterable[Any]) -> Iterator[Any]:
+    def map_unordered(
+        self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]
+    ) -> Iterator[Any]:
         """Like ``map``, but results come as they finish."""
         self._begin_map(fn, values)
         return self._results(ordered=False)
 
-    def map_async(self, fn: Callable[[Any, Any], ObjectRef],
-                  values: Iterable[Any]) -> AsyncIterator[Any]:
+    def map_async(
+        self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]
+    ) -> AsyncIterator[Any]:
         """``map`` for async code: ``async for result in pool.map_async(fn, values)``."""
         self._begin_map(fn, values)
         return self._results_async(ordered=True)
 
-    def map_unordered_async(self, fn: Callable[[Any, Any], ObjectRef],
-                            values: Iterable[Any]) -> AsyncIterator[Any]:
+    def map_unordered_async(
+        self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]
+    ) -> AsyncIterator[Any]:
         """``map_unordered`` for async code."""
         self._begin_map(fn, values)
         return self._results_async(ordered=False)
@@ -170,8 +177,7 @@ class ActorPool:
         """The next result in submission order, waiting up to ``timeout`` seconds (None: no
         limit). On timeout raise ``GetTimeoutError``; with ``ignore_if_timedout=True`` the
         timed-out result is also skipped (never returned) and its actor made idle again."""
-        check_not_in_event_loop("ActorPool.get_next",
-                                "`await pool.get_next_async(...)`")
+        check_not_in_event_loop("ActorPool.get_next", "`await pool.get_next_async(...)`")
         _check_timeout(timeout)
         task = self._first()
         ready, _ = actorflow.wait([task.ref], num_returns=1, timeout=timeout)
@@ -179,13 +185,15 @@ class ActorPool:
             self._timed_out(task, ignore_if_timedout)
         return self._collect(self._take(task), lambda: actorflow.get(task.ref))
 
-    def get_next_unordered(self, timeout: float | None = None,
-                           ignore_if_timedout: bool = False) -> Any:
+    def get_next_unordered(
+        self, timeout: float | None = None, ignore_if_timedout: bool = False
+    ) -> Any:
         """Whichever result is ready first (the earliest submitted among those ready), waiting up
         to ``timeout`` seconds. On timeout raise ``GetTimeoutError``; with
         ``ignore_if_timedout=True`` the oldest outstanding result is skipped."""
-        check_not_in_event_loop("ActorPool.get_next_unordered",
-                                "`await pool.get_next_unordered_async(...)`")
+        check_not_in_event_loop(
+            "ActorPool.get_next_unordered", "`await pool.get_next_unordered_async(...)`"
+        )
         _check_timeout(timeout)
         tasks = self._candidates(ordered=False)
         ready, _ = actorflow.wait([t.ref for t in tasks], num_returns=1, timeout=timeout)
@@ -194,14 +202,16 @@ class ActorPool:
         task = next(t for t in tasks if t.ref == ready[0])
         return self._collect(self._take(task), lambda: actorflow.get(task.ref))
 
-    async def get_next_async(self, timeout: float | None = None,
-                             ignore_if_timedout: bool = False) -> Any:
+    async def get_next_async(
+        self, timeout: float | None = None, ignore_if_timedout: bool = False
+    ) -> Any:
         """``get_next`` for async code. Raises StopAsyncIteration when nothing is pending.
         Several coroutines may wait on one pool: each result goes to exactly one of them."""
         return await self._get_async(True, timeout, ignore_if_timedout)
 
-    async def get_next_unordered_async(self, timeout: float | None = None,
-                                       ignore_if_timedout: bool = False) -> Any:
+    async def get_next_unordered_async(
+        self, timeout: float | None = None, ignore_if_timedout: bool = False
+    ) -> Any:
         """``get_next_unordered`` for async code."""
         return await self._get_async(False, timeout, ignore_if_timedout)
 
@@ -214,8 +224,7 @@ class ActorPool:
             raise StopAsyncIteration("No more results to get")
         return self._collect(task, task.future().result)
 
-    async def _wait_async(self, ordered: bool, timeout: float | None,
-                          ignore: bool) -> _Task | None:
+    async def _wait_async(self, ordered: bool, timeout: float | None, ignore: bool) -> _Task | None:
         """Wait for the next result (ordered) or any result, and take it; None if nothing is
         left. Loops when another coroutine takes what this one waited for."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -260,8 +269,7 @@ class ActorPool:
             raise exceptions.GetTimeoutError(_TIMEOUT_MSG)
         self._take(task)
         self._return_actor(task.actor)
-        raise exceptions.GetTimeoutError(f"{_TIMEOUT_MSG}. The task {task.ref} has been "
-                                         f"ignored.")
+        raise exceptions.GetTimeoutError(f"{_TIMEOUT_MSG}. The task {task.ref} has been ignored.")
 
     def _collect(self, task: _Task, value: Callable[[], Any]) -> Any:
         """The value of a taken task (value() reads it); its actor goes back to the pool unless
@@ -306,8 +314,10 @@ class ActorPool:
         self._return_actor(actor)
 
     def __repr__(self) -> str:
-        return (f"ActorPool(idle={len(self._idle_actors)}, in_flight={len(self._in_flight)}, "
-                f"queued={len(self._pending_submits)})")
+        return (
+            f"ActorPool(idle={len(self._idle_actors)}, in_flight={len(self._in_flight)}, "
+            f"queued={len(self._pending_submits)})"
+        )
 
 
 def _died(task: _Task) -> bool:

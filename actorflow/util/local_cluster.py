@@ -37,19 +37,36 @@ class LocalCluster:
     def head(self) -> dict[str, Any]:
         return self.nodes[0]
 
-    def add_node(self, *, num_cpus: float | None = 1, num_gpus: float | None = None,
-                 resources: dict[str, float] | None = None, object_store_memory: int = 0,
-                 host: str | None = None, env: dict[str, str] | None = None,
-                 wrapper: list[str] | None = None, storage: str = "") -> dict[str, Any]:
+    def add_node(
+        self,
+        *,
+        num_cpus: float | None = 1,
+        num_gpus: float | None = None,
+        resources: dict[str, float] | None = None,
+        object_store_memory: int = 0,
+        host: str | None = None,
+        env: dict[str, str] | None = None,
+        wrapper: list[str] | None = None,
+        storage: str = "",
+    ) -> dict[str, Any]:
         """Start a node and return its info: node_id, address, pid, session_dir, log_path.
         The first one is the head: the cluster's GCS (a process of its own, keeping its tables
         in ``storage``, default SQLite in the session) and the head's node. ``wrapper``
         prefixes the command (e.g. ``ip netns exec NS``)."""
-        info = start_node(head=not self.nodes, address=self.address if self.nodes else "",
-                          host=host or self.host, port=0, num_cpus=num_cpus, num_gpus=num_gpus,
-                          resources=resources, object_store_memory=object_store_memory,
-                          storage=storage, session_root=self.session_root, env=env,
-                          wrapper=wrapper)
+        info = start_node(
+            head=not self.nodes,
+            address=self.address if self.nodes else "",
+            host=host or self.host,
+            port=0,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            resources=resources,
+            object_store_memory=object_store_memory,
+            storage=storage,
+            session_root=self.session_root,
+            env=env,
+            wrapper=wrapper,
+        )
         if info.get("gcs"):
             self.gcs = info["gcs"]
             self._gcs_wrapper, self._gcs_env = wrapper, env
@@ -73,9 +90,15 @@ class LocalCluster:
         assert token is not None
         address = str(self.gcs["gcs_address"]).split("://")[-1]
         host, port = address.rsplit(":", 1)
-        self.gcs = start_gcs(session=session, token=token, host=host, port=int(port),
-                             storage=self.gcs["storage"], env=self._gcs_env,
-                             wrapper=self._gcs_wrapper)
+        self.gcs = start_gcs(
+            session=session,
+            token=token,
+            host=host,
+            port=int(port),
+            storage=self.gcs["storage"],
+            env=self._gcs_env,
+            wrapper=self._gcs_wrapper,
+        )
         return self.gcs
 
     def kill_node(self, node: dict[str, Any], sig: int = signal.SIGKILL) -> None:

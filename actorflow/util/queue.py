@@ -98,8 +98,7 @@ class Queue:
         check_not_in_event_loop("Queue.put", "`await queue.put_async(...)`")
         _put_reply(actorflow.get(self._put_call(item, block, timeout)))
 
-    async def put_async(self, item: Any, block: bool = True,
-                        timeout: float | None = None) -> None:
+    async def put_async(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """``put`` for async code."""
         _put_reply(await self._put_call(item, block, timeout))
 
@@ -129,8 +128,10 @@ class Queue:
             raise TypeError("Argument 'items' must be an Iterable")
         items = list(items)
         if not actorflow.get(self._handle().put_nowait_batch.remote(items)):
-            raise Full(f"Cannot add {len(items)} items to a queue of maxsize {self.maxsize}: "
-                       f"not enough room")
+            raise Full(
+                f"Cannot add {len(items)} items to a queue of maxsize {self.maxsize}: "
+                f"not enough room"
+            )
 
     def get_nowait_batch(self, num_items: int) -> list[Any]:
         """Remove and return num_items items, in order, in one call; raise Empty (removing none)

@@ -17,9 +17,11 @@ class NodeAffinitySchedulingStrategy:
 
     def __post_init__(self) -> None:
         if not isinstance(self.node_id, str) or not self.node_id:
-            raise ValueError(f"node_id must be a node id string (from "
-                             f"actorflow.get_runtime_context().get_node_id() or "
-                             f"actorflow.nodes()), got {self.node_id!r}")
+            raise ValueError(
+                f"node_id must be a node id string (from "
+                f"actorflow.get_runtime_context().get_node_id() or "
+                f"actorflow.nodes()), got {self.node_id!r}"
+            )
 
 
 __all__ = ["NodeAffinitySchedulingStrategy"]

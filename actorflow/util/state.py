@@ -21,8 +21,17 @@ from typing import Any
 from actorflow._private.cluster import inspection
 from actorflow.exceptions import ClusterNotFoundError
 
-__all__ = ["ClusterNotFoundError", "cluster_status", "list_actors", "list_nodes", "list_objects",
-           "list_tasks", "list_workers", "memory_summary", "object_store_stats"]
+__all__ = [
+    "ClusterNotFoundError",
+    "cluster_status",
+    "list_actors",
+    "list_nodes",
+    "list_objects",
+    "list_tasks",
+    "list_workers",
+    "memory_summary",
+    "object_store_stats",
+]
 
 ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
 
@@ -95,30 +104,35 @@ def nodes_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
         alive = bool(node.get("alive", True))
         available = {k: _round(v) for k, v in (node.get("available") or total).items()}
         info = view.node_infos.get(node["node_id"]) if alive else None
-        rows.append({
-            "node_id": node["node_id"],
-            "address": node.get("address", ""),
-            "host": node.get("host", ""),
-            "pid": node.get("pid"),
-            "is_head": bool(node.get("is_head")),
-            "state": "ALIVE" if alive else "DEAD",
-            "alive": alive,
-            "death_cause": node.get("death_cause", "") or "",
-            "resources_total": total,
-            "resources_available": available,
-            "resources_used": {k: _round(v - available.get(k, v)) for k, v in total.items()},
-            "object_store_memory": node.get("object_store_memory", 0),
-            "workers": len(info.get("workers", [])) if info else None,
-            "leases": info.get("leases") if info else None,
-            "queued_lease_requests": info.get("queued_lease_requests") if info else None,
-        })
-    return sorted(rows, key=lambda r: (not r["alive"], not r["is_head"],
-                                       r["node_id"]))
+        rows.append(
+            {
+                "node_id": node["node_id"],
+                "address": node.get("address", ""),
+                "host": node.get("host", ""),
+                "pid": node.get("pid"),
+                "is_head": bool(node.get("is_head")),
+                "state": "ALIVE" if alive else "DEAD",
+                "alive": alive,
+                "death_cause": node.get("death_cause", "") or "",
+                "resources_total": total,
+                "resources_available": available,
+                "resources_used": {k: _round(v - available.get(k, v)) for k, v in total.items()},
+                "object_store_memory": node.get("object_store_memory", 0),
+                "workers": len(info.get("workers", [])) if info else None,
+                "leases": info.get("leases") if info else None,
+                "queued_lease_requests": info.get("queued_lease_requests") if info else None,
+            }
+        )
+    return sorted(rows, key=lambda r: (not r["alive"], not r["is_head"], r["node_id"]))
 
 
 def _workers_by_address(view: inspection.ClusterView) -> dict[str, tuple[str, dict[str, Any]]]:
-    return {w["address"]: (node_id, w) for node_id, info in view.node_infos.items()
-            for w in info.get("workers", []) if w.get("address")}
+    return {
+        w["address"]: (node_id, w)
+        for node_id, info in view.node_infos.items()
+        for w in info.get("workers", [])
+        if w.get("address")
+    }
 
 
 def actors_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
@@ -127,46 +141,57 @@ def actors_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
     for actor in view.actors:
         node_id, worker = workers.get(actor.get("address") or "", ("", {}))
         running = actor["state"] != "DEAD" and bool(worker)
-        rows.append({
-            "actor_id": actor["actor_id"],
-            "class_name": actor.get("class_name", ""),
-            "name": actor.get("name", ""),
-            "namespace": actor.get("namespace", ""),
-            "state": actor["state"],
-            "address": actor.get("address", ""),
-            "node_id": node_id if running else actor.get("node_id", "") or "",
-            "pid": worker.get("pid") if running else None,
-            "restarts": actor.get("restarts", 0),
-            "death_cause": actor.get("death_cause", "") or "",
-        })
+        rows.append(
+            {
+                "actor_id": actor["actor_id"],
+                "class_name": actor.get("class_name", ""),
+                "name": actor.get("name", ""),
+                "namespace": actor.get("namespace", ""),
+                "state": actor["state"],
+                "address": actor.get("address", ""),
+                "node_id": node_id if running else actor.get("node_id", "") or "",
+                "pid": worker.get("pid") if running else None,
+                "restarts": actor.get("restarts", 0),
+                "death_cause": actor.get("death_cause", "") or "",
+            }
+        )
     order = {state: i for i, state in enumerate(ACTOR_STATES)}
-    return sorted(rows, key=lambda r: (order.get(r["state"], len(order)), r["class_name"],
-                                       r["actor_id"]))
+    return sorted(
+        rows, key=lambda r: (order.get(r["state"], len(order)), r["class_name"], r["actor_id"])
+    )
 
 
 def workers_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
-    hosts = {a["address"]: a["actor_id"] for a in view.actors
-             if a.get("address") and a["state"] != "DEAD"}
+    hosts = {
+        a["address"]: a["actor_id"]
+        for a in view.actors
+        if a.get("address") and a["state"] != "DEAD"
+    }
     rows = []
     for node_id, info in view.node_infos.items():
         for worker in info.get("workers", []):
             if worker.get("state") == "dead":
                 continue
-            rows.append({
-                "node_id": node_id,
-                "worker_id": worker.get("worker_id", ""),
-                "pid": worker.get("pid"),
-                "address": worker.get("address", ""),
-                "state": worker.get("state", ""),
-                "job_id": worker.get("job_id"),
-                "actor_id": hosts.get(worker.get("address") or "", ""),
-            })
+            rows.append(
+                {
+                    "node_id": node_id,
+                    "worker_id": worker.get("worker_id", ""),
+                    "pid": worker.get("pid"),
+                    "address": worker.get("address", ""),
+                    "state": worker.get("state", ""),
+                    "job_id": worker.get("job_id"),
+                    "actor_id": hosts.get(worker.get("address") or "", ""),
+                }
+            )
     return sorted(rows, key=lambda r: (r["node_id"], r["state"], r["worker_id"]))
 
 
 def tasks_of(workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: w[k] for k in ("node_id", "worker_id", "pid", "address", "job_id")}
-            for w in workers if w["state"] == "leased" and not w["actor_id"]]
+    return [
+        {k: w[k] for k in ("node_id", "worker_id", "pid", "address", "job_id")}
+        for w in workers
+        if w["state"] == "leased" and not w["actor_id"]
+    ]
 
 
 def status_of(view: inspection.ClusterView) -> dict[str, Any]:
@@ -185,8 +210,11 @@ def status_of(view: inspection.ClusterView) -> dict[str, Any]:
     return {
         "gcs_address": view.gcs_address,
         "nodes": nodes,
-        "resources": {"total": total, "used": used,
-                      "available": {k: _round(v - used[k]) for k, v in total.items()}},
+        "resources": {
+            "total": total,
+            "used": used,
+            "available": {k: _round(v - used[k]) for k, v in total.items()},
+        },
         "actors": actors,
         "tasks": {
             "task_leases": len(tasks_of(workers)),
@@ -194,8 +222,10 @@ def status_of(view: inspection.ClusterView) -> dict[str, Any]:
             "queued_lease_requests": sum(n["queued_lease_requests"] or 0 for n in live),
             "workers": len(workers),
         },
-        "jobs": {"alive": sum(1 for j in view.jobs if j.get("alive")),
-                 "finished": sum(1 for j in view.jobs if not j.get("alive"))},
+        "jobs": {
+            "alive": sum(1 for j in view.jobs if j.get("alive")),
+            "finished": sum(1 for j in view.jobs if not j.get("alive")),
+        },
         "unreachable": list(view.unreachable),
     }
 
@@ -231,8 +261,11 @@ def object_store_stats(address: str | None = None) -> dict[str, Any]:
 def memory_summary(address: str | None = None) -> str:
     """A table of the cluster's objects, one line each, and a line of totals."""
     snapshot = inspection.run(address, inspection.collect)
-    return format_summary(_sorted(inspection.merge_objects(snapshot)),
-                          inspection.total_stats(snapshot.store_stats), snapshot.unreachable)
+    return format_summary(
+        _sorted(inspection.merge_objects(snapshot)),
+        inspection.total_stats(snapshot.store_stats),
+        snapshot.unreachable,
+    )
 
 
 def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -241,10 +274,18 @@ def _sorted(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # -- formatting ---------------------------------------------------------------------------------
 
-_COLUMNS = [("OBJECT ID", "object_id"), ("SIZE", "size"), ("WHERE", "where"),
-            ("OWNER PID", "owner_pid"), ("LOCAL REFS", "local_refs"),
-            ("BORROWERS", "borrowers"), ("PINNED", "pinned_by_tasks"), ("READERS", "readers"),
-            ("CONTAINS", "contained_refs"), ("OWNER", "owner")]
+_COLUMNS = [
+    ("OBJECT ID", "object_id"),
+    ("SIZE", "size"),
+    ("WHERE", "where"),
+    ("OWNER PID", "owner_pid"),
+    ("LOCAL REFS", "local_refs"),
+    ("BORROWERS", "borrowers"),
+    ("PINNED", "pinned_by_tasks"),
+    ("READERS", "readers"),
+    ("CONTAINS", "contained_refs"),
+    ("OWNER", "owner"),
+]
 
 
 def format_bytes(n: int) -> str:
@@ -265,13 +306,16 @@ def _cell(key: str, row: dict[str, Any]) -> str:
     return "?" if value is None else str(value)
 
 
-def format_summary(rows: list[dict[str, Any]], stats: dict[str, Any],
-                   unreachable: Sequence[str] = ()) -> str:
+def format_summary(
+    rows: list[dict[str, Any]], stats: dict[str, Any], unreachable: Sequence[str] = ()
+) -> str:
     table = [[title for title, _ in _COLUMNS]]
     table += [[_cell(key, row) for _, key in _COLUMNS] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-             for line in table]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    ]
 
     def total(where: str) -> int:
         return sum(r["size"] for r in rows if r["where"] == where)
@@ -281,7 +325,8 @@ def format_summary(rows: list[dict[str, Any]], stats: dict[str, Any],
         f"{format_bytes(total('shared'))} in shared memory, "
         f"{format_bytes(total('spilled'))} spilled; object store: "
         f"{format_bytes(stats['used'])} used of {format_bytes(stats['capacity'])} "
-        f"({stats['objects']} objects, {stats['spilled_objects']} spilled)")
+        f"({stats['objects']} objects, {stats['spilled_objects']} spilled)"
+    )
     if unreachable:
         lines.append(f"{len(unreachable)} processes did not answer: {', '.join(unreachable)}")
     return "\n".join(lines)
@@ -306,8 +351,10 @@ def _number(value: float) -> str:
 
 def _usage(row: dict[str, Any]) -> str:
     used, total = row["resources_used"], row["resources_total"]
-    return ", ".join(f"{k} {_number(used.get(k, 0.0))}/{_number(v)}"
-                     for k, v in sorted(total.items())) or "-"
+    return (
+        ", ".join(f"{k} {_number(used.get(k, 0.0))}/{_number(v)}" for k, v in sorted(total.items()))
+        or "-"
+    )
 
 
 def _node_state(row: dict[str, Any]) -> str:
@@ -315,26 +362,43 @@ def _node_state(row: dict[str, Any]) -> str:
 
 
 NODE_COLUMNS: list[Column] = [
-    ("NODE ID", lambda r: r["node_id"]), ("ADDRESS", lambda r: _short(r["address"])),
-    ("HEAD", lambda r: "yes" if r["is_head"] else ""), ("PID", lambda r: r["pid"]),
-    ("RESOURCES USED/TOTAL", _usage), ("WORKERS", lambda r: r["workers"]),
-    ("LEASES", lambda r: r["leases"]), ("QUEUED", lambda r: r["queued_lease_requests"]),
-    ("STATE", _node_state)]
+    ("NODE ID", lambda r: r["node_id"]),
+    ("ADDRESS", lambda r: _short(r["address"])),
+    ("HEAD", lambda r: "yes" if r["is_head"] else ""),
+    ("PID", lambda r: r["pid"]),
+    ("RESOURCES USED/TOTAL", _usage),
+    ("WORKERS", lambda r: r["workers"]),
+    ("LEASES", lambda r: r["leases"]),
+    ("QUEUED", lambda r: r["queued_lease_requests"]),
+    ("STATE", _node_state),
+]
 ACTOR_COLUMNS: list[Column] = [
-    ("ACTOR ID", lambda r: r["actor_id"]), ("CLASS", lambda r: r["class_name"]),
-    ("NAME", lambda r: r["name"]), ("NAMESPACE", lambda r: r["namespace"]),
-    ("STATE", lambda r: r["state"]), ("NODE ID", lambda r: r["node_id"]),
-    ("PID", lambda r: r["pid"]), ("RESTARTS", lambda r: r["restarts"]),
-    ("DEATH CAUSE", lambda r: r["death_cause"])]
+    ("ACTOR ID", lambda r: r["actor_id"]),
+    ("CLASS", lambda r: r["class_name"]),
+    ("NAME", lambda r: r["name"]),
+    ("NAMESPACE", lambda r: r["namespace"]),
+    ("STATE", lambda r: r["state"]),
+    ("NODE ID", lambda r: r["node_id"]),
+    ("PID", lambda r: r["pid"]),
+    ("RESTARTS", lambda r: r["restarts"]),
+    ("DEATH CAUSE", lambda r: r["death_cause"]),
+]
 WORKER_COLUMNS: list[Column] = [
-    ("WORKER ID", lambda r: r["worker_id"]), ("NODE ID", lambda r: r["node_id"]),
-    ("PID", lambda r: r["pid"]), ("STATE", lambda r: r["state"]),
-    ("JOB ID", lambda r: r["job_id"]), ("ACTOR ID", lambda r: r["actor_id"]),
-    ("ADDRESS", lambda r: _short(r["address"]))]
+    ("WORKER ID", lambda r: r["worker_id"]),
+    ("NODE ID", lambda r: r["node_id"]),
+    ("PID", lambda r: r["pid"]),
+    ("STATE", lambda r: r["state"]),
+    ("JOB ID", lambda r: r["job_id"]),
+    ("ACTOR ID", lambda r: r["actor_id"]),
+    ("ADDRESS", lambda r: _short(r["address"])),
+]
 TASK_COLUMNS: list[Column] = [
-    ("WORKER ID", lambda r: r["worker_id"]), ("NODE ID", lambda r: r["node_id"]),
-    ("PID", lambda r: r["pid"]), ("JOB ID", lambda r: r["job_id"]),
-    ("ADDRESS", lambda r: _short(r["address"]))]
+    ("WORKER ID", lambda r: r["worker_id"]),
+    ("NODE ID", lambda r: r["node_id"]),
+    ("PID", lambda r: r["pid"]),
+    ("JOB ID", lambda r: r["job_id"]),
+    ("ADDRESS", lambda r: _short(r["address"])),
+]
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
@@ -347,8 +411,8 @@ def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     table += [[cell(get(row)) for _, get in columns] for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-        for line in table)
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table
+    )
 
 
 def format_status(status: dict[str, Any]) -> str:
@@ -356,21 +420,35 @@ def format_status(status: dict[str, Any]) -> str:
     live = [n for n in nodes if n["alive"]]
     resources = status["resources"]
     actors, tasks, jobs = status["actors"], status["tasks"], status["jobs"]
-    lines = [f"Cluster at {_short(status['gcs_address'])}: {len(live)} node(s) alive, "
-             f"{len(nodes) - len(live)} dead",
-             "", "Nodes:"]
-    lines += ["  " + line for line in format_table(nodes, [
-        c for c in NODE_COLUMNS if c[0] not in ("WORKERS", "LEASES", "QUEUED")]).splitlines()]
+    lines = [
+        f"Cluster at {_short(status['gcs_address'])}: {len(live)} node(s) alive, "
+        f"{len(nodes) - len(live)} dead",
+        "",
+        "Nodes:",
+    ]
+    lines += [
+        "  " + line
+        for line in format_table(
+            nodes, [c for c in NODE_COLUMNS if c[0] not in ("WORKERS", "LEASES", "QUEUED")]
+        ).splitlines()
+    ]
     lines += ["", "Resources (used/total over the live nodes):"]
-    lines += [f"  {k}: {_number(resources['used'][k])}/{_number(v)}"
-              for k, v in sorted(resources["total"].items())] or ["  none"]
-    lines += ["", "Actors: " + ", ".join(f"{n} {state}" for state, n in actors.items()),
-              f"Tasks: {tasks['task_leases']} worker(s) leased to run tasks, "
-              f"{tasks['queued_lease_requests']} lease request(s) queued (tasks waiting for a "
-              f"worker or resources); {tasks['actor_workers']} worker(s) host actors; "
-              f"{tasks['workers']} worker process(es) in all",
-              f"Jobs: {jobs['alive']} driver(s) connected, {jobs['finished']} finished"]
+    lines += [
+        f"  {k}: {_number(resources['used'][k])}/{_number(v)}"
+        for k, v in sorted(resources["total"].items())
+    ] or ["  none"]
+    lines += [
+        "",
+        "Actors: " + ", ".join(f"{n} {state}" for state, n in actors.items()),
+        f"Tasks: {tasks['task_leases']} worker(s) leased to run tasks, "
+        f"{tasks['queued_lease_requests']} lease request(s) queued (tasks waiting for a "
+        f"worker or resources); {tasks['actor_workers']} worker(s) host actors; "
+        f"{tasks['workers']} worker process(es) in all",
+        f"Jobs: {jobs['alive']} driver(s) connected, {jobs['finished']} finished",
+    ]
     if status["unreachable"]:
-        lines.append(f"{len(status['unreachable'])} node(s) did not answer: "
-                     f"{', '.join(_short(a) for a in status['unreachable'])}")
+        lines.append(
+            f"{len(status['unreachable'])} node(s) did not answer: "
+            f"{', '.join(_short(a) for a in status['unreachable'])}"
+        )
     return "\n".join(lines)

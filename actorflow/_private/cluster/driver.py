@@ -37,18 +37,23 @@ def resolve_address(address: str, config: Config) -> str:
             return str(info["gcs_address"])
     raise ConnectionError(
         f"init(address='auto'): no running cluster was found on this machine (under "
-        f"{config.session_root}); start one with `actorflow start --head`, or pass its address")
+        f"{config.session_root}); start one with `actorflow start --head`, or pass its address"
+    )
 
 
 def _checked(address: str) -> str:
     scheme, _, rest = address.rpartition("://")
     if scheme not in ("", "tcp"):
-        raise ConnectionError(f"init(address={address!r}): {scheme}:// addresses are not "
-                              f"supported (there is no client mode); give the head's HOST:PORT")
+        raise ConnectionError(
+            f"init(address={address!r}): {scheme}:// addresses are not "
+            f"supported (there is no client mode); give the head's HOST:PORT"
+        )
     host, _, port = rest.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"init(address={address!r}): expected 'HOST:PORT' (as printed by "
-                         f"`actorflow start --head`) or 'auto'")
+        raise ValueError(
+            f"init(address={address!r}): expected 'HOST:PORT' (as printed by "
+            f"`actorflow start --head`) or 'auto'"
+        )
     return tcp_address(rest)
 
 
@@ -57,8 +62,9 @@ def _check_reachable(address: str, timeout: float) -> None:
     try:
         socket.create_connection((host, port), timeout=min(timeout, 5.0)).close()
     except OSError as exc:
-        raise ConnectionError(f"init(address={address!r}): no actorflow cluster answers there "
-                              f"({exc})") from None
+        raise ConnectionError(
+            f"init(address={address!r}): no actorflow cluster answers there ({exc})"
+        ) from None
 
 
 def _embedded(info: dict, path: str) -> bool:
@@ -110,9 +116,12 @@ class ClusterDriver:
 
     async def _start(self) -> None:
         assert self.loop_thread is not None
-        runtime = self.runtime = Runtime(self.loop_thread.loop, self.token,
-                                         self.config.max_frame_size,
-                                         self.config.connect_timeout)
+        runtime = self.runtime = Runtime(
+            self.loop_thread.loop,
+            self.token,
+            self.config.max_frame_size,
+            self.config.connect_timeout,
+        )
         host = local_ip_towards(self.gcs_address)
         await runtime.start(f"tcp://{host}:0")
         try:
@@ -121,22 +130,32 @@ class ClusterDriver:
             raise errors.AuthenticationError(
                 f"init(address={self.gcs_address!r}): the cluster refused this driver's token "
                 f"({exc}); set ACTORFLOW_TOKEN to the token file's contents in the head's "
-                f"session directory") from None
+                f"session directory"
+            ) from None
         except PeerUnreachableError as exc:
-            raise ConnectionError(f"init(address={self.gcs_address!r}): no actorflow cluster "
-                                  f"answers there ({exc})") from None
+            raise ConnectionError(
+                f"init(address={self.gcs_address!r}): no actorflow cluster answers there ({exc})"
+            ) from None
         node = self._local_node(nodes, host)
         config = job_config(self.config, runtime.address)
-        job_id = await runtime.request(self.gcs_address, "gcs", "register_job",
-                                       [runtime.address, self.namespace, config])
+        job_id = await runtime.request(
+            self.gcs_address, "gcs", "register_job", [runtime.address, self.namespace, config]
+        )
         self.node = node
         self.session_dir = self.session_dir or node.get("session_dir", "")
-        self.core = CoreWorker(runtime, self.config, mode="driver",
-                               raylet_address=node["address"], gcs_address=self.gcs_address,
-                               node_id=node["node_id"], worker_id=ids.new_id(8).hex(),
-                               job_id=job_id, namespace=self.namespace,
-                               shm_prefix=node.get("shm_prefix", ""),
-                               spill_dir=node.get("spill_dir", ""))
+        self.core = CoreWorker(
+            runtime,
+            self.config,
+            mode="driver",
+            raylet_address=node["address"],
+            gcs_address=self.gcs_address,
+            node_id=node["node_id"],
+            worker_id=ids.new_id(8).hex(),
+            job_id=job_id,
+            namespace=self.namespace,
+            shm_prefix=node.get("shm_prefix", ""),
+            spill_dir=node.get("spill_dir", ""),
+        )
         self.core.job_info = {"namespace": self.namespace, "config": config}
         runtime.register_actor("core", self.core)
 
@@ -146,7 +165,8 @@ class ClusterDriver:
             raise ConnectionError(
                 f"init(address={self.gcs_address!r}): no live node of that cluster runs on this "
                 f"machine ({host}); a driver uses its own machine's node: start one with "
-                f"`actorflow start --address {self.gcs_address.split('://')[-1]}`")
+                f"`actorflow start --address {self.gcs_address.split('://')[-1]}`"
+            )
         return sorted(here, key=lambda n: (not n.get("is_head"), n.get("registered_at", 0)))[0]
 
     def shutdown(self) -> None:
@@ -161,7 +181,11 @@ class ClusterDriver:
             await self.runtime.aclose()
 
     def info(self) -> dict[str, Any]:
-        return {"session_dir": self.session_dir, "address": self.gcs_address,
-                "node_id": self.node.get("node_id", ""), "namespace": self.namespace,
-                "resources": self.node.get("resources", {}),
-                "object_store_memory": self.node.get("object_store_memory", 0)}
+        return {
+            "session_dir": self.session_dir,
+            "address": self.gcs_address,
+            "node_id": self.node.get("node_id", ""),
+            "namespace": self.namespace,
+            "resources": self.node.get("resources", {}),
+            "object_store_memory": self.node.get("object_store_memory", 0),
+        }

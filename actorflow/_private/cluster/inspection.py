@@ -55,9 +55,11 @@ class Target:
 
 
 def _hint(root: str) -> str:
-    return ("no running actorflow cluster found: start one with `actorflow start --head` or "
-            f"actorflow.init() (its session directory goes under {root}; set "
-            "ACTORFLOW_SESSION_ROOT if it is elsewhere), or pass --address")
+    return (
+        "no running actorflow cluster found: start one with `actorflow start --head` or "
+        f"actorflow.init() (its session directory goes under {root}; set "
+        "ACTORFLOW_SESSION_ROOT if it is elsewhere), or pass --address"
+    )
 
 
 def _read_session(path: str) -> tuple[dict[str, Any], bytes] | None:
@@ -73,8 +75,9 @@ def _latest_live(root: str) -> Target:
     """The session_latest link's cluster if its GCS runs, else the newest session whose does."""
     latest = os.path.join(root, "session_latest")
     candidates = [latest] if os.path.isdir(latest) else []
-    candidates += [p for p in session_dir.sessions(root)
-                   if os.path.realpath(p) != os.path.realpath(latest)]
+    candidates += [
+        p for p in session_dir.sessions(root) if os.path.realpath(p) != os.path.realpath(latest)
+    ]
     ended = ""
     for path in candidates:
         found = _read_session(path)
@@ -87,7 +90,8 @@ def _latest_live(root: str) -> Target:
     if ended:
         raise errors.ClusterNotFoundError(
             f"no running actorflow cluster found: the latest session ({ended}) has ended; start "
-            f"one with `actorflow start --head` or actorflow.init(), or pass --address")
+            f"one with `actorflow start --head` or actorflow.init(), or pass --address"
+        )
     raise errors.ClusterNotFoundError(_hint(root))
 
 
@@ -115,12 +119,14 @@ def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) 
     """Run job(ask, gcs_address) on a runtime connected to the cluster at address (None: this
     process's cluster if it is part of one, else the latest session) and return its result."""
     core = context.core_or_none()
-    if core is not None and (address in (None, "", "auto")
-                             or _same_address(address, core.gcs_address)):
+    if core is not None and (
+        address in (None, "", "auto") or _same_address(address, core.gcs_address)
+    ):
         if core.on_loop_thread():
             raise errors.AsyncioContextError(
                 "cluster inspection blocks and cannot run on actorflow's own event loop (inside "
-                "an async actor or async task): call it from a thread of your own")
+                "an async actor or async task): call it from a thread of your own"
+            )
         coro = job(_asker(core.runtime), core.gcs_address)
         return asyncio.run_coroutine_threadsafe(coro, core.runtime.loop).result()
     return _run_outside(find_target(address), job)
@@ -128,8 +134,9 @@ def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) 
 
 def _asker(runtime: Runtime) -> Ask:
     async def ask(address: str, target: str, method: str, payload: Any) -> Any:
-        return await asyncio.wait_for(runtime.request(address, target, method, payload),
-                                      REQUEST_TIMEOUT)
+        return await asyncio.wait_for(
+            runtime.request(address, target, method, payload), REQUEST_TIMEOUT
+        )
 
     return ask
 
@@ -140,8 +147,12 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
     config = Config.from_env()
     loop_thread = LoopThread(name="actorflow-inspect")
     loop_thread.start()
-    runtime = Runtime(loop_thread.loop, target.token, config.max_frame_size,
-                      min(config.connect_timeout, REQUEST_TIMEOUT))
+    runtime = Runtime(
+        loop_thread.loop,
+        target.token,
+        config.max_frame_size,
+        min(config.connect_timeout, REQUEST_TIMEOUT),
+    )
 
     async def main() -> T:
         await runtime.start("tcp://127.0.0.1:0")
@@ -174,7 +185,8 @@ async def _ask_gcs(ask: Ask, gcs_address: str, method: str, target: str = "gcs")
         ) from None
     except (PeerUnreachableError, asyncio.TimeoutError, OSError) as exc:
         raise errors.ClusterNotFoundError(
-            f"no running actorflow cluster found at {gcs_address}: {exc}") from None
+            f"no running actorflow cluster found at {gcs_address}: {exc}"
+        ) from None
 
 
 async def _ask_or_none(ask: Ask, address: str, target: str, method: str) -> Any:
@@ -192,7 +204,8 @@ async def collect(ask: Ask, gcs_address: str) -> Snapshot:
     infos, stored, stats = await asyncio.gather(
         asyncio.gather(*[_ask_or_none(ask, a, "raylet", "node_info") for a in node_addresses]),
         asyncio.gather(*[_ask_or_none(ask, a, "store", "list_objects") for a in node_addresses]),
-        asyncio.gather(*[_ask_or_none(ask, a, "store", "stats") for a in node_addresses]))
+        asyncio.gather(*[_ask_or_none(ask, a, "store", "stats") for a in node_addresses]),
+    )
     snapshot = Snapshot()
     processes: dict[str, None] = {}  # ordered set: drivers first, then workers
     for job in jobs:
@@ -203,8 +216,7 @@ async def collect(ask: Ask, gcs_address: str) -> Snapshot:
             if worker.get("address") and worker.get("state") != "dead":
                 processes[worker["address"]] = None
                 snapshot.pids[worker["address"]] = worker.get("pid", 0)
-    answers = await asyncio.gather(*[_ask_or_none(ask, a, "core", "list_refs")
-                                     for a in processes])
+    answers = await asyncio.gather(*[_ask_or_none(ask, a, "core", "list_refs") for a in processes])
     for address, rows in zip(processes, answers, strict=True):
         if rows is None:
             snapshot.unreachable.append(address)
@@ -231,12 +243,15 @@ class ClusterView:
 
 
 async def collect_cluster(ask: Ask, gcs_address: str) -> ClusterView:
-    nodes, actors, jobs = await asyncio.gather(_ask_gcs(ask, gcs_address, "get_nodes"),
-                                               _ask_gcs(ask, gcs_address, "list_actors", "actors"),
-                                               _ask_gcs(ask, gcs_address, "list_jobs"))
+    nodes, actors, jobs = await asyncio.gather(
+        _ask_gcs(ask, gcs_address, "get_nodes"),
+        _ask_gcs(ask, gcs_address, "list_actors", "actors"),
+        _ask_gcs(ask, gcs_address, "list_jobs"),
+    )
     live = [n for n in nodes if n.get("alive", True)]
-    infos = await asyncio.gather(*[_ask_or_none(ask, n["address"], "raylet", "node_info")
-                                   for n in live])
+    infos = await asyncio.gather(
+        *[_ask_or_none(ask, n["address"], "raylet", "node_info") for n in live]
+    )
     view = ClusterView(gcs_address, nodes, actors, jobs, {})
     for node, info in zip(live, infos, strict=True):
         if info is None:
@@ -248,8 +263,17 @@ async def collect_cluster(ask: Ask, gcs_address: str) -> ClusterView:
 
 # -- merging ------------------------------------------------------------------------------------
 
-STATS_KEYS = ("capacity", "used", "in_use", "pooled", "pinned", "objects", "spilled_objects",
-              "spilled_bytes", "spill_count")
+STATS_KEYS = (
+    "capacity",
+    "used",
+    "in_use",
+    "pooled",
+    "pinned",
+    "objects",
+    "spilled_objects",
+    "spilled_bytes",
+    "spill_count",
+)
 
 
 def total_stats(per_node: list[dict[str, Any]]) -> dict[str, Any]:
@@ -303,19 +327,21 @@ def merge_objects(snapshot: Snapshot) -> list[dict[str, Any]]:
             where = store_where  # the store knows whether it spilled the object
         holders |= {r["process"] for r in theirs if r["local_refs"] > 0 or r["pinned_by_tasks"]}
         holders.discard(owner)
-        result.append({
-            "object_id": obj_id,
-            "size": size or store_size,
-            "owner": owner,
-            "owner_pid": snapshot.pids.get(owner) if owner else None,
-            "where": where,
-            "local_refs": mine["local_refs"] if mine else 0,
-            "borrowers": len(holders),
-            "borrower_addresses": sorted(holders),
-            "pinned_by_tasks": (mine["pinned_by_tasks"] if mine else 0)
-            + sum(r["pinned_by_tasks"] for r in theirs),
-            "readers": readers,
-            "contained_refs": mine["contained_refs"] if mine else 0,
-            "error": bool(mine and mine["error"]),
-        })
+        result.append(
+            {
+                "object_id": obj_id,
+                "size": size or store_size,
+                "owner": owner,
+                "owner_pid": snapshot.pids.get(owner) if owner else None,
+                "where": where,
+                "local_refs": mine["local_refs"] if mine else 0,
+                "borrowers": len(holders),
+                "borrower_addresses": sorted(holders),
+                "pinned_by_tasks": (mine["pinned_by_tasks"] if mine else 0)
+                + sum(r["pinned_by_tasks"] for r in theirs),
+                "readers": readers,
+                "contained_refs": mine["contained_refs"] if mine else 0,
+                "error": bool(mine and mine["error"]),
+            }
+        )
     return result

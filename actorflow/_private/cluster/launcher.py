@@ -37,12 +37,14 @@ def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
         except ValueError:
             raise errors.AuthenticationError(
                 "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
-                "the token file of its head's session directory") from None
+                "the token file of its head's session directory"
+            ) from None
     if found is None:
         raise errors.NoTokenError(
             f"no token for the cluster at {gcs_address}: no session under {root} belongs to "
             f"it (its head runs on another machine), so set ACTORFLOW_TOKEN to the contents "
-            f"of the token file in the head's session directory")
+            f"of the token file in the head's session directory"
+        )
     return found
 
 
@@ -51,8 +53,12 @@ def resumable_session(session_root: str, gcs_address: str) -> str | None:
     starting a head there again resumes that cluster (its token, its GCS tables)."""
     for path in session_dir.sessions(session_root):
         info = session_dir.read_json(os.path.join(path, "node.json"))
-        if (info is not None and info.get("gcs") and info.get("gcs_address") == gcs_address
-                and not _is_node_process(int(info.get("pid", 0)))):
+        if (
+            info is not None
+            and info.get("gcs")
+            and info.get("gcs_address") == gcs_address
+            and not _is_node_process(int(info.get("pid", 0)))
+        ):
             return path
     return None
 
@@ -60,26 +66,54 @@ def resumable_session(session_root: str, gcs_address: str) -> str | None:
 def _running_head_node(session: str, gcs_address: str) -> dict[str, Any] | None:
     for path in session_dir.node_files(session):
         info = session_dir.read_json(path) or {}
-        if (info.get("is_head") and info.get("gcs_address") == gcs_address
-                and _is_node_process(int(info.get("pid", 0)))):
+        if (
+            info.get("is_head")
+            and info.get("gcs_address") == gcs_address
+            and _is_node_process(int(info.get("pid", 0)))
+        ):
             return info
     return None
 
 
-def start_gcs(*, session: str, token: bytes, host: str, port: int, storage: str,
-              env: dict[str, str] | None = None, wrapper: list[str] | None = None,
-              timeout: float = 60.0) -> dict[str, Any]:
+def start_gcs(
+    *,
+    session: str,
+    token: bytes,
+    host: str,
+    port: int,
+    storage: str,
+    env: dict[str, str] | None = None,
+    wrapper: list[str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Start (or restart) the cluster's GCS process; its info."""
-    return _spawn(["--gcs", "--host", host, "--port", str(port), "--storage", storage],
-                  session=session, token=token, env=env, wrapper=wrapper, timeout=timeout,
-                  what="gcs")
+    return _spawn(
+        ["--gcs", "--host", host, "--port", str(port), "--storage", storage],
+        session=session,
+        token=token,
+        env=env,
+        wrapper=wrapper,
+        timeout=timeout,
+        what="gcs",
+    )
 
 
-def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: int = 0,
-               num_cpus: float | None = None, num_gpus: float | None = None,
-               resources: dict[str, float] | None = None, object_store_memory: int = 0,
-               storage: str = "", session_root: str, env: dict[str, str] | None = None,
-               wrapper: list[str] | None = None, timeout: float = 60.0) -> dict[str, Any]:
+def start_node(
+    *,
+    head: bool,
+    address: str = "",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    resources: dict[str, float] | None = None,
+    object_store_memory: int = 0,
+    storage: str = "",
+    session_root: str,
+    env: dict[str, str] | None = None,
+    wrapper: list[str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
     """Start a node process and wait until it serves; its info (with "pid", "log_path" and
     "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
     session with a new token, or, if a head with a GCS now gone listened at that address, its
@@ -95,10 +129,22 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
             token = bytes.fromhex(env_token) if env_token else secrets.token_bytes(32)
             session_dir.write_token(session, token)
         before = session_dir.read_json(os.path.join(session, "node.json")) if found else None
-        storage = (storage or (before or {}).get("storage") or Config.from_env().gcs_storage
-                   or f"sqlite:///{os.path.join(session, 'gcs.sqlite')}")
-        gcs_info = start_gcs(session=session, token=token, host=host, port=port,
-                             storage=storage, env=env, wrapper=wrapper, timeout=timeout)
+        storage = (
+            storage
+            or (before or {}).get("storage")
+            or Config.from_env().gcs_storage
+            or f"sqlite:///{os.path.join(session, 'gcs.sqlite')}"
+        )
+        gcs_info = start_gcs(
+            session=session,
+            token=token,
+            host=host,
+            port=port,
+            storage=storage,
+            env=env,
+            wrapper=wrapper,
+            timeout=timeout,
+        )
         address = gcs_info["gcs_address"]
         head_node = _running_head_node(session, address) if found else None
         if head_node is not None:  # only the GCS had died: the head's node reconnects to it
@@ -113,8 +159,16 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
         session = found or session_dir.create(session_root, link_latest=False)
         if found is None:
             session_dir.write_token(session, token)
-    args = ["--host", host, "--port", "0", "--address", address,
-            "--resources", json.dumps(resources or {})]
+    args = [
+        "--host",
+        host,
+        "--port",
+        "0",
+        "--address",
+        address,
+        "--resources",
+        json.dumps(resources or {}),
+    ]
     if head:
         args.append("--head")
     if num_cpus is not None:
@@ -124,8 +178,15 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
     if object_store_memory:
         args += ["--object-store-memory", str(object_store_memory)]
     try:
-        info = _spawn(args, session=session, token=token, env=env, wrapper=wrapper,
-                      timeout=timeout, what="node")
+        info = _spawn(
+            args,
+            session=session,
+            token=token,
+            env=env,
+            wrapper=wrapper,
+            timeout=timeout,
+            what="node",
+        )
     except BaseException:
         if gcs_info is not None:
             gcs_info["popen"].kill()
@@ -135,21 +196,44 @@ def start_node(*, head: bool, address: str = "", host: str = "127.0.0.1", port: 
     return info
 
 
-def _spawn(args: list[str], *, session: str, token: bytes, env: dict[str, str] | None,
-           wrapper: list[str] | None, timeout: float, what: str) -> dict[str, Any]:
+def _spawn(
+    args: list[str],
+    *,
+    session: str,
+    token: bytes,
+    env: dict[str, str] | None,
+    wrapper: list[str] | None,
+    timeout: float,
+    what: str,
+) -> dict[str, Any]:
     """Run node_main with args in the background; wait for its ready file."""
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
     log_path = os.path.join(session, "logs", f"{what}-{stamp}.log")
-    command = [*(wrapper or []), sys.executable, "-m", "actorflow._private.cluster.node_main",
-               "--session-dir", session, "--ready-file", ready, *args]
+    command = [
+        *(wrapper or []),
+        sys.executable,
+        "-m",
+        "actorflow._private.cluster.node_main",
+        "--session-dir",
+        session,
+        "--ready-file",
+        ready,
+        *args,
+    ]
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env["ACTORFLOW_TOKEN"] = token.hex()
     full_env["ACTORFLOW_SESSION_ROOT"] = os.path.dirname(session)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                   env=full_env, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=full_env,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     while True:
         info = session_dir.read_json(ready)
@@ -157,19 +241,22 @@ def _spawn(args: list[str], *, session: str, token: bytes, env: dict[str, str] |
             os.unlink(ready)
             if "error" in info:
                 process.wait()
-                raise errors.NodeStartError(f"the {what} could not start: {info['error']}"
-                                     f"{_log_tail(log_path)}")
+                raise errors.NodeStartError(
+                    f"the {what} could not start: {info['error']}{_log_tail(log_path)}"
+                )
             info.update(log_path=log_path, popen=process)
             return info
         code = process.poll()
         if code is not None:
-            raise errors.NodeStartError(f"the {what} process exited with code {code} before it "
-                                 f"served{_log_tail(log_path)}")
+            raise errors.NodeStartError(
+                f"the {what} process exited with code {code} before it served{_log_tail(log_path)}"
+            )
         if time.monotonic() > deadline:
             process.kill()
             process.wait()
-            raise errors.NodeStartError(f"the {what} did not start within {timeout:g} s"
-                                 f"{_log_tail(log_path)}")
+            raise errors.NodeStartError(
+                f"the {what} did not start within {timeout:g} s{_log_tail(log_path)}"
+            )
         time.sleep(0.02)
 
 
@@ -187,8 +274,10 @@ def _is_node_process(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
-        return b"actorflow._private.cluster.node_main" in cmdline and os.stat(f"/proc/{pid}").st_uid \
-            == os.getuid()
+        return (
+            b"actorflow._private.cluster.node_main" in cmdline
+            and os.stat(f"/proc/{pid}").st_uid == os.getuid()
+        )
     except OSError:
         return False
 

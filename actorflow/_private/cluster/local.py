@@ -32,15 +32,21 @@ def job_config(config: Config, driver_address: str) -> dict[str, Any]:
     # Functions defined in importable modules are pickled by reference: workers import them
     # by the driver's path.
     sys_path = [os.path.abspath(p) if p else os.getcwd() for p in sys.path]
-    return {"sys_path": sys_path,
-            "log_address": driver_address if config.log_to_driver else ""}
+    return {"sys_path": sys_path, "log_address": driver_address if config.log_to_driver else ""}
 
 
 class LocalSession:
     """GCS + one node + worker pool + this driver's core worker, on one runtime loop."""
 
-    def __init__(self, config: Config, *, num_cpus: float | None, num_gpus: float | None,
-                 resources: dict[str, float] | None, namespace: str | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        num_cpus: float | None,
+        num_gpus: float | None,
+        resources: dict[str, float] | None,
+        namespace: str | None,
+    ) -> None:
         self.config = config
         self.resources = node_resources(num_cpus, num_gpus, resources)
         self.namespace = namespace or f"anonymous-{ids.new_id(4).hex()}"
@@ -76,26 +82,43 @@ class LocalSession:
 
     async def _start(self) -> None:
         assert self.loop_thread is not None
-        runtime = self.runtime = Runtime(self.loop_thread.loop, self.token,
-                                         self.config.max_frame_size,
-                                         self.config.connect_timeout)
+        runtime = self.runtime = Runtime(
+            self.loop_thread.loop,
+            self.token,
+            self.config.max_frame_size,
+            self.config.connect_timeout,
+        )
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = host_gcs(runtime, self.config)
         config = job_config(self.config, runtime.address)
-        job_id = await runtime.request(runtime.address, "gcs", "register_job",
-                                       [runtime.address, self.namespace, config])
-        node = self.node = NodeServices(runtime, self.config, resources=self.resources,
-                                        session_dir=self.session_dir,
-                                        gcs_address=runtime.address, token=self.token,
-                                        is_head=True)
+        job_id = await runtime.request(
+            runtime.address, "gcs", "register_job", [runtime.address, self.namespace, config]
+        )
+        node = self.node = NodeServices(
+            runtime,
+            self.config,
+            resources=self.resources,
+            session_dir=self.session_dir,
+            gcs_address=runtime.address,
+            token=self.token,
+            is_head=True,
+        )
         prestart = max(1, min(int(math.ceil(self.resources.get("CPU", 1.0))), 32))
         await node.start(prestart, job_id)
         assert node.store is not None
-        self.core = CoreWorker(runtime, self.config, mode="driver",
-                               raylet_address=runtime.address, gcs_address=runtime.address,
-                               node_id=node.node_id, worker_id=ids.new_id(8).hex(),
-                               job_id=job_id, namespace=self.namespace,
-                               shm_prefix=node.store.prefix, spill_dir=node.store.spill_dir)
+        self.core = CoreWorker(
+            runtime,
+            self.config,
+            mode="driver",
+            raylet_address=runtime.address,
+            gcs_address=runtime.address,
+            node_id=node.node_id,
+            worker_id=ids.new_id(8).hex(),
+            job_id=job_id,
+            namespace=self.namespace,
+            shm_prefix=node.store.prefix,
+            spill_dir=node.store.spill_dir,
+        )
         self.core.job_info = {"namespace": self.namespace, "config": config}
         runtime.register_actor("core", self.core)
         session_dir.write_node_info(self.session_dir, node.info())
@@ -116,7 +139,11 @@ class LocalSession:
             await self.runtime.aclose()
 
     def info(self) -> dict[str, Any]:
-        return {"session_dir": self.session_dir, "address": self.runtime.address
-                if self.runtime else "", "resources": self.resources,
-                "namespace": self.namespace, "node_id": self.node.node_id if self.node else "",
-                "object_store_memory": self.store.state.capacity if self.store else 0}
+        return {
+            "session_dir": self.session_dir,
+            "address": self.runtime.address if self.runtime else "",
+            "resources": self.resources,
+            "namespace": self.namespace,
+            "node_id": self.node.node_id if self.node else "",
+            "object_store_memory": self.store.state.capacity if self.store else 0,
+        }

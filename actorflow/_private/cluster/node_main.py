@@ -51,16 +51,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event) -> None:
     config = Config.from_env()
-    runtime = Runtime(asyncio.get_running_loop(), token, config.max_frame_size,
-                      config.connect_timeout)
+    runtime = Runtime(
+        asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout
+    )
     storage = open_storage(args.storage)
     await runtime.start(f"tcp://{args.host}:{args.port}")
     gcs = host_gcs(runtime, config, storage)
     await gcs.recover_all()
     runtime.register_actor("core", _Pingable())
-    info = {"gcs_address": runtime.address, "address": runtime.address, "pid": os.getpid(),
-            "is_head": True, "gcs": True, "node_id": "gcs", "storage": args.storage,
-            "session_dir": args.session_dir}
+    info = {
+        "gcs_address": runtime.address,
+        "address": runtime.address,
+        "pid": os.getpid(),
+        "is_head": True,
+        "gcs": True,
+        "node_id": "gcs",
+        "storage": args.storage,
+        "session_dir": args.session_dir,
+    }
     session_dir.write_json(os.path.join(args.session_dir, "nodes", "gcs.json"), info)
     session_dir.write_node_info(args.session_dir, info)
     if args.ready_file:
@@ -84,11 +92,19 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
     if args.object_store_memory:
         config = config.replace(object_store_memory=args.object_store_memory)
     resources = node_resources(args.num_cpus, args.num_gpus, json.loads(args.resources))
-    runtime = Runtime(asyncio.get_running_loop(), token, config.max_frame_size,
-                      config.connect_timeout)
+    runtime = Runtime(
+        asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout
+    )
     await runtime.start(f"tcp://{args.host}:{args.port}")
-    node = NodeServices(runtime, config, resources=resources, session_dir=args.session_dir,
-                        gcs_address=args.address, token=token, is_head=args.head)
+    node = NodeServices(
+        runtime,
+        config,
+        resources=resources,
+        session_dir=args.session_dir,
+        gcs_address=args.address,
+        token=token,
+        is_head=args.head,
+    )
     await node.start()
     assert node.raylet is not None
     node.raylet.on_node_dead = lambda reason: stop.set()
@@ -97,8 +113,7 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
     session_dir.write_json(path, info)
     if args.ready_file:
         session_dir.write_json(args.ready_file, info)
-    logger.warning("node %s serving at %s (GCS %s)", node.node_id, runtime.address,
-                   args.address)
+    logger.warning("node %s serving at %s (GCS %s)", node.node_id, runtime.address, args.address)
     await stop.wait()
     await node.shutdown()
     await runtime.aclose()
@@ -123,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # what this process writes (GCS tables, spill files) is this user's only
     args = parse_args(argv)
     token = bytes.fromhex(os.environ.pop("ACTORFLOW_TOKEN"))
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         uvloop.run(serve(args, token))
     except Exception as exc:

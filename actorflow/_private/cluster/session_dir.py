@@ -96,8 +96,11 @@ def session_of_cluster(root: str, gcs_address: str) -> str | None:
     a dead session's port may be reused by another cluster."""
     for path in sessions(root):
         info = read_json(os.path.join(path, "node.json"))
-        if info is not None and info.get("gcs_address") == gcs_address and pid_running(
-                int(info.get("pid", 0))):
+        if (
+            info is not None
+            and info.get("gcs_address") == gcs_address
+            and pid_running(int(info.get("pid", 0)))
+        ):
             return path
     return None
 

@@ -52,10 +52,17 @@ class ActorRecord:
     history: list = field(default_factory=list)  # recent state changes, for watchers
 
     def event(self, cause: str = "", kind: str = "") -> dict[str, Any]:
-        return {"actor_id": self.actor_id, "version": self.version, "state": self.state,
-                "restarts": self.restarts, "cause": cause, "kind": kind,
-                "node_id": self.node_id, "name": self.spec.get("name") or "",
-                "time": time.time()}
+        return {
+            "actor_id": self.actor_id,
+            "version": self.version,
+            "state": self.state,
+            "restarts": self.restarts,
+            "cause": cause,
+            "kind": kind,
+            "node_id": self.node_id,
+            "name": self.spec.get("name") or "",
+            "time": time.time(),
+        }
 
     @property
     def name_key(self) -> tuple[str, str] | None:
@@ -100,27 +107,30 @@ class ActorManager:
         creation was under way are created again; non-detached actors of a gone owner die.
         Every process is pinged at once."""
         live = [r for r in self.actors.values() if r.state != DEAD]
-        owners = {r.spec.get("owner", "") for r in live
-                  if r.spec.get("lifetime") != "detached"} - {""}
+        owners = {r.spec.get("owner", "") for r in live if r.spec.get("lifetime") != "detached"} - {
+            ""
+        }
         addresses = sorted(owners | {r.address for r in live if r.state == ALIVE} - {""})
         answers = await asyncio.gather(*(is_reachable(self.runtime, a) for a in addresses))
         reachable = {a for a, ok in zip(addresses, answers, strict=True) if ok}
         for owner in owners & reachable:
-            self.runtime.on_peer_lost(owner, functools.partial(self.owner_gone_by_address,
-                                                               owner))
+            self.runtime.on_peer_lost(owner, functools.partial(self.owner_gone_by_address, owner))
         for record in live:
             owner = record.spec.get("owner", "")
             detached = record.spec.get("lifetime") == "detached"
             if owner and not detached and owner not in reachable:
-                self._kill(record, "its owner (the process that created it) exited",
-                           OWNER_DIED)
+                self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
             elif record.state == ALIVE and record.worker_id:
                 self._by_worker[record.worker_id] = record
                 if record.address in reachable:
                     self._watch_worker(record, record.worker_id, record.address)
                 else:
-                    self._worker_lost(record, record.worker_id, None,
-                                      how="its process was gone when the GCS restarted")
+                    self._worker_lost(
+                        record,
+                        record.worker_id,
+                        None,
+                        how="its process was gone when the GCS restarted",
+                    )
             elif record.state in (PENDING, RESTARTING):
                 self.runtime.loop.create_task(self._create(record))
         await self._reclaim_orphaned_leases()
@@ -134,12 +144,19 @@ class ActorManager:
                 known.setdefault(record.raylet_address, []).append(record.lease_id)
         nodes = [n["address"] for n in self.gcs.nodes.values() if n["alive"]]
         answers = await asyncio.gather(
-            *(self.runtime.request(a, "raylet", "reclaim_orphaned_leases", [known.get(a, [])])
-              for a in nodes), return_exceptions=True)
+            *(
+                self.runtime.request(a, "raylet", "reclaim_orphaned_leases", [known.get(a, [])])
+                for a in nodes
+            ),
+            return_exceptions=True,
+        )
         reclaimed = sum(a for a in answers if isinstance(a, int))
         if reclaimed:
-            logger.warning("ended %d actor workers the previous GCS had leased for actors it "
-                           "was still creating", reclaimed)
+            logger.warning(
+                "ended %d actor workers the previous GCS had leased for actors it "
+                "was still creating",
+                reclaimed,
+            )
 
     def _watch_worker(self, record: ActorRecord, worker_id: str, address: str) -> None:
         # The raylet reports the exit code; the lost connection is the fallback if it cannot.
@@ -163,9 +180,11 @@ class ActorManager:
             if existing is not None and existing.state != DEAD:
                 if spec.get("get_if_exists"):
                     return [existing.actor_id, True, existing.spec["meta"]]
-                raise ValueError(f"the actor name {spec['name']!r} is already taken in namespace "
-                                 f"{key[0]!r}; pick another name, or pass get_if_exists=True to "
-                                 f"get the existing actor")
+                raise ValueError(
+                    f"the actor name {spec['name']!r} is already taken in namespace "
+                    f"{key[0]!r}; pick another name, or pass get_if_exists=True to "
+                    f"get the existing actor"
+                )
         record = ActorRecord(spec["actor_id"], spec)
         self.actors[record.actor_id] = record
         if key is not None:
@@ -189,8 +208,11 @@ class ActorManager:
 
     def owner_gone_by_address(self, owner_address: str) -> None:
         for record in list(self.actors.values()):
-            if (record.spec.get("owner") == owner_address and record.state != DEAD
-                    and record.spec.get("lifetime") != "detached"):
+            if (
+                record.spec.get("owner") == owner_address
+                and record.state != DEAD
+                and record.spec.get("lifetime") != "detached"
+            ):
                 self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
 
     async def _create(self, record: ActorRecord) -> None:
@@ -199,20 +221,28 @@ class ActorManager:
             node = self._pick_node(spec)
             job = self.gcs.jobs.get(spec.get("job_id", ""))
             answer = await self.runtime.request(
-                node.address, "raylet", "request_lease",
-                [spec["resources"], True, spec.get("job_id", ""), spec.get("strategy"), True,
-                 job])
+                node.address,
+                "raylet",
+                "request_lease",
+                [spec["resources"], True, spec.get("job_id", ""), spec.get("strategy"), True, job],
+            )
             if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
                 answer = await self.runtime.request(
-                    answer[1], "raylet", "request_lease",
-                    [spec["resources"], True, spec.get("job_id", ""), None, True, job])
+                    answer[1],
+                    "raylet",
+                    "request_lease",
+                    [spec["resources"], True, spec.get("job_id", ""), None, True, job],
+                )
         except errors.TaskUnschedulableError as exc:
-            self._set_dead(record, str(exc), serialization.serialize_error(
-                errors.ActorUnschedulableError(str(exc))), START_FAILED)
+            self._set_dead(
+                record,
+                str(exc),
+                serialization.serialize_error(errors.ActorUnschedulableError(str(exc))),
+                START_FAILED,
+            )
             return
         except Exception as exc:
-            self._set_dead(record, f"no worker could be leased for it: {exc}", None,
-                           START_FAILED)
+            self._set_dead(record, f"no worker could be leased for it: {exc}", None, START_FAILED)
             return
         lease_id, worker_id, address, gpu_ids = answer
         raylet = node.address
@@ -226,8 +256,11 @@ class ActorManager:
         self._watch_worker(record, worker_id, address)
         try:
             status, payload, _seconds, _contained = await self.runtime.request(
-                address, "actor", "become_actor",
-                [record.actor_id, spec, record.restarts, self.runtime.address, gpu_ids])
+                address,
+                "actor",
+                "become_actor",
+                [record.actor_id, spec, record.restarts, self.runtime.address, gpu_ids],
+            )
         except PeerUnreachableError:
             return  # _worker_lost handles it
         if status != 0:  # the constructor raised: the actor is dead for good, as in Ray
@@ -244,10 +277,13 @@ class ActorManager:
     def _pick_node(self, spec: dict) -> NodeView:
         """Where to create it: its strategy, else the creator's node if it fits now, else a
         node with room (scheduling.py)."""
-        nodes = [NodeView(n["node_id"], n["address"], n["resources"], dict(n["available"]),
-                          n["alive"]) for n in self.gcs.nodes.values()]
-        node = self.scheduler.pick(nodes, spec["resources"], spec.get("strategy"),
-                                   spec.get("node_id", ""))
+        nodes = [
+            NodeView(n["node_id"], n["address"], n["resources"], dict(n["available"]), n["alive"])
+            for n in self.gcs.nodes.values()
+        ]
+        node = self.scheduler.pick(
+            nodes, spec["resources"], spec.get("strategy"), spec.get("node_id", "")
+        )
         reported = self.gcs.nodes[node.node_id]["available"]
         for k, v in spec["resources"].items():  # until its next heartbeat counts it
             reported[k] = reported.get(k, 0.0) - v
@@ -257,9 +293,13 @@ class ActorManager:
         """Actors on a dead node restart elsewhere if they have restarts left."""
         for record in list(self.actors.values()):
             if record.node_id == node_id and record.state != DEAD and record.worker_id:
-                self._worker_lost(record, record.worker_id, None,
-                                  how=f"its node {node_id} ({address}) died: {cause}",
-                                  kind=NODE_DIED)
+                self._worker_lost(
+                    record,
+                    record.worker_id,
+                    None,
+                    how=f"its node {node_id} ({address}) died: {cause}",
+                    kind=NODE_DIED,
+                )
 
     # -- death and restart ----------------------------------------------------------------------
 
@@ -270,15 +310,24 @@ class ActorManager:
         if record is not None:
             self._worker_lost(record, worker_id, exit_code)
 
-    def _worker_lost(self, record: ActorRecord, worker_id: str, exit_code: int | None,
-                     how: str = "", kind: str = CRASHED) -> None:
+    def _worker_lost(
+        self,
+        record: ActorRecord,
+        worker_id: str,
+        exit_code: int | None,
+        how: str = "",
+        kind: str = CRASHED,
+    ) -> None:
         if record.worker_id != worker_id or self._by_worker.get(worker_id) is not record:
             return
         del self._by_worker[worker_id]
         if record.state == DEAD:
             return
-        how = how or (f"its worker process exited with code {exit_code}"
-                      if exit_code is not None else "its worker process died")
+        how = how or (
+            f"its worker process exited with code {exit_code}"
+            if exit_code is not None
+            else "its worker process died"
+        )
         max_restarts = record.spec.get("max_restarts", 0)
         if not record.no_restart and (max_restarts == -1 or record.restarts < max_restarts):
             record.restarts += 1
@@ -310,8 +359,9 @@ class ActorManager:
             self._kill(record, reason, KILLED)
         elif record.worker_id:
             # Ends the process; the actor restarts if it has restarts left.
-            self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",
-                                     [record.lease_id, True])
+            self.runtime.send_oneway(
+                record.raylet_address, "raylet", "return_lease", [record.lease_id, True]
+            )
 
     def _kill(self, record: ActorRecord, reason: str, kind: str) -> None:
         record.no_restart = True
@@ -320,11 +370,13 @@ class ActorManager:
 
     def _end_worker(self, record: ActorRecord) -> None:
         if record.lease_id:
-            self.runtime.send_oneway(record.raylet_address, "raylet", "return_lease",
-                                     [record.lease_id, True])
+            self.runtime.send_oneway(
+                record.raylet_address, "raylet", "return_lease", [record.lease_id, True]
+            )
 
-    def _set_dead(self, record: ActorRecord, cause: str, error_wire: list | None,
-                  kind: str) -> None:
+    def _set_dead(
+        self, record: ActorRecord, cause: str, error_wire: list | None, kind: str
+    ) -> None:
         record.death_cause = cause
         record.death_error = error_wire
         record.address = ""
@@ -333,8 +385,7 @@ class ActorManager:
             del self.names[key]
         self._publish(record, DEAD, cause, kind)
 
-    def _publish(self, record: ActorRecord, state: str, cause: str = "",
-                 kind: str = "") -> None:
+    def _publish(self, record: ActorRecord, state: str, cause: str = "", kind: str = "") -> None:
         record.state = state
         record.version += 1
         record.history.append(record.event(cause, kind))
@@ -355,8 +406,9 @@ class ActorManager:
         record = self.actors.get(actor_id)
         if record is None:
             return [0, DEAD, "", f"no actor with id {actor_id} is known to the cluster", None]
-        while record.version <= known_version or (settled and record.state in (PENDING,
-                                                                                RESTARTING)):
+        while record.version <= known_version or (
+            settled and record.state in (PENDING, RESTARTING)
+        ):
             future = self.runtime.loop.create_future()
             record.waiters.append(future)
             await future
@@ -368,9 +420,19 @@ class ActorManager:
         actor_id, known = payload
         record = self.actors.get(actor_id)
         if record is None:
-            return [{"actor_id": actor_id, "version": 1, "state": DEAD, "restarts": 0,
-                     "cause": f"no actor with id {actor_id} is known to the cluster",
-                     "kind": "unknown", "node_id": "", "name": "", "time": time.time()}]
+            return [
+                {
+                    "actor_id": actor_id,
+                    "version": 1,
+                    "state": DEAD,
+                    "restarts": 0,
+                    "cause": f"no actor with id {actor_id} is known to the cluster",
+                    "kind": "unknown",
+                    "node_id": "",
+                    "name": "",
+                    "time": time.time(),
+                }
+            ]
         if known < 0:
             last = record.history[-1] if record.history else {}
             return [record.event(last.get("cause", ""), last.get("kind", ""))]
@@ -385,20 +447,34 @@ class ActorManager:
         actor_id = self.names.get((namespace or "", name))
         record = self.actors.get(actor_id) if actor_id else None
         if record is None or record.state == DEAD:
-            raise ValueError(f"no actor named {name!r} in namespace {namespace!r} (it never "
-                             f"existed, it died, or it lives in another namespace)")
+            raise ValueError(
+                f"no actor named {name!r} in namespace {namespace!r} (it never "
+                f"existed, it died, or it lives in another namespace)"
+            )
         return [record.actor_id, record.spec["meta"]]
 
     def handle_list_actors(self, payload: Any, call: Call) -> list:
-        return [{"actor_id": r.actor_id, "name": r.spec.get("name") or "",
-                 "namespace": r.spec.get("namespace") or "", "class_name": r.spec["class_name"],
-                 "state": r.state, "address": r.address, "restarts": r.restarts,
-                 "death_cause": r.death_cause, "node_id": r.node_id,
-                 "job_id": r.spec.get("job_id", ""), "lifetime": r.spec.get("lifetime") or ""}
-                for r in self.actors.values()]
+        return [
+            {
+                "actor_id": r.actor_id,
+                "name": r.spec.get("name") or "",
+                "namespace": r.spec.get("namespace") or "",
+                "class_name": r.spec["class_name"],
+                "state": r.state,
+                "address": r.address,
+                "restarts": r.restarts,
+                "death_cause": r.death_cause,
+                "node_id": r.node_id,
+                "job_id": r.spec.get("job_id", ""),
+                "lifetime": r.spec.get("lifetime") or "",
+            }
+            for r in self.actors.values()
+        ]
 
     def handle_list_named_actors(self, payload: list, call: Call) -> list:
         all_namespaces, namespace = payload
-        return [{"name": name, "namespace": ns} for (ns, name) in self.names
-                if all_namespaces or ns == namespace]
-
+        return [
+            {"name": name, "namespace": ns}
+            for (ns, name) in self.names
+            if all_namespaces or ns == namespace
+        ]

@@ -38,8 +38,9 @@ async def is_reachable(runtime: Runtime, address: str) -> bool:
 
 
 class GCS:
-    def __init__(self, runtime: Runtime, node_timeout: float = 10.0,
-                 storage: Storage | None = None) -> None:
+    def __init__(
+        self, runtime: Runtime, node_timeout: float = 10.0, storage: Storage | None = None
+    ) -> None:
         self.runtime = runtime
         self.node_timeout = node_timeout
         self.storage = storage or MemoryStorage()
@@ -59,8 +60,9 @@ class GCS:
     # -- persistence ----------------------------------------------------------------------------
 
     def _save_node(self, node: dict[str, Any]) -> None:
-        self.storage.put("nodes", node["node_id"],
-                         {k: v for k, v in node.items() if k not in _RUNTIME_ONLY})
+        self.storage.put(
+            "nodes", node["node_id"], {k: v for k, v in node.items() if k not in _RUNTIME_ONLY}
+        )
 
     def _save_job(self, job: dict[str, Any]) -> None:
         self.storage.put("jobs", job["job_id"], job)
@@ -77,11 +79,16 @@ class GCS:
         for key, value in tables.get("kv", {}).items():
             namespace, _, hex_key = key.rpartition("\x1f")
             self.kv.setdefault(namespace, {})[bytes.fromhex(hex_key)] = value
-        self.dead_nodes = [[n["node_id"], n["address"]] for n in self.nodes.values()
-                           if not n["alive"]]
+        self.dead_nodes = [
+            [n["node_id"], n["address"]] for n in self.nodes.values() if not n["alive"]
+        ]
         if self.nodes or self.jobs:
-            logger.warning("GCS restored %d nodes, %d jobs and %d actors from its storage",
-                           len(self.nodes), len(self.jobs), len(tables.get("actors", {})))
+            logger.warning(
+                "GCS restored %d nodes, %d jobs and %d actors from its storage",
+                len(self.nodes),
+                len(self.jobs),
+                len(tables.get("actors", {})),
+            )
         return tables
 
     async def recover_all(self) -> None:
@@ -93,12 +100,14 @@ class GCS:
     async def recover(self) -> None:
         """After a reload: jobs whose driver is gone end; the others are watched again."""
         jobs = [job for job in self.jobs.values() if job["alive"]]
-        answers = await asyncio.gather(*(is_reachable(self.runtime, job["driver_address"])
-                                         for job in jobs))
+        answers = await asyncio.gather(
+            *(is_reachable(self.runtime, job["driver_address"]) for job in jobs)
+        )
         for job, reachable in zip(jobs, answers, strict=True):
             if reachable:
-                self.runtime.on_peer_lost(job["driver_address"],
-                                          functools.partial(self._job_ended, job["job_id"]))
+                self.runtime.on_peer_lost(
+                    job["driver_address"], functools.partial(self._job_ended, job["job_id"])
+                )
             else:
                 self._job_ended(job["job_id"])
 
@@ -111,9 +120,15 @@ class GCS:
     def handle_register_node(self, payload: dict, call: Call) -> None:
         node_id = payload["node_id"]
         resources = payload["resources"]
-        self.nodes[node_id] = dict(payload, alive=True, available=dict(resources), queued=0,
-                                   registered_at=time.time(), last_heartbeat=time.monotonic(),
-                                   death_cause="")
+        self.nodes[node_id] = dict(
+            payload,
+            alive=True,
+            available=dict(resources),
+            queued=0,
+            registered_at=time.time(),
+            last_heartbeat=time.monotonic(),
+            death_cause="",
+        )
         self._save_node(self.nodes[node_id])
         self._watch_node_connection(node_id, call)
         self._views_changed(node_id)
@@ -144,14 +159,18 @@ class GCS:
         node = self.nodes.get(node_id)
         if node is None or not node["alive"]:
             cause = node["death_cause"] if node else "it is not registered"
-            raise errors.NodeDiedError(f"the GCS has marked node {node_id} dead ({cause}); "
-                                           f"the node exits")
+            raise errors.NodeDiedError(
+                f"the GCS has marked node {node_id} dead ({cause}); the node exits"
+            )
         # A copy: from a raylet in this process the dict is the raylet's own.
         node["available"], node["queued"] = dict(available), queued
         node["last_heartbeat"] = time.monotonic()
         self._watch_node_connection(node_id, call)
-        return [[n["node_id"], n["address"], n["resources"], n["available"]]
-                for n in self.nodes.values() if n["alive"]]
+        return [
+            [n["node_id"], n["address"], n["resources"], n["available"]]
+            for n in self.nodes.values()
+            if n["alive"]
+        ]
 
     async def _watch_heartbeats(self) -> None:
         while True:
@@ -191,8 +210,7 @@ class GCS:
         return self.dead_nodes[known:]
 
     def handle_get_nodes(self, payload: Any, call: Call) -> list:
-        return [{k: v for k, v in n.items() if k != "last_heartbeat"}
-                for n in self.nodes.values()]
+        return [{k: v for k, v in n.items() if k != "last_heartbeat"} for n in self.nodes.values()]
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -203,9 +221,14 @@ class GCS:
         config = payload[2] if len(payload) > 2 else {}
         self._next_job += 1
         job_id = f"{self._next_job:08x}"
-        self.jobs[job_id] = {"job_id": job_id, "driver_address": driver_address,
-                             "namespace": namespace, "alive": True, "started_at": time.time(),
-                             "config": config}
+        self.jobs[job_id] = {
+            "job_id": job_id,
+            "driver_address": driver_address,
+            "namespace": namespace,
+            "alive": True,
+            "started_at": time.time(),
+            "config": config,
+        }
         self._save_job(self.jobs[job_id])
         if call.conn is not None:
             call.on_caller_lost(lambda: self._job_ended(job_id))

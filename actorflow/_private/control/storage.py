@@ -54,8 +54,10 @@ class SqliteStorage:
         # power) and costs microseconds per write, which the GCS off the hot path can afford.
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS gcs (tbl TEXT NOT NULL, key TEXT NOT NULL, "
-                         "value BLOB NOT NULL, PRIMARY KEY (tbl, key))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS gcs (tbl TEXT NOT NULL, key TEXT NOT NULL, "
+            "value BLOB NOT NULL, PRIMARY KEY (tbl, key))"
+        )
 
     def load(self) -> dict[str, dict[str, Any]]:
         tables: dict[str, dict[str, Any]] = {}
@@ -64,8 +66,10 @@ class SqliteStorage:
         return tables
 
     def put(self, table: str, key: str, value: Any) -> None:
-        self._db.execute("INSERT OR REPLACE INTO gcs (tbl, key, value) VALUES (?, ?, ?)",
-                         (table, key, _pack(value)))
+        self._db.execute(
+            "INSERT OR REPLACE INTO gcs (tbl, key, value) VALUES (?, ?, ?)",
+            (table, key, _pack(value)),
+        )
 
     def delete(self, table: str, key: str) -> None:
         self._db.execute("DELETE FROM gcs WHERE tbl = ? AND key = ?", (table, key))
@@ -83,8 +87,10 @@ class RedisStorage:
         try:
             import redis
         except ImportError:
-            raise ValueError(f"--storage {url}: Redis storage needs the redis package "
-                             f"(pip install 'actorflow[redis]')") from None
+            raise ValueError(
+                f"--storage {url}: Redis storage needs the redis package "
+                f"(pip install 'actorflow[redis]')"
+            ) from None
         self.prefix = prefix
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         try:
@@ -95,7 +101,7 @@ class RedisStorage:
     def load(self) -> dict[str, dict[str, Any]]:
         tables: dict[str, dict[str, Any]] = {}
         for name in self._client.scan_iter(match=self.prefix + "*"):
-            table = bytes(name).decode()[len(self.prefix):]
+            table = bytes(name).decode()[len(self.prefix) :]
             rows: dict[Any, Any] = self._client.hgetall(name)  # type: ignore[assignment]
             tables[table] = {bytes(k).decode(): _unpack(bytes(v)) for k, v in rows.items()}
         return tables
@@ -117,7 +123,7 @@ def open_storage(url: str) -> Storage:
     if not url:
         return MemoryStorage()
     if url.startswith("sqlite:///"):
-        return SqliteStorage(url[len("sqlite://"):])
+        return SqliteStorage(url[len("sqlite://") :])
     if url.startswith(("redis://", "rediss://", "unix://")):
         return RedisStorage(url)
     raise ValueError(f"unknown GCS storage {url!r}: use sqlite:///PATH or redis://HOST:PORT")

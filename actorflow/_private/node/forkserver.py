@@ -92,8 +92,9 @@ def serve() -> None:
                 os.close(wake_r)
                 os.close(wake_w)
                 _child(command)
-            os.write(out, (json.dumps({"worker_id": command["worker_id"], "pid": pid})
-                           + "\n").encode())
+            os.write(
+                out, (json.dumps({"worker_id": command["worker_id"], "pid": pid}) + "\n").encode()
+            )
         _reap(out)
 
 

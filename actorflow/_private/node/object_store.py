@@ -108,7 +108,8 @@ class ObjectStore:
                 self.state.abort(obj_id)
                 raise errors.ObjectStoreFullError(
                     f"could not create a {segment.capacity}-byte shared-memory segment in "
-                    f"{shm.SHM_ROOT}: {exc}") from None
+                    f"{shm.SHM_ROOT}: {exc}"
+                ) from None
         return [self.prefix + segment.name, segment.capacity, fresh]
 
     def handle_seal(self, payload: list, call: Call | None) -> None:
@@ -127,7 +128,7 @@ class ObjectStore:
         obj_id, nbytes, owner, name, wire = payload
         if obj_id in self.state.objects:
             self._abort(obj_id)
-        self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix):])
+        self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix) :])
         self._sealed_wires[obj_id] = wire
         self.transfers.watch_owner(owner)
         self.transfers.sealed(obj_id)
@@ -138,8 +139,7 @@ class ObjectStore:
         try:
             await self._make_room(0)
         except errors.ObjectStoreFullError as exc:
-            logger.warning("the object store is over capacity and nothing can be spilled: %s",
-                           exc)
+            logger.warning("the object store is over capacity and nothing can be spilled: %s", exc)
 
     def sealed_wire(self, obj_id: bytes) -> list | None:
         return self._sealed_wires.get(obj_id)
@@ -218,8 +218,12 @@ class ObjectStore:
     async def _ask_readers_to_let_go(self) -> bool:
         """Processes keep mapping objects they hold refs to; ask them to close the mappings no
         value is built on, so that those objects can be spilled. True if any did."""
-        readers = {r for o in self.state.objects.values() for r in o.readers
-                   if not r.startswith(TRANSFER_READER)}
+        readers = {
+            r
+            for o in self.state.objects.values()
+            for r in o.readers
+            if not r.startswith(TRANSFER_READER)
+        }
         if not readers:
             return False
         asks = {r: self.runtime.request(r, "core", "release_mappings", None) for r in readers}
@@ -253,7 +257,8 @@ class ObjectStore:
             f"the object store of node {self.node_id[:8]} is full: asked for {full.asked} bytes, "
             f"capacity {full.capacity} bytes, of which {full.pinned} bytes are pinned (being "
             f"written or mapped by a reader) and cannot be spilled; free some objects (drop "
-            f"their refs) or raise object_store_memory")
+            f"their refs) or raise object_store_memory"
+        )
 
     def _abort(self, obj_id: bytes) -> None:
         """Forget an object whose write failed or is being replaced, and unlink its segment."""
@@ -278,10 +283,19 @@ class ObjectStore:
         return {**self.state.stats(), **self.transfers.stats()}
 
     def handle_list_objects(self, payload: Any, call: Call) -> list:
-        return [{"object_id": o.obj_id.hex(), "size": o.size, "owner": o.owner,
-                 "where": "spilled" if o.spill_path else "shared", "state": o.state,
-                 "readers": len(o.readers), "freed": o.freed, "pulled_from": o.pulled_from}
-                for o in self.state.objects.values()]
+        return [
+            {
+                "object_id": o.obj_id.hex(),
+                "size": o.size,
+                "owner": o.owner,
+                "where": "spilled" if o.spill_path else "shared",
+                "state": o.state,
+                "readers": len(o.readers),
+                "freed": o.freed,
+                "pulled_from": o.pulled_from,
+            }
+            for o in self.state.objects.values()
+        ]
 
 
 def _copy_file(source: str, target: str) -> None:

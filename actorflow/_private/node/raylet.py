@@ -68,9 +68,18 @@ class LeaseRequest:
 
 
 class Raylet:
-    def __init__(self, runtime: Runtime, config: Config, *, node_id: str,
-                 resources: dict[str, float], session_dir: str, gcs_address: str,
-                 worker_env: dict[str, str], node_info: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: Config,
+        *,
+        node_id: str,
+        resources: dict[str, float],
+        session_dir: str,
+        gcs_address: str,
+        worker_env: dict[str, str],
+        node_info: dict[str, Any] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.config = config
         self.node_id = node_id
@@ -81,9 +90,12 @@ class Raylet:
         self.on_node_dead: Callable[[str], None] | None = None  # the GCS says we are dead
         self.prestart = 0
         self.prestart_job = ""
-        self.pool = WorkerPool(session_dir=session_dir, env=worker_env,
-                               on_exit=self._on_worker_exit,
-                               use_forkserver=config.use_forkserver)
+        self.pool = WorkerPool(
+            session_dir=session_dir,
+            env=worker_env,
+            on_exit=self._on_worker_exit,
+            use_forkserver=config.use_forkserver,
+        )
         self.leases: dict[str, Lease] = {}
         self.queue: deque[LeaseRequest] = deque()
         self._idle: dict[str, deque[WorkerProcess]] = {}  # job id -> its idle workers
@@ -98,16 +110,22 @@ class Raylet:
         self._beat_now = asyncio.Event()
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
-        info = dict(self.node_info, node_id=self.node_id, address=self.runtime.address,
-                    resources=self.resources.total)
+        info = dict(
+            self.node_info,
+            node_id=self.node_id,
+            address=self.runtime.address,
+            resources=self.resources.total,
+        )
         await self.runtime.request(self.gcs_address, "gcs", "register_node", info)
         self.prestart, self.prestart_job = prestart, prestart_job
         if prestart_job:
             await self._ensure_job_env(prestart_job)
             for _ in range(prestart):
                 self._spawn(prestart_job)
-        self._tasks = [self.runtime.loop.create_task(self._reap_idle_workers()),
-                       self.runtime.loop.create_task(self._heartbeats())]
+        self._tasks = [
+            self.runtime.loop.create_task(self._reap_idle_workers()),
+            self.runtime.loop.create_task(self._heartbeats()),
+        ]
 
     async def shutdown(self) -> None:
         self._closing = True
@@ -128,7 +146,8 @@ class Raylet:
         worker = self.pool.new_worker()
         worker.extra["job_id"] = job_id
         task = self.runtime.loop.create_task(
-            self.pool.launch(worker, self._job_env.get(job_id, {})))
+            self.pool.launch(worker, self._job_env.get(job_id, {}))
+        )
         task.add_done_callback(self._spawned)
 
     async def _ensure_job_env(self, job_id: str, job: dict | None = None) -> None:
@@ -152,7 +171,8 @@ class Raylet:
     async def _ask_gcs(self, method: str, payload: Any, target: str = "gcs") -> Any:
         """A GCS request that waits out a GCS restart (up to gcs_reconnect_seconds)."""
         return await self.runtime.request_until_reachable(
-            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds)
+            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds
+        )
 
     def handle_job_finished(self, payload: list, call: Call | None) -> None:
         """The job's driver is gone: its idle workers end (leased ones end with their lease)."""
@@ -194,8 +214,11 @@ class Raylet:
             self.on_worker_gone(worker.address)
         if worker.extra.get("dedicated"):
             # A request, resent while the GCS is restarting: it decides the actor's fate.
-            report = self.runtime.loop.create_task(self._ask_gcs(
-                "actor_worker_exited", [worker.worker_id, worker.exit_code], target="actors"))
+            report = self.runtime.loop.create_task(
+                self._ask_gcs(
+                    "actor_worker_exited", [worker.worker_id, worker.exit_code], target="actors"
+                )
+            )
             report.add_done_callback(_log_failure)
         if worker.lease_id is not None:
             lease = self.leases.pop(worker.lease_id, None)
@@ -208,7 +231,8 @@ class Raylet:
             self._start_failures += 1
             self._fail_queue_if_workers_cannot_start(
                 f"worker process {worker.pid} exited with code {worker.exit_code} before it "
-                f"registered; see {worker.log_path}")
+                f"registered; see {worker.log_path}"
+            )
         self._dispatch()
 
     def _fail_queue_if_workers_cannot_start(self, reason: str) -> None:
@@ -217,8 +241,9 @@ class Raylet:
             return
         for request in self.queue:
             if not request.future.done():
-                request.future.set_exception(errors.WorkerCrashedError(
-                    f"workers on this node fail to start: {reason}"))
+                request.future.set_exception(
+                    errors.WorkerCrashedError(f"workers on this node fail to start: {reason}")
+                )
         self.queue.clear()
 
     async def _reap_idle_workers(self) -> None:
@@ -254,13 +279,15 @@ class Raylet:
         # burst of requests would all see this node as free.
         await self._ensure_job_env(job_id, payload[5] if len(payload) > 5 else None)
         if not (spilled and self.resources.feasible(resources)):
-            target = self.scheduler.pick([self._self_view(), *self.peers.values()], resources,
-                                         strategy, self.node_id)
+            target = self.scheduler.pick(
+                [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
+            )
             if target.node_id != self.node_id:
                 target.take(resources)
                 return ["spillback", target.address, target.node_id]
-        request = LeaseRequest(resources, dedicated, job_id, self.runtime.loop.create_future(),
-                               call.conn)
+        request = LeaseRequest(
+            resources, dedicated, job_id, self.runtime.loop.create_future(), call.conn
+        )
         self.queue.append(request)
         self._dispatch()
         lease: Lease = await request.future
@@ -291,8 +318,11 @@ class Raylet:
         while True:
             try:
                 view = await self.runtime.request(
-                    self.gcs_address, "gcs", "heartbeat",
-                    [self.node_id, self.resources.available, len(self.queue)])
+                    self.gcs_address,
+                    "gcs",
+                    "heartbeat",
+                    [self.node_id, self.resources.available, len(self.queue)],
+                )
             except errors.NodeDiedError as exc:
                 logger.error("%s", exc)
                 if self.on_node_dead is not None:
@@ -302,8 +332,11 @@ class Raylet:
                 logger.debug("heartbeat failed: %s", exc)
             else:
                 # Copies: from a GCS in this process these are its own dicts.
-                self.peers = {n[0]: NodeView(n[0], n[1], dict(n[2]), dict(n[3])) for n in view
-                              if n[0] != self.node_id}
+                self.peers = {
+                    n[0]: NodeView(n[0], n[1], dict(n[2]), dict(n[3]))
+                    for n in view
+                    if n[0] != self.node_id
+                }
             self._beat_now.clear()
             try:
                 await asyncio.wait_for(self._beat_now.wait(), self.config.heartbeat_seconds)
@@ -411,8 +444,11 @@ class Raylet:
             promised.take_gpus(request.resources.get("GPU", 0.0))
         alive = self.pool.count(STARTING, IDLE, LEASED)
         for job_id, waiting in waiting_for_worker.items():
-            starting = sum(1 for w in self.pool.workers.values()
-                           if w.state == STARTING and w.extra.get("job_id") == job_id)
+            starting = sum(
+                1
+                for w in self.pool.workers.values()
+                if w.state == STARTING and w.extra.get("job_id") == job_id
+            )
             while starting < waiting and alive < self.config.max_workers_per_node:
                 self._spawn(job_id)
                 starting += 1
@@ -445,10 +481,17 @@ class Raylet:
             "address": self.runtime.address,
             "resources_total": self.resources.total,
             "resources_available": self.resources.available,
-            "workers": [{"worker_id": w.worker_id, "pid": w.pid, "state": w.state,
-                         "address": w.address, "job_id": w.extra.get("job_id", ""),
-                         "dedicated": bool(w.extra.get("dedicated"))}
-                        for w in self.pool.workers.values()],
+            "workers": [
+                {
+                    "worker_id": w.worker_id,
+                    "pid": w.pid,
+                    "state": w.state,
+                    "address": w.address,
+                    "job_id": w.extra.get("job_id", ""),
+                    "dedicated": bool(w.extra.get("dedicated")),
+                }
+                for w in self.pool.workers.values()
+            ],
             "queued_lease_requests": len(self.queue),
             "leases": len(self.leases),
             "peers": sorted(self.peers),

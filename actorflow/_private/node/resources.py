@@ -50,7 +50,7 @@ class NodeResources:
                     return [index]
             return None
         whole = [i for i, free in enumerate(self.gpu_free) if free + _EPSILON >= 1.0]
-        return whole[:int(amount)] if len(whole) >= int(amount) else None
+        return whole[: int(amount)] if len(whole) >= int(amount) else None
 
     def take_gpus(self, amount: float) -> list[int]:
         chosen = self.gpus_for(amount) or []

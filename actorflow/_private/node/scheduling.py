@@ -58,8 +58,13 @@ class Scheduler:
     def __init__(self) -> None:
         self._spread_turn = 0
 
-    def pick(self, nodes: Iterable[NodeView], request: Mapping[str, float], strategy: Any,
-             local_node_id: str) -> NodeView:
+    def pick(
+        self,
+        nodes: Iterable[NodeView],
+        request: Mapping[str, float],
+        strategy: Any,
+        local_node_id: str,
+    ) -> NodeView:
         """The node for this request; TaskUnschedulableError when no live node could ever fit
         it (or a hard node affinity cannot be honoured)."""
         alive = [n for n in nodes if n.alive]
@@ -69,20 +74,27 @@ class Scheduler:
             if target is not None and target.feasible(request):
                 return target
             if not soft:
-                why = ("is not alive or not part of the cluster" if target is None
-                       else f"has only {describe(target.total)}")
+                why = (
+                    "is not alive or not part of the cluster"
+                    if target is None
+                    else f"has only {describe(target.total)}"
+                )
                 raise errors.TaskUnschedulableError(
                     f"NodeAffinitySchedulingStrategy(node_id={node_id!r}, soft=False): the node "
-                    f"{why}, so the request {describe(request)} can never run there")
+                    f"{why}, so the request {describe(request)} can never run there"
+                )
             strategy = None
         feasible = [n for n in alive if n.feasible(request)]
         if not feasible:
             largest = max(alive, key=lambda n: n.total.get("CPU", 0.0), default=None)
-            has = (f"the largest node has {describe(largest.total)}" if largest is not None
-                   else "no node is alive")
+            has = (
+                f"the largest node has {describe(largest.total)}"
+                if largest is not None
+                else "no node is alive"
+            )
             raise errors.TaskUnschedulableError(
-                f"no node in the cluster can ever satisfy the request {describe(request)}: "
-                f"{has}")
+                f"no node in the cluster can ever satisfy the request {describe(request)}: {has}"
+            )
         fitting = [n for n in feasible if n.fits(request)]
         if strategy == "SPREAD":
             candidates = sorted(fitting or feasible, key=lambda n: n.node_id)
@@ -93,7 +105,10 @@ class Scheduler:
             return local
         if fitting:
             # The node with the most of the scarcest asked-for resource left.
-            return max(fitting, key=lambda n: min(
-                (n.available.get(k, 0.0) / v for k, v in request.items() if v > 0),
-                default=0.0))
+            return max(
+                fitting,
+                key=lambda n: min(
+                    (n.available.get(k, 0.0) / v for k, v in request.items() if v > 0), default=0.0
+                ),
+            )
         return local if local is not None else feasible[0]

@@ -16,13 +16,16 @@ from actorflow._private.node.resources import normalize
 from actorflow._private.runtime import Runtime
 
 
-def node_resources(num_cpus: float | None, num_gpus: float | None,
-                   resources: dict[str, float] | None) -> dict[str, float]:
+def node_resources(
+    num_cpus: float | None, num_gpus: float | None, resources: dict[str, float] | None
+) -> dict[str, float]:
     extra = normalize(resources)
     for reserved in ("CPU", "GPU"):
         if reserved in extra:
-            raise ValueError(f"give {reserved} with num_{reserved.lower()}s=..., not in "
-                             f"resources={{'{reserved}': ...}}")
+            raise ValueError(
+                f"give {reserved} with num_{reserved.lower()}s=..., not in "
+                f"resources={{'{reserved}': ...}}"
+            )
     cpus = float(os.cpu_count() or 1) if num_cpus is None else num_cpus
     gpus = 0.0 if num_gpus is None else num_gpus
     total = normalize({"CPU": cpus, "GPU": gpus})
@@ -38,8 +41,17 @@ def host_of(address: str) -> str:
 class NodeServices:
     """One node: its object store and raylet, on a runtime (the head's hosts the GCS too)."""
 
-    def __init__(self, runtime: Runtime, config: Config, *, resources: dict[str, float],
-                 session_dir: str, gcs_address: str, token: bytes, is_head: bool) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: Config,
+        *,
+        resources: dict[str, float],
+        session_dir: str,
+        gcs_address: str,
+        token: bytes,
+        is_head: bool,
+    ) -> None:
         self.runtime = runtime
         self.config = config
         self.resources = resources
@@ -54,29 +66,43 @@ class NodeServices:
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         runtime = self.runtime
         store = self.store = ObjectStore(
-            runtime, node_id=self.node_id,
+            runtime,
+            node_id=self.node_id,
             capacity=self.config.object_store_memory or default_capacity(),
             spill_dir=self.config.object_spilling_directory
-            or os.path.join(self.session_dir, "spill"))
+            or os.path.join(self.session_dir, "spill"),
+        )
         store.start()
         runtime.register_actor("store", store)
         self.raylet = Raylet(
-            runtime, self.config, node_id=self.node_id, resources=self.resources,
-            session_dir=self.session_dir, gcs_address=self.gcs_address,
-            worker_env=self._worker_env(), node_info=self.info())
+            runtime,
+            self.config,
+            node_id=self.node_id,
+            resources=self.resources,
+            session_dir=self.session_dir,
+            gcs_address=self.gcs_address,
+            worker_env=self._worker_env(),
+            node_info=self.info(),
+        )
         self.raylet.on_worker_gone = store.process_gone
         runtime.register_actor("raylet", self.raylet)
         await self.raylet.start(prestart, prestart_job)
 
     def info(self) -> dict[str, Any]:
         """What the GCS and tools know of this node."""
-        return {"node_id": self.node_id, "address": self.runtime.address,
-                "gcs_address": self.gcs_address, "host": host_of(self.runtime.address),
-                "pid": os.getpid(), "is_head": self.is_head, "session_dir": self.session_dir,
-                "shm_prefix": self.store.prefix if self.store else "",
-                "spill_dir": self.store.spill_dir if self.store else "",
-                "object_store_memory": self.store.state.capacity if self.store else 0,
-                "resources": self.resources}
+        return {
+            "node_id": self.node_id,
+            "address": self.runtime.address,
+            "gcs_address": self.gcs_address,
+            "host": host_of(self.runtime.address),
+            "pid": os.getpid(),
+            "is_head": self.is_head,
+            "session_dir": self.session_dir,
+            "shm_prefix": self.store.prefix if self.store else "",
+            "spill_dir": self.store.spill_dir if self.store else "",
+            "object_store_memory": self.store.state.capacity if self.store else 0,
+            "resources": self.resources,
+        }
 
     def _worker_env(self) -> dict[str, str]:
         """What every worker of this node gets; its job adds its own (raylet.py)."""

@@ -56,22 +56,23 @@ def segment_path(prefix: str, name: str) -> str:
     return os.path.join(SHM_ROOT, prefix + name)
 
 
-def write_parts(fd_or_map: Any, obj_id: bytes, data: Any, buffers: list,
-                offsets: list[int]) -> None:
+def write_parts(
+    fd_or_map: Any, obj_id: bytes, data: Any, buffers: list, offsets: list[int]
+) -> None:
     """Write an object's parts at their offsets: into an mmap (slice assignment) or an fd."""
     parts = [header(obj_id), data, *buffers]
     places = [0, *offsets]
     if isinstance(fd_or_map, mmap.mmap):
         for place, part in zip(places, parts, strict=True):
             view = memoryview(part).cast("B")
-            fd_or_map[place:place + view.nbytes] = view
+            fd_or_map[place : place + view.nbytes] = view
             view.release()
         return
     for place, part in zip(places, parts, strict=True):
         view = memoryview(part).cast("B")
         written = 0
         while written < view.nbytes:  # pwrite may write less than asked for huge buffers
-            written += os.pwrite(fd_or_map, view[written:written + (1 << 30)], place + written)
+            written += os.pwrite(fd_or_map, view[written : written + (1 << 30)], place + written)
         view.release()
 
 
@@ -99,7 +100,7 @@ def map_for_reading(paths: list[str], obj_id: bytes) -> mmap.mmap | None:
             mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
         finally:
             os.close(fd)
-        if mapping[:len(_MAGIC) + len(obj_id)] != _MAGIC + obj_id:
+        if mapping[: len(_MAGIC) + len(obj_id)] != _MAGIC + obj_id:
             mapping.close()
             continue  # a segment reused for another object: this one is gone
         return mapping
@@ -110,9 +111,11 @@ def views(mapping: mmap.mmap, data_len: int, buffer_lens: list[int]) -> tuple[me
     """The pickle stream and the out-of-band buffers, as views onto the mapping."""
     whole = memoryview(mapping)
     offsets, _ = layout(data_len, buffer_lens)
-    data = whole[offsets[0]:offsets[0] + data_len]
-    buffers = [whole[start:start + length]
-               for start, length in zip(offsets[1:], buffer_lens, strict=True)]
+    data = whole[offsets[0] : offsets[0] + data_len]
+    buffers = [
+        whole[start : start + length]
+        for start, length in zip(offsets[1:], buffer_lens, strict=True)
+    ]
     whole.release()
     return data, buffers
 

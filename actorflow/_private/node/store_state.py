@@ -71,8 +71,9 @@ class StoreState:
     def new_segment_name(self) -> str:
         return f"s{next(self._names)}"
 
-    def allocate(self, obj_id: bytes, nbytes: int, owner: str,
-                 writer: str = "") -> tuple[Segment, bool]:
+    def allocate(
+        self, obj_id: bytes, nbytes: int, owner: str, writer: str = ""
+    ) -> tuple[Segment, bool]:
         """A segment for a new object: a pooled one of about the right size, or a new one
         (True). The caller made room first (make_room); raises StoreFullError if it did not."""
         if obj_id in self.objects:
@@ -100,7 +101,8 @@ class StoreState:
         best: Segment | None = None
         for segment in self.pool:  # the smallest that fits without wasting more than half
             if nbytes <= segment.capacity <= 2 * segment_size(nbytes) and (
-                    best is None or segment.capacity < best.capacity):
+                best is None or segment.capacity < best.capacity
+            ):
                 best = segment
         if best is not None:
             self.pool.remove(best)
@@ -175,8 +177,12 @@ class StoreState:
         segment = obj.segment
         if segment is None:
             return []
-        if obj.state == WRITING or obj.no_reuse or segment.name.startswith("w") or (
-                self.pooled_bytes() + segment.capacity > self.pool_limit):
+        if (
+            obj.state == WRITING
+            or obj.no_reuse
+            or segment.name.startswith("w")
+            or (self.pooled_bytes() + segment.capacity > self.pool_limit)
+        ):
             # Writer-made segments are not pooled: the writer may still map them for writing.
             self.used -= segment.capacity
             return [segment]
@@ -191,8 +197,11 @@ class StoreState:
 
     def pinned_bytes(self) -> int:
         """Bytes that cannot be spilled now: being written, or mapped by a reader."""
-        return sum(o.segment.capacity for o in self.objects.values()
-                   if o.segment is not None and (o.state in (WRITING, SPILLING) or o.readers))
+        return sum(
+            o.segment.capacity
+            for o in self.objects.values()
+            if o.segment is not None and (o.state in (WRITING, SPILLING) or o.readers)
+        )
 
     def make_room(self, nbytes: int) -> tuple[list[Segment], list[StoredObject]]:
         """What to do so that nbytes more fit: pooled segments to unlink (already taken out of
@@ -202,11 +211,17 @@ class StoreState:
         if need > self.capacity:
             raise self.full_error(need)
         if self.used + need <= self.capacity or (
-                self.used <= self.capacity and self._has_pooled_fit(nbytes)):
+            self.used <= self.capacity and self._has_pooled_fit(nbytes)
+        ):
             return [], []
-        candidates = sorted((o for o in self.objects.values()
-                             if o.state == SEALED and not o.readers and o.segment is not None),
-                            key=lambda o: o.last_used)
+        candidates = sorted(
+            (
+                o
+                for o in self.objects.values()
+                if o.state == SEALED and not o.readers and o.segment is not None
+            ),
+            key=lambda o: o.last_used,
+        )
         spillable = sum(o.segment.capacity for o in candidates if o.segment is not None)
         if self.capacity - self.used + self.pooled_bytes() + spillable < need:
             raise self.full_error(need)  # decided before anything is changed

@@ -86,11 +86,13 @@ class NodeDirectory:
             known = self._nodes.get(node_id)
         if known is None:
             raise errors.ObjectLostError(
-                f"{what} is lost: node {node_id}, which held it, is not part of the cluster")
+                f"{what} is lost: node {node_id}, which held it, is not part of the cluster"
+            )
         address, alive = known
         if not alive:
             raise errors.ObjectLostError(
-                f"{what} is lost: node {node_id} ({address}), which held it, is dead")
+                f"{what} is lost: node {node_id} ({address}), which held it, is dead"
+            )
         return address
 
     def forget(self, node_id: str) -> None:
@@ -105,7 +107,8 @@ class NodeDirectory:
             nodes = await asyncio.shield(refreshing)
         except Exception as exc:
             raise errors.ObjectLostError(
-                f"the cluster's node table could not be read: {exc}") from None
+                f"the cluster's node table could not be read: {exc}"
+            ) from None
         finally:
             if self._refreshing is refreshing:
                 self._refreshing = None
@@ -124,8 +127,9 @@ class Transfers:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.runtime = store.runtime
-        self.chunk_bytes = max(64 << 10, min(CHUNK_BYTES,
-                                             self.runtime.max_frame_size - _FRAME_SLACK))
+        self.chunk_bytes = max(
+            64 << 10, min(CHUNK_BYTES, self.runtime.max_frame_size - _FRAME_SLACK)
+        )
         # (object, puller) -> the object's segment (or spill file), mapped for the transfer
         self._serving: dict[tuple[bytes, str], mmap.mmap] = {}
         self._pullers: set[str] = set()  # pullers whose connection is watched
@@ -166,8 +170,7 @@ class Transfers:
         try:
             fd = os.open(path, os.O_RDONLY)
             try:  # chunks are answered as views of it: packed straight from shared memory
-                mapping = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED,
-                                    prot=mmap.PROT_READ)
+                mapping = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
             finally:
                 os.close(fd)
         except (OSError, ValueError) as exc:
@@ -191,7 +194,8 @@ class Transfers:
         mapping = self._serving.get((obj_id, puller))
         if mapping is None:
             raise errors.ObjectLostError(
-                f"{describe(obj_id, self.store.node_id)}: no transfer of it is open")
+                f"{describe(obj_id, self.store.node_id)}: no transfer of it is open"
+            )
         offset = max(0, min(offset, len(mapping)))
         end = min(len(mapping), offset + max(0, min(length, self.chunk_bytes)))
         self.served_bytes += end - offset
@@ -218,8 +222,13 @@ class Transfers:
 
     async def pull(self, wire: list, source: str) -> list:
         """The local wire of the object of a SHARED wire held by the store at source."""
-        if not (isinstance(wire, list) and len(wire) == 6 and wire[0] == SHARED
-                and isinstance(wire[3], bytes) and isinstance(source, str)):
+        if not (
+            isinstance(wire, list)
+            and len(wire) == 6
+            and wire[0] == SHARED
+            and isinstance(wire[3], bytes)
+            and isinstance(source, str)
+        ):
             raise ValueError("pull takes [a SHARED wire, the source store's address]")
         obj_id = wire[3]
         local = self.local_wire(obj_id)
@@ -245,12 +254,14 @@ class Transfers:
         try:
             owner, nbytes = await asyncio.wait_for(
                 self.runtime.request(source, "store", "transfer_begin", [obj_id, me]),
-                SEAL_WAIT_SECONDS + CHUNK_TIMEOUT_SECONDS)
+                SEAL_WAIT_SECONDS + CHUNK_TIMEOUT_SECONDS,
+            )
         except errors.ObjectLostError:
             raise
         except PeerUnreachableError as exc:
             raise errors.ObjectLostError(
-                f"{what} is lost: node {node_id} ({source}) cannot be reached: {exc}") from None
+                f"{what} is lost: node {node_id} ({source}) cannot be reached: {exc}"
+            ) from None
         except Exception as exc:
             raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
         try:
@@ -261,8 +272,7 @@ class Transfers:
         await self._tell_owner(obj_id, owner, what)
         return local
 
-    async def _receive(self, wire: list, owner: str, nbytes: int, source: str,
-                       what: str) -> list:
+    async def _receive(self, wire: list, owner: str, nbytes: int, source: str, what: str) -> list:
         obj_id, data_len, buffer_lens = wire[3], wire[4], wire[5]
         store, state = self.store, self.store.state
         await store._make_room(nbytes)
@@ -279,7 +289,8 @@ class Transfers:
             store._abort(obj_id)
             raise errors.ObjectStoreFullError(
                 f"could not create a {segment.capacity}-byte shared-memory segment for a copy "
-                f"of {what}: {exc}") from None
+                f"of {what}: {exc}"
+            ) from None
         try:
             await self._fetch_into(fd, obj_id, nbytes, source, what)
         except BaseException as exc:
@@ -294,15 +305,15 @@ class Transfers:
         if state.objects.get(obj_id) is not obj:
             raise errors.ObjectLostError(f"{what} was freed while it was being pulled")
         state.seal(obj_id)
-        local = [SHARED, store.node_id, store.prefix + segment.name, obj_id, data_len,
-                 buffer_lens]
+        local = [SHARED, store.node_id, store.prefix + segment.name, obj_id, data_len, buffer_lens]
         store.set_sealed_wire(obj_id, local)
         self.pulls += 1
         self.pulled_bytes += nbytes
         return local
 
-    async def _fetch_into(self, fd: int, obj_id: bytes, nbytes: int, source: str,
-                          what: str) -> None:
+    async def _fetch_into(
+        self, fd: int, obj_id: bytes, nbytes: int, source: str, what: str
+    ) -> None:
         """Fetch [0, nbytes) of the object from source into fd, WINDOW requests at a time."""
         me = self.runtime.address
         chunk = self.chunk_bytes
@@ -312,21 +323,25 @@ class Transfers:
             while next_offset < nbytes or in_flight:
                 while next_offset < nbytes and len(in_flight) < WINDOW:
                     length = min(chunk, nbytes - next_offset)
-                    future = self.runtime.request(source, "store", "read_chunk",
-                                                  [obj_id, me, next_offset, length])
+                    future = self.runtime.request(
+                        source, "store", "read_chunk", [obj_id, me, next_offset, length]
+                    )
                     in_flight[future] = (next_offset, length)
                     next_offset += length
-                done, _ = await asyncio.wait(in_flight, timeout=CHUNK_TIMEOUT_SECONDS,
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    in_flight, timeout=CHUNK_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
                 if not done:
                     raise errors.ObjectLostError(
-                        f"{what} is lost: its node sent nothing for {CHUNK_TIMEOUT_SECONDS:g} s")
+                        f"{what} is lost: its node sent nothing for {CHUNK_TIMEOUT_SECONDS:g} s"
+                    )
                 for future in done:
                     offset, length = in_flight.pop(future)
                     data = future.result()
                     if not isinstance(data, bytes) or len(data) != length:
                         raise errors.ObjectLostError(
-                            f"{what}: the source answered a short chunk at offset {offset}")
+                            f"{what}: the source answered a short chunk at offset {offset}"
+                        )
                     _pwrite_all(fd, data, offset)  # ~1 ms per chunk: not worth a thread hop
         finally:
             for future in in_flight:
@@ -339,8 +354,9 @@ class Transfers:
             return
         self.watch_owner(owner)
         try:
-            known = await self.runtime.request(owner, "core", "object_copied",
-                                               [obj_id, self.runtime.address])
+            known = await self.runtime.request(
+                owner, "core", "object_copied", [obj_id, self.runtime.address]
+            )
         except Exception as exc:
             known, reason = False, f"its owner {owner} is gone ({exc})"
         else:
@@ -368,8 +384,12 @@ class Transfers:
             task.cancel()
 
     def stats(self) -> dict[str, Any]:
-        return {"pulls": self.pulls, "pulled_bytes": self.pulled_bytes,
-                "served_bytes": self.served_bytes, "pulls_in_progress": len(self._pulls)}
+        return {
+            "pulls": self.pulls,
+            "pulled_bytes": self.pulled_bytes,
+            "served_bytes": self.served_bytes,
+            "pulls_in_progress": len(self._pulls),
+        }
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:

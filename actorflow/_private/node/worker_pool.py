@@ -43,8 +43,9 @@ class WorkerProcess:
 class _ForkServer:
     """The node's side of the fork-server protocol."""
 
-    def __init__(self, process: asyncio.subprocess.Process,
-                 on_exit: Callable[[int, int | None], None]) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, on_exit: Callable[[int, int | None], None]
+    ) -> None:
         self.process = process
         self._on_exit = on_exit
         self._pending: dict[str, asyncio.Future] = {}
@@ -89,8 +90,14 @@ class _ForkServer:
 
 
 class WorkerPool:
-    def __init__(self, *, session_dir: str, env: dict[str, str],
-                 on_exit: Callable[[WorkerProcess], None], use_forkserver: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        session_dir: str,
+        env: dict[str, str],
+        on_exit: Callable[[WorkerProcess], None],
+        use_forkserver: bool = True,
+    ) -> None:
         self.session_dir = session_dir
         self.env = env
         self.on_exit = on_exit
@@ -108,13 +115,17 @@ class WorkerPool:
         """A worker record in the STARTING state; launch() starts its process."""
         worker_id = ids.new_id(8).hex()
         log_path = os.path.join(self.session_dir, "logs", f"worker-{worker_id}.log")
-        worker = WorkerProcess(worker_id=worker_id, log_path=log_path,
-                               exited=asyncio.get_running_loop().create_future())
+        worker = WorkerProcess(
+            worker_id=worker_id,
+            log_path=log_path,
+            exited=asyncio.get_running_loop().create_future(),
+        )
         self.workers[worker_id] = worker
         return worker
 
-    async def launch(self, worker: WorkerProcess,
-                     job_env: dict[str, str] | None = None) -> WorkerProcess:
+    async def launch(
+        self, worker: WorkerProcess, job_env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         env = dict(self.env)
         env.update(job_env or {})
         env["ACTORFLOW_WORKER_ID"] = worker.worker_id
@@ -137,8 +148,13 @@ class WorkerPool:
         full_env.update(env)
         with open(worker.log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "actorflow._private.worker.main",
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log, env=full_env,
+                sys.executable,
+                "-m",
+                "actorflow._private.worker.main",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=full_env,
                 start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
             )
         worker.pid = process.pid
@@ -164,9 +180,15 @@ class WorkerPool:
         log_path = os.path.join(self.session_dir, "logs", "forkserver.log")
         with open(log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "actorflow._private.node.forkserver",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=log,
-                env=env, start_new_session=True)
+                sys.executable,
+                "-m",
+                "actorflow._private.node.forkserver",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=log,
+                env=env,
+                start_new_session=True,
+            )
         self._forkserver = _ForkServer(process, self._forked_exit)
         self._forkserver_starting = None
         return self._forkserver

@@ -85,8 +85,11 @@ class HandleCounts:
 
     def _collect_if_unused(self, actor_id: str) -> None:
         with self._lock:
-            if (actor_id not in self._collectable or self._local.get(actor_id)
-                    or self._borrowers.get(actor_id)):
+            if (
+                actor_id not in self._collectable
+                or self._local.get(actor_id)
+                or self._borrowers.get(actor_id)
+            ):
                 return
             self._collectable.discard(actor_id)
         channel = self.core.actor_submitter.channels.get(actor_id)
@@ -95,5 +98,7 @@ class HandleCounts:
         if not self.core.runtime.closed:
             # A request, resent while the GCS is restarting (a one-way message would be lost).
             self.core.gcs_request(
-                "actors", "kill_actor",
-                [actor_id, True, "every handle to it is gone (it went out of scope)"])
+                "actors",
+                "kill_actor",
+                [actor_id, True, "every handle to it is gone (it went out of scope)"],
+            )

@@ -98,8 +98,7 @@ class ObjectTable:
             if obj_id not in self._entries:
                 self._entries[obj_id] = _Entry(owned, owner)
 
-    def put(self, obj_id: bytes, wire: list,
-            owned: bool = True) -> list[Callable[[list], None]]:
+    def put(self, obj_id: bytes, wire: list, owned: bool = True) -> list[Callable[[list], None]]:
         """Store a value; return the callbacks that waited for it (run them on the loop)."""
         with self:
             entry = self._entries.get(obj_id)
@@ -152,8 +151,13 @@ class ObjectTable:
 
     # -- reference counting ---------------------------------------------------------------------
 
-    def add_ref(self, obj_id: bytes, owned: bool, owner: str = "",
-                lost_wire: Callable[[], list] | None = None) -> bool:
+    def add_ref(
+        self,
+        obj_id: bytes,
+        owned: bool,
+        owner: str = "",
+        lost_wire: Callable[[], list] | None = None,
+    ) -> bool:
         """Count a ref. An owned object this table does not have was freed (or never
         existed): its entry gets the value lost_wire() so that reading it fails at once.
         True when this is the first ref to a borrowed object (register with its owner)."""
@@ -221,8 +225,11 @@ class ObjectTable:
 
     def _maybe_drop(self, obj_id: bytes, entry: _Entry) -> None:
         # A pending entry is kept while its task runs (callbacks may be waiting).
-        if (self._unused(entry) and (entry.wire is not None or not entry.owned)
-                and not entry.callbacks):
+        if (
+            self._unused(entry)
+            and (entry.wire is not None or not entry.owned)
+            and not entry.callbacks
+        ):
             self._drop(obj_id, entry)
 
     def _drop(self, obj_id: bytes, entry: _Entry) -> None:
@@ -238,6 +245,9 @@ class ObjectTable:
             return {
                 "objects": len(self._entries),
                 "ready": sum(1 for e in self._entries.values() if e.wire is not None),
-                "bytes": sum(len(e.wire[1]) for e in self._entries.values()
-                             if e.wire is not None and isinstance(e.wire[1], (bytes, str))),
+                "bytes": sum(
+                    len(e.wire[1])
+                    for e in self._entries.values()
+                    if e.wire is not None and isinstance(e.wire[1], (bytes, str))
+                ),
             }

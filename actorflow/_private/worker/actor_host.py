@@ -80,9 +80,15 @@ class ActorHost:
         def construct(*args: Any, **kwargs: Any) -> None:
             self.instance = cls(*args, **kwargs)
 
-        job = self.executor.make_job(actor_id.encode()[:16], construct,
-                                     f"{self.class_name}.__init__", spec["args_wire"],
-                                     spec["slots"], 0, call)
+        job = self.executor.make_job(
+            actor_id.encode()[:16],
+            construct,
+            f"{self.class_name}.__init__",
+            spec["args_wire"],
+            spec["slots"],
+            0,
+            call,
+        )
         self.executor.enqueue_main(job)
         return job.future
 
@@ -96,15 +102,18 @@ class ActorHost:
             group = method_info.get("concurrency_group")
             if group:
                 if group not in groups:
-                    raise ValueError(f"method {name} names concurrency group {group!r}, which "
-                                     f"is not among the actor's concurrency_groups")
+                    raise ValueError(
+                        f"method {name} names concurrency group {group!r}, which "
+                        f"is not among the actor's concurrency_groups"
+                    )
                 self._method_groups[name] = group
         for group, limit in groups.items():
             if self.is_async:
                 self._limiters[group] = asyncio.Semaphore(limit)
             elif self.threaded or group != "_default":
                 self._pools[group] = ThreadPoolExecutor(
-                    max_workers=limit, thread_name_prefix=f"actor-{group}")
+                    max_workers=limit, thread_name_prefix=f"actor-{group}"
+                )
 
     # -- calls ----------------------------------------------------------------------------------
 
@@ -117,15 +126,24 @@ class ActorHost:
         if fn is None or self._exiting:
             future = self.runtime.loop.create_future()
             if self._exiting:
-                wire = serialization.serialize_error(
-                    errors.ActorDiedError("the actor is exiting"))
+                wire = serialization.serialize_error(errors.ActorDiedError("the actor is exiting"))
             else:
-                wire = task_error(f"{self.class_name}.{method_name}", AttributeError(
-                    f"actor {self.class_name} has no method {method_name!r}"))
+                wire = task_error(
+                    f"{self.class_name}.{method_name}",
+                    AttributeError(f"actor {self.class_name} has no method {method_name!r}"),
+                )
             future.set_result([FAILED, wire, 0.0, []])
             return future
-        job = self.executor.make_job(task_id, fn, f"{self.class_name}.{method_name}", args_wire,
-                                     slots, num_returns, call, owner=caller)
+        job = self.executor.make_job(
+            task_id,
+            fn,
+            f"{self.class_name}.{method_name}",
+            args_wire,
+            slots,
+            num_returns,
+            call,
+            owner=caller,
+        )
         group = self._method_groups.get(method_name, "_default")
         if self.is_async and fn is not _terminate:
             # Every method of an async actor runs on its loop, plain ones too (as in Ray), so
@@ -159,6 +177,7 @@ def _terminate() -> None:
 
 
 def is_async_class(cls: type) -> bool:
-    return any(inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
-               for _, m in inspect.getmembers(cls, predicate=inspect.isfunction))
-
+    return any(
+        inspect.iscoroutinefunction(m) or inspect.isasyncgenfunction(m)
+        for _, m in inspect.getmembers(cls, predicate=inspect.isfunction)
+    )

@@ -58,8 +58,7 @@ class ActorCall:
         if self.num_returns == STREAMING:
             self.return_ids = [ids.object_id(self.task_id, 0)]
         else:
-            self.return_ids = [ids.object_id(self.task_id, i + 1)
-                               for i in range(self.num_returns)]
+            self.return_ids = [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
 
     def __lt__(self, other: ActorCall) -> bool:
         return self.seq < other.seq
@@ -107,6 +106,7 @@ class ActorSubmitter:
         # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
         call.unresolved = len(call.slots)
         for slot in list(call.slots):
+
             def resolved(wire: list, slot: list = slot) -> None:
                 self._resolved(ch, call, slot, wire)
 
@@ -141,26 +141,36 @@ class ActorSubmitter:
     def _push(self, ch: ActorChannel, call: ActorCall) -> None:
         ch.in_flight[call.task_id] = call
         address = ch.address
-        payload = [call.task_id, call.method, call.args_wire, call.slots, call.num_returns,
-                   self.core.address]
+        payload = [
+            call.task_id,
+            call.method,
+            call.args_wire,
+            call.slots,
+            call.num_returns,
+            self.core.address,
+        ]
         on_stream: Callable[[Any], None] | None = None
         if call.num_returns == STREAMING:
+
             def on_stream(item: list) -> None:
                 self._stream_item(call, item, address)
+
         future = self.runtime.request(address, "actor", "call", payload, on_stream)
         future.add_done_callback(lambda f: self._on_reply(ch, call, address, f))
 
     def _stream_item(self, call: ActorCall, item: list, address: str) -> None:
         index, wire, contained = item
         call.streamed = max(call.streamed, index + 1)
-        self.core.hold_contained([ids.object_id(call.task_id, index + 1)], contained, address,
-                                 call.task_id)
+        self.core.hold_contained(
+            [ids.object_id(call.task_id, index + 1)], contained, address, call.task_id
+        )
         self.core.streams.item(call.task_id, index, wire)
 
     # -- replies --------------------------------------------------------------------------------
 
-    def _on_reply(self, ch: ActorChannel, call: ActorCall, address: str,
-                  future: asyncio.Future) -> None:
+    def _on_reply(
+        self, ch: ActorChannel, call: ActorCall, address: str, future: asyncio.Future
+    ) -> None:
         ch.in_flight.pop(call.task_id, None)
         exc = future.exception()
         if exc is None:
@@ -228,8 +238,9 @@ class ActorSubmitter:
             self.core.set_object(obj_id, wire)
 
     def _finish_cancelled(self, call: ActorCall) -> None:
-        error = errors.TaskCancelledError(call.task_id.hex(),
-                                              f"actor call {call.fn_name}() was cancelled")
+        error = errors.TaskCancelledError(
+            call.task_id.hex(), f"actor call {call.fn_name}() was cancelled"
+        )
         self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
 
     # -- the actor's state ----------------------------------------------------------------------
@@ -240,8 +251,7 @@ class ActorSubmitter:
         if not ch.pins or ch.dead is not None or self.runtime.closed:
             ch.pins = []
             return
-        future = self.core.gcs_request("actors", "wait_actor",
-                                      [ch.actor_id, version, True])
+        future = self.core.gcs_request("actors", "wait_actor", [ch.actor_id, version, True])
 
         def answered(f: asyncio.Future) -> None:
             if f.cancelled() or f.exception() is not None:
@@ -259,8 +269,7 @@ class ActorSubmitter:
         if ch.watching or ch.dead is not None:
             return
         ch.watching = True
-        future = self.core.gcs_request("actors", "wait_actor",
-                                      [ch.actor_id, ch.version])
+        future = self.core.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version])
         future.add_done_callback(lambda f: self._state_known(ch, f))
 
     def _state_known(self, ch: ActorChannel, future: asyncio.Future) -> None:
@@ -287,8 +296,7 @@ class ActorSubmitter:
         if ch.learning:
             return
         ch.learning = True
-        future = self.core.gcs_request("actors", "wait_actor",
-                                      [ch.actor_id, ch.version, False])
+        future = self.core.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version, False])
         # Should the GCS not notice the death (it normally does within a second), fail anyway.
         timer = self.runtime.loop.call_later(FATE_TIMEOUT, self._fail_lost, ch, "", "", None)
 
@@ -303,8 +311,7 @@ class ActorSubmitter:
 
         future.add_done_callback(known)
 
-    def _fail_lost(self, ch: ActorChannel, state: str, cause: str,
-                   error_wire: list | None) -> None:
+    def _fail_lost(self, ch: ActorChannel, state: str, cause: str, error_wire: list | None) -> None:
         lost, ch.lost = ch.lost, []
         for call in lost:
             if state == "DEAD":
@@ -313,7 +320,8 @@ class ActorSubmitter:
             what = " (it is being restarted)" if state in ("RESTARTING", "PENDING") else ""
             error = errors.ActorDiedError(
                 f"the actor's process died while running {call.fn_name}(){what}, and the call "
-                f"has no retries left (max_task_retries)")
+                f"has no retries left (max_task_retries)"
+            )
             self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
 
     def _declare_dead(self, ch: ActorChannel, cause: str, error_wire: list | None) -> None:
@@ -334,8 +342,7 @@ class ActorSubmitter:
         return self._death_error(ch.actor_id, cause, error_wire)
 
     @staticmethod
-    def _death_error(actor_id: str, cause: str,
-                     error_wire: list | None) -> errors.ActorDiedError:
+    def _death_error(actor_id: str, cause: str, error_wire: list | None) -> errors.ActorDiedError:
         original = None
         if error_wire is not None:
             try:

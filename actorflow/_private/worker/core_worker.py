@@ -37,27 +37,43 @@ IN_FLIGHT_SECONDS = 60.0
 
 # The task this code runs for (None in a driver's own code): parent of tasks it submits.
 current_task_id: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
-    "actorflow_current_task", default=None)
+    "actorflow_current_task", default=None
+)
 # Its function or method name, for the prefix of forwarded output.
 current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
-    "actorflow_current_task_name", default="")
+    "actorflow_current_task_name", default=""
+)
 
 
 def check_not_in_event_loop(what: str, instead: str = "") -> None:
     """Blocking calls refuse a thread whose event loop is running; instead says what to await."""
     if asyncio._get_running_loop() is None:  # no exception raised and caught per call
         return
-    instead = instead or ("`await ref` (or `await asyncio.gather(*refs)` / "
-                          "`await asyncio.wait(...)`)")
+    instead = instead or (
+        "`await ref` (or `await asyncio.gather(*refs)` / `await asyncio.wait(...)`)"
+    )
     raise errors.AsyncioContextError(
         f"{what}() blocks, and this thread is running an asyncio event loop: use {instead} "
-        f"instead inside async code")
+        f"instead inside async code"
+    )
 
 
 class CoreWorker:
-    def __init__(self, runtime: Runtime, config: Config, *, mode: str, raylet_address: str,
-                 gcs_address: str, node_id: str, worker_id: str, job_id: str,
-                 namespace: str, shm_prefix: str = "", spill_dir: str = "") -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: Config,
+        *,
+        mode: str,
+        raylet_address: str,
+        gcs_address: str,
+        node_id: str,
+        worker_id: str,
+        job_id: str,
+        namespace: str,
+        shm_prefix: str = "",
+        spill_dir: str = "",
+    ) -> None:
         self.runtime = runtime
         self.config = config
         self.mode = mode  # "driver" or "worker"
@@ -108,8 +124,9 @@ class CoreWorker:
     def put(self, value: Any) -> Any:
         if isinstance(value, ObjectRef):
             raise TypeError("actorflow.put() of an ObjectRef is not allowed: pass the ref itself")
-        wire, nested = serialization.serialize_named(value, "the value given to actorflow.put()",
-                                                     views=True)
+        wire, nested = serialization.serialize_named(
+            value, "the value given to actorflow.put()", views=True
+        )
         self._note_escaped(nested)
         obj_id = ids.object_id(ids.new_task_id(), 0)
         wire = self.shared.finish(obj_id, wire)
@@ -130,8 +147,13 @@ class CoreWorker:
         """This worker now owns something others may use: the node must not end it as idle."""
         if self.mode == "worker" and not self._kept:
             self._kept = True
-            self.runtime.call_soon(self.runtime.send_oneway, self.raylet_address, "raylet",
-                                   "keep_worker", [self.worker_id])
+            self.runtime.call_soon(
+                self.runtime.send_oneway,
+                self.raylet_address,
+                "raylet",
+                "keep_worker",
+                [self.worker_id],
+            )
 
     def pin_to_object(self, obj_id: bytes, values: list) -> None:
         """Keep values (actor handles found in an object) alive while the object lives."""
@@ -141,8 +163,11 @@ class CoreWorker:
     def _object_dropped(self, obj_id: bytes, entry: Any) -> None:
         """The table let go of an object (any thread)."""
         wire = entry.wire
-        if entry.owned and obj_id not in self._object_pins and (
-                wire is None or wire[0] != serialization.SHARED):
+        if (
+            entry.owned
+            and obj_id not in self._object_pins
+            and (wire is None or wire[0] != serialization.SHARED)
+        ):
             return  # an inline value nobody else knows of: nothing to tell anyone
         self.runtime.call_soon(self._after_drop, obj_id, entry.owned, entry.owner, wire)
 
@@ -157,15 +182,20 @@ class CoreWorker:
             if shared:  # in the store that made it and in every store holding a copy
                 self.shared.free_everywhere(obj_id, wire)  # type: ignore[arg-type]
         elif owner:
-            self.after_borrows_settled([obj_id], lambda: self.runtime.send_oneway(
-                owner, "core", "release_objects", [[obj_id], self.address]))
+            self.after_borrows_settled(
+                [obj_id],
+                lambda: self.runtime.send_oneway(
+                    owner, "core", "release_objects", [[obj_id], self.address]
+                ),
+            )
 
     def free_in_store(self, obj_ids: list[bytes]) -> None:
         """Tell the node's store these objects are nobody's (any thread; unknown ids are
         ignored there)."""
         if obj_ids:
-            self.runtime.call_soon(self.runtime.send_oneway, self.raylet_address, "store",
-                                   "free", [list(obj_ids)])
+            self.runtime.call_soon(
+                self.runtime.send_oneway, self.raylet_address, "store", "free", [list(obj_ids)]
+            )
 
     def results_failed(self, obj_ids: list[bytes], wires: list) -> None:
         """A call ended in an error: an attempt may have stored results before it failed or
@@ -296,13 +326,13 @@ class CoreWorker:
     def handle_results_held(self, payload: list, call: Call | None) -> None:
         self._in_flight.pop(payload[0], None)
 
-    def hold_contained(self, obj_ids: list, contained: list, sender: str,
-                       task_id: bytes) -> None:
+    def hold_contained(self, obj_ids: list, contained: list, sender: str, task_id: bytes) -> None:
         """A result holds these handles and refs: take them now, for as long as we keep it,
         then tell the sender it may let go of its own (loop thread)."""
         if not contained:
             return
         from actorflow.actor import ActorHandle
+
         held: list = []
         has_refs = False
         for item in contained:
@@ -314,8 +344,9 @@ class CoreWorker:
         for obj_id in obj_ids:
             self.pin_to_object(obj_id, held)
         if has_refs and sender:
-            self.after_borrows_settled([], lambda: self.runtime.send_oneway(
-                sender, "core", "results_held", [task_id]))
+            self.after_borrows_settled(
+                [], lambda: self.runtime.send_oneway(sender, "core", "results_held", [task_id])
+            )
 
     def handle_object_copied(self, payload: list, call: Call) -> bool:
         """[obj_id, store address]: another node's store made a copy of an object we own."""
@@ -332,8 +363,11 @@ class CoreWorker:
         wire = self.objects.wait_or_get(ref.id, callback)
         if wire is MISSING:
             if ref.owner == self.address:
-                callback(serialization.serialize_error(errors.ObjectLostError(
-                    f"object {ref.id.hex()} was freed or never existed")))
+                callback(
+                    serialization.serialize_error(
+                        errors.ObjectLostError(f"object {ref.id.hex()} was freed or never existed")
+                    )
+                )
                 return
             self.objects.add_pending(ref.id, owned=False, owner=ref.owner)
             wire = self.objects.wait_or_get(ref.id, callback)
@@ -356,11 +390,17 @@ class CoreWorker:
             if exc is None:
                 wire = f.result()
             elif isinstance(exc, PeerUnreachableError):
-                wire = serialization.serialize_error(errors.OwnerDiedError(
-                    f"the owner of object {obj_id.hex()} ({owner}) is gone: {exc}"))
+                wire = serialization.serialize_error(
+                    errors.OwnerDiedError(
+                        f"the owner of object {obj_id.hex()} ({owner}) is gone: {exc}"
+                    )
+                )
             else:
-                wire = serialization.serialize_error(exc if isinstance(
-                    exc, errors.ActorflowError) else errors.ObjectLostError(str(exc)))
+                wire = serialization.serialize_error(
+                    exc
+                    if isinstance(exc, errors.ActorflowError)
+                    else errors.ObjectLostError(str(exc))
+                )
             self.set_object(obj_id, wire)
 
         future.add_done_callback(done)
@@ -377,15 +417,15 @@ class CoreWorker:
         wire = self.objects.wait_or_get(obj_id, ready)
         if wire is MISSING:
             raise errors.ObjectLostError(
-                f"object {obj_id.hex()} is not known to its owner (it was freed)")
+                f"object {obj_id.hex()} is not known to its owner (it was freed)"
+            )
         if wire is not None:
             return wire
         return await future
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    def serialize_args(self, fn_name: str, args: tuple,
-                       kwargs: dict) -> tuple[list, list, list]:
+    def serialize_args(self, fn_name: str, args: tuple, kwargs: dict) -> tuple[list, list, list]:
         """Top-level refs become slots the owner resolves before the task runs; the rest is
         serialized once (plain values skip pickling). Also returns the refs and handles found
         inside the arguments: the caller keeps them until the task is done."""
@@ -428,8 +468,9 @@ class CoreWorker:
         return wire, ObjectRef(obj_id, self.address)
 
     @staticmethod
-    def _unpicklable_argument(fn_name: str, args: list, kwargs: dict,
-                              exc: Exception) -> errors.SerializationError:
+    def _unpicklable_argument(
+        fn_name: str, args: list, kwargs: dict, exc: Exception
+    ) -> errors.SerializationError:
         named = [(f"argument {i}", v) for i, v in enumerate(args)]
         named += [(f"argument {k!r}", v) for k, v in kwargs.items()]
         for label, value in named:
@@ -438,23 +479,44 @@ class CoreWorker:
             except Exception as inner:
                 return errors.SerializationError(
                     f"could not serialize {label} of {fn_name}() (a {type(value).__name__}): "
-                    f"{inner}")
-        return errors.SerializationError(f"could not serialize the arguments of "
-                                             f"{fn_name}(): {exc}")
+                    f"{inner}"
+                )
+        return errors.SerializationError(f"could not serialize the arguments of {fn_name}(): {exc}")
 
-    def submit_task(self, *, fn_id: bytes, fn_blob: bytes, fn_name: str, args: tuple,
-                    kwargs: dict, num_returns: int, resources: dict[str, float],
-                    max_retries: int, retry_exceptions: Any, strategy: Any = None) -> Any:
+    def submit_task(
+        self,
+        *,
+        fn_id: bytes,
+        fn_blob: bytes,
+        fn_name: str,
+        args: tuple,
+        kwargs: dict,
+        num_returns: int,
+        resources: dict[str, float],
+        max_retries: int,
+        retry_exceptions: Any,
+        strategy: Any = None,
+    ) -> Any:
         """Submit a task from any thread; return its ref, list of refs, or generator."""
         args_wire, slots, nested = self.serialize_args(fn_name, args, kwargs)
         if isinstance(retry_exceptions, list):
             retry_exceptions = tuple(retry_exceptions)
         task = PendingTask(
-            task_id=ids.new_task_id(), fn_id=fn_id, fn_blob=fn_blob, fn_name=fn_name,
-            args_wire=args_wire, slots=slots, num_returns=num_returns, resources=resources,
-            retries_left=max_retries, retry_exceptions=retry_exceptions,
-            parent_task_id=current_task_id.get(), pinned=nested,
-            pin_ids=self.pin_for_call(slots, nested), strategy=strategy)
+            task_id=ids.new_task_id(),
+            fn_id=fn_id,
+            fn_blob=fn_blob,
+            fn_name=fn_name,
+            args_wire=args_wire,
+            slots=slots,
+            num_returns=num_returns,
+            resources=resources,
+            retries_left=max_retries,
+            retry_exceptions=retry_exceptions,
+            parent_task_id=current_task_id.get(),
+            pinned=nested,
+            pin_ids=self.pin_for_call(slots, nested),
+            strategy=strategy,
+        )
         if num_returns == STREAMING:
             self.streams.open(task.task_id)
             result: Any = ObjectRefGenerator(task.task_id, self.address)
@@ -473,12 +535,15 @@ class CoreWorker:
 
     async def _gcs_retrying(self, target: str, method: str, payload: Any) -> Any:
         return await self.runtime.request_until_reachable(
-            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds)
+            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds
+        )
 
-    async def request_from_any_loop(self, address: str, target: str, method: str,
-                                    payload: Any) -> Any:
+    async def request_from_any_loop(
+        self, address: str, target: str, method: str, payload: Any
+    ) -> Any:
         """A request awaited from any event loop: the runtime's own or a user's (to the GCS:
         riding out its restarts)."""
+
         async def ask() -> Any:
             if address == self.gcs_address:
                 return await self._gcs_retrying(target, method, payload)
@@ -493,13 +558,15 @@ class CoreWorker:
     def on_loop_thread(self) -> bool:
         return threading.get_ident() == self.runtime.loop_thread_id
 
-    def call_control(self, address: str, target: str, method: str, payload: Any,
-                     timeout: float | None = 30.0) -> Any:
+    def call_control(
+        self, address: str, target: str, method: str, payload: Any, timeout: float | None = 30.0
+    ) -> Any:
         """A request to a system actor, waited for from a user thread."""
         if self.on_loop_thread():
             raise errors.AsyncioContextError(
                 f"this call blocks and cannot run on actorflow's own event loop (inside an async "
-                f"actor or async task): use the async variant ({method})")
+                f"actor or async task): use the async variant ({method})"
+            )
 
         async def ask() -> Any:
             if address == self.gcs_address:
@@ -510,8 +577,9 @@ class CoreWorker:
             timeout += self.config.gcs_reconnect_seconds
         return asyncio.run_coroutine_threadsafe(ask(), self.runtime.loop).result(timeout)
 
-    def create_actor(self, spec: dict[str, Any], wait: bool,
-                     keep: list | None = None) -> tuple[str, dict[str, Any]]:
+    def create_actor(
+        self, spec: dict[str, Any], wait: bool, keep: list | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """Register the actor with the GCS once its arguments are resolved. With wait (named
         actors) the answer is waited for, so a taken name fails right here. What keep holds
         stays alive until the actor is dead for good."""
@@ -541,11 +609,13 @@ class CoreWorker:
                 send()
                 return
             for slot in slots:
+
                 def resolved(wire: list, slot: list = slot) -> None:
                     slot[1] = wire
                     left[0] -= 1
                     if left[0] == 0:
                         send()
+
                 self.resolve_ref(slot[1], resolved)
 
         self.runtime.call_soon(resolve_then_send)
@@ -555,8 +625,9 @@ class CoreWorker:
         future = answer[0]
         exc = future.exception()
         if exc is not None:
-            self.runtime.call_soon(self.actor_submitter._declare_dead, channel,
-                                   f"it could not be created: {exc}", None)
+            self.runtime.call_soon(
+                self.actor_submitter._declare_dead, channel, f"it could not be created: {exc}", None
+            )
             raise exc
         actor_id, existed, meta = future.result()
         return actor_id, meta
@@ -600,12 +671,16 @@ class CoreWorker:
         if isinstance(refs, ObjectRef):
             return self._value(self._wait_wires([refs], timeout, "get")[0])
         if not isinstance(refs, (list, tuple)):
-            raise TypeError(f"actorflow.get() takes an ObjectRef or a list of ObjectRefs, not "
-                            f"{type(refs).__name__}")
+            raise TypeError(
+                f"actorflow.get() takes an ObjectRef or a list of ObjectRefs, not "
+                f"{type(refs).__name__}"
+            )
         for ref in refs:
             if not isinstance(ref, ObjectRef):
-                raise TypeError(f"actorflow.get() got a {type(ref).__name__} in its list; "
-                                f"every element must be an ObjectRef")
+                raise TypeError(
+                    f"actorflow.get() got a {type(ref).__name__} in its list; "
+                    f"every element must be an ObjectRef"
+                )
         wires = self._wait_wires(list(refs), timeout, "get")
         self.shared.prefetch(wires)  # objects on other nodes: pulled at once, not one by one
         return [self._value(w) for w in wires]
@@ -631,6 +706,7 @@ class CoreWorker:
         waiter = _Waiter(needed=len(missing), wake_on_error=True)
         callbacks = []
         for index in missing:
+
             def arrived(wire: list, index: int = index) -> None:
                 wires[index] = wire
                 waiter.arrived(index, wire)
@@ -642,7 +718,8 @@ class CoreWorker:
                 self.objects.remove_callback(ref.id, cb)
             raise errors.GetTimeoutError(
                 f"actorflow.{what}() timed out after {timeout} s: {waiter.left} of {len(refs)} "
-                f"objects not ready")
+                f"objects not ready"
+            )
         if waiter.error is not None:
             raise self._value(waiter.error)
         return wires
@@ -658,8 +735,13 @@ class CoreWorker:
             if blocked:
                 self.on_unblocked()  # type: ignore[misc]
 
-    def wait(self, refs: list, num_returns: int = 1, timeout: float | None = None,
-             fetch_local: bool = True) -> tuple[list, list]:
+    def wait(
+        self,
+        refs: list,
+        num_returns: int = 1,
+        timeout: float | None = None,
+        fetch_local: bool = True,
+    ) -> tuple[list, list]:
         check_not_in_event_loop("actorflow.wait")
         refs = self._check_wait_args(refs, num_returns, ObjectRef)
         ready_ids = {r.id for r in refs if self.objects.get_wire(r.id) is not None}
@@ -668,6 +750,7 @@ class CoreWorker:
             callbacks = []
             for ref in refs:
                 if ref.id not in ready_ids:
+
                     def arrived(wire: list, obj_id: bytes = ref.id) -> None:
                         waiter.arrived(obj_id, wire)
 
@@ -688,13 +771,17 @@ class CoreWorker:
         refs = list(refs)
         for ref in refs:
             if not isinstance(ref, ref_type):
-                raise TypeError(f"actorflow.wait() got a {type(ref).__name__} in its list; "
-                                f"every element must be an ObjectRef")
+                raise TypeError(
+                    f"actorflow.wait() got a {type(ref).__name__} in its list; "
+                    f"every element must be an ObjectRef"
+                )
         if len({r.id for r in refs}) != len(refs):
             raise ValueError("actorflow.wait() got the same ObjectRef twice")
         if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(refs):
-            raise ValueError(f"num_returns must be between 1 and the number of refs "
-                             f"({len(refs)}), got {num_returns!r}")
+            raise ValueError(
+                f"num_returns must be between 1 and the number of refs "
+                f"({len(refs)}), got {num_returns!r}"
+            )
         return refs
 
     async def get_async(self, ref: Any) -> Any:
@@ -704,12 +791,15 @@ class CoreWorker:
             loop = asyncio.get_running_loop()
             future = loop.create_future()
             if loop is self.runtime.loop:
+
                 def arrived(w: list) -> None:
                     if not future.done():
                         future.set_result(w)
             else:
+
                 def arrived(w: list) -> None:
                     loop.call_soon_threadsafe(_resolve_future, future, w)
+
             self.runtime.call_soon(self.resolve_ref, ref, arrived)
             try:
                 wire = await future
@@ -728,8 +818,9 @@ class CoreWorker:
         if ref.owner == self.address:
             self.runtime.call_soon(self._cancel_owned, task_id, force, recursive)
         else:
-            self.runtime.call_soon(self.runtime.send_oneway, ref.owner, "core", "cancel",
-                                   [task_id, force, recursive])
+            self.runtime.call_soon(
+                self.runtime.send_oneway, ref.owner, "core", "cancel", [task_id, force, recursive]
+            )
 
     def _cancel_owned(self, task_id: bytes, force: bool, recursive: bool) -> None:
         self.submitter.cancel(task_id, force, recursive)
@@ -757,14 +848,24 @@ class CoreWorker:
                 where, size = "shared", serialization.size_of(wire)
             else:
                 where, size = "memory", serialization.size_of(wire)
-            rows.append({
-                "object_id": obj_id.hex(), "process": self.address, "pid": os.getpid(),
-                "owned": entry.owned, "owner": self.address if entry.owned else entry.owner,
-                "where": where, "size": size, "error": wire is not None and wire[0] ==
-                serialization.ERROR, "local_refs": entry.refs, "pinned_by_tasks": entry.pinned,
-                "borrowers": sorted(entry.borrowers or ()),
-                "contained_refs": sum(1 for v in self._object_pins.get(obj_id, ())
-                                      if hasattr(v, "owner"))})
+            rows.append(
+                {
+                    "object_id": obj_id.hex(),
+                    "process": self.address,
+                    "pid": os.getpid(),
+                    "owned": entry.owned,
+                    "owner": self.address if entry.owned else entry.owner,
+                    "where": where,
+                    "size": size,
+                    "error": wire is not None and wire[0] == serialization.ERROR,
+                    "local_refs": entry.refs,
+                    "pinned_by_tasks": entry.pinned,
+                    "borrowers": sorted(entry.borrowers or ()),
+                    "contained_refs": sum(
+                        1 for v in self._object_pins.get(obj_id, ()) if hasattr(v, "owner")
+                    ),
+                }
+            )
         return rows
 
     # -- output of workers, printed by the driver ------------------------------------------------
@@ -817,8 +918,7 @@ class _Waiter:
 
 
 def _plain_size(args: list, kwargs: dict) -> int:
-    return sum(len(v) if isinstance(v, (str, bytes)) else 8
-               for v in [*args, *kwargs.values()])
+    return sum(len(v) if isinstance(v, (str, bytes)) else 8 for v in [*args, *kwargs.values()])
 
 
 def _resolve_future(future: asyncio.Future, value: Any) -> None:

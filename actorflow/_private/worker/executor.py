@@ -42,12 +42,37 @@ class ActorExitSignal(BaseException):
 
 
 class _Job:
-    __slots__ = ("task_id", "fn", "fn_name", "args_wire", "slots", "num_returns", "call",
-                 "future", "cancelled", "async_task", "thread_id", "movable", "owner", "opened",
-                 "pulling", "pulled")
+    __slots__ = (
+        "task_id",
+        "fn",
+        "fn_name",
+        "args_wire",
+        "slots",
+        "num_returns",
+        "call",
+        "future",
+        "cancelled",
+        "async_task",
+        "thread_id",
+        "movable",
+        "owner",
+        "opened",
+        "pulling",
+        "pulled",
+    )
 
-    def __init__(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
-                 num_returns: int, call: Call, future: asyncio.Future, owner: str = "") -> None:
+    def __init__(
+        self,
+        task_id: bytes,
+        fn: Any,
+        fn_name: str,
+        args_wire: list,
+        slots: list,
+        num_returns: int,
+        call: Call,
+        future: asyncio.Future,
+        owner: str = "",
+    ) -> None:
         self.task_id = task_id
         self.fn = fn
         self.fn_name = fn_name
@@ -71,8 +96,11 @@ def start_pulls(core: CoreWorker, job: _Job) -> None:
     the job arrives (loop thread): a sync job waits for them when it decodes its arguments, an
     async one awaits job.pulling first."""
     shared = serialization.SHARED
-    remote = [w for w in [job.args_wire, *(wire for _position, wire in job.slots)]
-              if w[0] == shared and w[1] != core.node_id]
+    remote = [
+        w
+        for w in [job.args_wire, *(wire for _position, wire in job.slots)]
+        if w[0] == shared and w[1] != core.node_id
+    ]
     if not remote:
         return
 
@@ -135,8 +163,9 @@ def _host_ip() -> str:
         return "127.0.0.1"
 
 
-def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: str,
-                      job: _Job, first_index: int = 1) -> tuple[list, list]:
+def serialize_returns(
+    core: CoreWorker, value: Any, num_returns: int, fn_name: str, job: _Job, first_index: int = 1
+) -> tuple[list, list]:
     """The wires of the return values (large ones written to the object store), and the
     handles and refs found inside them (see CoreWorker.contained_in): the caller takes those
     at once, and this process keeps its own until it has."""
@@ -147,17 +176,21 @@ def serialize_returns(core: CoreWorker, value: Any, num_returns: int, fn_name: s
     else:
         if not isinstance(value, (list, tuple)) or len(value) != num_returns:
             got = len(value) if isinstance(value, (list, tuple)) else "1"
-            raise ValueError(f"{fn_name}() has num_returns={num_returns} but returned {got} "
-                             f"value(s); return a tuple or list of exactly {num_returns}")
+            raise ValueError(
+                f"{fn_name}() has num_returns={num_returns} but returned {got} "
+                f"value(s); return a tuple or list of exactly {num_returns}"
+            )
         values = list(value)
     wires: list = []
     contained: list = []
     try:
         for index, item in enumerate(values, start=first_index):
             wire, nested = serialization.serialize_named(
-                item, f"the return value of {fn_name}()", views=True)
-            wires.append(core.shared.finish(ids.object_id(job.task_id, index), wire,
-                                            job.owner or None))
+                item, f"the return value of {fn_name}()", views=True
+            )
+            wires.append(
+                core.shared.finish(ids.object_id(job.task_id, index), wire, job.owner or None)
+            )
             if nested:
                 core._note_escaped(nested)
                 contained += core.contained_in(nested)
@@ -214,10 +247,28 @@ class TaskExecutor:
             self.enqueue_main(job)
         return future
 
-    def make_job(self, task_id: bytes, fn: Any, fn_name: str, args_wire: list, slots: list,
-                 num_returns: int, call: Call, owner: str = "") -> _Job:
-        job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call,
-                   self.runtime.loop.create_future(), owner)
+    def make_job(
+        self,
+        task_id: bytes,
+        fn: Any,
+        fn_name: str,
+        args_wire: list,
+        slots: list,
+        num_returns: int,
+        call: Call,
+        owner: str = "",
+    ) -> _Job:
+        job = _Job(
+            task_id,
+            fn,
+            fn_name,
+            args_wire,
+            slots,
+            num_returns,
+            call,
+            self.runtime.loop.create_future(),
+            owner,
+        )
         start_pulls(self.core, job)
         return job
 
@@ -291,8 +342,9 @@ class TaskExecutor:
         elif job.thread_id == self._main_thread_id:
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
         elif job.thread_id is not None:  # a thread-pool thread: no signals there
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(job.thread_id),
-                                                       ctypes.py_object(TaskCancelledSignal))
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(job.thread_id), ctypes.py_object(TaskCancelledSignal)
+            )
 
     def bounce_queued(self) -> None:
         """The running task blocked: give queued tasks back to their owners to run elsewhere,
@@ -342,16 +394,18 @@ class TaskExecutor:
             if job.num_returns == STREAMING:
                 index = 0
                 for item in job.fn(*args, **kwargs):
-                    wires, contained = serialize_returns(self.core, item, 1, job.fn_name, job,
-                                                         index + 1)
+                    wires, contained = serialize_returns(
+                        self.core, item, 1, job.fn_name, job, index + 1
+                    )
                     self.runtime.call_soon(job.call.stream, [index, wires[0], contained])
                     index += 1
                 return [OK, [], time.perf_counter() - start, []]
             value = job.fn(*args, **kwargs)
             if inspect.isgenerator(value):
                 value = list(value)  # a generator called with a fixed num_returns
-            wires, contained = serialize_returns(self.core, value, job.num_returns, job.fn_name,
-                                                 job)
+            wires, contained = serialize_returns(
+                self.core, value, job.num_returns, job.fn_name, job
+            )
             return [OK, wires, time.perf_counter() - start, contained]
         except TaskCancelledSignal:
             return [CANCELLED, None, time.perf_counter() - start, []]
@@ -403,8 +457,9 @@ class TaskExecutor:
                 produced = job.fn(*args, **kwargs)
                 items = produced if inspect.isasyncgen(produced) else _aiter(produced)
                 async for item in items:
-                    wires, contained = serialize_returns(self.core, item, 1, job.fn_name, job,
-                                                         index + 1)
+                    wires, contained = serialize_returns(
+                        self.core, item, 1, job.fn_name, job, index + 1
+                    )
                     job.call.stream([index, wires[0], contained])
                     index += 1
                 reply = [OK, [], time.perf_counter() - start, []]
@@ -415,8 +470,9 @@ class TaskExecutor:
                     value = job.fn(*args, **kwargs)  # a plain method of an async actor, or
                     if inspect.isawaitable(value):  # a coroutine function
                         value = await value
-                wires, contained = serialize_returns(self.core, value, job.num_returns,
-                                                     job.fn_name, job)
+                wires, contained = serialize_returns(
+                    self.core, value, job.num_returns, job.fn_name, job
+                )
                 reply = [OK, wires, time.perf_counter() - start, contained]
         except asyncio.CancelledError:
             reply = [CANCELLED, None, time.perf_counter() - start, []]

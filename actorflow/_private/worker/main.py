@@ -55,15 +55,26 @@ def main() -> None:
     # On the node's own interface: peers on other machines must reach this worker.
     host = env.get("ACTORFLOW_NODE_HOST") or "127.0.0.1"
     loop_thread.run(runtime.start(f"tcp://{host}:0"), timeout=30)
-    core = CoreWorker(runtime, config, mode="worker", raylet_address=raylet_address,
-                      gcs_address=env["ACTORFLOW_GCS_ADDRESS"], node_id=env["ACTORFLOW_NODE_ID"],
-                      worker_id=worker_id, job_id=env.get("ACTORFLOW_JOB_ID", ""),
-                      namespace=env.get("ACTORFLOW_NAMESPACE", ""),
-                      shm_prefix=env.get("ACTORFLOW_SHM_PREFIX", ""),
-                      spill_dir=env.get("ACTORFLOW_SPILL_DIR", ""))
-    core.job_info = {"namespace": env.get("ACTORFLOW_NAMESPACE", ""), "config": {
-        "sys_path": json.loads(env.get("ACTORFLOW_SYS_PATH", "[]")),
-        "log_address": env.get("ACTORFLOW_LOG_ADDRESS", "")}}
+    core = CoreWorker(
+        runtime,
+        config,
+        mode="worker",
+        raylet_address=raylet_address,
+        gcs_address=env["ACTORFLOW_GCS_ADDRESS"],
+        node_id=env["ACTORFLOW_NODE_ID"],
+        worker_id=worker_id,
+        job_id=env.get("ACTORFLOW_JOB_ID", ""),
+        namespace=env.get("ACTORFLOW_NAMESPACE", ""),
+        shm_prefix=env.get("ACTORFLOW_SHM_PREFIX", ""),
+        spill_dir=env.get("ACTORFLOW_SPILL_DIR", ""),
+    )
+    core.job_info = {
+        "namespace": env.get("ACTORFLOW_NAMESPACE", ""),
+        "config": {
+            "sys_path": json.loads(env.get("ACTORFLOW_SYS_PATH", "[]")),
+            "log_address": env.get("ACTORFLOW_LOG_ADDRESS", ""),
+        },
+    }
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
     runtime.register_actor("worker", executor)
@@ -72,12 +83,14 @@ def main() -> None:
 
     def blocked() -> None:
         runtime.call_soon(executor.bounce_queued)
-        runtime.call_soon(runtime.send_oneway, raylet_address, "raylet", "worker_blocked",
-                          [worker_id])
+        runtime.call_soon(
+            runtime.send_oneway, raylet_address, "raylet", "worker_blocked", [worker_id]
+        )
 
     def unblocked() -> None:
-        runtime.call_soon(runtime.send_oneway, raylet_address, "raylet", "worker_unblocked",
-                          [worker_id])
+        runtime.call_soon(
+            runtime.send_oneway, raylet_address, "raylet", "worker_unblocked", [worker_id]
+        )
 
     core.on_blocked, core.on_unblocked = blocked, unblocked
     extensions = env.get("ACTORFLOW_WORKER_EXTENSIONS", "")
@@ -87,32 +100,39 @@ def main() -> None:
 
     log_address = env.get("ACTORFLOW_LOG_ADDRESS", "")
     if log_address:
+
         def forwarder(is_stderr: bool):
             def forward(text: str) -> None:
                 label = output.origin_label(current_task_name.get())
-                runtime.call_soon(runtime.send_oneway, log_address, "core", "log",
-                                  [label, is_stderr, text])
+                runtime.call_soon(
+                    runtime.send_oneway, log_address, "core", "log", [label, is_stderr, text]
+                )
+
             return forward
 
         sys.stdout = output.ForwardingStream(sys.stdout, forwarder(False))  # type: ignore
         sys.stderr = output.ForwardingStream(sys.stderr, forwarder(True))  # type: ignore
     # After the streams are replaced, so that logging in tasks reaches the driver too.
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     def raylet_gone() -> None:
         os._exit(0)
 
     async def register() -> None:
-        await runtime.request(raylet_address, "raylet", "register_worker",
-                              [worker_id, runtime.address, os.getpid()])
+        await runtime.request(
+            raylet_address, "raylet", "register_worker", [worker_id, runtime.address, os.getpid()]
+        )
         runtime.on_peer_lost(raylet_address, raylet_gone)
 
     try:
         loop_thread.run(register(), timeout=config.worker_register_timeout)
     except Exception as exc:
-        print(f"worker {worker_id}: could not register with the raylet at {raylet_address}: "
-              f"{exc}", file=sys.__stderr__)
+        print(
+            f"worker {worker_id}: could not register with the raylet at {raylet_address}: {exc}",
+            file=sys.__stderr__,
+        )
         os._exit(1)
     signal.signal(signal.SIGINT, executor.on_sigint)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))

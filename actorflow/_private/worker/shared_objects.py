@@ -76,7 +76,9 @@ class SharedObjects:
         """The stored form of a serialized value (serialization.serialize_views): into shared
         memory if it is large, otherwise inline with its buffers copied."""
         if serialization.size_of(wire) <= self.threshold or wire[0] not in (
-                serialization.PICKLED, serialization.PLAIN):
+            serialization.PICKLED,
+            serialization.PLAIN,
+        ):
             return serialization.inline(wire)
         if wire[0] == serialization.PLAIN:  # a large str or bytes: pickled to be stored
             wire = [serialization.PICKLED, pickle.dumps(wire[1], protocol=5), []]
@@ -87,11 +89,16 @@ class SharedObjects:
         data_len = memoryview(data).nbytes
         offsets, nbytes = shm.layout(data_len, buffer_lens)
         if self.core.on_loop_thread():
-            return self._write_own_segment(obj_id, data, buffers, offsets, nbytes, owner,
-                                           data_len, buffer_lens)
-        answer = self.core.call_control(self.store_address, "store", "create",
-                                        [obj_id, nbytes, owner, self.core.address],
-                                        timeout=None)
+            return self._write_own_segment(
+                obj_id, data, buffers, offsets, nbytes, owner, data_len, buffer_lens
+            )
+        answer = self.core.call_control(
+            self.store_address,
+            "store",
+            "create",
+            [obj_id, nbytes, owner, self.core.address],
+            timeout=None,
+        )
         if answer[0] == "exists":
             return answer[1]
         name, capacity, fresh = answer
@@ -99,15 +106,25 @@ class SharedObjects:
         try:
             self._fill(name, capacity, fresh, obj_id, data, buffers, offsets)
         except BaseException:
-            self.runtime.call_soon(self.runtime.send_oneway, self.store_address, "store",
-                                   "abort", [obj_id])
+            self.runtime.call_soon(
+                self.runtime.send_oneway, self.store_address, "store", "abort", [obj_id]
+            )
             raise
-        self.runtime.call_soon(self.runtime.send_oneway, self.store_address, "store", "seal",
-                               [obj_id, wire])
+        self.runtime.call_soon(
+            self.runtime.send_oneway, self.store_address, "store", "seal", [obj_id, wire]
+        )
         return wire
 
-    def _fill(self, name: str, capacity: int, fresh: bool, obj_id: bytes, data: Any,
-              buffers: list, offsets: list[int]) -> None:
+    def _fill(
+        self,
+        name: str,
+        capacity: int,
+        fresh: bool,
+        obj_id: bytes,
+        data: Any,
+        buffers: list,
+        offsets: list[int],
+    ) -> None:
         path = os.path.join(shm.SHM_ROOT, name)
         if fresh:  # pwrite into new pages is twice as fast as faulting them in through a map
             fd = os.open(path, os.O_RDWR)
@@ -147,8 +164,17 @@ class SharedObjects:
                 if not os.path.exists(path):
                     self._write_maps.pop(path)[1].close()
 
-    def _write_own_segment(self, obj_id: bytes, data: Any, buffers: list, offsets: list[int],
-                           nbytes: int, owner: str, data_len: int, buffer_lens: list) -> list:
+    def _write_own_segment(
+        self,
+        obj_id: bytes,
+        data: Any,
+        buffers: list,
+        offsets: list[int],
+        nbytes: int,
+        owner: str,
+        data_len: int,
+        buffer_lens: list,
+    ) -> list:
         name = f"{self._prefix()}w{obj_id.hex()}"
         path = os.path.join(shm.SHM_ROOT, name)
         try:
@@ -158,14 +184,16 @@ class SharedObjects:
             fd = shm.create_file(path, nbytes)
         except OSError as exc:
             raise errors.ObjectStoreFullError(
-                f"could not create a {nbytes}-byte shared-memory segment: {exc}") from None
+                f"could not create a {nbytes}-byte shared-memory segment: {exc}"
+            ) from None
         try:
             shm.write_parts(fd, obj_id, data, buffers, offsets)
         finally:
             os.close(fd)
         wire = [SHARED, self.core.node_id, name, obj_id, data_len, buffer_lens]
-        self.runtime.send_oneway(self.store_address, "store", "adopt",
-                                 [obj_id, nbytes, owner, name, wire])
+        self.runtime.send_oneway(
+            self.store_address, "store", "adopt", [obj_id, nbytes, owner, name, wire]
+        )
         return wire
 
     def _prefix(self) -> str:
@@ -199,11 +227,13 @@ class SharedObjects:
                 if node != self.core.node_id:
                     return None
                 mapping = shm.map_for_reading(
-                    [os.path.join(shm.SHM_ROOT, name),
-                     os.path.join(self.spill_dir, obj_id.hex())], obj_id)
+                    [os.path.join(shm.SHM_ROOT, name), os.path.join(self.spill_dir, obj_id.hex())],
+                    obj_id,
+                )
                 if mapping is None:
                     raise errors.ObjectLostError(
-                        f"object {obj_id.hex()} is no longer in the object store (it was freed)")
+                        f"object {obj_id.hex()} is no longer in the object store (it was freed)"
+                    )
                 entry = self._maps[obj_id] = _Mapping(mapping)
                 self.runtime.call_soon(self._register, obj_id, entry)
                 if not job and not self.core.objects.is_known(obj_id):
@@ -215,8 +245,12 @@ class SharedObjects:
     # -- other nodes ----------------------------------------------------------------------------
 
     def is_remote(self, wire: Any) -> bool:
-        return (isinstance(wire, list) and len(wire) == 6 and wire[0] == SHARED
-                and wire[1] != self.core.node_id)
+        return (
+            isinstance(wire, list)
+            and len(wire) == 6
+            and wire[0] == SHARED
+            and wire[1] != self.core.node_id
+        )
 
     async def localize(self, wire: list) -> list:
         """The wire of a copy of wire's object in this node's store, pulled there if need be
@@ -226,8 +260,9 @@ class SharedObjects:
         node_id = wire[1]
         source = await self.nodes.store_of(node_id, describe(wire[3], node_id))
         try:
-            return list(await self.runtime.request(self.store_address, "store", "pull",
-                                                   [wire, source]))
+            return list(
+                await self.runtime.request(self.store_address, "store", "pull", [wire, source])
+            )
         except errors.ObjectLostError:
             self.nodes.forget(node_id)  # it may have died: ask the GCS next time
             raise
@@ -243,7 +278,8 @@ class SharedObjects:
         if self.core.on_loop_thread():
             raise errors.ActorflowError(
                 f"object {wire[3].hex()} is on another node and must be pulled before it is "
-                f"read on actorflow's event loop: await the ref instead")
+                f"read on actorflow's event loop: await the ref instead"
+            )
         future = asyncio.run_coroutine_threadsafe(self.localize(wire), self.runtime.loop)
         return future.result()
 
@@ -256,8 +292,7 @@ class SharedObjects:
 
     def _prefetch(self, wires: list) -> None:
         for wire in wires:
-            self.runtime.loop.create_task(self.localize(wire)).add_done_callback(
-                _ignore_failure)
+            self.runtime.loop.create_task(self.localize(wire)).add_done_callback(_ignore_failure)
 
     def copied(self, obj_id: bytes, store: str) -> bool:
         """A store made a copy of an object we own (loop thread): False if we no longer know
@@ -277,7 +312,8 @@ class SharedObjects:
             self.runtime.send_oneway(self.store_address, "store", "free", [[obj_id]])
         else:
             self.runtime.loop.create_task(self._free_at_node(obj_id, wire[1])).add_done_callback(
-                _ignore_failure)
+                _ignore_failure
+            )
         for store in stores:
             self.runtime.send_oneway(store, "store", "free", [[obj_id]])
 
@@ -293,8 +329,9 @@ class SharedObjects:
         return sum(len(s) for s in self._copies.values())
 
     def _register(self, obj_id: bytes, entry: _Mapping) -> None:
-        entry.registered = self.runtime.request(self.store_address, "store", "opened",
-                                                [obj_id, self.core.address])
+        entry.registered = self.runtime.request(
+            self.store_address, "store", "opened", [obj_id, self.core.address]
+        )
         entry.registered.add_done_callback(_ignore_failure)
 
     def release(self, obj_id: bytes, job: bool = False) -> None:
@@ -339,8 +376,12 @@ class SharedObjects:
 
     def _tell_closed(self, obj_id: bytes, entry: _Mapping) -> None:
         """The store may reuse the segment once it hears this (after our "opened")."""
-        self._after_registered(entry, lambda: self.runtime.send_oneway(
-            self.store_address, "store", "closed", [obj_id, self.core.address]))
+        self._after_registered(
+            entry,
+            lambda: self.runtime.send_oneway(
+                self.store_address, "store", "closed", [obj_id, self.core.address]
+            ),
+        )
 
     def settled(self, obj_ids: list[bytes]) -> asyncio.Future | None:
         """A future that is done once the store has acknowledged this process's registration

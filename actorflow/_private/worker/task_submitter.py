@@ -61,8 +61,7 @@ class PendingTask:
         if self.num_returns == STREAMING:
             self.return_ids = [ids.object_id(self.task_id, 0)]
         else:
-            self.return_ids = [ids.object_id(self.task_id, i + 1)
-                               for i in range(self.num_returns)]
+            self.return_ids = [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
 
 
 @dataclass(eq=False)
@@ -107,6 +106,7 @@ class TaskSubmitter:
         # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
         task.unresolved = len(task.slots)
         for slot in list(task.slots):
+
             def resolved(wire: list, slot: list = slot) -> None:
                 self._resolved(task, slot, wire)
 
@@ -162,8 +162,11 @@ class TaskSubmitter:
             return None
         best = None
         for worker in shape.workers:
-            if worker.slow_in_flight == 0 and worker.in_flight < self.config.pipeline_depth and (
-                    best is None or worker.in_flight < best.in_flight):
+            if (
+                worker.slow_in_flight == 0
+                and worker.in_flight < self.config.pipeline_depth
+                and (best is None or worker.in_flight < best.in_flight)
+            ):
                 best = worker
         return best
 
@@ -171,30 +174,41 @@ class TaskSubmitter:
         seconds = self._fn_seconds.get(fn_id)
         return seconds is not None and seconds <= self.config.pipeline_short_task_seconds
 
-    def _request_lease(self, shape: ShapeQueue, raylet: str = "", spilled: bool = False,
-                       again: bool = False) -> None:
+    def _request_lease(
+        self, shape: ShapeQueue, raylet: str = "", spilled: bool = False, again: bool = False
+    ) -> None:
         """Ask the local raylet (or, after a spillback, the one it named) for a lease; again:
         the same request, already counted in pending_leases."""
         if not (spilled or again):
             shape.pending_leases += 1
         raylet = raylet or self.core.raylet_address
-        future = self.runtime.request(raylet, "raylet", "request_lease",
-                                      [shape.resources, False, self.core.job_id, shape.strategy,
-                                       spilled, self.core.job_info])
+        future = self.runtime.request(
+            raylet,
+            "raylet",
+            "request_lease",
+            [shape.resources, False, self.core.job_id, shape.strategy, spilled, self.core.job_info],
+        )
         future.add_done_callback(lambda f: self._lease_granted(shape, raylet, f))
 
     def _lease_granted(self, shape: ShapeQueue, raylet: str, future: asyncio.Future) -> None:
-        if (future.exception() is None and future.result()[0] == "spillback"
-                and not self.runtime.closed):
+        if (
+            future.exception() is None
+            and future.result()[0] == "spillback"
+            and not self.runtime.closed
+        ):
             self._request_lease(shape, future.result()[1], spilled=True)
             return
         exc = future.exception()
-        if (isinstance(exc, PeerUnreachableError) and raylet != self.core.raylet_address
-                and not self.runtime.closed):
+        if (
+            isinstance(exc, PeerUnreachableError)
+            and raylet != self.core.raylet_address
+            and not self.runtime.closed
+        ):
             # The node it was spilled to is gone: ask the local raylet again, once the
             # cluster's view has had a moment to drop that node.
-            self.runtime.loop.call_later(self.config.heartbeat_seconds, self._request_lease,
-                                         shape, "", False, True)
+            self.runtime.loop.call_later(
+                self.config.heartbeat_seconds, self._request_lease, shape, "", False, True
+            )
             return
         shape.pending_leases -= 1
         if exc is not None:
@@ -226,15 +240,17 @@ class TaskSubmitter:
     def _schedule_return(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
         if worker.idle_timer is None:
             worker.idle_timer = self.runtime.loop.call_later(
-                self.config.lease_idle_seconds, self._return_lease, shape, worker)
+                self.config.lease_idle_seconds, self._return_lease, shape, worker
+            )
 
     def _return_lease(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
         worker.idle_timer = None
         if worker.in_flight or worker.dead:
             return
         shape.workers.remove(worker)
-        self.runtime.send_oneway(worker.raylet_address, "raylet", "return_lease",
-                                 [worker.lease_id, False])
+        self.runtime.send_oneway(
+            worker.raylet_address, "raylet", "return_lease", [worker.lease_id, False]
+        )
 
     # -- pushing and replies --------------------------------------------------------------------
 
@@ -254,14 +270,24 @@ class TaskSubmitter:
         if task.fn_id not in sent:
             sent.add(task.fn_id)
             blob = task.fn_blob
-        payload = [task.task_id, task.fn_id, blob, task.fn_name, task.args_wire, task.slots,
-                   task.num_returns, self.core.address]
+        payload = [
+            task.task_id,
+            task.fn_id,
+            blob,
+            task.fn_name,
+            task.args_wire,
+            task.slots,
+            task.num_returns,
+            self.core.address,
+        ]
         if worker.gpu_ids is not None:
             payload.append(worker.gpu_ids)
         on_stream: Callable[[Any], None] | None = None
         if task.num_returns == STREAMING:
+
             def on_stream(item: list) -> None:
                 self._stream_item(task, item)
+
         future = self.runtime.request(worker.address, "worker", "push_task", payload, on_stream)
         future.add_done_callback(lambda f: self._on_reply(shape, task, worker, slow, f))
 
@@ -269,12 +295,19 @@ class TaskSubmitter:
         index, wire, contained = item
         task.streamed = max(task.streamed, index + 1)
         sender = task.worker.address if task.worker is not None else ""
-        self.core.hold_contained([ids.object_id(task.task_id, index + 1)], contained, sender,
-                                 task.task_id)
+        self.core.hold_contained(
+            [ids.object_id(task.task_id, index + 1)], contained, sender, task.task_id
+        )
         self.core.streams.item(task.task_id, index, wire)
 
-    def _on_reply(self, shape: ShapeQueue, task: PendingTask, worker: LeasedWorker,
-                  slow: bool, future: asyncio.Future) -> None:
+    def _on_reply(
+        self,
+        shape: ShapeQueue,
+        task: PendingTask,
+        worker: LeasedWorker,
+        slow: bool,
+        future: asyncio.Future,
+    ) -> None:
         worker.in_flight -= 1
         worker.slow_in_flight -= slow
         task.worker = None
@@ -290,8 +323,7 @@ class TaskSubmitter:
             old = self._fn_seconds.get(task.fn_id)
             self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
             if status == OK:
-                self.core.hold_contained(task.return_ids, contained, worker.address,
-                                         task.task_id)
+                self.core.hold_contained(task.return_ids, contained, worker.address, task.task_id)
                 self._finish(task, payload)
             elif status == FAILED:
                 if self._should_retry_on_error(task, payload):
@@ -315,8 +347,9 @@ class TaskSubmitter:
         if worker in shape.workers:
             shape.workers.remove(worker)
         self._fns_sent.pop(worker.address, None)
-        self.runtime.send_oneway(worker.raylet_address, "raylet", "return_lease",
-                                 [worker.lease_id, True])
+        self.runtime.send_oneway(
+            worker.raylet_address, "raylet", "return_lease", [worker.lease_id, True]
+        )
 
     def _after_crash(self, task: PendingTask, exc: BaseException) -> None:
         if task.cancel_requested:
@@ -328,7 +361,8 @@ class TaskSubmitter:
         else:
             error = errors.WorkerCrashedError(
                 f"the worker running {task.fn_name}() died before it finished ({exc}); "
-                f"no retries left")
+                f"no retries left"
+            )
             self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
 
     def _should_retry_on_error(self, task: PendingTask, error_wire: list) -> bool:
@@ -366,8 +400,9 @@ class TaskSubmitter:
             self.core.set_object(obj_id, wire)
 
     def _finish_cancelled(self, task: PendingTask) -> None:
-        error = errors.TaskCancelledError(task.task_id.hex(),
-                                              f"task {task.fn_name}() was cancelled")
+        error = errors.TaskCancelledError(
+            task.task_id.hex(), f"task {task.fn_name}() was cancelled"
+        )
         self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
 
     # -- cancellation ---------------------------------------------------------------------------
@@ -381,8 +416,9 @@ class TaskSubmitter:
         if task.state in (RESOLVING, QUEUED):
             self._finish_cancelled(task)
         elif task.worker is not None:
-            self.runtime.send_oneway(task.worker.address, "worker", "cancel_task",
-                                     [task_id, force, recursive])
+            self.runtime.send_oneway(
+                task.worker.address, "worker", "cancel_task", [task_id, force, recursive]
+            )
 
     def cancel_children(self, parent_task_id: bytes, force: bool) -> None:
         for child in list(self.children.get(parent_task_id, ())):
