@@ -12,13 +12,13 @@ from typing import Any
 
 import cloudpickle
 
-from actorflow._private import context, ids, serialization
-from actorflow._private import options as opts
-from actorflow._private.node.scheduling import strategy_to_wire
-from actorflow._private.worker.actor_host import TERMINATE_METHODS, is_async_class
-from actorflow._private.worker.actor_submitter import ActorCall
+from actorflow._private import ids
+from actorflow._private.scheduling_strategies import strategy_to_wire
+from actorflow._private.worker import context
+from actorflow._private.worker import options as opts
+from actorflow._private.worker.actor_handle import ActorHandle, ActorMethod
+from actorflow._private.worker.actor_host import is_async_class
 from actorflow._private.worker.executor import ActorExitSignal
-from actorflow._private.worker.task_submitter import STREAMING
 
 __all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor"]
 
@@ -105,8 +105,6 @@ class ActorClass:
         return self._export
 
     def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
-        from actorflow.api import _ensure_core
-
         signature = _constructor_signature(self._cls)
         if signature is not None:
             try:
@@ -119,7 +117,7 @@ class ActorClass:
         name = o.get("name")
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
-        core = _ensure_core()
+        core = context.ensure_core()
         blob, meta = self._exported()
         actor_id = ids.new_id(16).hex()
         args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
@@ -172,127 +170,10 @@ class ActorClass:
         return f"ActorClass({self.__name__})"
 
 
-class ActorHandle:
-    """A reference to an actor; attribute access gives its methods."""
-
-    def __init__(
-        self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0, owner: str = ""
-    ) -> None:
-        self._actor_id = actor_id
-        self._meta = meta
-        self._max_task_retries = max_task_retries
-        # The process whose handles keep the actor alive ("" for named and detached actors,
-        # which live until killed).
-        self._owner = owner
-        self._table: dict[str, tuple[Any, dict[str, Any]]] | None = None
-        core = context.core_or_none()
-        self._counted = core is not None
-        if core is not None:
-            core.handles.added(actor_id, owner)
-
-    def __del__(self) -> None:
-        if getattr(self, "_counted", False):
-            core = context.core_or_none()
-            if core is not None:
-                core.handles.removed(self._actor_id)
-
-    def _methods(self) -> dict[str, tuple[Any, dict[str, Any]]]:
-        if self._table is None:
-            self._table = cloudpickle.loads(self._meta["methods_blob"])
-        return self._table
-
-    def __getattr__(self, name: str) -> ActorMethod:
-        if (
-            name.startswith("_")
-            and name not in TERMINATE_METHODS
-            and name not in (self._meta.get("methods") or {})
-        ):
-            raise AttributeError(name)
-        if name in TERMINATE_METHODS:
-            return ActorMethod(self, name, None, {"num_returns": 1})
-        found = self._methods().get(name)
-        if found is None:
-            raise AttributeError(f"actor {self._meta['class_name']} has no method {name!r}")
-        return ActorMethod(self, name, found[0], found[1])
-
-    def __reduce__(self) -> Any:
-        serialization.note_ref_pickled(self)
-        return (ActorHandle, (self._actor_id, self._meta, self._max_task_retries, self._owner))
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ActorHandle) and other._actor_id == self._actor_id
-
-    def __hash__(self) -> int:
-        return hash(self._actor_id)
-
-    def __repr__(self) -> str:
-        return f"Actor({self._meta['class_name']}, {self._actor_id})"
-
-    @property
-    def actor_id(self) -> str:
-        return self._actor_id
-
-
-class ActorMethod:
-    def __init__(
-        self, handle: ActorHandle, name: str, signature: Any, options: dict[str, Any]
-    ) -> None:
-        self._handle = handle
-        self._name = name
-        self._signature = signature
-        self._options = options
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError(f"actor methods cannot be called directly: use {self._name}.remote(...)")
-
-    def options(self, **options: Any) -> ActorMethod:
-        checked = opts.check(options, opts.METHOD_OPTIONS, f"actor method {self._name}")
-        merged = dict(self._options)
-        merged.update(checked)
-        return ActorMethod(self._handle, self._name, self._signature, merged)
-
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from actorflow.api import _ensure_core
-
-        class_name = self._handle._meta["class_name"]
-        fn_name = f"{class_name}.{self._name}"
-        signature = self._signature
-        if signature is not None and (kwargs or len(args) != opts.plain_arity(signature)):
-            try:
-                signature.bind(*args, **kwargs)
-            except TypeError as exc:
-                raise TypeError(f"{fn_name}(): {exc}") from None
-        core = _ensure_core()
-        num_returns = self._options.get("num_returns", 1)
-        if num_returns == "streaming":
-            num_returns = STREAMING
-        retries = self._options.get("max_task_retries", self._handle._max_task_retries)
-        retry_exceptions = self._options.get("retry_exceptions", False)
-        if isinstance(retry_exceptions, list):
-            retry_exceptions = tuple(retry_exceptions)
-        args_wire, slots, nested = core.serialize_args(fn_name, args, kwargs)
-        call = ActorCall(
-            seq=0,
-            task_id=ids.new_task_id(),
-            method=self._name,
-            fn_name=fn_name,
-            args_wire=args_wire,
-            slots=slots,
-            num_returns=num_returns,
-            retries_left=retries,
-            retry_exceptions=retry_exceptions,
-            pins=[self._handle, *nested],
-        )
-        return core.submit_actor_call(self._handle._actor_id, call)
-
-    def __repr__(self) -> str:
-        return f"ActorMethod({self._handle._meta['class_name']}.{self._name})"
-
-
 def exit_actor() -> None:
     """End the current actor after this call: it is not restarted; later calls get
     ActorDiedError."""
-    from actorflow._private import context
+    from actorflow._private.worker import context
 
     core = context.core_or_none()
     if core is None or "actor_id" not in core.extensions:

@@ -11,9 +11,11 @@ import types
 from typing import Any
 
 from actorflow import exceptions
-from actorflow._private import context, ids
+from actorflow._private import ids
 from actorflow._private.config import Config
-from actorflow._private.worker.core_worker import CoreWorker, current_task_id
+from actorflow._private.worker import context
+from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.worker.task_context import current_task_id
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
 _init_lock = threading.RLock()
@@ -136,16 +138,14 @@ def is_initialized() -> bool:
     return context.core_or_none() is not None
 
 
-def _ensure_core() -> CoreWorker:
-    core = context.core_or_none()
-    if core is None:
-        with _init_lock:
-            core = context.core_or_none()
-            if core is None:
-                init()
-                core = context.core_or_none()
-    assert core is not None
-    return core
+def _init_on_first_use() -> None:
+    with _init_lock:
+        if context.core_or_none() is None:
+            init()
+
+
+context.set_auto_init(_init_on_first_use)
+_ensure_core = context.ensure_core
 
 
 def remote(*args: Any, **options: Any) -> Any:
@@ -219,7 +219,7 @@ def cancel(
 
 def method(**options: Any) -> Any:
     """``@actorflow.method(num_returns=..., concurrency_group=...)`` on an actor method."""
-    from actorflow._private import options as opts
+    from actorflow._private.worker import options as opts
 
     checked = opts.check(options, opts.METHOD_OPTIONS, "an actor method")
 

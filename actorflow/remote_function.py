@@ -9,9 +9,10 @@ from typing import Any
 
 import cloudpickle
 
-from actorflow._private import options as opts
-from actorflow._private.node.scheduling import strategy_to_wire
-from actorflow._private.worker.task_submitter import STREAMING
+from actorflow._private.scheduling_strategies import strategy_to_wire
+from actorflow._private.worker import context
+from actorflow._private.worker import options as opts
+from actorflow._private.worker.calls import STREAMING
 
 
 class RemoteFunction:
@@ -62,14 +63,12 @@ class RemoteFunction:
         return self._export
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
-        from actorflow.api import _ensure_core
-
         if kwargs or len(args) != opts.plain_arity(self._signature):
             try:
                 self._signature.bind(*args, **kwargs)
             except TypeError as exc:
                 raise TypeError(f"{self._name}(): {exc}") from None
-        core = _ensure_core()
+        core = context.ensure_core()
         fn_id, blob = self._exported()
         o = self._options
         num_returns = o.get("num_returns", "streaming" if self._is_generator else 1)

@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from actorflow._private import context
-from actorflow._private.worker.core_worker import check_not_in_event_loop
+from actorflow._private.worker import context
+from actorflow._private.worker.task_context import check_not_in_event_loop
 from actorflow.exceptions import RuntimeNotInitializedError
 
 logger = logging.getLogger("actorflow.watch")

@@ -64,7 +64,7 @@ def run_actorflow(size: int, rounds: int) -> dict[str, list[float]]:
         other = cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)
         os.environ["ACTORFLOW_SESSION_ROOT"] = root  # where init finds the cluster's token
         actorflow.init(address=cluster.address)
-        core = actorflow._private.context.core_or_none()
+        core = actorflow._private.worker.context.core_or_none()
 
         def settle() -> None:  # the copy on the other node is freed before the next round
             deadline = time.monotonic() + 30

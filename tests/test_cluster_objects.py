@@ -11,8 +11,8 @@ import pytest
 
 import actorflow
 from actorflow import exceptions
-from actorflow._private import context
 from actorflow._private.node.transfer import CHUNK_BYTES
+from actorflow._private.worker import context
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 pytestmark = pytest.mark.timeout(180)

@@ -13,7 +13,7 @@ import actorflow
 
 
 def _store():
-    return actorflow._private.context.session().store
+    return actorflow._private.worker.context.session().store
 
 
 @actorflow.remote(max_restarts=1)

@@ -27,7 +27,7 @@ from helpers import gated, touch, wait_for_file
 
 import actorflow
 from actorflow import exceptions
-from actorflow._private import context
+from actorflow._private.worker import context
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,7 +6,8 @@ import pytest
 
 from actorflow import exceptions
 from actorflow._private.node.resources import NodeResources
-from actorflow._private.node.scheduling import NodeView, Scheduler, strategy_to_wire
+from actorflow._private.node.scheduling import NodeView, Scheduler
+from actorflow._private.scheduling_strategies import strategy_to_wire
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 
 from actorflow import exceptions
-from actorflow._private import ids, options, serialization
+from actorflow._private import ids, serialization
 from actorflow._private.config import Config
 from actorflow._private.node import resources
 from actorflow._private.ownership.table import MISSING, ObjectTable
 from actorflow._private.runtime import error_from_wire, error_to_wire
-from actorflow._private.worker import output
+from actorflow._private.worker import options, output
 from actorflow.exceptions import RemoteError
 from actorflow.object_ref import ObjectRef
 

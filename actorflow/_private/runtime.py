@@ -32,6 +32,7 @@ from typing import Any
 
 import transports
 from actorflow._private import errors
+from actorflow._private.protocol.message import spec_of
 from transports import CommClosedError, Connection
 
 logger = logging.getLogger("actorflow.runtime")
@@ -212,6 +213,18 @@ class Runtime:
                     raise
             await asyncio.sleep(pause)
             pause = min(2 * pause, 1.0)
+
+    def ask(
+        self, address: str, message: Any, on_stream: Callable[[Any], None] | None = None
+    ) -> asyncio.Future:
+        """A request carrying one of protocol/'s messages (which names its target and method)."""
+        spec = spec_of(type(message))
+        return self.request(address, spec.target, spec.method, message, on_stream)
+
+    def tell(self, address: str, message: Any) -> None:
+        """One of protocol/'s messages, sent one way."""
+        spec = spec_of(type(message))
+        self.send_oneway(address, spec.target, spec.method, message)
 
     def send_oneway(self, address: str, target: str, method: str, payload: Any) -> None:
         if address == self.address:

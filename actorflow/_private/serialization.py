@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
@@ -31,6 +32,14 @@ _PLAIN_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 
 _context = threading.local()
+# Reads a value in the node's shared-memory store: set while this process is connected (by
+# worker.context.set_core), so that this module needs nothing above it.
+_read_shared: Callable[[list], Any] | None = None
+
+
+def set_shared_reader(read: Callable[[list], Any] | None) -> None:
+    global _read_shared
+    _read_shared = read
 
 
 def is_plain(value: Any) -> bool:
@@ -124,12 +133,9 @@ def deserialize(wire: list) -> Any:
     if kind == ERROR:
         return pickle.loads(wire[1])
     if kind == SHARED:
-        from actorflow._private import context
-
-        core = context.core_or_none()
-        if core is None:
+        if _read_shared is None:
             raise RuntimeError("a value in the object store can only be read while connected")
-        return core.shared.load(wire)
+        return _read_shared(wire)
     raise ValueError(f"unknown serialized value kind {kind!r}")
 
 

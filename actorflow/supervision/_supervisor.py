@@ -13,7 +13,7 @@ from typing import Any
 
 import actorflow
 from actorflow import exceptions
-from actorflow._private import context
+from actorflow._private.worker import context
 from actorflow.actor import ActorClass, exit_actor
 from actorflow.supervision._specs import (
     NORMAL,

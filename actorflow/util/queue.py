@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import actorflow
-from actorflow._private.worker.core_worker import check_not_in_event_loop
+from actorflow._private.worker.task_context import check_not_in_event_loop
 from actorflow.object_ref import ObjectRef
 
 __all__ = ["Empty", "Full", "Queue"]

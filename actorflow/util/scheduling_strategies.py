@@ -5,23 +5,6 @@
 there if it is alive and large enough, elsewhere otherwise).
 """
 
-from __future__ import annotations
-
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class NodeAffinitySchedulingStrategy:
-    node_id: str
-    soft: bool = False
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.node_id, str) or not self.node_id:
-            raise ValueError(
-                f"node_id must be a node id string (from "
-                f"actorflow.get_runtime_context().get_node_id() or "
-                f"actorflow.nodes()), got {self.node_id!r}"
-            )
-
+from actorflow._private.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 __all__ = ["NodeAffinitySchedulingStrategy"]

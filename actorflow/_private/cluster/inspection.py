@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from actorflow._private import context, errors
+from actorflow._private import errors
 from actorflow._private.cluster import session_dir
 from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.config import Config
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
 from actorflow._private.runtime import Runtime
+from actorflow._private.worker import context
 
 T = TypeVar("T")
 

@@ -42,18 +42,6 @@ class NodeView:
             self.available[k] = self.available.get(k, 0.0) - v
 
 
-def strategy_to_wire(strategy: Any) -> Any:
-    """The msgpack form of a ``scheduling_strategy`` option (checked in options.py)."""
-    if strategy is None or strategy == "DEFAULT":
-        return None
-    if strategy == "SPREAD":
-        return "SPREAD"
-    node_id = getattr(strategy, "node_id", None)
-    if isinstance(node_id, str):
-        return ["node", node_id, bool(getattr(strategy, "soft", False))]
-    raise ValueError(f"unknown scheduling_strategy {strategy!r}")
-
-
 class Scheduler:
     def __init__(self) -> None:
         self._spread_turn = 0

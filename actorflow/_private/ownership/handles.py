@@ -14,20 +14,27 @@ Named and detached actors are not collected: they live until killed (or their ow
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Any
 
-from actorflow._private.runtime import Call
-
-if TYPE_CHECKING:
-    from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.protocol import core
+from actorflow._private.runtime import Call, Runtime
 
 GRACE_SECONDS = 1.0
 
 
 class HandleCounts:
-    def __init__(self, core: CoreWorker) -> None:
-        self.core = core
+    def __init__(
+        self,
+        runtime: Runtime,
+        gcs_request: Callable[[str, str, Any], asyncio.Future],
+        on_collected: Callable[[str], None],
+    ) -> None:
+        self.runtime = runtime
+        self._gcs_request = gcs_request
+        self._on_collected = on_collected  # the actor is being ended: what it pins may go
         self._lock = threading.Lock()
         self._local: dict[str, int] = {}
         self._owner: dict[str, str] = {}
@@ -44,8 +51,8 @@ class HandleCounts:
             count = self._local.get(actor_id, 0) + 1
             self._local[actor_id] = count
             self._owner[actor_id] = owner
-        if count == 1 and owner and owner != self.core.address:
-            self.core.runtime.call_soon(self._send, owner, "borrow_actor", actor_id)
+        if count == 1 and owner and owner != self.runtime.address:
+            self.runtime.call_soon(self._send, owner, "borrow", actor_id)
 
     def removed(self, actor_id: str) -> None:
         """An ActorHandle of this process was garbage-collected (any thread)."""
@@ -56,14 +63,15 @@ class HandleCounts:
                 return
             self._local.pop(actor_id, None)
             owner = self._owner.pop(actor_id, "")
-        if owner and owner != self.core.address:
-            self.core.runtime.call_soon(self._send, owner, "release_actor", actor_id)
+        if owner and owner != self.runtime.address:
+            self.runtime.call_soon(self._send, owner, "release", actor_id)
         elif actor_id in self._collectable:
-            self.core.runtime.call_soon(self._check_later, actor_id)
+            self.runtime.call_soon(self._check_later, actor_id)
 
     def _send(self, owner: str, what: str, actor_id: str) -> None:
-        if not self.core.runtime.closed:
-            self.core.runtime.send_oneway(owner, "core", what, [actor_id, self.core.address])
+        if not self.runtime.closed:
+            message = core.BorrowActor if what == "borrow" else core.ReleaseActor
+            self.runtime.tell(owner, message(actor_id, self.runtime.address))
 
     # -- owner side (loop thread) ---------------------------------------------------------------
 
@@ -81,7 +89,7 @@ class HandleCounts:
         self._check_later(actor_id)
 
     def _check_later(self, actor_id: str) -> None:
-        self.core.runtime.loop.call_later(GRACE_SECONDS, self._collect_if_unused, actor_id)
+        self.runtime.loop.call_later(GRACE_SECONDS, self._collect_if_unused, actor_id)
 
     def _collect_if_unused(self, actor_id: str) -> None:
         with self._lock:
@@ -92,12 +100,10 @@ class HandleCounts:
             ):
                 return
             self._collectable.discard(actor_id)
-        channel = self.core.actor_submitter.channels.get(actor_id)
-        if channel is not None:
-            channel.pins = []  # its constructor's arguments may go with it
-        if not self.core.runtime.closed:
+        self._on_collected(actor_id)
+        if not self.runtime.closed:
             # A request, resent while the GCS is restarting (a one-way message would be lost).
-            self.core.gcs_request(
+            self._gcs_request(
                 "actors",
                 "kill_actor",
                 [actor_id, True, "every handle to it is gone (it went out of scope)"],

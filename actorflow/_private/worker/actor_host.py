@@ -21,7 +21,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from actorflow._private import errors, serialization
+from actorflow._private.protocol.message import decode
+from actorflow._private.protocol.worker import (
+    FAILED,
+    BecomeActor,
+    CallMethod,
+    CancelCall,
+    CancelRunningTask,
+    Reply,
+)
 from actorflow._private.runtime import Call
+from actorflow._private.worker.actor_handle import TERMINATE_METHODS
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
     ActorExitSignal,
@@ -29,11 +39,8 @@ from actorflow._private.worker.executor import (
     set_visible_gpus,
     task_error,
 )
-from actorflow._private.worker.task_submitter import FAILED
 
 logger = logging.getLogger("actorflow.actor")
-
-TERMINATE_METHODS = ("__actorflow_terminate__", "__ray_terminate__")
 
 
 class ActorHost:
@@ -56,11 +63,11 @@ class ActorHost:
     # -- creation -------------------------------------------------------------------------------
 
     def handle_become_actor(self, payload: list, call: Call) -> asyncio.Future:
-        actor_id, spec, restarts, gcs_address = payload[:4]
+        actor_id, spec, restarts, gcs_address, gpu_ids = decode(BecomeActor, payload)
         if self.instance is not None or self.actor_id:
             raise RuntimeError(f"this worker already hosts actor {self.actor_id}")
-        if len(payload) > 4:  # the GPUs leased for it, for the whole life of this process
-            set_visible_gpus(payload[4])
+        if gpu_ids is not None:  # the GPUs leased for it, for the whole life of this process
+            set_visible_gpus(gpu_ids)
         self.actor_id, self.gcs_address = actor_id, gcs_address
         self.class_name = spec["class_name"]
         self.core.extensions["actor_id"] = actor_id
@@ -69,12 +76,14 @@ class ActorHost:
         try:
             cls = pickle.loads(spec["class_blob"])
         except Exception as exc:
-            future.set_result([FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0, []])
+            future.set_result(
+                Reply(FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0, [])
+            )
             return future
         self._configure(cls, spec)
         for _position, wire in spec["slots"]:
             if serialization.is_error(wire):  # an argument failed: so does the constructor
-                future.set_result([FAILED, wire, 0.0, []])
+                future.set_result(Reply(FAILED, wire, 0.0, []))
                 return future
 
         def construct(*args: Any, **kwargs: Any) -> None:
@@ -118,7 +127,7 @@ class ActorHost:
     # -- calls ----------------------------------------------------------------------------------
 
     def handle_call(self, payload: list, call: Call) -> asyncio.Future:
-        task_id, method_name, args_wire, slots, num_returns, caller = payload
+        task_id, method_name, args_wire, slots, num_returns, caller = decode(CallMethod, payload)
         if method_name in TERMINATE_METHODS:
             fn: Any = _terminate
         else:
@@ -132,7 +141,7 @@ class ActorHost:
                     f"{self.class_name}.{method_name}",
                     AttributeError(f"actor {self.class_name} has no method {method_name!r}"),
                 )
-            future.set_result([FAILED, wire, 0.0, []])
+            future.set_result(Reply(FAILED, wire, 0.0, []))
             return future
         job = self.executor.make_job(
             task_id,
@@ -156,8 +165,8 @@ class ActorHost:
         return job.future
 
     def handle_cancel(self, payload: list, call: Call | None) -> None:
-        task_id, force = payload
-        self.executor.handle_cancel_task([task_id, force, True], call)
+        task_id, force = decode(CancelCall, payload)
+        self.executor.handle_cancel_task(CancelRunningTask(task_id, force, True), call)
 
     # -- exit -----------------------------------------------------------------------------------
 

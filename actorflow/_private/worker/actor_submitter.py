@@ -18,47 +18,25 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from actorflow._private import errors, ids, serialization
+from actorflow._private import errors, serialization
+from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
-from actorflow._private.worker.task_submitter import CANCELLED, FAILED, OK, STREAMING
-
-if TYPE_CHECKING:
-    from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.protocol.worker import CANCELLED, FAILED, OK, CallMethod, CancelCall
+from actorflow._private.runtime import Runtime
+from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Completion
 
 logger = logging.getLogger("actorflow.actors")
 
 FATE_TIMEOUT = 10.0  # seconds a caller waits to learn why an actor's process went away
 
 
-@dataclass(eq=False)
-class ActorCall:
-    seq: int
-    task_id: bytes
+@dataclass(eq=False, kw_only=True)
+class ActorCall(CallRecord):
     method: str
-    fn_name: str
-    args_wire: list
-    slots: list
-    num_returns: int
-    retries_left: int
-    retry_exceptions: Any
-    unresolved: int = 0
+    seq: int = 0
     failed_wire: list | None = None  # an argument failed: the call fails without running
-    done: bool = False
-    cancel_requested: bool = False
-    streamed: int = 0
-    parent: bytes | None = None
-    pins: list = field(default_factory=list)  # the handle called, and handles in the args
-    pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
-
-    return_ids: list[bytes] = field(init=False)
-
-    def __post_init__(self) -> None:  # computed once: it is read several times per call
-        if self.num_returns == STREAMING:
-            self.return_ids = [ids.object_id(self.task_id, 0)]
-        else:
-            self.return_ids = [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
 
     def __lt__(self, other: ActorCall) -> bool:
         return self.seq < other.seq
@@ -80,9 +58,13 @@ class ActorChannel:
 
 
 class ActorSubmitter:
-    def __init__(self, core: CoreWorker) -> None:
-        self.core = core
-        self.runtime = core.runtime
+    def __init__(
+        self, runtime: Runtime, config: Config, owner: CallOwner, completion: Completion
+    ) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.owner = owner
+        self.completion = completion
         self.channels: dict[str, ActorChannel] = {}
         self._calls: dict[bytes, tuple[ActorChannel, ActorCall]] = {}
 
@@ -91,6 +73,34 @@ class ActorSubmitter:
         if ch is None:
             ch = self.channels[actor_id] = ActorChannel(actor_id)
         return ch
+
+    # -- creation -------------------------------------------------------------------------------
+
+    def expect(self, actor_id: str, keep: list) -> ActorChannel:
+        """An actor is being created (any thread): calls to it wait until the GCS has heard of
+        it, and keep (what its constructor's arguments hold) lives until it is dead for good."""
+        channel = self.channel(actor_id)
+        channel.pins = keep
+        channel.watching = True
+        return channel
+
+    def create(self, ch: ActorChannel, spec: dict[str, Any]) -> asyncio.Future:
+        """Register the actor with the GCS (its arguments are resolved); the GCS's answer."""
+        future = self.owner.gcs_request("actors", "create_actor", spec)
+        ch.watching = False
+        self._pump(ch)
+        self.release_pins_at_death(ch)
+        return future
+
+    def creation_failed(self, ch: ActorChannel, exc: BaseException) -> None:
+        self._declare_dead(ch, f"it could not be created: {exc}", None)
+
+    def actor_collected(self, actor_id: str) -> None:
+        """Every handle to the actor is gone and it is being ended: what its constructor's
+        arguments hold may go with it."""
+        channel = self.channels.get(actor_id)
+        if channel is not None:
+            channel.pins = []
 
     # -- submission -----------------------------------------------------------------------------
 
@@ -110,7 +120,7 @@ class ActorSubmitter:
             def resolved(wire: list, slot: list = slot) -> None:
                 self._resolved(ch, call, slot, wire)
 
-            self.core.resolve_ref(slot[1], resolved)
+            self.owner.resolve_ref(slot[1], resolved)
         self._pump(ch)
 
     def _resolved(self, ch: ActorChannel, call: ActorCall, slot: list, wire: list) -> None:
@@ -124,7 +134,7 @@ class ActorSubmitter:
         queue = ch.queue
         while queue and queue[0].unresolved == 0:
             call = queue[0]
-            if call.done:
+            if call.finished:
                 queue.popleft()
                 continue
             if call.failed_wire is not None:
@@ -141,30 +151,22 @@ class ActorSubmitter:
     def _push(self, ch: ActorChannel, call: ActorCall) -> None:
         ch.in_flight[call.task_id] = call
         address = ch.address
-        payload = [
+        message = CallMethod(
             call.task_id,
             call.method,
             call.args_wire,
             call.slots,
             call.num_returns,
-            self.core.address,
-        ]
+            self.owner.address,
+        )
         on_stream: Callable[[Any], None] | None = None
         if call.num_returns == STREAMING:
 
             def on_stream(item: list) -> None:
-                self._stream_item(call, item, address)
+                self.completion.stream_item(call, item, address)
 
-        future = self.runtime.request(address, "actor", "call", payload, on_stream)
+        future = self.runtime.ask(address, message, on_stream)
         future.add_done_callback(lambda f: self._on_reply(ch, call, address, f))
-
-    def _stream_item(self, call: ActorCall, item: list, address: str) -> None:
-        index, wire, contained = item
-        call.streamed = max(call.streamed, index + 1)
-        self.core.hold_contained(
-            [ids.object_id(call.task_id, index + 1)], contained, address, call.task_id
-        )
-        self.core.streams.item(call.task_id, index, wire)
 
     # -- replies --------------------------------------------------------------------------------
 
@@ -176,10 +178,10 @@ class ActorSubmitter:
         if exc is None:
             status, payload, _seconds, contained = future.result()
             if status == OK:
-                self.core.hold_contained(call.return_ids, contained, address, call.task_id)
-                self._finish(call, payload)
+                self._calls.pop(call.task_id, None)
+                self.completion.succeeded(call, payload, contained, address)
             elif status == FAILED:
-                if self._retry_on_error(call, payload):
+                if self.completion.retries_on_error(call, payload):
                     call.retries_left -= 1
                     self._requeue(ch, call)
                 else:
@@ -188,7 +190,7 @@ class ActorSubmitter:
                 self._finish_cancelled(call)
             return
         if not isinstance(exc, PeerUnreachableError):
-            self._finish(call, [serialization.serialize_error(exc)] * len(call.return_ids))
+            self._finish(call, call.errors_for_all(exc))
             return
         if ch.address == address:
             ch.address = ""  # learn the actor's new state from the GCS
@@ -205,17 +207,6 @@ class ActorSubmitter:
             self._learn_fate(ch)
         self._pump(ch)
 
-    def _retry_on_error(self, call: ActorCall, error_wire: list) -> bool:
-        if call.retries_left == 0 or not call.retry_exceptions or call.cancel_requested:
-            return False
-        if call.retry_exceptions is True:
-            return True
-        try:
-            err = serialization.deserialize(error_wire)
-        except Exception:
-            return False
-        return isinstance(getattr(err, "cause", err), call.retry_exceptions)
-
     def _requeue(self, ch: ActorChannel, call: ActorCall) -> None:
         """Back into the queue at its place by submission order."""
         items = list(ch.queue)
@@ -224,24 +215,14 @@ class ActorSubmitter:
         self._pump(ch)
 
     def _finish(self, call: ActorCall, wires: list) -> None:
-        if call.done:
-            return
-        call.done = True
-        call.pins = []
-        self.core.unpin_for_call(call.pin_ids)
-        self.core.results_failed(call.return_ids, wires)
-        self._calls.pop(call.task_id, None)
-        if call.num_returns == STREAMING:
-            self.core.streams.finish(call.task_id, wires[0] if wires else None)
-            return
-        for obj_id, wire in zip(call.return_ids, wires, strict=False):
-            self.core.set_object(obj_id, wire)
+        if not call.finished:
+            self._calls.pop(call.task_id, None)
+        self.completion.finish(call, wires)
 
     def _finish_cancelled(self, call: ActorCall) -> None:
-        error = errors.TaskCancelledError(
-            call.task_id.hex(), f"actor call {call.fn_name}() was cancelled"
-        )
-        self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+        if not call.finished:
+            self._calls.pop(call.task_id, None)
+        self.completion.cancelled(call, "actor call")
 
     # -- the actor's state ----------------------------------------------------------------------
 
@@ -251,7 +232,7 @@ class ActorSubmitter:
         if not ch.pins or ch.dead is not None or self.runtime.closed:
             ch.pins = []
             return
-        future = self.core.gcs_request("actors", "wait_actor", [ch.actor_id, version, True])
+        future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, version, True])
 
         def answered(f: asyncio.Future) -> None:
             if f.cancelled() or f.exception() is not None:
@@ -269,7 +250,7 @@ class ActorSubmitter:
         if ch.watching or ch.dead is not None:
             return
         ch.watching = True
-        future = self.core.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version])
+        future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version])
         future.add_done_callback(lambda f: self._state_known(ch, f))
 
     def _state_known(self, ch: ActorChannel, future: asyncio.Future) -> None:
@@ -296,7 +277,7 @@ class ActorSubmitter:
         if ch.learning:
             return
         ch.learning = True
-        future = self.core.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version, False])
+        future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version, False])
         # Should the GCS not notice the death (it normally does within a second), fail anyway.
         timer = self.runtime.loop.call_later(FATE_TIMEOUT, self._fail_lost, ch, "", "", None)
 
@@ -322,7 +303,7 @@ class ActorSubmitter:
                 f"the actor's process died while running {call.fn_name}(){what}, and the call "
                 f"has no retries left (max_task_retries)"
             )
-            self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+            self._finish(call, call.errors_for_all(error))
 
     def _declare_dead(self, ch: ActorChannel, cause: str, error_wire: list | None) -> None:
         ch.dead = [cause, error_wire]
@@ -335,7 +316,7 @@ class ActorSubmitter:
 
     def _finish_dead_with(self, call: ActorCall, cause: str, error_wire: list | None) -> None:
         error = self._death_error(call_actor_id(self, call), cause, error_wire)
-        self._finish(call, [serialization.serialize_error(error)] * len(call.return_ids))
+        self._finish(call, call.errors_for_all(error))
 
     def death_error(self, ch: ActorChannel) -> errors.ActorDiedError:
         cause, error_wire = ch.dead or ["", None]
@@ -367,8 +348,8 @@ class ActorSubmitter:
         ch, call = found
         call.cancel_requested = True
         if call.task_id in ch.in_flight and ch.address:
-            self.runtime.send_oneway(ch.address, "actor", "cancel", [task_id, False])
-        elif not call.done:
+            self.runtime.tell(ch.address, CancelCall(task_id, False))
+        elif not call.finished:
             if call in ch.queue:
                 ch.queue.remove(call)
             self._finish_cancelled(call)

@@ -25,9 +25,21 @@ from typing import Any
 import cloudpickle
 
 from actorflow._private import errors, ids, serialization
+from actorflow._private.protocol.message import decode
+from actorflow._private.protocol.worker import (
+    CANCELLED,
+    FAILED,
+    OK,
+    RESCHEDULE,
+    CancelRunningTask,
+    PushTask,
+    Reply,
+    StreamItem,
+)
 from actorflow._private.runtime import Call
-from actorflow._private.worker.core_worker import CoreWorker, current_task_id, current_task_name
-from actorflow._private.worker.task_submitter import CANCELLED, FAILED, OK, RESCHEDULE, STREAMING
+from actorflow._private.worker.calls import STREAMING
+from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.worker.task_context import current_task_id, current_task_name
 
 logger = logging.getLogger("actorflow.executor")
 
@@ -229,14 +241,15 @@ class TaskExecutor:
         return fn
 
     def handle_push_task(self, payload: list, call: Call) -> asyncio.Future:
-        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner = payload[:8]
-        if len(payload) > 8:
-            set_visible_gpus(payload[8])
+        task = decode(PushTask, payload)
+        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner, gpu_ids = task
+        if gpu_ids is not None:
+            set_visible_gpus(gpu_ids)
         future = self.runtime.loop.create_future()
         try:
             fn = self.function(fn_id, blob, fn_name)
         except Exception as exc:
-            future.set_result([FAILED, task_error(fn_name, exc), 0.0, []])
+            future.set_result(Reply(FAILED, task_error(fn_name, exc), 0.0, []))
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
@@ -310,11 +323,11 @@ class TaskExecutor:
         try:
             reply = self._run_sync(job)
         except TaskCancelledSignal:
-            reply = [CANCELLED, None, 0.0, []]
+            reply = Reply(CANCELLED, None, 0.0, [])
         self._running.pop(job.task_id, None)
         self.runtime.call_soon(self._reply, job, reply)
 
-    def _reply(self, job: _Job, reply: list) -> None:
+    def _reply(self, job: _Job, reply: Reply) -> None:
         """Answer the caller once what the job read is let go of (loop thread): its mappings
         of shared arguments, and the store's and owners' acknowledgements that must precede
         the caller's freeing of them."""
@@ -322,13 +335,13 @@ class TaskExecutor:
             self.core.shared.release(obj_id, job=True)
         self.core.after_borrows_settled(job.opened, lambda: _settle(job.future, reply))
 
-    def handle_cancel_task(self, payload: list, call: Call | None) -> None:
-        task_id, force, recursive = payload
+    def handle_cancel_task(self, payload: Any, call: Call | None) -> None:
+        task_id, force, recursive = decode(CancelRunningTask, payload)
         if recursive:
             self.core.submitter.cancel_children(task_id, bool(force))
         job = self._unqueue(task_id)
         if job is not None:
-            job.future.set_result([CANCELLED, None, 0.0, []])
+            job.future.set_result(Reply(CANCELLED, None, 0.0, []))
             return
         job = self._running.get(task_id)
         if job is None:
@@ -354,7 +367,7 @@ class TaskExecutor:
             for job in bounced:
                 del self._queued[job.task_id]
         for job in bounced:
-            job.future.set_result([RESCHEDULE, None, 0.0, []])
+            job.future.set_result(Reply(RESCHEDULE, None, 0.0, []))
 
     # -- running (main thread for sync functions) -----------------------------------------------
 
@@ -376,14 +389,14 @@ class TaskExecutor:
             try:
                 reply = self._run_sync(job)
             except TaskCancelledSignal:  # the signal landed just after the function returned
-                reply = [CANCELLED, None, 0.0, []]
+                reply = Reply(CANCELLED, None, 0.0, [])
             self._running.pop(job.task_id, None)
             self.runtime.call_soon(self._reply, job, reply)
 
     def stop(self) -> None:
         self._main_queue.put(None)
 
-    def _run_sync(self, job: _Job) -> list:
+    def _run_sync(self, job: _Job) -> Reply:
         if self.exit_reason is not None:
             return self._refused(0.0)
         token = current_task_id.set(job.task_id)
@@ -399,29 +412,29 @@ class TaskExecutor:
                     )
                     self.runtime.call_soon(job.call.stream, [index, wires[0], contained])
                     index += 1
-                return [OK, [], time.perf_counter() - start, []]
+                return Reply(OK, [], time.perf_counter() - start, [])
             value = job.fn(*args, **kwargs)
             if inspect.isgenerator(value):
                 value = list(value)  # a generator called with a fixed num_returns
             wires, contained = serialize_returns(
                 self.core, value, job.num_returns, job.fn_name, job
             )
-            return [OK, wires, time.perf_counter() - start, contained]
+            return Reply(OK, wires, time.perf_counter() - start, contained)
         except TaskCancelledSignal:
-            return [CANCELLED, None, time.perf_counter() - start, []]
+            return Reply(CANCELLED, None, time.perf_counter() - start, [])
         except ActorExitSignal as exit_signal:
             return self._actor_exit_reply(start, exit_signal)
         except KeyboardInterrupt as exc:
             if job.cancelled:
-                return [CANCELLED, None, time.perf_counter() - start, []]
-            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
+                return Reply(CANCELLED, None, time.perf_counter() - start, [])
+            return Reply(FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         except Exception as exc:
-            return [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
+            return Reply(FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         finally:
             current_task_name.reset(name_token)
             current_task_id.reset(token)
 
-    def _actor_exit_reply(self, start: float, exit_signal: ActorExitSignal) -> list:
+    def _actor_exit_reply(self, start: float, exit_signal: ActorExitSignal) -> Reply:
         reason = str(exit_signal) or "the actor exited: exit_actor() was called"
         # Set here, on the thread that ran the call, so that no call queued behind it runs.
         self.exit_reason = reason
@@ -429,9 +442,9 @@ class TaskExecutor:
             self.runtime.call_soon(self.on_actor_exit, reason)
         return self._refused(start)
 
-    def _refused(self, start: float) -> list:
+    def _refused(self, start: float) -> Reply:
         error = errors.ActorDiedError(f"the actor is dead: {self.exit_reason}")
-        return [FAILED, serialization.serialize_error(error), time.perf_counter() - start, []]
+        return Reply(FAILED, serialization.serialize_error(error), time.perf_counter() - start, [])
 
     async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
         if limiter is not None:
@@ -460,9 +473,9 @@ class TaskExecutor:
                     wires, contained = serialize_returns(
                         self.core, item, 1, job.fn_name, job, index + 1
                     )
-                    job.call.stream([index, wires[0], contained])
+                    job.call.stream(StreamItem(index, wires[0], contained))
                     index += 1
-                reply = [OK, [], time.perf_counter() - start, []]
+                reply = Reply(OK, [], time.perf_counter() - start, [])
             else:
                 if inspect.isasyncgenfunction(job.fn):
                     value = [item async for item in job.fn(*args, **kwargs)]
@@ -473,13 +486,13 @@ class TaskExecutor:
                 wires, contained = serialize_returns(
                     self.core, value, job.num_returns, job.fn_name, job
                 )
-                reply = [OK, wires, time.perf_counter() - start, contained]
+                reply = Reply(OK, wires, time.perf_counter() - start, contained)
         except asyncio.CancelledError:
-            reply = [CANCELLED, None, time.perf_counter() - start, []]
+            reply = Reply(CANCELLED, None, time.perf_counter() - start, [])
         except ActorExitSignal as exit_signal:
             reply = self._actor_exit_reply(start, exit_signal)
         except Exception as exc:
-            reply = [FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, []]
+            reply = Reply(FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
 
@@ -489,6 +502,6 @@ async def _aiter(items: Any) -> Any:
         yield item
 
 
-def _settle(future: asyncio.Future, reply: list) -> None:
+def _settle(future: asyncio.Future, reply: Reply) -> None:
     if not future.done():
         future.set_result(reply)

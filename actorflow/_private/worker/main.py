@@ -37,14 +37,14 @@ def main() -> None:
         if path not in sys.path:
             sys.path.insert(0, path)
 
-    from actorflow._private import context
     from actorflow._private.config import Config
     from actorflow._private.loop_thread import LoopThread
     from actorflow._private.runtime import Runtime
-    from actorflow._private.worker import output
+    from actorflow._private.worker import context, output
     from actorflow._private.worker.actor_host import ActorHost
-    from actorflow._private.worker.core_worker import CoreWorker, current_task_name
+    from actorflow._private.worker.core_worker import CoreWorker
     from actorflow._private.worker.executor import TaskExecutor
+    from actorflow._private.worker.task_context import current_task_name
 
     config = Config.from_env()
     raylet_address = env["ACTORFLOW_RAYLET_ADDRESS"]
@@ -92,7 +92,7 @@ def main() -> None:
             runtime.send_oneway, raylet_address, "raylet", "worker_unblocked", [worker_id]
         )
 
-    core.on_blocked, core.on_unblocked = blocked, unblocked
+    core.blocking.on_blocked, core.blocking.on_unblocked = blocked, unblocked
     extensions = env.get("ACTORFLOW_WORKER_EXTENSIONS", "")
     for hook in filter(None, extensions.split(",")):
         module, _, name = hook.partition(":")

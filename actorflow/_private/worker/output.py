@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -46,3 +47,14 @@ class ForwardingStream(io.TextIOBase):
 
 def origin_label(name: str) -> str:
     return f"{name} pid={os.getpid()}" if name else f"pid={os.getpid()}"
+
+
+def print_forwarded(origin: str, is_stderr: bool, text: str) -> None:
+    """In the driver: a worker's output lines, each prefixed with where it ran."""
+    stream = sys.stderr if is_stderr else sys.stdout
+    prefix = f"({origin}) "
+    try:
+        stream.write("".join(prefix + line + "\n" for line in text.splitlines()))
+        stream.flush()
+    except Exception:
+        pass  # the driver's own stdout is closed: nothing to print to

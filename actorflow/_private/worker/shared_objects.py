@@ -28,14 +28,15 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from actorflow._private import errors, serialization
+from actorflow._private.config import Config
 from actorflow._private.node import shm
 from actorflow._private.node.transfer import NodeDirectory, describe
-
-if TYPE_CHECKING:
-    from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.ownership.table import ObjectTable
+from actorflow._private.runtime import Runtime
+from actorflow._private.worker.control_client import ControlClient
 
 SHARED = serialization.SHARED
 SWEEP_SECONDS = 1.0
@@ -52,10 +53,25 @@ class _Mapping:
 
 
 class SharedObjects:
-    def __init__(self, core: CoreWorker, spill_dir: str) -> None:
-        self.core = core
-        self.runtime = core.runtime
-        self.threshold = core.config.inline_object_max_bytes
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: Config,
+        control: ControlClient,
+        objects: ObjectTable,
+        *,
+        node_id: str,
+        raylet_address: str,
+        shm_prefix: str,
+        spill_dir: str,
+    ) -> None:
+        self.runtime = runtime
+        self.threshold = config.inline_object_max_bytes
+        self._control = control
+        self._objects = objects
+        self._node_id = node_id
+        self._raylet_address = raylet_address
+        self._shm_prefix = shm_prefix
         self.spill_dir = spill_dir
         self._lock = threading.Lock()
         self._maps: dict[bytes, _Mapping] = {}
@@ -64,11 +80,11 @@ class SharedObjects:
         self._write_maps: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()
         self._write_lock = threading.Lock()
         self._copies: dict[bytes, set[str]] = {}  # our objects -> stores holding copies
-        self.nodes = NodeDirectory(lambda: self.core.gcs_request("gcs", "get_nodes", None))
+        self.nodes = NodeDirectory(lambda: self._control.gcs_request("gcs", "get_nodes", None))
 
     @property
     def store_address(self) -> str:
-        return self.core.raylet_address
+        return self._raylet_address
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -82,27 +98,27 @@ class SharedObjects:
             return serialization.inline(wire)
         if wire[0] == serialization.PLAIN:  # a large str or bytes: pickled to be stored
             wire = [serialization.PICKLED, pickle.dumps(wire[1], protocol=5), []]
-        return self.write(obj_id, wire[1], wire[2], owner or self.core.address)
+        return self.write(obj_id, wire[1], wire[2], owner or self.runtime.address)
 
     def write(self, obj_id: bytes, data: Any, buffers: list, owner: str) -> list:
         buffer_lens = [memoryview(b).nbytes for b in buffers]
         data_len = memoryview(data).nbytes
         offsets, nbytes = shm.layout(data_len, buffer_lens)
-        if self.core.on_loop_thread():
+        if self._control.on_loop_thread():
             return self._write_own_segment(
                 obj_id, data, buffers, offsets, nbytes, owner, data_len, buffer_lens
             )
-        answer = self.core.call_control(
+        answer = self._control.call_control(
             self.store_address,
             "store",
             "create",
-            [obj_id, nbytes, owner, self.core.address],
+            [obj_id, nbytes, owner, self.runtime.address],
             timeout=None,
         )
         if answer[0] == "exists":
             return answer[1]
         name, capacity, fresh = answer
-        wire = [SHARED, self.core.node_id, name, obj_id, data_len, buffer_lens]
+        wire = [SHARED, self._node_id, name, obj_id, data_len, buffer_lens]
         try:
             self._fill(name, capacity, fresh, obj_id, data, buffers, offsets)
         except BaseException:
@@ -190,17 +206,16 @@ class SharedObjects:
             shm.write_parts(fd, obj_id, data, buffers, offsets)
         finally:
             os.close(fd)
-        wire = [SHARED, self.core.node_id, name, obj_id, data_len, buffer_lens]
+        wire = [SHARED, self._node_id, name, obj_id, data_len, buffer_lens]
         self.runtime.send_oneway(
             self.store_address, "store", "adopt", [obj_id, nbytes, owner, name, wire]
         )
         return wire
 
     def _prefix(self) -> str:
-        prefix = self.core.extensions.get("shm_prefix")
-        if prefix is None:
+        if not self._shm_prefix:
             raise errors.ActorflowError("this process does not know its node's object store")
-        return str(prefix)
+        return self._shm_prefix
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -208,7 +223,7 @@ class SharedObjects:
         """The value of a SHARED wire, built on views of this process's mapping of it (an
         object of another node is pulled here first)."""
         while True:
-            if wire[1] != self.core.node_id and wire[3] not in self._maps:
+            if wire[1] != self._node_id and wire[3] not in self._maps:
                 wire = self._localize_blocking(wire)
             views = self._views(wire, job)
             if views is not None:
@@ -224,7 +239,7 @@ class SharedObjects:
         with self._lock:
             entry = self._maps.get(obj_id)
             if entry is None:
-                if node != self.core.node_id:
+                if node != self._node_id:
                     return None
                 mapping = shm.map_for_reading(
                     [os.path.join(shm.SHM_ROOT, name), os.path.join(self.spill_dir, obj_id.hex())],
@@ -236,7 +251,7 @@ class SharedObjects:
                     )
                 entry = self._maps[obj_id] = _Mapping(mapping)
                 self.runtime.call_soon(self._register, obj_id, entry)
-                if not job and not self.core.objects.is_known(obj_id):
+                if not job and not self._objects.is_known(obj_id):
                     self.runtime.call_soon(self._linger, obj_id)  # no table entry will free it
             if job:
                 entry.jobs += 1
@@ -249,7 +264,7 @@ class SharedObjects:
             isinstance(wire, list)
             and len(wire) == 6
             and wire[0] == SHARED
-            and wire[1] != self.core.node_id
+            and wire[1] != self._node_id
         )
 
     async def localize(self, wire: list) -> list:
@@ -275,7 +290,7 @@ class SharedObjects:
         return await asyncio.wrap_future(future)
 
     def _localize_blocking(self, wire: list) -> list:
-        if self.core.on_loop_thread():
+        if self._control.on_loop_thread():
             raise errors.ActorflowError(
                 f"object {wire[3].hex()} is on another node and must be pulled before it is "
                 f"read on actorflow's event loop: await the ref instead"
@@ -297,7 +312,7 @@ class SharedObjects:
     def copied(self, obj_id: bytes, store: str) -> bool:
         """A store made a copy of an object we own (loop thread): False if we no longer know
         the object (the store frees its copy then)."""
-        if not self.core.objects.is_known(obj_id):
+        if not self._objects.is_known(obj_id):
             return False
         self._copies.setdefault(obj_id, set()).add(store)
         return True
@@ -306,7 +321,7 @@ class SharedObjects:
         """Our object is nobody's: free it in the store that made it and in every store that
         holds a copy (loop thread)."""
         stores = self._copies.pop(obj_id, set())
-        if wire[1] == self.core.node_id:
+        if wire[1] == self._node_id:
             stores.discard(self.store_address)
             # After this process's own "opened"/"closed" on the same connection: in order.
             self.runtime.send_oneway(self.store_address, "store", "free", [[obj_id]])
@@ -330,7 +345,7 @@ class SharedObjects:
 
     def _register(self, obj_id: bytes, entry: _Mapping) -> None:
         entry.registered = self.runtime.request(
-            self.store_address, "store", "opened", [obj_id, self.core.address]
+            self.store_address, "store", "opened", [obj_id, self.runtime.address]
         )
         entry.registered.add_done_callback(_ignore_failure)
 
@@ -343,7 +358,7 @@ class SharedObjects:
                 return
             if job:
                 entry.jobs -= 1
-            if entry.jobs > 0 or self.core.objects.is_known(obj_id):
+            if entry.jobs > 0 or self._objects.is_known(obj_id):
                 return
             if not self._close(obj_id, entry):  # a value read from it is still alive
                 self._lingering.add(obj_id)
@@ -379,7 +394,7 @@ class SharedObjects:
         self._after_registered(
             entry,
             lambda: self.runtime.send_oneway(
-                self.store_address, "store", "closed", [obj_id, self.core.address]
+                self.store_address, "store", "closed", [obj_id, self.runtime.address]
             ),
         )
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
-from actorflow._private import ids
-
-if TYPE_CHECKING:
-    from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private import errors, ids
+from actorflow._private.ownership.table import ObjectTable
+from actorflow._private.worker.task_context import Blocking
 
 
 class _Stream:
@@ -27,8 +25,12 @@ class _Stream:
 
 
 class StreamTable:
-    def __init__(self, core: CoreWorker) -> None:
-        self.core = core
+    def __init__(
+        self, objects: ObjectTable, set_object: Callable[[bytes, list], None], blocking: Blocking
+    ) -> None:
+        self._objects = objects
+        self._set_object = set_object
+        self._blocking = blocking
         self._lock = threading.Lock()
         self._streams: dict[bytes, _Stream] = {}
 
@@ -39,11 +41,11 @@ class StreamTable:
     def item(self, task_id: bytes, index: int, wire: list) -> None:
         """Loop thread: item number index of the stream arrived."""
         obj_id = ids.object_id(task_id, index + 1)
-        self.core.set_object(obj_id, wire)
+        self._set_object(obj_id, wire)
         with self._lock:
             stream = self._streams.get(task_id)
             if stream is None:  # the reader dropped the generator: nobody will take it
-                self.core.objects.discard_if_unreferenced(obj_id)
+                self._objects.discard_if_unreferenced(obj_id)
                 return
             stream.produced = max(stream.produced, index + 1)
             waiters, stream.waiters = stream.waiters, []
@@ -57,7 +59,7 @@ class StreamTable:
             if stream is None:
                 return
             if error_wire is not None:
-                self.core.set_object(ids.object_id(task_id, stream.produced + 1), error_wire)
+                self._set_object(ids.object_id(task_id, stream.produced + 1), error_wire)
                 stream.produced += 1
             stream.finished = True
             waiters, stream.waiters = stream.waiters, []
@@ -86,17 +88,9 @@ class StreamTable:
         found = self._ready(task_id, index, waker.release)
         if found is not None:
             return found
-        blocked = self.core.on_blocked is not None
-        if blocked:
-            self.core.on_blocked()  # type: ignore[misc]
-        try:
+        with self._blocking.blocked(only_in_a_task=False):
             if not waker.acquire(timeout=-1 if timeout is None else timeout):
-                from actorflow._private.errors import GetTimeoutError
-
-                raise GetTimeoutError(f"no next item of the generator within {timeout} s")
-        finally:
-            if blocked:
-                self.core.on_unblocked()  # type: ignore[misc]
+                raise errors.GetTimeoutError(f"no next item of the generator within {timeout} s")
         return bool(self._ready(task_id, index, None))
 
     async def wait_next_async(self, task_id: bytes, index: int) -> bool:
@@ -128,4 +122,4 @@ class StreamTable:
         if stream is None:
             return
         for index in range(consumed, stream.produced):
-            self.core.objects.discard_if_unreferenced(ids.object_id(task_id, index + 1))
+            self._objects.discard_if_unreferenced(ids.object_id(task_id, index + 1))

@@ -15,53 +15,37 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from actorflow._private import errors, ids, serialization
+from actorflow._private import errors, serialization
+from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
-
-if TYPE_CHECKING:
-    from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.protocol.worker import (
+    CANCELLED,
+    FAILED,
+    OK,
+    RESCHEDULE,
+    CancelRunningTask,
+    PushTask,
+)
+from actorflow._private.runtime import Runtime
+from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Completion
 
 logger = logging.getLogger("actorflow.tasks")
 
-# Reply statuses from a worker (see task_executor.py).
-OK, FAILED, CANCELLED, RESCHEDULE = 0, 1, 2, 3
-STREAMING = -1  # num_returns of a streaming generator task
 
 RESOLVING, QUEUED, RUNNING, DONE = range(4)
 
 
-@dataclass(eq=False)
-class PendingTask:
-    task_id: bytes
+@dataclass(eq=False, kw_only=True)
+class PendingTask(CallRecord):
     fn_id: bytes
     fn_blob: bytes
-    fn_name: str
-    args_wire: list
-    slots: list  # [[position or keyword, ObjectRef or wire], ...]
-    num_returns: int
     resources: dict[str, float]
-    retries_left: int
-    retry_exceptions: Any  # bool or tuple of exception types
-    parent_task_id: bytes | None
-    strategy: Any = None  # scheduling.py's wire form
+    strategy: Any = None  # scheduling_strategies.py's wire form
     state: int = RESOLVING
-    unresolved: int = 0
     worker: LeasedWorker | None = None
-    cancel_requested: bool = False
     force_cancel: bool = False
-    streamed: int = 0
-    pinned: list = field(default_factory=list)
-    pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
-
-    return_ids: list[bytes] = field(init=False)
-
-    def __post_init__(self) -> None:  # computed once: it is read several times per call
-        if self.num_returns == STREAMING:
-            self.return_ids = [ids.object_id(self.task_id, 0)]
-        else:
-            self.return_ids = [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
 
 
 @dataclass(eq=False)
@@ -87,10 +71,13 @@ class ShapeQueue:
 
 
 class TaskSubmitter:
-    def __init__(self, core: CoreWorker) -> None:
-        self.core = core
-        self.runtime = core.runtime
-        self.config = core.config
+    def __init__(
+        self, runtime: Runtime, config: Config, owner: CallOwner, completion: Completion
+    ) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.owner = owner
+        self.completion = completion
         self.tasks: dict[bytes, PendingTask] = {}
         self.children: dict[bytes, set[bytes]] = {}  # parent task -> tasks it submitted
         self._shapes: dict[tuple, ShapeQueue] = {}
@@ -110,7 +97,7 @@ class TaskSubmitter:
             def resolved(wire: list, slot: list = slot) -> None:
                 self._resolved(task, slot, wire)
 
-            self.core.resolve_ref(slot[1], resolved)
+            self.owner.resolve_ref(slot[1], resolved)
         if not task.slots:
             self._enqueue(task)  # with slots, the last one resolved enqueues it
 
@@ -181,12 +168,19 @@ class TaskSubmitter:
         the same request, already counted in pending_leases."""
         if not (spilled or again):
             shape.pending_leases += 1
-        raylet = raylet or self.core.raylet_address
+        raylet = raylet or self.owner.raylet_address
         future = self.runtime.request(
             raylet,
             "raylet",
             "request_lease",
-            [shape.resources, False, self.core.job_id, shape.strategy, spilled, self.core.job_info],
+            [
+                shape.resources,
+                False,
+                self.owner.job_id,
+                shape.strategy,
+                spilled,
+                self.owner.job_info,
+            ],
         )
         future.add_done_callback(lambda f: self._lease_granted(shape, raylet, f))
 
@@ -201,7 +195,7 @@ class TaskSubmitter:
         exc = future.exception()
         if (
             isinstance(exc, PeerUnreachableError)
-            and raylet != self.core.raylet_address
+            and raylet != self.owner.raylet_address
             and not self.runtime.closed
         ):
             # The node it was spilled to is gone: ask the local raylet again, once the
@@ -219,12 +213,12 @@ class TaskSubmitter:
             while shape.queue:
                 task = shape.queue.popleft()
                 if task.state == QUEUED:
-                    self._finish(task, [serialization.serialize_error(exc)] * len(task.return_ids))
+                    self._finish(task, task.errors_for_all(exc))
             return
         lease_id, worker_id, address, gpu_ids = future.result()
         worker = LeasedWorker(lease_id, worker_id, address, raylet, gpu_ids)
-        if raylet != self.core.raylet_address:
-            self.core.watch_node_deaths()
+        if raylet != self.owner.raylet_address:
+            self.owner.watch_node_deaths()
         shape.workers.append(worker)
         self._pump(shape)
         if worker.in_flight == 0:
@@ -270,7 +264,7 @@ class TaskSubmitter:
         if task.fn_id not in sent:
             sent.add(task.fn_id)
             blob = task.fn_blob
-        payload = [
+        message = PushTask(
             task.task_id,
             task.fn_id,
             blob,
@@ -278,27 +272,18 @@ class TaskSubmitter:
             task.args_wire,
             task.slots,
             task.num_returns,
-            self.core.address,
-        ]
-        if worker.gpu_ids is not None:
-            payload.append(worker.gpu_ids)
+            self.owner.address,
+            worker.gpu_ids,
+        )
         on_stream: Callable[[Any], None] | None = None
         if task.num_returns == STREAMING:
 
             def on_stream(item: list) -> None:
-                self._stream_item(task, item)
+                sender = task.worker.address if task.worker is not None else ""
+                self.completion.stream_item(task, item, sender)
 
-        future = self.runtime.request(worker.address, "worker", "push_task", payload, on_stream)
+        future = self.runtime.ask(worker.address, message, on_stream)
         future.add_done_callback(lambda f: self._on_reply(shape, task, worker, slow, f))
-
-    def _stream_item(self, task: PendingTask, item: list) -> None:
-        index, wire, contained = item
-        task.streamed = max(task.streamed, index + 1)
-        sender = task.worker.address if task.worker is not None else ""
-        self.core.hold_contained(
-            [ids.object_id(task.task_id, index + 1)], contained, sender, task.task_id
-        )
-        self.core.streams.item(task.task_id, index, wire)
 
     def _on_reply(
         self,
@@ -314,7 +299,7 @@ class TaskSubmitter:
         exc = future.exception()
         if exc is not None and not isinstance(exc, PeerUnreachableError):
             # The task could not be sent or answered (e.g. over the frame limit): its error.
-            self._finish(task, [serialization.serialize_error(exc)] * len(task.return_ids))
+            self._finish(task, task.errors_for_all(exc))
         elif exc is not None:
             self._worker_lost(shape, worker)
             self._after_crash(task, exc)
@@ -323,10 +308,10 @@ class TaskSubmitter:
             old = self._fn_seconds.get(task.fn_id)
             self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
             if status == OK:
-                self.core.hold_contained(task.return_ids, contained, worker.address, task.task_id)
-                self._finish(task, payload)
+                self._forget(task)
+                self.completion.succeeded(task, payload, contained, worker.address)
             elif status == FAILED:
-                if self._should_retry_on_error(task, payload):
+                if self.completion.retries_on_error(task, payload):
                     task.retries_left -= 1
                     self._enqueue(task)
                 else:
@@ -363,23 +348,12 @@ class TaskSubmitter:
                 f"the worker running {task.fn_name}() died before it finished ({exc}); "
                 f"no retries left"
             )
-            self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
-
-    def _should_retry_on_error(self, task: PendingTask, error_wire: list) -> bool:
-        if task.retries_left == 0 or not task.retry_exceptions or task.cancel_requested:
-            return False
-        if task.retry_exceptions is True:
-            return True
-        try:
-            err = serialization.deserialize(error_wire)
-        except Exception:
-            return False
-        cause = getattr(err, "cause", err)
-        return isinstance(cause, task.retry_exceptions)
+            self._finish(task, task.errors_for_all(error))
 
     # -- completion -----------------------------------------------------------------------------
 
-    def _finish(self, task: PendingTask, wires: list) -> None:
+    def _forget(self, task: PendingTask) -> None:
+        """The task is done: it is no longer this submitter's to retry or cancel."""
         if task.state == DONE:
             return
         task.state = DONE
@@ -390,20 +364,14 @@ class TaskSubmitter:
                 siblings.discard(task.task_id)
                 if not siblings:
                     del self.children[task.parent_task_id]
-        task.pinned = []  # the refs and handles its arguments held may go now
-        self.core.unpin_for_call(task.pin_ids)
-        self.core.results_failed(task.return_ids, wires)
-        if task.num_returns == STREAMING:
-            self.core.streams.finish(task.task_id, wires[0] if wires else None)
-            return
-        for obj_id, wire in zip(task.return_ids, wires, strict=False):
-            self.core.set_object(obj_id, wire)
+
+    def _finish(self, task: PendingTask, wires: list) -> None:
+        self._forget(task)
+        self.completion.finish(task, wires)
 
     def _finish_cancelled(self, task: PendingTask) -> None:
-        error = errors.TaskCancelledError(
-            task.task_id.hex(), f"task {task.fn_name}() was cancelled"
-        )
-        self._finish(task, [serialization.serialize_error(error)] * len(task.return_ids))
+        self._forget(task)
+        self.completion.cancelled(task, "task")
 
     # -- cancellation ---------------------------------------------------------------------------
 
@@ -416,9 +384,7 @@ class TaskSubmitter:
         if task.state in (RESOLVING, QUEUED):
             self._finish_cancelled(task)
         elif task.worker is not None:
-            self.runtime.send_oneway(
-                task.worker.address, "worker", "cancel_task", [task_id, force, recursive]
-            )
+            self.runtime.tell(task.worker.address, CancelRunningTask(task_id, force, recursive))
 
     def cancel_children(self, parent_task_id: bytes, force: bool) -> None:
         for child in list(self.children.get(parent_task_id, ())):

@@ -9,7 +9,7 @@ import inspect
 from typing import Any
 
 from actorflow._private.node.resources import normalize
-from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from actorflow._private.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 COMMON = {
     "num_cpus",

@@ -1,0 +1,78 @@
+"""Messages to a worker: tasks for its executor (actor "worker"), calls for the actor it hosts
+(actor "actor"), and what they answer.
+
+Every task or call is answered with a ``Reply``; a streaming one also sends a ``StreamItem`` per
+item it yields before that.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from actorflow._private.protocol.message import message
+
+# Reply statuses.
+OK = 0  # payload: one wire per result
+FAILED = 1  # payload: the error's wire
+CANCELLED = 2  # payload: nil
+RESCHEDULE = 3  # the worker is leaving: send the task elsewhere (payload: nil)
+
+
+class Reply(NamedTuple):
+    status: int
+    payload: Any
+    seconds: float  # how long it ran (the owner learns which functions are short)
+    contained: list  # refs and handles inside the results: ["object"|"actor", ...]
+
+
+class StreamItem(NamedTuple):
+    position: int  # which item of the stream (from 0)
+    wire: list
+    contained: list
+
+
+@message("worker", "push_task")
+class PushTask(NamedTuple):
+    task_id: bytes
+    fn_id: bytes
+    fn_blob: bytes | None  # the function, the first time this worker gets it from us
+    fn_name: str
+    args_wire: list
+    slots: list  # [[position or keyword, wire], ...]: resolved top-level ref arguments
+    num_returns: int
+    owner: str
+    gpu_ids: list | None = None  # the GPUs of the lease, for CUDA_VISIBLE_DEVICES
+
+
+@message("worker", "cancel_task")
+class CancelRunningTask(NamedTuple):
+    task_id: bytes
+    force: bool
+    recursive: bool
+
+
+@message("actor", "become_actor")
+class BecomeActor(NamedTuple):
+    """The GCS makes this worker host an actor (answered like a task: a Reply)."""
+
+    actor_id: str
+    spec: dict
+    restarts: int
+    gcs_address: str
+    gpu_ids: list | None = None
+
+
+@message("actor", "call")
+class CallMethod(NamedTuple):
+    task_id: bytes
+    method: str
+    args_wire: list
+    slots: list
+    num_returns: int
+    caller: str
+
+
+@message("actor", "cancel")
+class CancelCall(NamedTuple):
+    task_id: bytes
+    force: bool

@@ -1,0 +1,142 @@
+"""What tasks and actor calls share: the call record, and how a call ends.
+
+A call is submitted with its arguments serialised once (top-level refs as slots resolved before
+it is sent), pins what its arguments hold until it is done, and ends in one of three ways: its
+results arrive (with the refs and handles they hold), it fails (retried if its options say so) or
+it is cancelled. The task submitter and the actor submitter differ in where they send a call and
+how they recover from a lost worker; the rest is here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from actorflow._private import errors, ids, serialization
+from actorflow._private.ownership.state import Ownership
+from actorflow._private.worker.streams import StreamTable
+
+STREAMING = -1  # num_returns of a streaming generator
+
+
+class CallOwner(Protocol):
+    """What the submitters need of the process that owns their calls (the core worker)."""
+
+    job_id: str
+    # The job as raylets need it to start its workers, sent with lease requests.
+    job_info: dict[str, Any] | None
+    raylet_address: str
+
+    @property
+    def address(self) -> str: ...
+
+    def resolve_ref(self, ref: Any, callback: Callable[[list], None]) -> None: ...
+
+    def watch_node_deaths(self) -> None: ...
+
+    def gcs_request(self, target: str, method: str, payload: Any) -> asyncio.Future: ...
+
+
+@dataclass(eq=False, kw_only=True)
+class CallRecord:
+    task_id: bytes
+    fn_name: str
+    args_wire: list
+    slots: list  # [[position or keyword, ObjectRef or wire], ...]
+    num_returns: int
+    retries_left: int
+    retry_exceptions: Any  # bool or tuple of exception types
+    parent_task_id: bytes | None = None
+    unresolved: int = 0
+    cancel_requested: bool = False
+    streamed: int = 0  # items a streaming call has yielded so far
+    pinned: list = field(default_factory=list)  # refs and handles its arguments hold
+    pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
+    finished: bool = False
+
+    return_ids: list[bytes] = field(init=False)
+
+    def __post_init__(self) -> None:  # computed once: it is read several times per call
+        if self.num_returns == STREAMING:
+            self.return_ids = [ids.object_id(self.task_id, 0)]
+        else:
+            self.return_ids = [ids.object_id(self.task_id, i + 1) for i in range(self.num_returns)]
+
+    def errors_for_all(self, error: BaseException) -> list:
+        """One error wire per result."""
+        return [serialization.serialize_error(error)] * len(self.return_ids)
+
+
+def retry_exceptions_option(value: Any) -> Any:
+    """retry_exceptions as the records keep it: a bool or a tuple of exception types."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+class Completion:
+    """Ends calls: stores their results (or errors) and lets go of what they held."""
+
+    def __init__(
+        self,
+        ownership: Ownership,
+        streams: StreamTable,
+        set_object: Callable[[bytes, list], None],
+        hold_contained: Callable[[list, list, str, bytes], None],
+        results_failed: Callable[[list, list], None],
+    ) -> None:
+        self._ownership = ownership
+        self._streams = streams
+        self._set_object = set_object
+        self._hold_contained = hold_contained
+        self._results_failed = results_failed
+
+    def succeeded(self, call: CallRecord, wires: list, contained: list, sender: str) -> bool:
+        """The results arrived, holding contained (refs and handles sent by sender). What they
+        hold is taken even for a late reply, so that the sender hears it may let go."""
+        self._hold_contained(call.return_ids, contained, sender, call.task_id)
+        return self.finish(call, wires)
+
+    def finish(self, call: CallRecord, wires: list) -> bool:
+        """Store the call's results; False if it had already finished (a late reply after a
+        retry, or a cancellation that raced its reply)."""
+        if call.finished:
+            return False
+        call.finished = True
+        call.pinned = []  # the refs and handles its arguments held may go now
+        self._ownership.unpin_for_call(call.pin_ids)
+        self._results_failed(call.return_ids, wires)
+        if call.num_returns == STREAMING:
+            self._streams.finish(call.task_id, wires[0] if wires else None)
+        else:
+            for obj_id, wire in zip(call.return_ids, wires, strict=False):
+                self._set_object(obj_id, wire)
+        return True
+
+    def cancelled(self, call: CallRecord, kind: str) -> bool:
+        error = errors.TaskCancelledError(
+            call.task_id.hex(), f"{kind} {call.fn_name}() was cancelled"
+        )
+        return self.finish(call, call.errors_for_all(error))
+
+    def stream_item(self, call: CallRecord, item: list, sender: str) -> None:
+        """A streaming call yielded item [index, wire, contained]."""
+        index, wire, contained = item
+        call.streamed = max(call.streamed, index + 1)
+        self._hold_contained(
+            [ids.object_id(call.task_id, index + 1)], contained, sender, call.task_id
+        )
+        self._streams.item(call.task_id, index, wire)
+
+    @staticmethod
+    def retries_on_error(call: CallRecord, error_wire: list) -> bool:
+        """Does this application error get the call retried (retry_exceptions, retries left)?"""
+        if call.retries_left == 0 or not call.retry_exceptions or call.cancel_requested:
+            return False
+        if call.retry_exceptions is True:
+            return True
+        try:
+            err = serialization.deserialize(error_wire)
+        except Exception:
+            return False
+        return isinstance(getattr(err, "cause", err), call.retry_exceptions)
