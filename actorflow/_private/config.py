@@ -7,6 +7,34 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
+from actorflow._private import errors
+
+# The two variables that are not Config fields: where the cluster is, and its secret. Each is read
+# here only.
+ADDRESS_VARIABLE = "ACTORFLOW_ADDRESS"
+TOKEN_VARIABLE = "ACTORFLOW_TOKEN"
+
+
+def env_address() -> str:
+    """ACTORFLOW_ADDRESS (as RAY_ADDRESS): the cluster a driver joins; "" if unset."""
+    return os.environ.get(ADDRESS_VARIABLE, "")
+
+
+def env_token(*, consume: bool = False) -> bytes | None:
+    """The cluster token given in ACTORFLOW_TOKEN (hex); None if it is unset or blank. consume:
+    also remove it from this process's environment, so that no child inherits it."""
+    raw = os.environ.pop(TOKEN_VARIABLE, "") if consume else os.environ.get(TOKEN_VARIABLE, "")
+    raw = raw.strip()
+    if not raw:
+        return None
+    try:
+        return bytes.fromhex(raw)
+    except ValueError:
+        raise errors.AuthenticationError(
+            f"{TOKEN_VARIABLE} is not a hex string: give the cluster's token as written in "
+            "the token file of its head's session directory"
+        ) from None
+
 
 @dataclass(frozen=True)
 class Config:
@@ -52,9 +80,31 @@ class Config:
     use_forkserver: bool = True
     # Forward worker print/logging output to the driver's terminal.
     log_to_driver: bool = True
+    # Hooks each worker calls at start, "module:function" separated by commas; each is called
+    # with (core_worker, executor).
+    worker_extensions: str = ""
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        """A Config from plain values (as dataclasses.asdict gives them); ValueError naming the
+        field that is unknown or of the wrong type."""
+        by_name = {f.name: f for f in fields(cls)}
+        unknown = sorted(set(values) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown Config field(s) {', '.join(unknown)}")
+        for name, value in values.items():
+            kind: Any = type(by_name[name].default)
+            fits = isinstance(value, kind) and (kind is bool) == isinstance(value, bool)
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                fits = True
+            if not fits:
+                raise ValueError(
+                    f"Config.{name} should be {kind.__name__}, got {type(value).__name__}"
+                )
+        return cls(**values)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Config:
