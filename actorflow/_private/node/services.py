@@ -68,6 +68,7 @@ class NodeServices:
         runtime = self.runtime
         store = self.store = ObjectStore(
             runtime,
+            self.config,
             node_id=self.node_id,
             capacity=self.config.object_store_memory or default_capacity(),
             spill_dir=self.config.object_spilling_directory
