@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-import msgpack
+import msgpack  # type: ignore[import-untyped]  # no stubs published
 
 from actorflow._private.config import Config
 from actorflow._private.errors import ActorflowError
