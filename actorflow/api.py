@@ -12,7 +12,7 @@ from typing import Any
 
 from actorflow import exceptions
 from actorflow._private import ids
-from actorflow._private.config import Config
+from actorflow._private.config import Config, env_address
 from actorflow._private.worker import context
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.task_context import current_task_id
@@ -66,8 +66,8 @@ def init(
         config = Config.from_env()
         if ray_compat.get("_temp_dir"):
             config = config.replace(session_root=ray_compat["_temp_dir"])
-        if address is None and os.environ.get("ACTORFLOW_ADDRESS"):
-            address = os.environ["ACTORFLOW_ADDRESS"]  # as RAY_ADDRESS: join that cluster
+        if address is None and env_address():
+            address = env_address()  # as RAY_ADDRESS: join that cluster
         if address not in (None, "local"):
             if not isinstance(address, str) or not address:
                 raise ValueError(f"address must be 'HOST:PORT', 'auto' or None, got {address!r}")

@@ -11,7 +11,7 @@ import pytest
 
 import actorflow
 from actorflow import exceptions
-from actorflow._private.node.transfer import CHUNK_BYTES
+from actorflow._private.config import Config
 from actorflow._private.worker import context
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -170,6 +170,9 @@ def test_object_only_a_dead_node_held_is_lost(local_cluster):
         actorflow.get(made, timeout=60)
     assert made.hex() in str(lost.value) and other["node_id"] in str(lost.value)
     assert store_call(head, "stats")["pulls_in_progress"] == 0
+
+
+CHUNK_BYTES = Config().transfer_chunk_bytes
 
 
 @pytest.mark.parametrize("size", [CHUNK_BYTES, CHUNK_BYTES + 1, 2 * CHUNK_BYTES + 12345])

@@ -708,6 +708,17 @@ def test_store_size_and_inline_limit_from_the_environment(make_cluster, monkeypa
     assert actorflow.get(total.remote(big_array(MiB))) == expected_sum(MiB)
 
 
+def test_pool_idle_time_from_the_environment(make_cluster, monkeypatch, poll_until):
+    """Config.store_pool_idle_seconds (default 10 s) decides when pooled segments go."""
+    monkeypatch.setenv("ACTORFLOW_STORE_POOL_IDLE_SECONDS", "1")
+    make_cluster(num_cpus=1)  # a store of its own: its pool holds only this test's segment
+    ref = actorflow.put(big_array())
+    del ref
+    poll_until(lambda: store_stats()["pooled"] > 0, message="the freed segment was not pooled")
+    # Well before the default's 10 s: the pool is emptied after the 1 s configured.
+    poll_until(lambda: store_stats()["pooled"] == 0, timeout=5, message="pool kept its segment")
+
+
 # -- 4. refs inside objects ---------------------------------------------------------------------
 
 

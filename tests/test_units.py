@@ -81,6 +81,31 @@ def test_config_reads_os_environ(monkeypatch):
     assert Config.from_env().pipeline_depth == 3
 
 
+def test_tuning_constants_are_config_fields_with_environment_overrides():
+    config = Config()
+    assert (config.transfer_chunk_bytes, config.transfer_window) == (8 << 20, 4)
+    assert (config.transfer_seal_wait_seconds, config.transfer_chunk_timeout_seconds) == (10, 60)
+    assert (config.store_pool_idle_seconds, config.store_readers_timeout) == (10.0, 5.0)
+    assert (config.actor_history, config.inspection_request_timeout) == (64, 10.0)
+    assert (config.in_flight_seconds, config.actor_fate_timeout) == (60.0, 10.0)
+    assert (config.handle_grace_seconds, config.mapping_sweep_seconds) == (1.0, 1.0)
+    assert config.write_mappings_kept == 4
+    changed = Config.from_env({"ACTORFLOW_TRANSFER_WINDOW": "2", "ACTORFLOW_ACTOR_HISTORY": "8"})
+    assert (changed.transfer_window, changed.actor_history) == (2, 8)
+
+
+def test_config_from_dict_round_trips_and_names_a_bad_field():
+    config = Config(pipeline_depth=3, use_forkserver=False)
+    assert Config.from_dict(dataclasses.asdict(config)) == config
+    assert Config.from_dict({"lease_idle_seconds": 1}).lease_idle_seconds == 1  # int for float
+    with pytest.raises(ValueError, match="Config.use_forkserver should be bool, got int"):
+        Config.from_dict({"use_forkserver": 1})
+    with pytest.raises(ValueError, match="Config.pipeline_depth should be int, got bool"):
+        Config.from_dict({"pipeline_depth": True})
+    with pytest.raises(ValueError, match="unknown Config field"):
+        Config.from_dict({"nope": 1})
+
+
 def test_config_is_frozen():
     config = Config()
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -15,7 +15,7 @@ from actorflow._private import errors, ids
 from actorflow._private.cluster import session_dir
 from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.cluster.local import job_config
-from actorflow._private.config import Config
+from actorflow._private.config import Config, env_address
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.services import host_of
@@ -28,8 +28,8 @@ def resolve_address(address: str, config: Config) -> str:
     started on this machine."""
     if address != "auto":
         return _checked(address)
-    if os.environ.get("ACTORFLOW_ADDRESS"):
-        return _checked(os.environ["ACTORFLOW_ADDRESS"])
+    if env_address():
+        return _checked(env_address())
     for path in session_dir.sessions(config.session_root):
         info = session_dir.read_json(os.path.join(path, "node.json"))
         running = info is not None and session_dir.pid_running(int(info.get("pid", 0)))

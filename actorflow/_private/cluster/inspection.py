@@ -29,9 +29,6 @@ from actorflow._private.worker import context
 
 T = TypeVar("T")
 
-# How long one process may take to answer an inspection query before it is skipped.
-REQUEST_TIMEOUT = 10.0
-
 
 Ask = Callable[[str, str, str, Any], Awaitable[Any]]
 
@@ -128,16 +125,17 @@ def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) 
                 "cluster inspection blocks and cannot run on actorflow's own event loop (inside "
                 "an async actor or async task): call it from a thread of your own"
             )
-        coro = job(_asker(core.runtime), core.gcs_address)
+        coro = job(_asker(core.runtime, core.config), core.gcs_address)
         return asyncio.run_coroutine_threadsafe(coro, core.runtime.loop).result()
     return _run_outside(find_target(address), job)
 
 
-def _asker(runtime: Runtime) -> Ask:
+def _asker(runtime: Runtime, config: Config) -> Ask:
+    """Ask one process; one that takes longer than inspection_request_timeout is skipped."""
+    timeout = config.inspection_request_timeout
+
     async def ask(address: str, target: str, method: str, payload: Any) -> Any:
-        return await asyncio.wait_for(
-            runtime.request(address, target, method, payload), REQUEST_TIMEOUT
-        )
+        return await asyncio.wait_for(runtime.request(address, target, method, payload), timeout)
 
     return ask
 
@@ -152,13 +150,13 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
         loop_thread.loop,
         target.token,
         config.max_frame_size,
-        min(config.connect_timeout, REQUEST_TIMEOUT),
+        min(config.connect_timeout, config.inspection_request_timeout),
     )
 
     async def main() -> T:
         await runtime.start("tcp://127.0.0.1:0")
         try:
-            return await job(_asker(runtime), target.gcs_address)
+            return await job(_asker(runtime, config), target.gcs_address)
         finally:
             await runtime.aclose()
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from actorflow._private import errors
 from actorflow._private.cluster import session_dir
-from actorflow._private.config import Config
+from actorflow._private.config import TOKEN_VARIABLE, Config, env_token
 
 
 def tcp_address(address: str) -> str:
@@ -30,15 +30,9 @@ def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
     """The token of the cluster at gcs_address: ACTORFLOW_TOKEN, or the token file of its
     session on this machine; and that session directory (None if not on this machine)."""
     found = session_dir.token_for(root, gcs_address)
-    env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
-    if env_token:
-        try:
-            return bytes.fromhex(env_token), found[1] if found else None
-        except ValueError:
-            raise errors.AuthenticationError(
-                "ACTORFLOW_TOKEN is not a hex string: give the cluster's token as written in "
-                "the token file of its head's session directory"
-            ) from None
+    given = env_token()
+    if given is not None:
+        return given, found[1] if found else None
     if found is None:
         raise errors.NoTokenError(
             f"no token for the cluster at {gcs_address}: no session under {root} belongs to "
@@ -125,8 +119,7 @@ def start_node(
         session = found or session_dir.create(session_root)
         token = session_dir.read_token(session) if found else None
         if token is None:
-            env_token = os.environ.get("ACTORFLOW_TOKEN", "").strip()
-            token = bytes.fromhex(env_token) if env_token else secrets.token_bytes(32)
+            token = env_token() or secrets.token_bytes(32)
             session_dir.write_token(session, token)
         before = session_dir.read_json(os.path.join(session, "node.json")) if found else None
         storage = (
@@ -223,7 +216,7 @@ def _spawn(
     ]
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env["ACTORFLOW_TOKEN"] = token.hex()
+    full_env[TOKEN_VARIABLE] = token.hex()  # not on the command line, where ps shows it
     full_env["ACTORFLOW_SESSION_ROOT"] = os.path.dirname(session)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(

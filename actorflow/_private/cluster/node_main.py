@@ -23,7 +23,7 @@ import sys
 import uvloop
 
 from actorflow._private.cluster import session_dir
-from actorflow._private.config import Config
+from actorflow._private.config import Config, env_token
 from actorflow._private.control.host import host_gcs
 from actorflow._private.control.storage import open_storage
 from actorflow._private.node.services import NodeServices, node_resources
@@ -137,7 +137,9 @@ async def serve(args: argparse.Namespace, token: bytes) -> None:
 def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # what this process writes (GCS tables, spill files) is this user's only
     args = parse_args(argv)
-    token = bytes.fromhex(os.environ.pop("ACTORFLOW_TOKEN"))
+    token = env_token(consume=True)  # so that no process this one starts inherits it
+    if token is None:
+        sys.exit("actorflow node: no cluster token (ACTORFLOW_TOKEN) in the environment")
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from actorflow._private import errors, serialization
+from actorflow._private.config import Config
 from actorflow._private.control.gcs import is_reachable
 from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.node.scheduling import NodeView, Scheduler
@@ -29,7 +30,6 @@ PENDING, ALIVE, RESTARTING, DEAD = "PENDING", "ALIVE", "RESTARTING", "DEAD"
 # Why an actor went RESTARTING or DEAD (ActorEvent.kind): for supervisors to decide on.
 NORMAL, KILLED, CRASHED, START_FAILED = "normal", "killed", "crashed", "start_failed"
 NODE_DIED, OWNER_DIED = "node_died", "owner_died"
-HISTORY = 64  # state changes kept per actor for watchers that fall behind
 
 
 @dataclass(eq=False)
@@ -79,8 +79,9 @@ class ActorRecord:
 
 
 class ActorManager:
-    def __init__(self, runtime: Runtime, gcs: Any) -> None:
+    def __init__(self, runtime: Runtime, gcs: Any, config: Config) -> None:
         self.runtime = runtime
+        self.config = config
         self.gcs = gcs
         self.actors: dict[str, ActorRecord] = {}
         self.names: dict[tuple[str, str], str] = {}
@@ -389,7 +390,7 @@ class ActorManager:
         record.state = state
         record.version += 1
         record.history.append(record.event(cause, kind))
-        del record.history[:-HISTORY]
+        del record.history[: -self.config.actor_history]
         self._save(record)
         waiters, record.waiters = record.waiters, []
         for future in waiters:

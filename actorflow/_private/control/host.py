@@ -13,7 +13,7 @@ def host_gcs(runtime: Runtime, config: Config, storage: Storage | None = None) -
     """Make this runtime the cluster's head: the GCS and its actor table (reloaded from the
     storage, if it has tables; then call ``gcs.recover_all()``)."""
     gcs = GCS(runtime, node_timeout=config.node_timeout_seconds, storage=storage)
-    actors = ActorManager(runtime, gcs)
+    actors = ActorManager(runtime, gcs, config)
     actors.load(gcs.load())
     runtime.register_actor("gcs", gcs)
     runtime.register_actor("actors", actors)

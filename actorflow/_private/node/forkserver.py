@@ -2,10 +2,11 @@
 new worker on request, so a worker starts in milliseconds instead of a fresh interpreter's
 ~150 ms of imports.
 
-Protocol, one JSON object per line: the node writes ``{"worker_id", "log_path", "env"}`` to our
-stdin; we answer ``{"worker_id", "pid"}`` on stdout, and ``{"exited": pid, "code": N}`` when a
-worker we forked ends (negative N: killed by signal -N, as in subprocess). The fork server dies
-with the node (parent-death signal, and end of its stdin).
+Protocol, one JSON object per line: the node writes ``{"worker_id", "log_path", "spec_path"}``
+to our stdin (the child reads its WorkerSpec from spec_path, as a spawned worker does); we answer
+``{"worker_id", "pid"}`` on stdout, and ``{"exited": pid, "code": N}`` when a worker we forked
+ends (negative N: killed by signal -N, as in subprocess). The fork server dies with the node
+(parent-death signal, and end of its stdin).
 
 It never starts a thread or an event loop before forking: forking a threaded process is unsafe.
 """
@@ -17,6 +18,8 @@ import os
 import select
 import signal
 import sys
+
+PARENT_PID_VARIABLE = "ACTORFLOW_PARENT_PID"
 
 
 def _child(command: dict) -> None:
@@ -30,13 +33,11 @@ def _child(command: dict) -> None:
     os.dup2(log, 2)
     os.close(devnull)
     os.close(log)
-    os.environ.update(command["env"])
-    os.environ["ACTORFLOW_PARENT_PID"] = str(os.getppid())
     # (The random module reseeds itself in forked children: CPython registers that at fork.)
     from actorflow._private.worker import main as worker_main
 
     try:
-        worker_main.main()
+        worker_main.main(["--spec", command["spec_path"]])
     finally:
         os._exit(0)
 
@@ -56,7 +57,8 @@ def _reap(out: int) -> None:
 def serve() -> None:
     from actorflow._private.worker.main import die_with_parent
 
-    die_with_parent()
+    # The node that started us (also the mark by which tests find a cluster's processes).
+    die_with_parent(int(os.environ.get(PARENT_PID_VARIABLE) or 0))
     # Import what every worker needs once, here, so that forked children start warm.
     import actorflow  # noqa: F401
     from actorflow._private.worker import main  # noqa: F401

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from actorflow._private import errors
+from actorflow._private.config import Config
 from actorflow._private.node import shm
 from actorflow._private.node.store_state import (
     SEALED,
@@ -30,9 +31,6 @@ from actorflow._private.node.transfer import TRANSFER_READER, Transfers
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.store")
-
-POOL_IDLE_SECONDS = 10.0
-READERS_TIMEOUT = 5.0  # how long a full store waits for readers to let go of mappings
 
 
 def default_capacity() -> int:
@@ -51,8 +49,11 @@ def default_capacity() -> int:
 
 
 class ObjectStore:
-    def __init__(self, runtime: Runtime, *, node_id: str, capacity: int, spill_dir: str) -> None:
+    def __init__(
+        self, runtime: Runtime, config: Config, *, node_id: str, capacity: int, spill_dir: str
+    ) -> None:
         self.runtime = runtime
+        self.config = config
         self.node_id = node_id
         self.state = StoreState(capacity)
         self.prefix = shm.segment_prefix(node_id[:8])
@@ -227,7 +228,7 @@ class ObjectStore:
         if not readers:
             return False
         asks = {r: self.runtime.request(r, "core", "release_mappings", None) for r in readers}
-        await asyncio.wait(asks.values(), timeout=READERS_TIMEOUT)
+        await asyncio.wait(asks.values(), timeout=self.config.store_readers_timeout)
         released = False
         for reader, future in asks.items():
             if not future.done() or future.cancelled() or future.exception() is not None:
@@ -271,10 +272,12 @@ class ObjectStore:
             _unlink(self.path(segment))
 
     def _schedule_expiry(self) -> None:
-        self._timer = self.runtime.loop.call_later(POOL_IDLE_SECONDS, self._expire_pool)
+        idle = self.config.store_pool_idle_seconds
+        self._timer = self.runtime.loop.call_later(idle, self._expire_pool)
 
     def _expire_pool(self) -> None:
-        self._unlink_segments(self.state.expire_pool(time.monotonic() - POOL_IDLE_SECONDS))
+        idle = self.config.store_pool_idle_seconds
+        self._unlink_segments(self.state.expire_pool(time.monotonic() - idle))
         self._schedule_expiry()
 
     # -- inspection -----------------------------------------------------------------------------

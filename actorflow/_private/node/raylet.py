@@ -17,7 +17,6 @@ the other nodes from its heartbeat answers (scheduling.py decides).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
@@ -38,6 +37,7 @@ from actorflow._private.node.worker_pool import (
     WorkerProcess,
 )
 from actorflow._private.runtime import Call, Runtime
+from actorflow._private.worker.spec import WorkerSpec
 
 logger = logging.getLogger("actorflow.raylet")
 
@@ -77,7 +77,7 @@ class Raylet:
         resources: dict[str, float],
         session_dir: str,
         gcs_address: str,
-        worker_env: dict[str, str],
+        worker_spec: WorkerSpec,
         node_info: dict[str, Any] | None = None,
     ) -> None:
         self.runtime = runtime
@@ -92,14 +92,14 @@ class Raylet:
         self.prestart_job = ""
         self.pool = WorkerPool(
             session_dir=session_dir,
-            env=worker_env,
             on_exit=self._on_worker_exit,
             use_forkserver=config.use_forkserver,
         )
         self.leases: dict[str, Lease] = {}
         self.queue: deque[LeaseRequest] = deque()
         self._idle: dict[str, deque[WorkerProcess]] = {}  # job id -> its idle workers
-        self._job_env: dict[str, dict[str, str]] = {}
+        self.worker_spec = worker_spec  # the node's part; a job's workers get _job_specs[job]
+        self._job_specs: dict[str, WorkerSpec] = {}
         self._leases_by_holder: dict[Any, set[str]] = {}
         self._orphaned: set[str] = set()  # actor leases whose GCS connection closed
         self._start_failures = 0
@@ -146,27 +146,27 @@ class Raylet:
         worker = self.pool.new_worker()
         worker.extra["job_id"] = job_id
         task = self.runtime.loop.create_task(
-            self.pool.launch(worker, self._job_env.get(job_id, {}))
+            self.pool.launch(worker, self._job_specs.get(job_id, self.worker_spec))
         )
         task.add_done_callback(self._spawned)
 
     async def _ensure_job_env(self, job_id: str, job: dict | None = None) -> None:
-        """A job's workers import its driver's modules and forward output to its driver. The
-        lease request carries the job's config (so a node serves a new job while the GCS is
-        away); the GCS is asked otherwise."""
-        if job_id in self._job_env:
+        """The WorkerSpec of a job's workers: they import its driver's modules and forward output
+        to its driver. The lease request carries the job's config (so a node serves a new job
+        while the GCS is away); the GCS is asked otherwise."""
+        if job_id in self._job_specs:
             return
         if job is None:
             job = await self._ask_gcs("job_info", [job_id])
         if job is None:
             raise errors.ActorflowError(f"job {job_id} is not known to the cluster")
         config = job.get("config") or {}
-        self._job_env[job_id] = {
-            "ACTORFLOW_JOB_ID": job_id,
-            "ACTORFLOW_NAMESPACE": job.get("namespace") or "",
-            "ACTORFLOW_LOG_ADDRESS": config.get("log_address") or "",
-            "ACTORFLOW_SYS_PATH": json.dumps(config.get("sys_path") or []),
-        }
+        self._job_specs[job_id] = self.worker_spec.replace(
+            job_id=job_id,
+            namespace=job.get("namespace") or "",
+            log_address=config.get("log_address") or "",
+            sys_path=tuple(config.get("sys_path") or ()),
+        )
 
     async def _ask_gcs(self, method: str, payload: Any, target: str = "gcs") -> Any:
         """A GCS request that waits out a GCS restart (up to gcs_reconnect_seconds)."""
@@ -181,7 +181,7 @@ class Raylet:
             if worker.state == IDLE:
                 worker.state = DEAD
                 self.pool.kill(worker)
-        self._job_env.pop(job_id, None)
+        self._job_specs.pop(job_id, None)
 
     def _spawned(self, task: asyncio.Task) -> None:
         if task.cancelled() or task.exception() is None:

@@ -14,6 +14,7 @@ from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
 from actorflow._private.node.resources import normalize
 from actorflow._private.runtime import Runtime
+from actorflow._private.worker.spec import WorkerSpec
 
 
 def node_resources(
@@ -67,6 +68,7 @@ class NodeServices:
         runtime = self.runtime
         store = self.store = ObjectStore(
             runtime,
+            self.config,
             node_id=self.node_id,
             capacity=self.config.object_store_memory or default_capacity(),
             spill_dir=self.config.object_spilling_directory
@@ -81,7 +83,7 @@ class NodeServices:
             resources=self.resources,
             session_dir=self.session_dir,
             gcs_address=self.gcs_address,
-            worker_env=self._worker_env(),
+            worker_spec=self._worker_spec(),
             node_info=self.info(),
         )
         self.raylet.on_worker_gone = store.process_gone
@@ -104,20 +106,20 @@ class NodeServices:
             "resources": self.resources,
         }
 
-    def _worker_env(self) -> dict[str, str]:
-        """What every worker of this node gets; its job adds its own (raylet.py)."""
+    def _worker_spec(self) -> WorkerSpec:
+        """What every worker of this node gets; its job and the pool add their part."""
         address = self.runtime.address
-        return {
-            "ACTORFLOW_TOKEN": self.token.hex(),
-            "ACTORFLOW_RAYLET_ADDRESS": address,
-            "ACTORFLOW_GCS_ADDRESS": self.gcs_address,
-            "ACTORFLOW_NODE_ID": self.node_id,
-            "ACTORFLOW_NODE_HOST": host_of(address),
-            "ACTORFLOW_SESSION_DIR": self.session_dir,
-            "ACTORFLOW_SHM_PREFIX": self.store.prefix if self.store else "",
-            "ACTORFLOW_SPILL_DIR": self.store.spill_dir if self.store else "",
-            "ACTORFLOW_PARENT_PID": str(os.getpid()),
-        }
+        return WorkerSpec(
+            node_id=self.node_id,
+            node_host=host_of(address),
+            raylet_address=address,
+            gcs_address=self.gcs_address,
+            session_dir=self.session_dir,
+            shm_prefix=self.store.prefix if self.store else "",
+            spill_dir=self.store.spill_dir if self.store else "",
+            token=self.token,
+            config=self.config,
+        )
 
     async def shutdown(self) -> None:
         if self.raylet is not None:

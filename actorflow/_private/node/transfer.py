@@ -37,13 +37,8 @@ if TYPE_CHECKING:
     from actorflow._private.node.object_store import ObjectStore
 
 SHARED = 3  # serialization.SHARED (not imported: serialization pulls in cloudpickle)
-# Measured on 2 cores, 1 GiB over loopback: 4-16 MiB chunks and windows of 4-8 all give about
-# 1.3-1.4 GB/s (2 MiB: 0.9, 32 MiB: 0.3, once chunk buffers are kept on the heap).
-CHUNK_BYTES = 8 << 20  # bytes per read_chunk answer
-WINDOW = 4  # chunk requests in flight per transfer: at most WINDOW x CHUNK_BYTES buffered
+# Chunk size, window and timeouts are Config's transfer_* fields.
 TRANSFER_READER = "transfer:"  # prefix of the reader a transfer pins its object with
-SEAL_WAIT_SECONDS = 10.0  # how long a source waits for an object its writer has not sealed yet
-CHUNK_TIMEOUT_SECONDS = 60.0  # no chunk for this long: the source is taken for gone
 _FRAME_SLACK = 4096  # room for the message around a chunk
 # glibc serves allocations above a threshold with mmap and gives them back on free, so every
 # chunk-sized buffer (read, packed, framed, received, unpacked) is fresh memory whose page faults
@@ -127,8 +122,10 @@ class Transfers:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.runtime = store.runtime
+        self.config = store.config
         self.chunk_bytes = max(
-            64 << 10, min(CHUNK_BYTES, self.runtime.max_frame_size - _FRAME_SLACK)
+            64 << 10,
+            min(self.config.transfer_chunk_bytes, self.runtime.max_frame_size - _FRAME_SLACK),
         )
         # (object, puller) -> the object's segment (or spill file), mapped for the transfer
         self._serving: dict[tuple[bytes, str], mmap.mmap] = {}
@@ -153,7 +150,7 @@ class Transfers:
             waiter = self.runtime.loop.create_future()
             self._seal_waiters.setdefault(obj_id, []).append(waiter)
             try:
-                await asyncio.wait_for(waiter, SEAL_WAIT_SECONDS)
+                await asyncio.wait_for(waiter, self.config.transfer_seal_wait_seconds)
             except asyncio.TimeoutError:
                 pass
             finally:
@@ -254,7 +251,7 @@ class Transfers:
         try:
             owner, nbytes = await asyncio.wait_for(
                 self.runtime.request(source, "store", "transfer_begin", [obj_id, me]),
-                SEAL_WAIT_SECONDS + CHUNK_TIMEOUT_SECONDS,
+                self.config.transfer_seal_wait_seconds + self.config.transfer_chunk_timeout_seconds,
             )
         except errors.ObjectLostError:
             raise
@@ -314,14 +311,17 @@ class Transfers:
     async def _fetch_into(
         self, fd: int, obj_id: bytes, nbytes: int, source: str, what: str
     ) -> None:
-        """Fetch [0, nbytes) of the object from source into fd, WINDOW requests at a time."""
+        """Fetch [0, nbytes) of the object from source into fd, transfer_window requests at a
+        time."""
         me = self.runtime.address
         chunk = self.chunk_bytes
+        window = self.config.transfer_window
+        timeout = self.config.transfer_chunk_timeout_seconds
         next_offset = 0
         in_flight: dict[asyncio.Future, tuple[int, int]] = {}
         try:
             while next_offset < nbytes or in_flight:
-                while next_offset < nbytes and len(in_flight) < WINDOW:
+                while next_offset < nbytes and len(in_flight) < window:
                     length = min(chunk, nbytes - next_offset)
                     future = self.runtime.request(
                         source, "store", "read_chunk", [obj_id, me, next_offset, length]
@@ -329,11 +329,11 @@ class Transfers:
                     in_flight[future] = (next_offset, length)
                     next_offset += length
                 done, _ = await asyncio.wait(
-                    in_flight, timeout=CHUNK_TIMEOUT_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                    in_flight, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
                 )
                 if not done:
                     raise errors.ObjectLostError(
-                        f"{what} is lost: its node sent nothing for {CHUNK_TIMEOUT_SECONDS:g} s"
+                        f"{what} is lost: its node sent nothing for {timeout:g} s"
                     )
                 for future in done:
                     offset, length = in_flight.pop(future)

@@ -3,9 +3,10 @@
 Workers are forked from the node's fork server (forkserver.py), which has imported the worker's
 code once, so a worker is ready in milliseconds. With ``use_forkserver`` off (or where fork is
 unavailable) each worker is a fresh ``python -m actorflow._private.worker.main``. Either way its
-settings come in the environment (never the token on a command line, where ``ps`` shows it) and
-its stdout and stderr go to a log file in the session directory; the worker also forwards what it
-prints to the driver itself.
+settings come in one WorkerSpec, written to a file of the session directory that only this user
+can read and that the worker unlinks once read (so the token is on no command line, where ``ps``
+shows it, and in no environment); its stdout and stderr go to a log file in the session
+directory, and the worker also forwards what it prints to the driver itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actorflow._private import ids
+from actorflow._private.config import TOKEN_VARIABLE
+from actorflow._private.node.forkserver import PARENT_PID_VARIABLE
+from actorflow._private.worker.spec import WorkerSpec
 
 logger = logging.getLogger("actorflow.worker_pool")
 
@@ -51,11 +55,11 @@ class _ForkServer:
         self._pending: dict[str, asyncio.Future] = {}
         self.reader = asyncio.get_running_loop().create_task(self._read())
 
-    async def fork(self, worker_id: str, log_path: str, env: dict[str, str]) -> int:
+    async def fork(self, worker_id: str, log_path: str, spec_path: str) -> int:
         assert self.process.stdin is not None
         future = asyncio.get_running_loop().create_future()
         self._pending[worker_id] = future
-        command = {"worker_id": worker_id, "log_path": log_path, "env": env}
+        command = {"worker_id": worker_id, "log_path": log_path, "spec_path": spec_path}
         self.process.stdin.write((json.dumps(command) + "\n").encode())
         return await future
 
@@ -94,12 +98,12 @@ class WorkerPool:
         self,
         *,
         session_dir: str,
-        env: dict[str, str],
         on_exit: Callable[[WorkerProcess], None],
         use_forkserver: bool = True,
     ) -> None:
         self.session_dir = session_dir
-        self.env = env
+        self.spec_dir = os.path.join(session_dir, "worker-specs")
+        os.makedirs(self.spec_dir, mode=0o700, exist_ok=True)
         self.on_exit = on_exit
         self.use_forkserver = use_forkserver and hasattr(os, "fork")
         self.workers: dict[str, WorkerProcess] = {}
@@ -123,38 +127,50 @@ class WorkerPool:
         self.workers[worker_id] = worker
         return worker
 
-    async def launch(
-        self, worker: WorkerProcess, job_env: dict[str, str] | None = None
-    ) -> WorkerProcess:
-        env = dict(self.env)
-        env.update(job_env or {})
-        env["ACTORFLOW_WORKER_ID"] = worker.worker_id
+    def spec_path(self, worker: WorkerProcess) -> str:
+        return os.path.join(self.spec_dir, f"{worker.worker_id}.spec")
+
+    async def launch(self, worker: WorkerProcess, spec: WorkerSpec) -> WorkerProcess:
+        """Start worker's process with spec (its job's; this worker's id and parent added)."""
+        spec_path = self.spec_path(worker)
         try:
             if self.use_forkserver:
                 forkserver = await self._get_forkserver()
-                worker.pid = await forkserver.fork(worker.worker_id, worker.log_path, env)
+                spec.replace(worker_id=worker.worker_id, parent_pid=forkserver.process.pid).write(
+                    spec_path
+                )
+                worker.pid = await forkserver.fork(worker.worker_id, worker.log_path, spec_path)
                 self._by_pid[worker.pid] = worker
             else:
-                await self._spawn(worker, env)
+                spec.replace(worker_id=worker.worker_id, parent_pid=os.getpid()).write(spec_path)
+                await self._spawn(worker, spec_path)
         except BaseException:
             self.workers.pop(worker.worker_id, None)
+            self._remove_spec(worker)
             raise
         if worker.extra.get("killed"):  # shut down while it was being started
             self.kill(worker)
         return worker
 
-    async def _spawn(self, worker: WorkerProcess, env: dict[str, str]) -> None:
-        full_env = dict(os.environ)
-        full_env.update(env)
+    def _remove_spec(self, worker: WorkerProcess) -> None:
+        """A worker that died before it read its spec leaves the file: remove it."""
+        try:
+            os.unlink(self.spec_path(worker))
+        except OSError:
+            pass
+
+    async def _spawn(self, worker: WorkerProcess, spec_path: str) -> None:
         with open(worker.log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "actorflow._private.worker.main",
+                "--spec",
+                spec_path,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=full_env,
+                env=_child_env(),
                 start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
             )
         worker.pid = process.pid
@@ -174,9 +190,6 @@ class WorkerPool:
         return await asyncio.shield(self._forkserver_starting)
 
     async def _start_forkserver(self) -> _ForkServer:
-        env = dict(os.environ)
-        env.update({k: v for k, v in self.env.items() if k != "ACTORFLOW_TOKEN"})
-        env["ACTORFLOW_PARENT_PID"] = str(os.getpid())
         log_path = os.path.join(self.session_dir, "logs", "forkserver.log")
         with open(log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
@@ -186,7 +199,7 @@ class WorkerPool:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
-                env=env,
+                env=_child_env(),
                 start_new_session=True,
             )
         self._forkserver = _ForkServer(process, self._forked_exit)
@@ -207,6 +220,7 @@ class WorkerPool:
     def _exited(self, worker: WorkerProcess, code: int | None) -> None:
         if worker.state == DEAD and worker.exited is not None and worker.exited.done():
             return
+        self._remove_spec(worker)
         worker.exit_code = code
         worker.state = DEAD
         self.workers.pop(worker.worker_id, None)
@@ -244,3 +258,12 @@ class WorkerPool:
             self._forkserver = None
         for task in list(self._watchers):
             task.cancel()
+
+
+def _child_env() -> dict[str, str]:
+    """The environment of a worker or fork server: this process's, without a token (the spec has
+    the cluster's) and marked with our pid (the fork server checks its parent by it; tests find a
+    cluster's processes by it). No settings: those are in the WorkerSpec."""
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_VARIABLE}
+    env[PARENT_PID_VARIABLE] = str(os.getpid())
+    return env

@@ -1,43 +1,49 @@
-"""Entry point of a worker process: ``python -m actorflow._private.worker.main``.
+"""Entry point of a worker process: ``python -m actorflow._private.worker.main --spec PATH``.
 
-Settings come from ``ACTORFLOW_*`` environment variables set by the node's worker pool. The
-runtime loop runs on a thread; the main thread runs synchronous tasks. The worker never outlives
-its node: it asks the kernel for SIGKILL when its parent dies, and exits when its connection to
-the raylet closes.
+Everything the worker needs comes in one WorkerSpec (spec.py), read from the file at PATH that
+the node's worker pool wrote (and unlinked once read). The runtime loop runs on a thread; the
+main thread runs synchronous tasks. The worker never outlives its node: it asks the kernel for
+SIGKILL when its parent dies, and exits when its connection to the raylet closes.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
-import json
 import logging
 import os
 import signal
 import sys
 
+from actorflow._private.worker.spec import WorkerSpec
+
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(expected_parent: int) -> None:
+    """SIGKILL when the parent exits; exit now if expected_parent (0: unchecked) is gone."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass  # not Linux: the raylet-connection check below still ends us
-    expected = os.environ.get("ACTORFLOW_PARENT_PID")
-    if expected and os.getppid() != int(expected):
+    if expected_parent and os.getppid() != expected_parent:
         os._exit(1)  # the parent died before prctl took effect
 
 
-def main() -> None:
-    die_with_parent()
-    env = os.environ
-    token = bytes.fromhex(env.pop("ACTORFLOW_TOKEN"))  # user code and its children don't see it
-    for path in reversed(json.loads(env.get("ACTORFLOW_SYS_PATH", "[]"))):
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="actorflow worker")
+    parser.add_argument("--spec", required=True, help="the WorkerSpec file (unlinked once read)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    spec = WorkerSpec.consume(parse_args(argv).spec)
+    die_with_parent(spec.parent_pid)
+    for path in reversed(spec.sys_path):
         if path not in sys.path:
             sys.path.insert(0, path)
 
-    from actorflow._private.config import Config
     from actorflow._private.loop_thread import LoopThread
     from actorflow._private.runtime import Runtime
     from actorflow._private.worker import context, output
@@ -46,34 +52,31 @@ def main() -> None:
     from actorflow._private.worker.executor import TaskExecutor
     from actorflow._private.worker.task_context import current_task_name
 
-    config = Config.from_env()
-    raylet_address = env["ACTORFLOW_RAYLET_ADDRESS"]
-    worker_id = env["ACTORFLOW_WORKER_ID"]
+    config = spec.config
+    raylet_address = spec.raylet_address
+    worker_id = spec.worker_id
     loop_thread = LoopThread()
     loop_thread.start()
-    runtime = Runtime(loop_thread.loop, token, config.max_frame_size, config.connect_timeout)
+    runtime = Runtime(loop_thread.loop, spec.token, config.max_frame_size, config.connect_timeout)
     # On the node's own interface: peers on other machines must reach this worker.
-    host = env.get("ACTORFLOW_NODE_HOST") or "127.0.0.1"
+    host = spec.node_host or "127.0.0.1"
     loop_thread.run(runtime.start(f"tcp://{host}:0"), timeout=30)
     core = CoreWorker(
         runtime,
         config,
         mode="worker",
         raylet_address=raylet_address,
-        gcs_address=env["ACTORFLOW_GCS_ADDRESS"],
-        node_id=env["ACTORFLOW_NODE_ID"],
+        gcs_address=spec.gcs_address,
+        node_id=spec.node_id,
         worker_id=worker_id,
-        job_id=env.get("ACTORFLOW_JOB_ID", ""),
-        namespace=env.get("ACTORFLOW_NAMESPACE", ""),
-        shm_prefix=env.get("ACTORFLOW_SHM_PREFIX", ""),
-        spill_dir=env.get("ACTORFLOW_SPILL_DIR", ""),
+        job_id=spec.job_id,
+        namespace=spec.namespace,
+        shm_prefix=spec.shm_prefix,
+        spill_dir=spec.spill_dir,
     )
     core.job_info = {
-        "namespace": env.get("ACTORFLOW_NAMESPACE", ""),
-        "config": {
-            "sys_path": json.loads(env.get("ACTORFLOW_SYS_PATH", "[]")),
-            "log_address": env.get("ACTORFLOW_LOG_ADDRESS", ""),
-        },
+        "namespace": spec.namespace,
+        "config": {"sys_path": list(spec.sys_path), "log_address": spec.log_address},
     }
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
@@ -93,12 +96,11 @@ def main() -> None:
         )
 
     core.blocking.on_blocked, core.blocking.on_unblocked = blocked, unblocked
-    extensions = env.get("ACTORFLOW_WORKER_EXTENSIONS", "")
-    for hook in filter(None, extensions.split(",")):
+    for hook in filter(None, config.worker_extensions.split(",")):
         module, _, name = hook.partition(":")
         getattr(__import__(module, fromlist=[name]), name)(core, executor)
 
-    log_address = env.get("ACTORFLOW_LOG_ADDRESS", "")
+    log_address = spec.log_address
     if log_address:
 
         def forwarder(is_stderr: bool):
