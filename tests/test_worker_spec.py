@@ -13,8 +13,8 @@ from helpers import poll_until
 
 import actorflow
 from actorflow._private.config import Config
+from actorflow._private.protocol.worker_spec import MalformedWorkerSpecError, WorkerSpec
 from actorflow._private.worker import context
-from actorflow._private.worker.spec import MalformedWorkerSpecError, WorkerSpec
 
 pytestmark = pytest.mark.timeout(60)
 

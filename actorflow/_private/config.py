@@ -13,11 +13,19 @@ from actorflow._private import errors
 # here only.
 ADDRESS_VARIABLE = "ACTORFLOW_ADDRESS"
 TOKEN_VARIABLE = "ACTORFLOW_TOKEN"
+PARENT_PID_VARIABLE = "ACTORFLOW_PARENT_PID"
 
 
 def env_address() -> str:
     """ACTORFLOW_ADDRESS (as RAY_ADDRESS): the cluster a driver joins; "" if unset."""
     return os.environ.get(ADDRESS_VARIABLE, "")
+
+
+def env_parent_pid() -> int:
+    """The pid of the node that started this process (0 if none): set in the environment of
+    the fork server and of every worker, it dies with that node, and tests find a cluster's
+    processes by it."""
+    return int(os.environ.get(PARENT_PID_VARIABLE) or 0)
 
 
 def env_token(*, consume: bool = False) -> bytes | None:

@@ -95,12 +95,12 @@ class ObjectStore:
         if existing is not None:
             if existing.state != WRITING and obj_id in self._sealed_wires:
                 return ["exists", self._sealed_wires[obj_id]]
-            self._abort(obj_id)
-        await self._make_room(nbytes)
+            self.abort(obj_id)
+        await self.make_room(nbytes)
         try:
             segment, fresh = self.state.allocate(obj_id, nbytes, owner, writer)
         except StoreFullError as full:
-            raise self._full(full) from None
+            raise self.full_error(full) from None
         if fresh:
             try:
                 fd = shm.create_file(self.path(segment), segment.capacity)
@@ -121,14 +121,14 @@ class ObjectStore:
             self.transfers.sealed(obj_id)
 
     def handle_abort(self, payload: list, call: Call | None) -> None:
-        self._abort(payload[0])
+        self.abort(payload[0])
         self._sealed_wires.pop(payload[0], None)
 
     def handle_adopt(self, payload: list, call: Call | None) -> None:
         """[obj_id, nbytes, owner, name, wire]: a segment a writer made itself."""
         obj_id, nbytes, owner, name, wire = payload
         if obj_id in self.state.objects:
-            self._abort(obj_id)
+            self.abort(obj_id)
         self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix) :])
         self._sealed_wires[obj_id] = wire
         self.transfers.watch_owner(owner)
@@ -138,7 +138,7 @@ class ObjectStore:
 
     async def _shed_overflow(self) -> None:
         try:
-            await self._make_room(0)
+            await self.make_room(0)
         except errors.ObjectStoreFullError as exc:
             logger.warning("the object store is over capacity and nothing can be spilled: %s", exc)
 
@@ -199,7 +199,7 @@ class ObjectStore:
 
     # -- room -----------------------------------------------------------------------------------
 
-    async def _make_room(self, nbytes: int) -> None:
+    async def make_room(self, nbytes: int) -> None:
         if self.state.used + nbytes <= self.state.capacity and not self.state.pool:
             return
         async with self._room:
@@ -207,11 +207,11 @@ class ObjectStore:
                 unlink, spill = self.state.make_room(nbytes)
             except StoreFullError as full:
                 if not await self._ask_readers_to_let_go():
-                    raise self._full(full) from None
+                    raise self.full_error(full) from None
                 try:
                     unlink, spill = self.state.make_room(nbytes)
                 except StoreFullError as still_full:
-                    raise self._full(still_full) from None
+                    raise self.full_error(still_full) from None
             self._unlink_segments(unlink)
             for obj in spill:
                 await self._spill(obj)
@@ -253,7 +253,7 @@ class ObjectStore:
         self._unlink_segments(self.state.spilled(obj, target, ok))
         self._drop_wires()
 
-    def _full(self, full: StoreFullError) -> errors.ObjectStoreFullError:
+    def full_error(self, full: StoreFullError) -> errors.ObjectStoreFullError:
         return errors.ObjectStoreFullError(
             f"the object store of node {self.node_id[:8]} is full: asked for {full.asked} bytes, "
             f"capacity {full.capacity} bytes, of which {full.pinned} bytes are pinned (being "
@@ -261,7 +261,7 @@ class ObjectStore:
             f"their refs) or raise object_store_memory"
         )
 
-    def _abort(self, obj_id: bytes) -> None:
+    def abort(self, obj_id: bytes) -> None:
         """Forget an object whose write failed or is being replaced, and unlink its segment."""
         segment = self.state.abort(obj_id)
         if segment is not None:

@@ -36,8 +36,8 @@ from actorflow._private.node.worker_pool import (
     WorkerPool,
     WorkerProcess,
 )
+from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Call, Runtime
-from actorflow._private.worker.spec import WorkerSpec
 
 logger = logging.getLogger("actorflow.raylet")
 

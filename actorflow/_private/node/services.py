@@ -13,8 +13,8 @@ from actorflow._private.config import Config
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
 from actorflow._private.node.resources import normalize
+from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Runtime
-from actorflow._private.worker.spec import WorkerSpec
 
 
 def node_resources(

@@ -25,16 +25,50 @@ import ctypes
 import mmap
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from actorflow._private import errors
+from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.node import shm
-from actorflow._private.node.store_state import SEALED, SPILLED, SPILLING, StoreFullError
-from actorflow._private.runtime import Call
+from actorflow._private.node.store_state import (
+    SEALED,
+    SPILLED,
+    SPILLING,
+    Segment,
+    StoreFullError,
+    StoreState,
+)
+from actorflow._private.runtime import Call, Runtime
 
-if TYPE_CHECKING:
-    from actorflow._private.node.object_store import ObjectStore
+
+class TransferStore(Protocol):
+    """What transfers need of their node's object store (object_store.py)."""
+
+    runtime: Runtime
+    config: Config
+    state: StoreState
+    node_id: str
+    prefix: str
+
+    def path(self, segment: Segment) -> str: ...
+
+    def sealed_wire(self, obj_id: bytes) -> list | None: ...
+
+    def set_sealed_wire(self, obj_id: bytes, wire: list) -> None: ...
+
+    def handle_closed(self, payload: list, call: Call | None) -> None: ...
+
+    def handle_free(self, payload: list, call: Call | None) -> None: ...
+
+    def process_gone(self, address: str) -> None: ...
+
+    async def make_room(self, nbytes: int) -> None: ...
+
+    def full_error(self, full: StoreFullError) -> errors.ObjectStoreFullError: ...
+
+    def abort(self, obj_id: bytes) -> None: ...
+
 
 SHARED = 3  # serialization.SHARED (not imported: serialization pulls in cloudpickle)
 # Chunk size, window and timeouts are Config's transfer_* fields.
@@ -119,7 +153,7 @@ class Transfers:
     """The transfer side of a node's store: serving chunks of what it holds, pulling what it
     lacks."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: TransferStore) -> None:
         self.store = store
         self.runtime = store.runtime
         self.config = store.config
@@ -272,18 +306,18 @@ class Transfers:
     async def _receive(self, wire: list, owner: str, nbytes: int, source: str, what: str) -> list:
         obj_id, data_len, buffer_lens = wire[3], wire[4], wire[5]
         store, state = self.store, self.store.state
-        await store._make_room(nbytes)
+        await store.make_room(nbytes)
         try:
             segment, fresh = state.allocate(obj_id, nbytes, owner)
         except StoreFullError as full:
-            raise store._full(full) from None
+            raise store.full_error(full) from None
         obj = state.objects[obj_id]
         obj.pulled_from = wire[1]
         path = store.path(segment)
         try:
             fd = shm.create_file(path, segment.capacity) if fresh else os.open(path, os.O_RDWR)
         except OSError as exc:
-            store._abort(obj_id)
+            store.abort(obj_id)
             raise errors.ObjectStoreFullError(
                 f"could not create a {segment.capacity}-byte shared-memory segment for a copy "
                 f"of {what}: {exc}"
@@ -291,7 +325,7 @@ class Transfers:
         try:
             await self._fetch_into(fd, obj_id, nbytes, source, what)
         except BaseException as exc:
-            store._abort(obj_id)
+            store.abort(obj_id)
             if isinstance(exc, errors.ObjectLostError) or not isinstance(exc, Exception):
                 raise
             raise errors.ObjectLostError(

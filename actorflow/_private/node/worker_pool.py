@@ -1,12 +1,12 @@
 """Starting and watching worker processes for one node.
 
-Workers are forked from the node's fork server (forkserver.py), which has imported the worker's
-code once, so a worker is ready in milliseconds. With ``use_forkserver`` off (or where fork is
-unavailable) each worker is a fresh ``python -m actorflow._private.worker.main``. Either way its
-settings come in one WorkerSpec, written to a file of the session directory that only this user
-can read and that the worker unlinks once read (so the token is on no command line, where ``ps``
-shows it, and in no environment); its stdout and stderr go to a log file in the session
-directory, and the worker also forwards what it prints to the driver itself.
+Workers are forked from the node's fork server (worker/forkserver.py), which has imported the
+worker's code once, so a worker is ready in milliseconds. With ``use_forkserver`` off (or where
+fork is unavailable) each worker is a fresh ``python -m actorflow._private.worker.main``. Either
+way its settings come in one WorkerSpec, written to a file of the session directory that only
+this user can read and that the worker unlinks once read (so the token is on no command line,
+where ``ps`` shows it, and in no environment); its stdout and stderr go to a log file in the
+session directory, and the worker also forwards what it prints to the driver itself.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from actorflow._private import ids
-from actorflow._private.config import TOKEN_VARIABLE
-from actorflow._private.node.forkserver import PARENT_PID_VARIABLE
-from actorflow._private.worker.spec import WorkerSpec
+from actorflow._private.config import PARENT_PID_VARIABLE, TOKEN_VARIABLE
+from actorflow._private.protocol.worker_spec import WorkerSpec
 
 logger = logging.getLogger("actorflow.worker_pool")
 
@@ -195,7 +194,7 @@ class WorkerPool:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "actorflow._private.node.forkserver",
+                "actorflow._private.worker.forkserver",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,

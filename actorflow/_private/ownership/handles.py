@@ -22,8 +22,6 @@ from typing import Any
 from actorflow._private.protocol import core
 from actorflow._private.runtime import Call, Runtime
 
-GRACE_SECONDS = 1.0
-
 
 class HandleCounts:
     def __init__(
@@ -31,10 +29,12 @@ class HandleCounts:
         runtime: Runtime,
         gcs_request: Callable[[str, str, Any], asyncio.Future],
         on_collected: Callable[[str], None],
+        grace_seconds: float,
     ) -> None:
         self.runtime = runtime
         self._gcs_request = gcs_request
         self._on_collected = on_collected  # the actor is being ended: what it pins may go
+        self._grace_seconds = grace_seconds  # for handles in flight to be registered first
         self._lock = threading.Lock()
         self._local: dict[str, int] = {}
         self._owner: dict[str, str] = {}
@@ -89,7 +89,7 @@ class HandleCounts:
         self._check_later(actor_id)
 
     def _check_later(self, actor_id: str) -> None:
-        self.runtime.loop.call_later(GRACE_SECONDS, self._collect_if_unused, actor_id)
+        self.runtime.loop.call_later(self._grace_seconds, self._collect_if_unused, actor_id)
 
     def _collect_if_unused(self, actor_id: str) -> None:
         with self._lock:

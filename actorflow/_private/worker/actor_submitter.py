@@ -29,8 +29,6 @@ from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Co
 
 logger = logging.getLogger("actorflow.actors")
 
-FATE_TIMEOUT = 10.0  # seconds a caller waits to learn why an actor's process went away
-
 
 @dataclass(eq=False, kw_only=True)
 class ActorCall(CallRecord):
@@ -279,7 +277,9 @@ class ActorSubmitter:
         ch.learning = True
         future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version, False])
         # Should the GCS not notice the death (it normally does within a second), fail anyway.
-        timer = self.runtime.loop.call_later(FATE_TIMEOUT, self._fail_lost, ch, "", "", None)
+        timer = self.runtime.loop.call_later(
+            self.config.actor_fate_timeout, self._fail_lost, ch, "", "", None
+        )
 
         def known(f: asyncio.Future) -> None:
             ch.learning = False

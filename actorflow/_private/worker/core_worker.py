@@ -89,7 +89,9 @@ class CoreWorker:
             shm_prefix=shm_prefix,
             spill_dir=spill_dir,
         )
-        self.refs = refs = OwnershipIO(runtime, self.ownership, self.shared, self.on_loop_thread)
+        self.refs = refs = OwnershipIO(
+            runtime, self.ownership, self.shared, self.on_loop_thread, config.in_flight_seconds
+        )
         # What refs, the executor and the submitters call on their process's core worker:
         self.set_object = refs.set_object
         self.resolve_ref = refs.resolve_ref
@@ -103,7 +105,12 @@ class CoreWorker:
         )
         self.submitter = TaskSubmitter(runtime, config, self, completion)
         self.actor_submitter = ActorSubmitter(runtime, config, self, completion)
-        self.handles = HandleCounts(runtime, self.gcs_request, self.actor_submitter.actor_collected)
+        self.handles = HandleCounts(
+            runtime,
+            self.gcs_request,
+            self.actor_submitter.actor_collected,
+            config.handle_grace_seconds,
+        )
         packer = ArgumentPacker(runtime, config, self.objects, self.shared, self._note_escaped)
         self.serialize_args = packer.pack
         submission = Submission(

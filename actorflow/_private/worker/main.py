@@ -1,9 +1,9 @@
 """Entry point of a worker process: ``python -m actorflow._private.worker.main --spec PATH``.
 
-Everything the worker needs comes in one WorkerSpec (spec.py), read from the file at PATH that
-the node's worker pool wrote (and unlinked once read). The runtime loop runs on a thread; the
-main thread runs synchronous tasks. The worker never outlives its node: it asks the kernel for
-SIGKILL when its parent dies, and exits when its connection to the raylet closes.
+Everything the worker needs comes in one WorkerSpec (protocol/worker_spec.py), read from the
+file at PATH that the node's worker pool wrote (and unlinked once read). The runtime loop runs on
+a thread; the main thread runs synchronous tasks. The worker never outlives its node: it asks
+the kernel for SIGKILL when its parent dies, and exits when its connection to the raylet closes.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 
-from actorflow._private.worker.spec import WorkerSpec
+from actorflow._private.protocol.worker_spec import WorkerSpec
 
 _PR_SET_PDEATHSIG = 1
 

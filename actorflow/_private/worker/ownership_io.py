@@ -24,10 +24,6 @@ from actorflow._private.worker.shared_objects import SharedObjects
 
 logger = logging.getLogger("actorflow.core")
 
-# How long a process keeps refs it sent inside a result alive, if the receiver never says that
-# it holds them (it died): a safety net, not the normal path.
-IN_FLIGHT_SECONDS = 60.0
-
 
 class OwnershipIO:
     def __init__(
@@ -36,12 +32,16 @@ class OwnershipIO:
         ownership: Ownership,
         shared: SharedObjects,
         on_loop_thread: Callable[[], bool],
+        in_flight_seconds: float,
     ) -> None:
         self._runtime = runtime
         self._ownership = ownership
         self._objects = ownership.objects
         self._shared = shared
         self._on_loop_thread = on_loop_thread
+        # How long refs sent inside a result stay alive if the receiver never says it holds
+        # them (it died): a safety net, not the normal path.
+        self._in_flight_seconds = in_flight_seconds
         self._unacked_borrows: set[asyncio.Future] = set()
         self._objects.on_drop = self._object_dropped
 
@@ -138,14 +138,16 @@ class OwnershipIO:
 
     def keep_in_flight(self, task_id: bytes, nested: list) -> None:
         """Refs sent in a result stay alive here until the receiver holds them (it says so with
-        results_held), or IN_FLIGHT_SECONDS pass (loop thread or any)."""
+        results_held), or in_flight_seconds pass (loop thread or any)."""
         refs = [r for r in nested if isinstance(r, ObjectRef)]
         if refs:
             self._runtime.call_soon(self._keep_in_flight, task_id, refs)
 
     def _keep_in_flight(self, task_id: bytes, refs: list) -> None:
         self._ownership.keep_in_flight(task_id, refs)
-        self._runtime.loop.call_later(IN_FLIGHT_SECONDS, self._ownership.in_flight_expired, task_id)
+        self._runtime.loop.call_later(
+            self._in_flight_seconds, self._ownership.in_flight_expired, task_id
+        )
 
     def hold_contained(self, obj_ids: list, contained: list, sender: str, task_id: bytes) -> None:
         """A result holds these handles and refs: take them now, for as long as we keep it,

@@ -39,8 +39,6 @@ from actorflow._private.runtime import Runtime
 from actorflow._private.worker.control_client import ControlClient
 
 SHARED = serialization.SHARED
-SWEEP_SECONDS = 1.0
-WRITE_MAPPINGS_KEPT = 4
 
 
 class _Mapping:
@@ -67,6 +65,8 @@ class SharedObjects:
     ) -> None:
         self.runtime = runtime
         self.threshold = config.inline_object_max_bytes
+        self._sweep_seconds = config.mapping_sweep_seconds
+        self._write_mappings_kept = config.write_mappings_kept  # mappings reused for writing
         self._control = control
         self._objects = objects
         self._node_id = node_id
@@ -161,7 +161,7 @@ class SharedObjects:
             return kept[1]
         # Drop mappings of segments the store has since removed: they would pin their memory.
         for old_path in list(self._write_maps):
-            if not os.path.exists(old_path) or len(self._write_maps) >= WRITE_MAPPINGS_KEPT:
+            if not os.path.exists(old_path) or len(self._write_maps) >= self._write_mappings_kept:
                 self._write_maps.pop(old_path)[1].close()
         fd = os.open(path, os.O_RDWR)
         try:
@@ -174,7 +174,7 @@ class SharedObjects:
 
     def _drop_stale_write_maps(self) -> None:
         """Unmap kept writable mappings of segments the store has removed (they would keep
-        the memory alive). Cheap: at most WRITE_MAPPINGS_KEPT entries."""
+        the memory alive). Cheap: at most write_mappings_kept entries."""
         with self._write_lock:
             for path in list(self._write_maps):
                 if not os.path.exists(path):
@@ -423,7 +423,7 @@ class SharedObjects:
     def _start_sweep(self) -> None:
         if not self._sweeping:
             self._sweeping = True
-            self.runtime.loop.call_later(SWEEP_SECONDS, self._sweep)
+            self.runtime.loop.call_later(self._sweep_seconds, self._sweep)
 
     def _sweep(self) -> None:
         self._sweeping = False

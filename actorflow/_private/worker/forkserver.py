@@ -13,13 +13,14 @@ It never starts a thread or an event loop before forking: forking a threaded pro
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
 import signal
 import sys
 
-PARENT_PID_VARIABLE = "ACTORFLOW_PARENT_PID"
+from actorflow._private.config import env_parent_pid
 
 
 def _child(command: dict) -> None:
@@ -58,10 +59,13 @@ def serve() -> None:
     from actorflow._private.worker.main import die_with_parent
 
     # The node that started us (also the mark by which tests find a cluster's processes).
-    die_with_parent(int(os.environ.get(PARENT_PID_VARIABLE) or 0))
-    # Import what every worker needs once, here, so that forked children start warm.
-    import actorflow  # noqa: F401
+    die_with_parent(env_parent_pid())
+    # Import what every worker needs once, here, so that forked children start warm: the
+    # worker's code, and the public package that the user code they unpickle imports (loaded
+    # by name: a warm-up, not a dependency of this module).
     from actorflow._private.worker import main  # noqa: F401
+
+    importlib.import_module("actorflow")
 
     out = sys.stdout.fileno()
     inp = sys.stdin.fileno()

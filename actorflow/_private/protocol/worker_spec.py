@@ -4,7 +4,7 @@ The node's worker pool writes the spec (msgpack) to a file of its own in the nod
 directory (mode 0700), readable by this user only (0600); the worker is told the file's path
 (``--spec PATH``), reads it once and unlinks it. So the cluster token is on no command line and in
 no environment: user code, and the processes it starts, never see it. Spawned and forked workers
-(node/forkserver.py) receive their spec the same way.
+(worker/forkserver.py) receive their spec the same way.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]  # no stubs published
 
 from actorflow._private.config import Config
-from actorflow._private.errors import ActorflowError
+from actorflow._private.errors import MalformedMessageError
 
 # Bumped when the fields change: a worker and its node always run the same code, but a stale file
 # from another version should fail clearly rather than half-work.
 SPEC_VERSION = 1
 
 
-class MalformedWorkerSpecError(ActorflowError, ValueError):
+class MalformedWorkerSpecError(MalformedMessageError):
     """A worker spec could not be read: not msgpack, or a field missing or of the wrong type."""
 
 
