@@ -62,12 +62,9 @@ def test_a_live_worker_answers_a_malformed_message_with_a_clear_error(cluster):
     core_worker = context.core_or_none()
     actor_address = actorflow.get(Where.remote().address.remote())
 
-    async def ask(address, target, method, payload):
-        return await core_worker.runtime.request(address, target, method, payload)
-
     def send(address, target, method, payload):
         return asyncio.run_coroutine_threadsafe(
-            ask(address, target, method, payload), core_worker.runtime.loop
+            _request(core_worker, address, target, method, payload), core_worker.runtime.loop
         ).result(30)
 
     with pytest.raises(exceptions.MalformedMessageError, match="call message to 'actor'"):
@@ -80,3 +77,36 @@ def test_a_live_worker_answers_a_malformed_message_with_a_clear_error(cluster):
     handle = Where.remote()
     assert actorflow.get(handle.address.remote()).startswith("tcp://")
     assert actorflow.get(actorflow.put(5)) == 5
+
+
+def test_the_node_answers_malformed_lease_and_store_messages_clearly(cluster):
+    """The raylet and store of the driver's node (on the driver's runtime in init()'s cluster)."""
+    core_worker = context.core_or_none()
+    raylet = core_worker.raylet_address
+
+    def send(target, method, payload):
+        future = asyncio.run_coroutine_threadsafe(
+            _request(core_worker, raylet, target, method, payload), core_worker.runtime.loop
+        )
+        return future.result(30)
+
+    with pytest.raises(exceptions.MalformedMessageError, match="field resources must be map"):
+        send("raylet", "request_lease", [["CPU", 1], False])
+    with pytest.raises(exceptions.MalformedMessageError, match="return_lease message"):
+        send("raylet", "return_lease", ["lease"])
+    with pytest.raises(exceptions.MalformedMessageError, match="field nbytes must be int"):
+        send("store", "create", [b"o" * 20, "big", "tcp://a:1", "tcp://a:1"])
+    with pytest.raises(exceptions.MalformedMessageError, match="read_chunk message to 'store'"):
+        send("store", "read_chunk", [b"o" * 20])
+    # Tasks still get leases and large values still go through the store.
+    assert actorflow.get(_double.remote(21)) == 42
+    assert len(actorflow.get(actorflow.put(b"x" * (1 << 20)))) == 1 << 20
+
+
+async def _request(core_worker, address, target, method, payload):
+    return await core_worker.runtime.request(address, target, method, payload)
+
+
+@actorflow.remote
+def _double(x):
+    return 2 * x

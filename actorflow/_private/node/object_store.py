@@ -28,6 +28,8 @@ from actorflow._private.node.store_state import (
     StoreState,
 )
 from actorflow._private.node.transfer import TRANSFER_READER, Transfers
+from actorflow._private.protocol import store
+from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.store")
@@ -86,9 +88,8 @@ class ObjectStore:
     # -- writers --------------------------------------------------------------------------------
 
     async def handle_create(self, payload: list, call: Call) -> list:
-        """[obj_id, nbytes, owner, writer] -> [file name, capacity, fresh] for the writer to
-        fill, or ["exists", wire] when the object is already stored (a retried task's result)."""
-        obj_id, nbytes, owner, writer = payload
+        """Room for a value (protocol.store.Create: what it answers)."""
+        obj_id, nbytes, owner, writer = decode(store.Create, payload)
         if owner != writer:  # a task's result, for a caller that may be on another node
             self.transfers.watch_owner(owner)
         existing = self.state.objects.get(obj_id)
@@ -114,19 +115,20 @@ class ObjectStore:
         return [self.prefix + segment.name, segment.capacity, fresh]
 
     def handle_seal(self, payload: list, call: Call | None) -> None:
-        obj_id, wire = payload
+        obj_id, wire = decode(store.Seal, payload)
         if obj_id in self.state.objects:
             self.state.seal(obj_id)
             self._sealed_wires[obj_id] = wire
             self.transfers.sealed(obj_id)
 
     def handle_abort(self, payload: list, call: Call | None) -> None:
-        self.abort(payload[0])
-        self._sealed_wires.pop(payload[0], None)
+        obj_id = decode(store.Abort, payload).obj_id
+        self.abort(obj_id)
+        self._sealed_wires.pop(obj_id, None)
 
     def handle_adopt(self, payload: list, call: Call | None) -> None:
-        """[obj_id, nbytes, owner, name, wire]: a segment a writer made itself."""
-        obj_id, nbytes, owner, name, wire = payload
+        """A segment a writer made itself."""
+        obj_id, nbytes, owner, name, wire = decode(store.Adopt, payload)
         if obj_id in self.state.objects:
             self.abort(obj_id)
         self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix) :])
@@ -151,36 +153,41 @@ class ObjectStore:
     # -- other nodes: pulling what this node lacks, serving what it has ------------------------
 
     async def handle_pull(self, payload: list, call: Call) -> list:
-        """[SHARED wire of another node's object, that node's store address] -> the wire of a
-        copy in this store (made once; concurrent pulls share the transfer)."""
-        return await self.transfers.pull(payload[0], payload[1])
+        """The wire of a copy in this store of another node's object (made once; concurrent
+        pulls share the transfer)."""
+        wire, source = decode(store.Pull, payload)
+        return await self.transfers.pull(wire, source)
 
     async def handle_transfer_begin(self, payload: list, call: Call) -> list:
-        """[obj_id, puller store address] -> [owner, size]: the object is pinned meanwhile."""
-        return await self.transfers.begin(payload[0], str(payload[1]), call)
+        """[owner, size] of an object another store pulls; it is pinned meanwhile."""
+        obj_id, puller = decode(store.TransferBegin, payload)
+        return await self.transfers.begin(obj_id, puller, call)
 
     def handle_read_chunk(self, payload: list, call: Call) -> memoryview | bytes:
-        """[obj_id, puller, offset, length] -> the bytes of the object's segment there."""
-        obj_id, puller, offset, length = payload
-        chunk = self.transfers.read_chunk(obj_id, str(puller), int(offset), int(length))
+        """The bytes of the object's segment from offset."""
+        obj_id, puller, offset, length = decode(store.ReadChunk, payload)
+        chunk = self.transfers.read_chunk(obj_id, puller, offset, length)
         return chunk if call.conn is not None else bytes(chunk)  # a view must not outlive it
 
     def handle_transfer_end(self, payload: list, call: Call | None) -> None:
-        self.transfers.end(payload[0], str(payload[1]))
+        obj_id, puller = decode(store.TransferEnd, payload)
+        self.transfers.end(obj_id, puller)
 
     # -- readers and owners ---------------------------------------------------------------------
 
     def handle_opened(self, payload: list, call: Call) -> None:
-        """[obj_id, reader address]: the reader has mapped the object (acknowledged, so that the
-        reader can be sure the store knows before it lets the owner free the object)."""
-        self.state.opened(payload[0], payload[1])
+        """The reader has mapped the object (acknowledged, so that the reader can be sure the
+        store knows before it lets the owner free the object)."""
+        obj_id, reader = decode(store.Opened, payload)
+        self.state.opened(obj_id, reader)
 
     def handle_closed(self, payload: list, call: Call | None) -> None:
-        self._unlink_segments(self.state.closed(payload[0], payload[1]))
+        obj_id, reader = decode(store.Closed, payload)
+        self._unlink_segments(self.state.closed(obj_id, reader))
         self._drop_wires()
 
     def handle_free(self, payload: list, call: Call | None) -> None:
-        for obj_id in payload[0]:
+        for obj_id in decode(store.Free, payload).obj_ids:
             self._unlink_segments(self.state.free(obj_id))
         self._drop_wires()
 

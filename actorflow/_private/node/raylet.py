@@ -36,6 +36,8 @@ from actorflow._private.node.worker_pool import (
     WorkerPool,
     WorkerProcess,
 )
+from actorflow._private.protocol import raylet
+from actorflow._private.protocol.message import decode
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Call, Runtime
 
@@ -176,7 +178,7 @@ class Raylet:
 
     def handle_job_finished(self, payload: list, call: Call | None) -> None:
         """The job's driver is gone: its idle workers end (leased ones end with their lease)."""
-        job_id = payload[0]
+        job_id = decode(raylet.JobFinished, payload).job_id
         for worker in self._idle.pop(job_id, deque()):
             if worker.state == IDLE:
                 worker.state = DEAD
@@ -191,7 +193,7 @@ class Raylet:
         self._fail_queue_if_workers_cannot_start(str(task.exception()))
 
     def handle_register_worker(self, payload: list, call: Call) -> dict:
-        worker_id, address, pid = payload
+        worker_id, address, pid = decode(raylet.RegisterWorker, payload)
         worker = self.pool.workers.get(worker_id)
         if worker is None:
             raise LookupError(f"unknown worker {worker_id}: not started by this node")
@@ -205,7 +207,7 @@ class Raylet:
 
     def handle_keep_worker(self, payload: list, call: Call | None) -> None:
         """The worker owns actors or objects others use: never end it for being idle."""
-        worker = self.pool.workers.get(payload[0])
+        worker = self.pool.workers.get(decode(raylet.KeepWorker, payload).worker_id)
         if worker is not None:
             worker.extra["keep"] = True
 
@@ -266,25 +268,23 @@ class Raylet:
 
     # -- leases ---------------------------------------------------------------------------------
 
-    async def handle_request_lease(self, payload: list, call: Call) -> list:
-        """payload: [resources, dedicated, job_id, strategy, spilled, job] (spilled: another
-        raylet sent it here, so queue it here if it can ever fit; job: the job's namespace and
-        config). Answers [lease_id, worker_id, worker_address, gpu_ids] (gpu_ids None on a node
-        without GPUs) or ["spillback", raylet_address, node_id]."""
-        resources, dedicated = normalize(payload[0]), bool(payload[1])
-        job_id = payload[2] if len(payload) > 2 else self.prestart_job
-        strategy = payload[3] if len(payload) > 3 else None
-        spilled = bool(payload[4]) if len(payload) > 4 else False
+    async def handle_request_lease(self, payload: list, call: Call) -> tuple:
+        """A worker for a resource shape (protocol.raylet.RequestLease): answered with a Lease,
+        or a Spillback to the node the scheduler picked."""
+        asked = decode(raylet.RequestLease, payload)
+        resources, dedicated = normalize(asked.resources), bool(asked.dedicated)
+        job_id = asked.job_id if asked.job_id is not None else self.prestart_job
+        strategy, spilled = asked.strategy, bool(asked.spilled)
         # Before the decision: nothing may await between it and queueing the request, or a
         # burst of requests would all see this node as free.
-        await self._ensure_job_env(job_id, payload[5] if len(payload) > 5 else None)
+        await self._ensure_job_env(job_id, asked.job)
         if not (spilled and self.resources.feasible(resources)):
             target = self.scheduler.pick(
                 [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
             )
             if target.node_id != self.node_id:
                 target.take(resources)
-                return ["spillback", target.address, target.node_id]
+                return raylet.Spillback("spillback", target.address, target.node_id)
         request = LeaseRequest(
             resources, dedicated, job_id, self.runtime.loop.create_future(), call.conn
         )
@@ -300,7 +300,7 @@ class Raylet:
             held.add(lease.lease_id)
             lease.holder = call.conn
         gpu_ids = lease.gpu_ids if self.resources.gpu_free else None
-        return [lease.lease_id, lease.worker.worker_id, lease.worker.address, gpu_ids]
+        return raylet.Lease(lease.lease_id, lease.worker.worker_id, lease.worker.address, gpu_ids)
 
     def _self_view(self) -> NodeView:
         """This node as the scheduler sees it: what is free after the queued requests."""
@@ -362,7 +362,7 @@ class Raylet:
     def handle_reclaim_orphaned_leases(self, payload: list, call: Call) -> int:
         """From a restarted GCS: the actor leases of its predecessor that it does not know
         (an actor it was still creating, which it creates again) end; the count."""
-        known = set(payload[0])
+        known = set(decode(raylet.ReclaimOrphanedLeases, payload).known)
         stale = self._orphaned - known
         self._orphaned.clear()
         for lease_id in stale:
@@ -370,7 +370,7 @@ class Raylet:
         return len(stale)
 
     def handle_return_lease(self, payload: list, call: Call) -> None:
-        lease_id, kill_worker = payload
+        lease_id, kill_worker = decode(raylet.ReturnLease, payload)
         self._return(lease_id, bool(kill_worker))
 
     def _return(self, lease_id: str, kill_worker: bool) -> None:
@@ -401,14 +401,14 @@ class Raylet:
             self.resources.release(lease.resources)
 
     def handle_worker_blocked(self, payload: list, call: Call | None) -> None:
-        lease = self._lease_of_worker(payload[0])
+        lease = self._lease_of_worker(decode(raylet.WorkerBlocked, payload).worker_id)
         if lease is not None and not lease.blocked:
             lease.blocked = True
             self.resources.release({"CPU": lease.resources.get("CPU", 0.0)})
             self._dispatch()
 
     def handle_worker_unblocked(self, payload: list, call: Call | None) -> None:
-        lease = self._lease_of_worker(payload[0])
+        lease = self._lease_of_worker(decode(raylet.WorkerUnblocked, payload).worker_id)
         if lease is not None and lease.blocked:
             lease.blocked = False
             # May oversubscribe the node for a moment, as in Ray: the task is already running.

@@ -39,6 +39,8 @@ from actorflow._private.node.store_state import (
     StoreFullError,
     StoreState,
 )
+from actorflow._private.protocol import core
+from actorflow._private.protocol import store as store_messages
 from actorflow._private.runtime import Call, Runtime
 
 
@@ -284,7 +286,7 @@ class Transfers:
         me = self.runtime.address
         try:
             owner, nbytes = await asyncio.wait_for(
-                self.runtime.request(source, "store", "transfer_begin", [obj_id, me]),
+                self.runtime.ask(source, store_messages.TransferBegin(obj_id, me)),
                 self.config.transfer_seal_wait_seconds + self.config.transfer_chunk_timeout_seconds,
             )
         except errors.ObjectLostError:
@@ -299,7 +301,7 @@ class Transfers:
             local = await self._receive(wire, owner, nbytes, source, what)
         finally:
             if not self.runtime.closed:
-                self.runtime.send_oneway(source, "store", "transfer_end", [obj_id, me])
+                self.runtime.tell(source, store_messages.TransferEnd(obj_id, me))
         await self._tell_owner(obj_id, owner, what)
         return local
 
@@ -357,8 +359,8 @@ class Transfers:
             while next_offset < nbytes or in_flight:
                 while next_offset < nbytes and len(in_flight) < window:
                     length = min(chunk, nbytes - next_offset)
-                    future = self.runtime.request(
-                        source, "store", "read_chunk", [obj_id, me, next_offset, length]
+                    future = self.runtime.ask(
+                        source, store_messages.ReadChunk(obj_id, me, next_offset, length)
                     )
                     in_flight[future] = (next_offset, length)
                     next_offset += length
@@ -388,9 +390,7 @@ class Transfers:
             return
         self.watch_owner(owner)
         try:
-            known = await self.runtime.request(
-                owner, "core", "object_copied", [obj_id, self.runtime.address]
-            )
+            known = await self.runtime.ask(owner, core.ObjectCopied(obj_id, self.runtime.address))
         except Exception as exc:
             known, reason = False, f"its owner {owner} is gone ({exc})"
         else:

@@ -213,13 +213,11 @@ class ActorSubmitter:
         self._pump(ch)
 
     def _finish(self, call: ActorCall, wires: list) -> None:
-        if not call.finished:
-            self._calls.pop(call.task_id, None)
+        self._calls.pop(call.task_id, None)
         self.completion.finish(call, wires)
 
     def _finish_cancelled(self, call: ActorCall) -> None:
-        if not call.finished:
-            self._calls.pop(call.task_id, None)
+        self._calls.pop(call.task_id, None)
         self.completion.cancelled(call, "actor call")
 
     # -- the actor's state ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from actorflow._private import ids, serialization
 from actorflow._private.config import Config
 from actorflow._private.ownership.handles import HandleCounts
 from actorflow._private.ownership.state import Ownership
-from actorflow._private.protocol import core
+from actorflow._private.protocol import core, raylet, store
 from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
 from actorflow._private.worker import output
@@ -166,20 +166,15 @@ class CoreWorker:
         """This worker now owns something others may use: the node must not end it as idle."""
         if self.mode == "worker" and not self._kept:
             self._kept = True
-            self.runtime.call_soon(
-                self.runtime.send_oneway,
-                self.raylet_address,
-                "raylet",
-                "keep_worker",
-                [self.worker_id],
-            )
+            message = raylet.KeepWorker(self.worker_id)
+            self.runtime.call_soon(self.runtime.tell, self.raylet_address, message)
 
     def free_in_store(self, obj_ids: list[bytes]) -> None:
         """Tell the node's store these objects are nobody's (any thread; unknown ids are
         ignored there)."""
         if obj_ids:
             self.runtime.call_soon(
-                self.runtime.send_oneway, self.raylet_address, "store", "free", [list(obj_ids)]
+                self.runtime.tell, self.raylet_address, store.Free(list(obj_ids))
             )
 
     def results_failed(self, obj_ids: list[bytes], wires: list) -> None:

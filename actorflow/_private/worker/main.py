@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.path.insert(0, path)
 
     from actorflow._private.loop_thread import LoopThread
+    from actorflow._private.protocol import core as core_messages
+    from actorflow._private.protocol import raylet
     from actorflow._private.runtime import Runtime
     from actorflow._private.worker import context, output
     from actorflow._private.worker.actor_host import ActorHost
@@ -86,14 +88,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def blocked() -> None:
         runtime.call_soon(executor.bounce_queued)
-        runtime.call_soon(
-            runtime.send_oneway, raylet_address, "raylet", "worker_blocked", [worker_id]
-        )
+        runtime.call_soon(runtime.tell, raylet_address, raylet.WorkerBlocked(worker_id))
 
     def unblocked() -> None:
-        runtime.call_soon(
-            runtime.send_oneway, raylet_address, "raylet", "worker_unblocked", [worker_id]
-        )
+        runtime.call_soon(runtime.tell, raylet_address, raylet.WorkerUnblocked(worker_id))
 
     core.blocking.on_blocked, core.blocking.on_unblocked = blocked, unblocked
     for hook in filter(None, config.worker_extensions.split(",")):
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
             def forward(text: str) -> None:
                 label = output.origin_label(current_task_name.get())
                 runtime.call_soon(
-                    runtime.send_oneway, log_address, "core", "log", [label, is_stderr, text]
+                    runtime.tell, log_address, core_messages.WorkerOutput(label, is_stderr, text)
                 )
 
             return forward
@@ -123,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(0)
 
     async def register() -> None:
-        await runtime.request(
-            raylet_address, "raylet", "register_worker", [worker_id, runtime.address, os.getpid()]
+        await runtime.ask(
+            raylet_address, raylet.RegisterWorker(worker_id, runtime.address, os.getpid())
         )
         runtime.on_peer_lost(raylet_address, raylet_gone)
 

@@ -35,6 +35,7 @@ from actorflow._private.config import Config
 from actorflow._private.node import shm
 from actorflow._private.node.transfer import NodeDirectory, describe
 from actorflow._private.ownership.table import ObjectTable
+from actorflow._private.protocol import store
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.control_client import ControlClient
 
@@ -112,7 +113,7 @@ class SharedObjects:
             self.store_address,
             "store",
             "create",
-            [obj_id, nbytes, owner, self.runtime.address],
+            store.Create(obj_id, nbytes, owner, self.runtime.address),
             timeout=None,
         )
         if answer[0] == "exists":
@@ -122,13 +123,9 @@ class SharedObjects:
         try:
             self._fill(name, capacity, fresh, obj_id, data, buffers, offsets)
         except BaseException:
-            self.runtime.call_soon(
-                self.runtime.send_oneway, self.store_address, "store", "abort", [obj_id]
-            )
+            self.runtime.call_soon(self.runtime.tell, self.store_address, store.Abort(obj_id))
             raise
-        self.runtime.call_soon(
-            self.runtime.send_oneway, self.store_address, "store", "seal", [obj_id, wire]
-        )
+        self.runtime.call_soon(self.runtime.tell, self.store_address, store.Seal(obj_id, wire))
         return wire
 
     def _fill(
@@ -207,9 +204,7 @@ class SharedObjects:
         finally:
             os.close(fd)
         wire = [SHARED, self._node_id, name, obj_id, data_len, buffer_lens]
-        self.runtime.send_oneway(
-            self.store_address, "store", "adopt", [obj_id, nbytes, owner, name, wire]
-        )
+        self.runtime.tell(self.store_address, store.Adopt(obj_id, nbytes, owner, name, wire))
         return wire
 
     def _prefix(self) -> str:
@@ -275,9 +270,7 @@ class SharedObjects:
         node_id = wire[1]
         source = await self.nodes.store_of(node_id, describe(wire[3], node_id))
         try:
-            return list(
-                await self.runtime.request(self.store_address, "store", "pull", [wire, source])
-            )
+            return list(await self.runtime.ask(self.store_address, store.Pull(wire, source)))
         except errors.ObjectLostError:
             self.nodes.forget(node_id)  # it may have died: ask the GCS next time
             raise
@@ -324,13 +317,13 @@ class SharedObjects:
         if wire[1] == self._node_id:
             stores.discard(self.store_address)
             # After this process's own "opened"/"closed" on the same connection: in order.
-            self.runtime.send_oneway(self.store_address, "store", "free", [[obj_id]])
+            self.runtime.tell(self.store_address, store.Free([obj_id]))
         else:
             self.runtime.loop.create_task(self._free_at_node(obj_id, wire[1])).add_done_callback(
                 _ignore_failure
             )
-        for store in stores:
-            self.runtime.send_oneway(store, "store", "free", [[obj_id]])
+        for address in stores:
+            self.runtime.tell(address, store.Free([obj_id]))
 
     async def _free_at_node(self, obj_id: bytes, node_id: str) -> None:
         try:
@@ -338,14 +331,14 @@ class SharedObjects:
         except errors.ObjectLostError:
             return  # the node is gone, and the object with it
         if not self.runtime.closed:
-            self.runtime.send_oneway(address, "store", "free", [[obj_id]])
+            self.runtime.tell(address, store.Free([obj_id]))
 
     def copy_count(self) -> int:
         return sum(len(s) for s in self._copies.values())
 
     def _register(self, obj_id: bytes, entry: _Mapping) -> None:
-        entry.registered = self.runtime.request(
-            self.store_address, "store", "opened", [obj_id, self.runtime.address]
+        entry.registered = self.runtime.ask(
+            self.store_address, store.Opened(obj_id, self.runtime.address)
         )
         entry.registered.add_done_callback(_ignore_failure)
 
@@ -393,8 +386,8 @@ class SharedObjects:
         """The store may reuse the segment once it hears this (after our "opened")."""
         self._after_registered(
             entry,
-            lambda: self.runtime.send_oneway(
-                self.store_address, "store", "closed", [obj_id, self.runtime.address]
+            lambda: self.runtime.tell(
+                self.store_address, store.Closed(obj_id, self.runtime.address)
             ),
         )
 

@@ -20,6 +20,7 @@ from typing import Any
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.protocol.raylet import RequestLease, ReturnLease
 from actorflow._private.protocol.worker import (
     CANCELLED,
     FAILED,
@@ -169,19 +170,10 @@ class TaskSubmitter:
         if not (spilled or again):
             shape.pending_leases += 1
         raylet = raylet or self.owner.raylet_address
-        future = self.runtime.request(
-            raylet,
-            "raylet",
-            "request_lease",
-            [
-                shape.resources,
-                False,
-                self.owner.job_id,
-                shape.strategy,
-                spilled,
-                self.owner.job_info,
-            ],
+        message = RequestLease(
+            shape.resources, False, self.owner.job_id, shape.strategy, spilled, self.owner.job_info
         )
+        future = self.runtime.ask(raylet, message)
         future.add_done_callback(lambda f: self._lease_granted(shape, raylet, f))
 
     def _lease_granted(self, shape: ShapeQueue, raylet: str, future: asyncio.Future) -> None:
@@ -242,9 +234,7 @@ class TaskSubmitter:
         if worker.in_flight or worker.dead:
             return
         shape.workers.remove(worker)
-        self.runtime.send_oneway(
-            worker.raylet_address, "raylet", "return_lease", [worker.lease_id, False]
-        )
+        self.runtime.tell(worker.raylet_address, ReturnLease(worker.lease_id, False))
 
     # -- pushing and replies --------------------------------------------------------------------
 
@@ -332,9 +322,7 @@ class TaskSubmitter:
         if worker in shape.workers:
             shape.workers.remove(worker)
         self._fns_sent.pop(worker.address, None)
-        self.runtime.send_oneway(
-            worker.raylet_address, "raylet", "return_lease", [worker.lease_id, True]
-        )
+        self.runtime.tell(worker.raylet_address, ReturnLease(worker.lease_id, True))
 
     def _after_crash(self, task: PendingTask, exc: BaseException) -> None:
         if task.cancel_requested:
