@@ -19,6 +19,7 @@ from actorflow._private.config import Config, env_address
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.services import host_of
+from actorflow._private.protocol import gcs
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.core_worker import CoreWorker
 
@@ -138,8 +139,8 @@ class ClusterDriver:
             ) from None
         node = self._local_node(nodes, host)
         config = job_config(self.config, runtime.address)
-        job_id = await runtime.request(
-            self.gcs_address, "gcs", "register_job", [runtime.address, self.namespace, config]
+        job_id = await runtime.ask(
+            self.gcs_address, gcs.RegisterJob(runtime.address, self.namespace, config)
         )
         self.node = node
         self.session_dir = self.session_dir or node.get("session_dir", "")

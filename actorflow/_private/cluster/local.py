@@ -23,6 +23,7 @@ from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.object_store import ObjectStore
 from actorflow._private.node.raylet import Raylet
 from actorflow._private.node.services import NodeServices, node_resources
+from actorflow._private.protocol import gcs
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.core_worker import CoreWorker
 
@@ -91,8 +92,8 @@ class LocalSession:
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = host_gcs(runtime, self.config)
         config = job_config(self.config, runtime.address)
-        job_id = await runtime.request(
-            runtime.address, "gcs", "register_job", [runtime.address, self.namespace, config]
+        job_id = await runtime.ask(
+            runtime.address, gcs.RegisterJob(runtime.address, self.namespace, config)
         )
         node = self.node = NodeServices(
             runtime,

@@ -18,6 +18,9 @@ from typing import Any
 from actorflow._private import errors
 from actorflow._private.control.storage import MemoryStorage, Storage
 from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.protocol import gcs
+from actorflow._private.protocol.gcs import DeadNode, PeerNode
+from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
@@ -49,7 +52,7 @@ class GCS:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.kv: dict[str, dict[bytes, bytes]] = {}
         self.actor_manager: Any = None  # told when a node dies (gcs_actors.py)
-        self.dead_nodes: list[list[str]] = []  # [node_id, address], in the order they died
+        self.dead_nodes: list[DeadNode] = []  # in the order they died
         self._death_waiters: list[asyncio.Future] = []
         self._next_job = 0
         self._monitor: asyncio.Task | None = None
@@ -80,7 +83,7 @@ class GCS:
             namespace, _, hex_key = key.rpartition("\x1f")
             self.kv.setdefault(namespace, {})[bytes.fromhex(hex_key)] = value
         self.dead_nodes = [
-            [n["node_id"], n["address"]] for n in self.nodes.values() if not n["alive"]
+            DeadNode(n["node_id"], n["address"]) for n in self.nodes.values() if not n["alive"]
         ]
         if self.nodes or self.jobs:
             logger.warning(
@@ -117,11 +120,13 @@ class GCS:
 
     # -- nodes ----------------------------------------------------------------------------------
 
-    def handle_register_node(self, payload: dict, call: Call) -> None:
-        node_id = payload["node_id"]
-        resources = payload["resources"]
+    def handle_register_node(self, payload: list, call: Call) -> None:
+        node_id, address, resources, info = decode(gcs.RegisterNode, payload)
         self.nodes[node_id] = dict(
-            payload,
+            info,
+            node_id=node_id,
+            address=address,
+            resources=resources,
             alive=True,
             available=dict(resources),
             queued=0,
@@ -153,9 +158,9 @@ class GCS:
             if node["alive"] and node["node_id"] != except_node:
                 self.runtime.send_oneway(node["address"], "raylet", "refresh_view", None)
 
-    def handle_heartbeat(self, payload: list, call: Call) -> list:
+    def handle_heartbeat(self, payload: list, call: Call) -> list[PeerNode]:
         """A node's report of its free resources; answered with every live node's."""
-        node_id, available, queued = payload
+        node_id, available, queued = decode(gcs.Heartbeat, payload)
         node = self.nodes.get(node_id)
         if node is None or not node["alive"]:
             cause = node["death_cause"] if node else "it is not registered"
@@ -167,7 +172,7 @@ class GCS:
         node["last_heartbeat"] = time.monotonic()
         self._watch_node_connection(node_id, call)
         return [
-            [n["node_id"], n["address"], n["resources"], n["available"]]
+            PeerNode(n["node_id"], n["address"], n["resources"], n["available"])
             for n in self.nodes.values()
             if n["alive"]
         ]
@@ -193,16 +198,16 @@ class GCS:
         logger.warning("node %s at %s is dead: %s", node_id, node["address"], cause)
         if self.actor_manager is not None:
             self.actor_manager.node_died(node_id, node["address"], cause)
-        self.dead_nodes.append([node_id, node["address"]])
+        self.dead_nodes.append(DeadNode(node_id, node["address"]))
         waiters, self._death_waiters = self._death_waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._views_changed()
 
-    async def handle_wait_node_deaths(self, payload: list, call: Call) -> list:
+    async def handle_wait_node_deaths(self, payload: list, call: Call) -> list[DeadNode]:
         """Long poll: the nodes that died after the first ``known`` ones, once there are any."""
-        known = payload[0]
+        known = decode(gcs.WaitNodeDeaths, payload).known
         while len(self.dead_nodes) <= known:
             waiter = self.runtime.loop.create_future()
             self._death_waiters.append(waiter)
@@ -215,10 +220,10 @@ class GCS:
     # -- jobs -----------------------------------------------------------------------------------
 
     def handle_register_job(self, payload: list, call: Call) -> str:
-        """payload: [driver_address, namespace, config]; config has the driver's sys_path and
-        where its workers send their output (log_address)."""
-        driver_address, namespace = payload[0], payload[1]
-        config = payload[2] if len(payload) > 2 else {}
+        """config has the driver's sys_path and where its workers send their output
+        (log_address)."""
+        driver_address, namespace, config = decode(gcs.RegisterJob, payload)
+        config = config or {}
         self._next_job += 1
         job_id = f"{self._next_job:08x}"
         self.jobs[job_id] = {
@@ -246,7 +251,7 @@ class GCS:
                 self.runtime.send_oneway(node["address"], "raylet", "job_finished", [job_id])
 
     def handle_job_info(self, payload: list, call: Call) -> dict | None:
-        return self.jobs.get(payload[0])
+        return self.jobs.get(decode(gcs.JobInfo, payload).job_id)
 
     def handle_list_jobs(self, payload: Any, call: Call) -> list:
         return list(self.jobs.values())
@@ -254,7 +259,7 @@ class GCS:
     # -- key-value ------------------------------------------------------------------------------
 
     def handle_kv_put(self, payload: list, call: Call) -> bool:
-        namespace, key, value, overwrite = payload
+        namespace, key, value, overwrite = decode(gcs.KvPut, payload)
         table = self.kv.setdefault(namespace, {})
         if key in table and not overwrite:
             return False
@@ -263,14 +268,14 @@ class GCS:
         return True
 
     def handle_kv_get(self, payload: list, call: Call) -> bytes | None:
-        namespace, key = payload
+        namespace, key = decode(gcs.KvGet, payload)
         return self.kv.get(namespace, {}).get(key)
 
     def handle_kv_del(self, payload: list, call: Call) -> bool:
-        namespace, key = payload
+        namespace, key = decode(gcs.KvDel, payload)
         self.storage.delete("kv", f"{namespace}\x1f{key.hex()}")
         return self.kv.get(namespace, {}).pop(key, None) is not None
 
     def handle_kv_keys(self, payload: list, call: Call) -> list:
-        namespace, prefix = payload
+        namespace, prefix = decode(gcs.KvKeys, payload)
         return [k for k in self.kv.get(namespace, {}) if k.startswith(prefix)]

@@ -36,8 +36,8 @@ from actorflow._private.node.worker_pool import (
     WorkerPool,
     WorkerProcess,
 )
-from actorflow._private.protocol import raylet
-from actorflow._private.protocol.message import decode
+from actorflow._private.protocol import actors, gcs, raylet
+from actorflow._private.protocol.message import decode, spec_of
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Call, Runtime
 
@@ -112,13 +112,12 @@ class Raylet:
         self._beat_now = asyncio.Event()
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
-        info = dict(
-            self.node_info,
-            node_id=self.node_id,
-            address=self.runtime.address,
-            resources=self.resources.total,
+        await self.runtime.ask(
+            self.gcs_address,
+            gcs.RegisterNode(
+                self.node_id, self.runtime.address, self.resources.total, self.node_info
+            ),
         )
-        await self.runtime.request(self.gcs_address, "gcs", "register_node", info)
         self.prestart, self.prestart_job = prestart, prestart_job
         if prestart_job:
             await self._ensure_job_env(prestart_job)
@@ -159,7 +158,7 @@ class Raylet:
         if job_id in self._job_specs:
             return
         if job is None:
-            job = await self._ask_gcs("job_info", [job_id])
+            job = await self._ask_gcs(gcs.JobInfo(job_id))
         if job is None:
             raise errors.ActorflowError(f"job {job_id} is not known to the cluster")
         config = job.get("config") or {}
@@ -170,10 +169,11 @@ class Raylet:
             sys_path=tuple(config.get("sys_path") or ()),
         )
 
-    async def _ask_gcs(self, method: str, payload: Any, target: str = "gcs") -> Any:
+    async def _ask_gcs(self, message: Any) -> Any:
         """A GCS request that waits out a GCS restart (up to gcs_reconnect_seconds)."""
+        spec = spec_of(type(message))
         return await self.runtime.request_until_reachable(
-            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds
+            self.gcs_address, spec.target, spec.method, message, self.config.gcs_reconnect_seconds
         )
 
     def handle_job_finished(self, payload: list, call: Call | None) -> None:
@@ -217,9 +217,7 @@ class Raylet:
         if worker.extra.get("dedicated"):
             # A request, resent while the GCS is restarting: it decides the actor's fate.
             report = self.runtime.loop.create_task(
-                self._ask_gcs(
-                    "actor_worker_exited", [worker.worker_id, worker.exit_code], target="actors"
-                )
+                self._ask_gcs(actors.ActorWorkerExited(worker.worker_id, worker.exit_code))
             )
             report.add_done_callback(_log_failure)
         if worker.lease_id is not None:
@@ -317,11 +315,9 @@ class Raylet:
         this node is dead (it missed heartbeats) ends it, as in Ray."""
         while True:
             try:
-                view = await self.runtime.request(
+                view = await self.runtime.ask(
                     self.gcs_address,
-                    "gcs",
-                    "heartbeat",
-                    [self.node_id, self.resources.available, len(self.queue)],
+                    gcs.Heartbeat(self.node_id, self.resources.available, len(self.queue)),
                 )
             except errors.NodeDiedError as exc:
                 logger.error("%s", exc)
@@ -333,9 +329,9 @@ class Raylet:
             else:
                 # Copies: from a GCS in this process these are its own dicts.
                 self.peers = {
-                    n[0]: NodeView(n[0], n[1], dict(n[2]), dict(n[3]))
-                    for n in view
-                    if n[0] != self.node_id
+                    node_id: NodeView(node_id, address, dict(resources), dict(available))
+                    for node_id, address, resources, available in view
+                    if node_id != self.node_id
                 }
             self._beat_now.clear()
             try:

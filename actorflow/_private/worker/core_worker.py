@@ -19,7 +19,7 @@ from actorflow._private import ids, serialization
 from actorflow._private.config import Config
 from actorflow._private.ownership.handles import HandleCounts
 from actorflow._private.ownership.state import Ownership
-from actorflow._private.protocol import core, raylet, store
+from actorflow._private.protocol import core, gcs, raylet, store
 from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
 from actorflow._private.worker import output
@@ -199,7 +199,9 @@ class CoreWorker:
         known = 0
         while not self.runtime.closed:
             try:
-                deaths = await self.gcs_request("gcs", "wait_node_deaths", [known])
+                deaths = await self.gcs_request(
+                    "gcs", "wait_node_deaths", gcs.WaitNodeDeaths(known)
+                )
             except Exception:
                 if self.runtime.closed:
                     return
