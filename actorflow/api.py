@@ -13,6 +13,7 @@ from typing import Any
 from actorflow import exceptions
 from actorflow._private import ids
 from actorflow._private.config import Config, env_address
+from actorflow._private.protocol.actors import GetNamedActor, KillActor, ListNamedActors
 from actorflow._private.worker import context
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.task_context import current_task_id
@@ -334,7 +335,7 @@ def kill(actor: Any, *, no_restart: bool = True) -> None:
     if not isinstance(actor, ActorHandle):
         raise TypeError(f"actorflow.kill() takes an actor handle, not {type(actor).__name__}")
     core = _ensure_core()
-    payload = [actor._actor_id, bool(no_restart)]
+    payload = KillActor(actor._actor_id, bool(no_restart))
     if core.on_loop_thread():  # not waited for: resent while the GCS is restarting
         core.gcs_request("actors", "kill_actor", payload)
     else:
@@ -349,7 +350,10 @@ def get_actor(name: str, namespace: str | None = None) -> Any:
         raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
     core = _ensure_core()
     actor_id, meta = core.call_control(
-        core.gcs_address, "actors", "get_named_actor", [name, namespace or core.namespace]
+        core.gcs_address,
+        "actors",
+        "get_named_actor",
+        GetNamedActor(name, namespace or core.namespace),
     )
     return ActorHandle(actor_id, meta)
 
@@ -359,7 +363,7 @@ async def get_actor_async(name: str, namespace: str | None = None) -> Any:
     from actorflow.actor import ActorHandle
 
     core = _ensure_core()
-    payload = [name, namespace or core.namespace]
+    payload = GetNamedActor(name, namespace or core.namespace)
     if asyncio.get_running_loop() is core.runtime.loop:
         actor_id, meta = await core.runtime.request(
             core.gcs_address, "actors", "get_named_actor", payload
@@ -370,13 +374,16 @@ async def get_actor_async(name: str, namespace: str | None = None) -> Any:
     return ActorHandle(actor_id, meta)
 
 
-async def _ask(core: CoreWorker, payload: list) -> Any:
+async def _ask(core: CoreWorker, payload: GetNamedActor) -> Any:
     return await core.runtime.request(core.gcs_address, "actors", "get_named_actor", payload)
 
 
 def list_named_actors(all_namespaces: bool = False) -> list[Any]:
     core = _ensure_core()
     found = core.call_control(
-        core.gcs_address, "actors", "list_named_actors", [all_namespaces, core.namespace]
+        core.gcs_address,
+        "actors",
+        "list_named_actors",
+        ListNamedActors(bool(all_namespaces), core.namespace),
     )
     return found if all_namespaces else [entry["name"] for entry in found]

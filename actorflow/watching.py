@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from actorflow._private.protocol.actors import WatchActor
 from actorflow._private.worker import context
 from actorflow._private.worker.task_context import check_not_in_event_loop
 from actorflow.exceptions import RuntimeNotInitializedError
@@ -79,7 +80,7 @@ class ActorWatch:
 
     async def _fetch(self) -> None:
         rows = await self._core.request_from_any_loop(
-            self._core.gcs_address, "actors", "watch_actor", [self.actor_id, self._known]
+            self._core.gcs_address, "actors", "watch_actor", WatchActor(self.actor_id, self._known)
         )
         for row in rows:
             if row["version"] > self._known or self._known < 0:

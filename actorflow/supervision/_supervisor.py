@@ -13,6 +13,7 @@ from typing import Any
 
 import actorflow
 from actorflow import exceptions
+from actorflow._private.protocol.actors import KillActor
 from actorflow._private.worker import context
 from actorflow.actor import ActorClass, exit_actor
 from actorflow.supervision._specs import (
@@ -557,9 +558,7 @@ class Supervisor:
         logger.error("%s", cause)
         await asyncio.sleep(0.05)  # so that the replies to events() callers leave first
         core = self._core
-        core.runtime.send_oneway(
-            core.gcs_address, "actors", "kill_actor", [self._actor_id, True, cause]
-        )
+        core.runtime.tell(core.gcs_address, KillActor(self._actor_id, True, cause))
 
     # -- bookkeeping ----------------------------------------------------------------------------
 

@@ -22,6 +22,9 @@ from actorflow._private.config import Config
 from actorflow._private.control.gcs import is_reachable
 from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.node.scheduling import NodeView, Scheduler
+from actorflow._private.protocol import actors
+from actorflow._private.protocol.actors import ActorCreated, ActorState, NamedActor
+from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
@@ -74,8 +77,10 @@ class ActorRecord:
         row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "waiters"}
         return row
 
-    def view(self) -> list:
-        return [self.version, self.state, self.address, self.death_cause, self.death_error]
+    def view(self) -> ActorState:
+        return ActorState(
+            self.version, self.state, self.address, self.death_cause, self.death_error
+        )
 
 
 class ActorManager:
@@ -168,19 +173,19 @@ class ActorManager:
 
     # -- creation -------------------------------------------------------------------------------
 
-    def handle_create_actor(self, payload: dict, call: Call) -> list:
-        """Register an actor and start creating it; answer [actor_id, existed, meta]."""
-        spec = payload
+    def handle_create_actor(self, payload: list, call: Call) -> ActorCreated:
+        """Register an actor and start creating it."""
+        spec = decode(actors.CreateActor, payload).spec
         known = self.actors.get(spec["actor_id"])
         if known is not None:  # sent again after a GCS restart: it was registered already
-            return [known.actor_id, False, known.spec["meta"]]
+            return ActorCreated(known.actor_id, False, known.spec["meta"])
         key = (spec.get("namespace") or "", spec["name"]) if spec.get("name") else None
         if key is not None:
             existing_id = self.names.get(key)
             existing = self.actors.get(existing_id) if existing_id else None
             if existing is not None and existing.state != DEAD:
                 if spec.get("get_if_exists"):
-                    return [existing.actor_id, True, existing.spec["meta"]]
+                    return ActorCreated(existing.actor_id, True, existing.spec["meta"])
                 raise ValueError(
                     f"the actor name {spec['name']!r} is already taken in namespace "
                     f"{key[0]!r}; pick another name, or pass get_if_exists=True to "
@@ -199,7 +204,7 @@ class ActorManager:
             owned.add(record.actor_id)
         self._save(record)
         self.runtime.loop.create_task(self._create(record))
-        return [record.actor_id, False, spec["meta"]]
+        return ActorCreated(record.actor_id, False, spec["meta"])
 
     def _owner_gone(self, conn: Any) -> None:
         for actor_id in self._owned_by.pop(conn, set()):
@@ -306,7 +311,7 @@ class ActorManager:
 
     def handle_actor_worker_exited(self, payload: list, call: Call | None) -> None:
         """From a raylet: an actor's worker process exited with this code."""
-        worker_id, exit_code = payload
+        worker_id, exit_code = decode(actors.ActorWorkerExited, payload)
         record = self._by_worker.get(worker_id)
         if record is not None:
             self._worker_lost(record, worker_id, exit_code)
@@ -342,15 +347,14 @@ class ActorManager:
 
     def handle_actor_exited(self, payload: list, call: Call | None) -> None:
         """From the actor itself: exit_actor() or a graceful terminate."""
-        actor_id, reason = payload
+        actor_id, reason = decode(actors.ActorExited, payload)
         record = self.actors.get(actor_id)
         if record is not None and record.state != DEAD:
             record.no_restart = True
             self._set_dead(record, reason, None, NORMAL)
 
     def handle_kill_actor(self, payload: list, call: Call | None) -> None:
-        actor_id, no_restart = payload[0], payload[1]
-        reason = payload[2] if len(payload) > 2 else "it was killed with actorflow.kill()"
+        actor_id, no_restart, reason = decode(actors.KillActor, payload)
         record = self.actors.get(actor_id)
         if record is None:
             raise ValueError(f"no actor with id {actor_id}")
@@ -399,14 +403,15 @@ class ActorManager:
 
     # -- queries --------------------------------------------------------------------------------
 
-    async def handle_wait_actor(self, payload: list, call: Call) -> list:
+    async def handle_wait_actor(self, payload: list, call: Call) -> ActorState:
         """Answer with the actor's state once it is newer than known_version and, when settled
         is asked for, ALIVE or DEAD; at once if it already is."""
-        actor_id, known_version = payload[0], payload[1]
-        settled = payload[2] if len(payload) > 2 else True
+        actor_id, known_version, settled = decode(actors.WaitActor, payload)
         record = self.actors.get(actor_id)
         if record is None:
-            return [0, DEAD, "", f"no actor with id {actor_id} is known to the cluster", None]
+            return ActorState(
+                0, DEAD, "", f"no actor with id {actor_id} is known to the cluster", None
+            )
         while record.version <= known_version or (
             settled and record.state in (PENDING, RESTARTING)
         ):
@@ -418,7 +423,7 @@ class ActorManager:
     async def handle_watch_actor(self, payload: list, call: Call) -> list:
         """The actor's state changes after known_version, once there are any (known_version
         -1: its state now). An unknown actor is reported dead at once."""
-        actor_id, known = payload
+        actor_id, known = decode(actors.WatchActor, payload)
         record = self.actors.get(actor_id)
         if record is None:
             return [
@@ -443,8 +448,8 @@ class ActorManager:
             await future
         return [e for e in record.history if e["version"] > known] or [record.event()]
 
-    def handle_get_named_actor(self, payload: list, call: Call) -> list:
-        name, namespace = payload
+    def handle_get_named_actor(self, payload: list, call: Call) -> NamedActor:
+        name, namespace = decode(actors.GetNamedActor, payload)
         actor_id = self.names.get((namespace or "", name))
         record = self.actors.get(actor_id) if actor_id else None
         if record is None or record.state == DEAD:
@@ -452,7 +457,7 @@ class ActorManager:
                 f"no actor named {name!r} in namespace {namespace!r} (it never "
                 f"existed, it died, or it lives in another namespace)"
             )
-        return [record.actor_id, record.spec["meta"]]
+        return NamedActor(record.actor_id, record.spec["meta"])
 
     def handle_list_actors(self, payload: Any, call: Call) -> list:
         return [
@@ -473,7 +478,7 @@ class ActorManager:
         ]
 
     def handle_list_named_actors(self, payload: list, call: Call) -> list:
-        all_namespaces, namespace = payload
+        all_namespaces, namespace = decode(actors.ListNamedActors, payload)
         return [
             {"name": name, "namespace": ns}
             for (ns, name) in self.names

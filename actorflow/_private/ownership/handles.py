@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actorflow._private.protocol import core
+from actorflow._private.protocol.actors import KillActor
 from actorflow._private.runtime import Call, Runtime
 
 
@@ -106,5 +107,5 @@ class HandleCounts:
             self._gcs_request(
                 "actors",
                 "kill_actor",
-                [actor_id, True, "every handle to it is gone (it went out of scope)"],
+                KillActor(actor_id, True, "every handle to it is gone (it went out of scope)"),
             )

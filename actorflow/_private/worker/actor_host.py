@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from actorflow._private import errors, serialization
+from actorflow._private.protocol.actors import ActorExited
 from actorflow._private.protocol.message import decode
 from actorflow._private.protocol.worker import (
     FAILED,
@@ -177,7 +178,7 @@ class ActorHost:
             return
         self._exiting = True
         # Resent while the GCS is restarting: a lost message would make this look like a crash.
-        future = self.core.gcs_request("actors", "actor_exited", [self.actor_id, reason])
+        future = self.core.gcs_request("actors", "actor_exited", ActorExited(self.actor_id, reason))
         future.add_done_callback(lambda _: self.runtime.loop.call_later(0.05, os._exit, 0))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.protocol.actors import ActorState, CreateActor, WaitActor
 from actorflow._private.protocol.worker import CANCELLED, FAILED, OK, CallMethod, CancelCall
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Completion
@@ -84,7 +85,7 @@ class ActorSubmitter:
 
     def create(self, ch: ActorChannel, spec: dict[str, Any]) -> asyncio.Future:
         """Register the actor with the GCS (its arguments are resolved); the GCS's answer."""
-        future = self.owner.gcs_request("actors", "create_actor", spec)
+        future = self.owner.gcs_request("actors", "create_actor", CreateActor(spec))
         ch.watching = False
         self._pump(ch)
         self.release_pins_at_death(ch)
@@ -228,17 +229,19 @@ class ActorSubmitter:
         if not ch.pins or ch.dead is not None or self.runtime.closed:
             ch.pins = []
             return
-        future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, version, True])
+        future = self.owner.gcs_request(
+            "actors", "wait_actor", WaitActor(ch.actor_id, version, settled=True)
+        )
 
         def answered(f: asyncio.Future) -> None:
             if f.cancelled() or f.exception() is not None:
                 ch.pins = []  # the GCS is gone: so is the actor
                 return
-            new_version, state = f.result()[:2]
-            if state == "DEAD":
+            answer = ActorState(*f.result())
+            if answer.state == "DEAD":
                 ch.pins = []
             else:
-                self.release_pins_at_death(ch, new_version)
+                self.release_pins_at_death(ch, answer.version)
 
         future.add_done_callback(answered)
 
@@ -246,7 +249,7 @@ class ActorSubmitter:
         if ch.watching or ch.dead is not None:
             return
         ch.watching = True
-        future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version])
+        future = self.owner.gcs_request("actors", "wait_actor", WaitActor(ch.actor_id, ch.version))
         future.add_done_callback(lambda f: self._state_known(ch, f))
 
     def _state_known(self, ch: ActorChannel, future: asyncio.Future) -> None:
@@ -273,7 +276,9 @@ class ActorSubmitter:
         if ch.learning:
             return
         ch.learning = True
-        future = self.owner.gcs_request("actors", "wait_actor", [ch.actor_id, ch.version, False])
+        future = self.owner.gcs_request(
+            "actors", "wait_actor", WaitActor(ch.actor_id, ch.version, settled=False)
+        )
         # Should the GCS not notice the death (it normally does within a second), fail anyway.
         timer = self.runtime.loop.call_later(
             self.config.actor_fate_timeout, self._fail_lost, ch, "", "", None
