@@ -25,6 +25,8 @@ from actorflow._private.node.scheduling import NodeView, Scheduler
 from actorflow._private.protocol import actors
 from actorflow._private.protocol.actors import ActorCreated, ActorState, NamedActor
 from actorflow._private.protocol.message import decode
+from actorflow._private.protocol.raylet import ReclaimOrphanedLeases, RequestLease, ReturnLease
+from actorflow._private.protocol.worker import BecomeActor
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
@@ -150,10 +152,7 @@ class ActorManager:
                 known.setdefault(record.raylet_address, []).append(record.lease_id)
         nodes = [n["address"] for n in self.gcs.nodes.values() if n["alive"]]
         answers = await asyncio.gather(
-            *(
-                self.runtime.request(a, "raylet", "reclaim_orphaned_leases", [known.get(a, [])])
-                for a in nodes
-            ),
+            *(self.runtime.ask(a, ReclaimOrphanedLeases(known.get(a, []))) for a in nodes),
             return_exceptions=True,
         )
         reclaimed = sum(a for a in answers if isinstance(a, int))
@@ -225,19 +224,15 @@ class ActorManager:
         spec = record.spec
         try:
             node = self._pick_node(spec)
-            job = self.gcs.jobs.get(spec.get("job_id", ""))
-            answer = await self.runtime.request(
+            job_id = spec.get("job_id", "")
+            job = self.gcs.jobs.get(job_id)
+            answer = await self.runtime.ask(
                 node.address,
-                "raylet",
-                "request_lease",
-                [spec["resources"], True, spec.get("job_id", ""), spec.get("strategy"), True, job],
+                RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job),
             )
             if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
-                answer = await self.runtime.request(
-                    answer[1],
-                    "raylet",
-                    "request_lease",
-                    [spec["resources"], True, spec.get("job_id", ""), None, True, job],
+                answer = await self.runtime.ask(
+                    answer[1], RequestLease(spec["resources"], True, job_id, None, True, job)
                 )
         except errors.TaskUnschedulableError as exc:
             self._set_dead(
@@ -253,7 +248,7 @@ class ActorManager:
         lease_id, worker_id, address, gpu_ids = answer
         raylet = node.address
         if record.state == DEAD:  # killed while waiting for a worker
-            self.runtime.send_oneway(raylet, "raylet", "return_lease", [lease_id, True])
+            self.runtime.tell(raylet, ReturnLease(lease_id, True))
             return
         record.worker_id, record.lease_id, record.raylet_address = worker_id, lease_id, raylet
         record.node_id = node.node_id
@@ -261,11 +256,9 @@ class ActorManager:
         self._save(record)
         self._watch_worker(record, worker_id, address)
         try:
-            status, payload, _seconds, _contained = await self.runtime.request(
+            status, payload, _seconds, _contained = await self.runtime.ask(
                 address,
-                "actor",
-                "become_actor",
-                [record.actor_id, spec, record.restarts, self.runtime.address, gpu_ids],
+                BecomeActor(record.actor_id, spec, record.restarts, self.runtime.address, gpu_ids),
             )
         except PeerUnreachableError:
             return  # _worker_lost handles it
@@ -364,9 +357,7 @@ class ActorManager:
             self._kill(record, reason, KILLED)
         elif record.worker_id:
             # Ends the process; the actor restarts if it has restarts left.
-            self.runtime.send_oneway(
-                record.raylet_address, "raylet", "return_lease", [record.lease_id, True]
-            )
+            self.runtime.tell(record.raylet_address, ReturnLease(record.lease_id, True))
 
     def _kill(self, record: ActorRecord, reason: str, kind: str) -> None:
         record.no_restart = True
@@ -375,9 +366,7 @@ class ActorManager:
 
     def _end_worker(self, record: ActorRecord) -> None:
         if record.lease_id:
-            self.runtime.send_oneway(
-                record.raylet_address, "raylet", "return_lease", [record.lease_id, True]
-            )
+            self.runtime.tell(record.raylet_address, ReturnLease(record.lease_id, True))
 
     def _set_dead(
         self, record: ActorRecord, cause: str, error_wire: list | None, kind: str

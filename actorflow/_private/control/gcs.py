@@ -21,6 +21,7 @@ from actorflow._private.errors import PeerUnreachableError
 from actorflow._private.protocol import gcs
 from actorflow._private.protocol.gcs import DeadNode, PeerNode
 from actorflow._private.protocol.message import decode
+from actorflow._private.protocol.raylet import JobFinished
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.gcs")
@@ -248,7 +249,7 @@ class GCS:
         self._save_job(job)
         for node in self.nodes.values():
             if node["alive"]:
-                self.runtime.send_oneway(node["address"], "raylet", "job_finished", [job_id])
+                self.runtime.tell(node["address"], JobFinished(job_id))
 
     def handle_job_info(self, payload: list, call: Call) -> dict | None:
         return self.jobs.get(decode(gcs.JobInfo, payload).job_id)
