@@ -84,6 +84,7 @@ class TaskSubmitter:
         self._shapes: dict[tuple, ShapeQueue] = {}
         self._fn_seconds: dict[bytes, float] = {}  # moving average of run time per function
         self._fns_sent: dict[str, set[bytes]] = {}  # worker address -> function ids it has
+        self._dead_raylets: set[str] = set()  # of nodes the GCS declared dead
 
     # -- submission -----------------------------------------------------------------------------
 
@@ -182,7 +183,15 @@ class TaskSubmitter:
             and future.result()[0] == "spillback"
             and not self.runtime.closed
         ):
-            self._request_lease(shape, future.result()[1], spilled=True)
+            target = future.result()[1]
+            if target in self._dead_raylets:
+                # The local raylet's view is older than what we heard: that node is dead
+                # (it may be frozen, and would never answer). Ask again in a moment.
+                self.runtime.loop.call_later(
+                    self.config.heartbeat_seconds, self._request_lease, shape, "", False, True
+                )
+                return
+            self._request_lease(shape, target, spilled=True)
             return
         exc = future.exception()
         if (
@@ -217,7 +226,10 @@ class TaskSubmitter:
             self._schedule_return(shape, worker)
 
     def node_died(self, raylet_address: str, reason: str) -> None:
-        """A node is dead (maybe silently): tasks running on its workers are retried now."""
+        """A node is dead (maybe silently): tasks running on its workers are retried now, and
+        lease requests waiting at its raylet fail (they are asked again locally)."""
+        self._dead_raylets.add(raylet_address)
+        self.runtime.drop_peer(raylet_address, reason)
         for shape in self._shapes.values():
             for worker in list(shape.workers):
                 if worker.raylet_address == raylet_address:
