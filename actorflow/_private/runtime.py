@@ -32,7 +32,7 @@ from typing import Any
 
 import transports
 from actorflow._private import errors
-from actorflow._private.protocol.message import spec_of
+from actorflow._private.protocol.message import SPECS
 from transports import CommClosedError, Connection
 
 logger = logging.getLogger("actorflow.runtime")
@@ -218,12 +218,12 @@ class Runtime:
         self, address: str, message: Any, on_stream: Callable[[Any], None] | None = None
     ) -> asyncio.Future:
         """A request carrying one of protocol/'s messages (which names its target and method)."""
-        spec = spec_of(type(message))
+        spec = SPECS[type(message)]
         return self.request(address, spec.target, spec.method, message, on_stream)
 
     def tell(self, address: str, message: Any) -> None:
         """One of protocol/'s messages, sent one way."""
-        spec = spec_of(type(message))
+        spec = SPECS[type(message)]
         self.send_oneway(address, spec.target, spec.method, message)
 
     def send_oneway(self, address: str, target: str, method: str, payload: Any) -> None:

@@ -68,6 +68,8 @@ class Spec:
 
 
 SPECS: dict[type, Spec] = {}
+# (required, size, accepted) of each kind, for decode's fast path.
+_SHAPES: dict[type, tuple[int, int, tuple[Any, ...]]] = {}
 
 
 def message(target: str, method: str) -> Callable[[type[T]], type[T]]:
@@ -91,6 +93,8 @@ def message(target: str, method: str) -> Callable[[type[T]], type[T]]:
             checks,
             tuple(by_field.get(index, object) for index in range(len(fields))),
         )
+        spec = SPECS[kind]
+        _SHAPES[kind] = (spec.required, len(fields), spec.accepted)
         return kind
 
     return declare
@@ -102,18 +106,18 @@ def spec_of(kind: type) -> Spec:
 
 def decode(kind: type[T], payload: Any) -> T:
     """The payload as a kind, or MalformedMessageError naming what is wrong."""
-    spec = SPECS[kind]
+    required, size, accepted = _SHAPES[kind]
     # The common case, cheaply (it runs for every task and actor call): a whole, well-typed
     # array. map() stops at the payload's end, so omitted trailing fields are not checked.
     if (
         isinstance(payload, _ARRAYS)  # a list off the wire; a message itself within a process
-        and spec.required <= len(payload) <= len(spec.fields)
-        and all(map(isinstance, payload, spec.accepted))
+        and required <= len(payload) <= size
+        and all(map(isinstance, payload, accepted))
     ):
-        if len(payload) == len(spec.fields):
+        if len(payload) == size:
             return tuple.__new__(kind, payload)  # type: ignore[type-var]
         return kind(*payload)
-    raise _malformed(spec, payload)
+    raise _malformed(SPECS[kind], payload)
 
 
 def _malformed(spec: Spec, payload: Any) -> errors.MalformedMessageError:

@@ -18,11 +18,10 @@ CANCELLED = 2  # payload: nil
 RESCHEDULE = 3  # the worker is leaving: send the task elsewhere (payload: nil)
 
 
-class Reply(NamedTuple):
-    status: int
-    payload: Any
-    seconds: float  # how long it ran (the owner learns which functions are short)
-    contained: list  # refs and handles inside the results: ["object"|"actor", ...]
+# A task's or call's answer: (status, payload, seconds it ran, contained), where contained lists
+# the refs and handles inside the results (["object"|"actor", ...]) and seconds tells the owner
+# which functions are short. A plain tuple, not a NamedTuple: one is built for every call.
+Reply = tuple[int, Any, float, list]
 
 
 class StreamItem(NamedTuple):

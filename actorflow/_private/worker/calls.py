@@ -94,7 +94,8 @@ class Completion:
     def succeeded(self, call: CallRecord, wires: list, contained: list, sender: str) -> bool:
         """The results arrived, holding contained (refs and handles sent by sender). What they
         hold is taken even for a late reply, so that the sender hears it may let go."""
-        self._hold_contained(call.return_ids, contained, sender, call.task_id)
+        if contained:
+            self._hold_contained(call.return_ids, contained, sender, call.task_id)
         return self.finish(call, wires)
 
     def finish(self, call: CallRecord, wires: list) -> bool:
@@ -104,7 +105,8 @@ class Completion:
             return False
         call.finished = True
         call.pinned = []  # the refs and handles its arguments held may go now
-        self._ownership.unpin_for_call(call.pin_ids)
+        if call.pin_ids:
+            self._ownership.unpin_for_call(call.pin_ids)
         self._results_failed(call.return_ids, wires)
         if call.num_returns == STREAMING:
             self._streams.finish(call.task_id, wires[0] if wires else None)

@@ -249,7 +249,7 @@ class TaskExecutor:
         try:
             fn = self.function(fn_id, blob, fn_name)
         except Exception as exc:
-            future.set_result(Reply(FAILED, task_error(fn_name, exc), 0.0, []))
+            future.set_result((FAILED, task_error(fn_name, exc), 0.0, []))
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
@@ -323,7 +323,7 @@ class TaskExecutor:
         try:
             reply = self._run_sync(job)
         except TaskCancelledSignal:
-            reply = Reply(CANCELLED, None, 0.0, [])
+            reply = (CANCELLED, None, 0.0, [])
         self._running.pop(job.task_id, None)
         self.runtime.call_soon(self._reply, job, reply)
 
@@ -341,7 +341,7 @@ class TaskExecutor:
             self.core.submitter.cancel_children(task_id, bool(force))
         job = self._unqueue(task_id)
         if job is not None:
-            job.future.set_result(Reply(CANCELLED, None, 0.0, []))
+            job.future.set_result((CANCELLED, None, 0.0, []))
             return
         job = self._running.get(task_id)
         if job is None:
@@ -367,7 +367,7 @@ class TaskExecutor:
             for job in bounced:
                 del self._queued[job.task_id]
         for job in bounced:
-            job.future.set_result(Reply(RESCHEDULE, None, 0.0, []))
+            job.future.set_result((RESCHEDULE, None, 0.0, []))
 
     # -- running (main thread for sync functions) -----------------------------------------------
 
@@ -389,7 +389,7 @@ class TaskExecutor:
             try:
                 reply = self._run_sync(job)
             except TaskCancelledSignal:  # the signal landed just after the function returned
-                reply = Reply(CANCELLED, None, 0.0, [])
+                reply = (CANCELLED, None, 0.0, [])
             self._running.pop(job.task_id, None)
             self.runtime.call_soon(self._reply, job, reply)
 
@@ -412,24 +412,24 @@ class TaskExecutor:
                     )
                     self.runtime.call_soon(job.call.stream, [index, wires[0], contained])
                     index += 1
-                return Reply(OK, [], time.perf_counter() - start, [])
+                return (OK, [], time.perf_counter() - start, [])
             value = job.fn(*args, **kwargs)
             if inspect.isgenerator(value):
                 value = list(value)  # a generator called with a fixed num_returns
             wires, contained = serialize_returns(
                 self.core, value, job.num_returns, job.fn_name, job
             )
-            return Reply(OK, wires, time.perf_counter() - start, contained)
+            return (OK, wires, time.perf_counter() - start, contained)
         except TaskCancelledSignal:
-            return Reply(CANCELLED, None, time.perf_counter() - start, [])
+            return (CANCELLED, None, time.perf_counter() - start, [])
         except ActorExitSignal as exit_signal:
             return self._actor_exit_reply(start, exit_signal)
         except KeyboardInterrupt as exc:
             if job.cancelled:
-                return Reply(CANCELLED, None, time.perf_counter() - start, [])
-            return Reply(FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+                return (CANCELLED, None, time.perf_counter() - start, [])
+            return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         except Exception as exc:
-            return Reply(FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+            return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         finally:
             current_task_name.reset(name_token)
             current_task_id.reset(token)
@@ -444,7 +444,7 @@ class TaskExecutor:
 
     def _refused(self, start: float) -> Reply:
         error = errors.ActorDiedError(f"the actor is dead: {self.exit_reason}")
-        return Reply(FAILED, serialization.serialize_error(error), time.perf_counter() - start, [])
+        return (FAILED, serialization.serialize_error(error), time.perf_counter() - start, [])
 
     async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
         if limiter is not None:
@@ -461,6 +461,7 @@ class TaskExecutor:
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
         current_task_name.set(job.fn_name)
         start = time.perf_counter()
+        reply: Reply
         try:
             if job.pulling is not None:  # arguments on other nodes: here before it runs
                 await job.pulling
@@ -475,7 +476,7 @@ class TaskExecutor:
                     )
                     job.call.stream(StreamItem(index, wires[0], contained))
                     index += 1
-                reply = Reply(OK, [], time.perf_counter() - start, [])
+                reply = (OK, [], time.perf_counter() - start, [])
             else:
                 if inspect.isasyncgenfunction(job.fn):
                     value = [item async for item in job.fn(*args, **kwargs)]
@@ -486,13 +487,13 @@ class TaskExecutor:
                 wires, contained = serialize_returns(
                     self.core, value, job.num_returns, job.fn_name, job
                 )
-                reply = Reply(OK, wires, time.perf_counter() - start, contained)
+                reply = (OK, wires, time.perf_counter() - start, contained)
         except asyncio.CancelledError:
-            reply = Reply(CANCELLED, None, time.perf_counter() - start, [])
+            reply = (CANCELLED, None, time.perf_counter() - start, [])
         except ActorExitSignal as exit_signal:
             reply = self._actor_exit_reply(start, exit_signal)
         except Exception as exc:
-            reply = Reply(FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+            reply = (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
 

@@ -106,8 +106,10 @@ class Submission:
 
     def _start(self, call: CallRecord, submit: Callable[..., None], *submit_args: Any) -> Any:
         call.parent_task_id = current_task_id.get()
-        refs = [slot[1] for slot in call.slots] + call.pinned
-        call.pin_ids = self._ownership.pin_for_call([r for r in refs if isinstance(r, ObjectRef)])
+        refs = [r for r in call.pinned if isinstance(r, ObjectRef)]
+        refs += [slot[1] for slot in call.slots]
+        if refs:  # most calls pass no refs: nothing to pin
+            call.pin_ids = self._ownership.pin_for_call(refs)
         if call.num_returns == STREAMING:
             self._streams.open(call.task_id)
             result: Any = ObjectRefGenerator(call.task_id, self._runtime.address)
