@@ -152,13 +152,20 @@ def test_what_a_dropped_object_asks_for():
 
 def test_an_inline_value_of_ours_holding_nothing_concerns_nobody_when_it_goes():
     state = Ownership(ME)
+    told: list[tuple] = []
+    state.watch_drops(lambda *dropped: told.append(dropped))
     owned_value(state, OBJECTS[0])
     owned_value(state, OBJECTS[1], SHARED_WIRE)
     owned_value(state, OBJECTS[2])
     state.pin_to_object(OBJECTS[2], [Ref(b"x" * 20, OTHER)])
-    assert not state.drop_matters(OBJECTS[0], entry(state, OBJECTS[0]))
-    assert state.drop_matters(OBJECTS[1], entry(state, OBJECTS[1]))
-    assert state.drop_matters(OBJECTS[2], entry(state, OBJECTS[2]))
+    state.objects.add_ref(b"b" * 20, False, OTHER)  # a borrowed ref
+    for obj_id in [*OBJECTS, b"b" * 20]:
+        state.objects.release_ref(obj_id)
+    assert told == [
+        (OBJECTS[1], True, "", SHARED_WIRE),  # its shared-memory copy is freed
+        (OBJECTS[2], True, "", INLINE),  # what it holds may go
+        (b"b" * 20, False, OTHER, None),  # its owner is told
+    ]
     state.dropped(OBJECTS[2], True, "", INLINE)
     assert OBJECTS[2] not in state.object_pins  # what it held may go with it
 

@@ -59,22 +59,26 @@ class Ownership:
         self.borrows_to_send: dict[str, list[bytes]] = {}  # owner -> refs to register
         self.fetching: set[bytes] = set()
 
+    def watch_drops(self, callback: Callable[[bytes, bool, str, list | None], None]) -> None:
+        """callback(obj_id, owned, owner, wire), from any thread, for each object the table
+        lets go of that concerns anyone but us (the shell then calls dropped() on its loop).
+        An inline value we own that holds nothing is simply gone: nobody is told."""
+        pins, shared = self.object_pins, serialization.SHARED
+
+        def table_dropped(obj_id: bytes, entry: Any) -> None:  # one per put: kept lean
+            wire = entry.wire
+            if entry.owned and obj_id not in pins and (wire is None or wire[0] != shared):
+                return
+            callback(obj_id, entry.owned, entry.owner, wire)
+
+        self.objects.on_drop = table_dropped
+
     # -- objects and what they keep alive -------------------------------------------------------
 
     def pin_to_object(self, obj_id: bytes, values: list) -> None:
         """Keep values (refs and actor handles found in an object) alive while it lives."""
         if values:
             self.object_pins.setdefault(obj_id, []).extend(values)
-
-    def drop_matters(self, obj_id: bytes, entry: Any) -> bool:
-        """Does an object the table let go of concern anyone but us? (any thread) An inline
-        value we own and that holds nothing is simply gone."""
-        wire = entry.wire
-        return not (
-            entry.owned
-            and obj_id not in self.object_pins
-            and (wire is None or wire[0] != serialization.SHARED)
-        )
 
     def dropped(self, obj_id: bytes, owned: bool, owner: str, wire: list | None) -> Dropped:
         """The object is gone here: what it held may go too."""

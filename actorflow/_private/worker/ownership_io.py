@@ -43,7 +43,7 @@ class OwnershipIO:
         # them (it died): a safety net, not the normal path.
         self._in_flight_seconds = in_flight_seconds
         self._unacked_borrows: set[asyncio.Future] = set()
-        self._objects.on_drop = self._object_dropped
+        ownership.watch_drops(self._object_dropped)
 
     def _send_oneway(self, send: Send) -> None:
         self._runtime.tell(send.address, send.message)
@@ -56,10 +56,9 @@ class OwnershipIO:
             except Exception:
                 logger.exception("object callback failed")
 
-    def _object_dropped(self, obj_id: bytes, entry: Any) -> None:
-        """The table let go of an object (any thread)."""
-        if self._ownership.drop_matters(obj_id, entry):
-            self._runtime.call_soon(self._after_drop, obj_id, entry.owned, entry.owner, entry.wire)
+    def _object_dropped(self, obj_id: bytes, owned: bool, owner: str, wire: list | None) -> None:
+        """The table let go of an object others know of (any thread)."""
+        self._runtime.call_soon(self._after_drop, obj_id, owned, owner, wire)
 
     def _after_drop(self, obj_id: bytes, owned: bool, owner: str, wire: list | None) -> None:
         dropped = self._ownership.dropped(obj_id, owned, owner, wire)
