@@ -91,18 +91,18 @@ class Completion:
         self._hold_contained = hold_contained
         self._results_failed = results_failed
 
-    def succeeded(self, call: CallRecord, wires: list, contained: list, sender: str) -> bool:
+    def succeeded(self, call: CallRecord, wires: list, contained: list, sender: str) -> None:
         """The results arrived, holding contained (refs and handles sent by sender). What they
         hold is taken even for a late reply, so that the sender hears it may let go."""
         if contained:
             self._hold_contained(call.return_ids, contained, sender, call.task_id)
-        return self.finish(call, wires)
+        self.finish(call, wires)
 
-    def finish(self, call: CallRecord, wires: list) -> bool:
-        """Store the call's results; False if it had already finished (a late reply after a
-        retry, or a cancellation that raced its reply)."""
+    def finish(self, call: CallRecord, wires: list) -> None:
+        """Store the call's results, once: a late reply after a retry, or a cancellation that
+        raced the reply, finds the call finished."""
         if call.finished:
-            return False
+            return
         call.finished = True
         call.pinned = []  # the refs and handles its arguments held may go now
         if call.pin_ids:
@@ -113,13 +113,12 @@ class Completion:
         else:
             for obj_id, wire in zip(call.return_ids, wires, strict=False):
                 self._set_object(obj_id, wire)
-        return True
 
-    def cancelled(self, call: CallRecord, kind: str) -> bool:
+    def cancelled(self, call: CallRecord, kind: str) -> None:
         error = errors.TaskCancelledError(
             call.task_id.hex(), f"{kind} {call.fn_name}() was cancelled"
         )
-        return self.finish(call, call.errors_for_all(error))
+        self.finish(call, call.errors_for_all(error))
 
     def stream_item(self, call: CallRecord, item: list, sender: str) -> None:
         """A streaming call yielded item [index, wire, contained]."""

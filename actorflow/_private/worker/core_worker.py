@@ -122,6 +122,7 @@ class CoreWorker:
             self.actor_submitter,
             self.resolve_ref,
             self.keep_process,
+            self.on_loop_thread,
         )
         self.submit_task = submission.submit_task
         self.submit_actor_call = submission.submit_actor_call

@@ -35,6 +35,7 @@ class Submission:
         actors: ActorSubmitter,
         resolve_ref: Callable[[Any, Callable[[list], None]], None],
         keep_process: Callable[[], None],
+        on_loop_thread: Callable[[], bool],
     ) -> None:
         self._runtime = runtime
         self._ownership = ownership
@@ -44,6 +45,7 @@ class Submission:
         self._actors = actors
         self._resolve_ref = resolve_ref  # resolve_ref(ref, callback): on the runtime loop
         self._keep_process = keep_process  # this worker now owns an actor: not idle
+        self._on_loop_thread = on_loop_thread
 
     def submit_task(
         self,
@@ -158,7 +160,7 @@ class Submission:
                 self._resolve_ref(slot[1], resolved)
 
         self._runtime.call_soon(resolve_then_send)
-        if not wait or threading.get_ident() == self._runtime.loop_thread_id:
+        if not wait or self._on_loop_thread():
             return spec["actor_id"], spec["meta"]
         done.wait()
         future = answer[0]
