@@ -2,7 +2,6 @@
 
 from actorflow import actor, exceptions
 from actorflow.api import (
-    RuntimeContext,
     available_resources,
     cancel,
     cluster_resources,
@@ -10,7 +9,6 @@ from actorflow.api import (
     get_actor,
     get_actor_async,
     get_gpu_ids,
-    get_runtime_context,
     init,
     is_initialized,
     kill,
@@ -22,7 +20,8 @@ from actorflow.api import (
     shutdown,
     wait,
 )
-from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+from actorflow.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
+from actorflow.runtime_context import RuntimeContext, get_runtime_context
 from actorflow.watching import ActorEvent, ActorWatch, watch
 
 __version__ = "0.1.0"
@@ -30,6 +29,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ActorEvent",
     "ActorWatch",
+    "DynamicObjectRefGenerator",
     "ObjectRef",
     "ObjectRefGenerator",
     "RuntimeContext",

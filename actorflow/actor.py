@@ -12,7 +12,7 @@ from typing import Any
 
 import cloudpickle
 
-from actorflow._private import ids
+from actorflow._private import errors, ids
 from actorflow._private.scheduling_strategies import strategy_to_wire
 from actorflow._private.worker import context
 from actorflow._private.worker import options as opts
@@ -20,7 +20,15 @@ from actorflow._private.worker.actor_handle import ActorHandle, ActorMethod
 from actorflow._private.worker.actor_host import is_async_class
 from actorflow._private.worker.executor import ActorExitSignal
 
-__all__ = ["ActorClass", "ActorHandle", "ActorMethod", "exit_actor"]
+__all__ = [
+    "ActorClass",
+    "ActorClassInheritanceException",
+    "ActorHandle",
+    "ActorMethod",
+    "exit_actor",
+]
+
+ActorClassInheritanceException = errors.ActorClassInheritanceError
 
 
 def _method_table(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -73,6 +81,31 @@ class ActorClass:
             f"{self.__name__}.remote(...)"
         )
 
+    def __getattr__(self, name: str) -> Any:
+        """The class's own attributes, static and class methods (``Counter.LIMIT`` inside the
+        actor, where the name means this object, as in Ray); its methods are called through a
+        handle."""
+        cls = self.__dict__.get("_cls")
+        if cls is None or (name.startswith("__") and name.endswith("__")):
+            raise AttributeError(name)
+        try:
+            raw = inspect.getattr_static(cls, name)
+        except AttributeError:
+            raise AttributeError(f"actor class {cls.__name__} has no attribute {name!r}") from None
+        if inspect.isfunction(raw):
+            raise AttributeError(
+                f"{cls.__name__}.{name} is an actor method: create an actor with "
+                f"{cls.__name__}.remote(...) and call handle.{name}.remote(...)"
+            )
+        return getattr(cls, name)
+
+    def __mro_entries__(self, bases: tuple) -> tuple:
+        raise errors.ActorClassInheritanceError(
+            f"a class cannot inherit from actor class {self.__name__!r}: Inheriting from actor "
+            f"classes is not currently supported. Inherit from the plain class instead and put "
+            f"@actorflow.remote on the derived class"
+        )
+
     def __getstate__(self) -> dict[str, Any]:
         return {"cls": self._cls, "options": self._options}
 
@@ -119,6 +152,9 @@ class ActorClass:
             raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
         core = context.ensure_core()
         blob, meta = self._exported()
+        concurrent = meta["is_async"] or (o.get("max_concurrency") or 1) > 1
+        out_of_order = o.get("allow_out_of_order_execution")
+        meta = {**meta, "out_of_order": concurrent if out_of_order is None else out_of_order}
         actor_id = ids.new_id(16).hex()
         args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
         groups = o.get("concurrency_groups") or {}

@@ -16,7 +16,6 @@ from actorflow._private.config import Config, env_address
 from actorflow._private.protocol.actors import GetNamedActor, KillActor, ListNamedActors
 from actorflow._private.worker import context
 from actorflow._private.worker.core_worker import CoreWorker
-from actorflow._private.worker.task_context import current_task_id
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
 _init_lock = threading.RLock()
@@ -155,6 +154,11 @@ def remote(*args: Any, **options: Any) -> Any:
         return _make_remote(args[0], {})
     if args:
         raise TypeError("@actorflow.remote takes a function or class, or only keyword options")
+    if not options:
+        raise TypeError(
+            "@actorflow.remote() needs options (e.g. @actorflow.remote(num_cpus=2)); without "
+            "any, write @actorflow.remote with no parentheses"
+        )
 
     def decorator(target: Any) -> Any:
         return _make_remote(target, options)
@@ -218,10 +222,15 @@ def cancel(
     core.cancel(target, force=force, recursive=recursive)
 
 
-def method(**options: Any) -> Any:
-    """``@actorflow.method(num_returns=..., concurrency_group=...)`` on an actor method."""
+def method(*args: Any, **options: Any) -> Any:
+    """``@actorflow.method(num_returns=..., concurrency_group=...)`` on an actor method (a bare
+    ``@actorflow.method`` changes nothing, as in Ray)."""
     from actorflow._private.worker import options as opts
 
+    if len(args) == 1 and not options and callable(args[0]):
+        return args[0]
+    if args:
+        raise TypeError("@actorflow.method takes only keyword options")
     checked = opts.check(options, opts.METHOD_OPTIONS, "an actor method")
 
     def decorator(fn: Any) -> Any:
@@ -229,50 +238,6 @@ def method(**options: Any) -> Any:
         return fn
 
     return decorator
-
-
-class RuntimeContext:
-    """What is running here: ids of the job, node, worker, task and actor, and the namespace."""
-
-    def __init__(self, core: CoreWorker) -> None:
-        self._core = core
-
-    def get_job_id(self) -> str:
-        return self._core.job_id
-
-    def get_node_id(self) -> str:
-        return self._core.node_id
-
-    def get_worker_id(self) -> str:
-        return self._core.worker_id
-
-    def get_task_id(self) -> str | None:
-        task_id = current_task_id.get()
-        return task_id.hex() if task_id is not None else None
-
-    def get_actor_id(self) -> str | None:
-        return self._core.extensions.get("actor_id")
-
-    @property
-    def namespace(self) -> str:
-        return self._core.namespace
-
-    def get_namespace(self) -> str:
-        return self._core.namespace
-
-    def get(self) -> dict[str, Any]:
-        return {
-            "job_id": self.get_job_id(),
-            "node_id": self.get_node_id(),
-            "worker_id": self.get_worker_id(),
-            "task_id": self.get_task_id(),
-            "actor_id": self.get_actor_id(),
-            "namespace": self.namespace,
-        }
-
-
-def get_runtime_context() -> RuntimeContext:
-    return RuntimeContext(_ensure_core())
 
 
 def nodes() -> list[dict[str, Any]]:

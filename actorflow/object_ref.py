@@ -5,6 +5,10 @@ loop, and ``future()`` gives a ``concurrent.futures.Future``. Cancelling an asyn
 awaiting a ref cancels the remote task behind it.
 """
 
-from actorflow._private.worker.object_ref import ObjectRef, ObjectRefGenerator
+from actorflow._private.worker.object_ref import (
+    DynamicObjectRefGenerator,
+    ObjectRef,
+    ObjectRefGenerator,
+)
 
-__all__ = ["ObjectRef", "ObjectRefGenerator"]
+__all__ = ["DynamicObjectRefGenerator", "ObjectRef", "ObjectRefGenerator"]

@@ -13,6 +13,7 @@ from actorflow._private.scheduling_strategies import strategy_to_wire
 from actorflow._private.worker import context
 from actorflow._private.worker import options as opts
 from actorflow._private.worker.calls import STREAMING
+from actorflow._private.worker.dynamic_returns import dynamic_returns
 
 
 class RemoteFunction:
@@ -62,6 +63,16 @@ class RemoteFunction:
                     self._export = (hashlib.sha1(blob).digest()[:16], blob)
         return self._export
 
+    def _exported_dynamic(self) -> tuple[bytes, bytes]:
+        """The export of the function wrapped for num_returns="dynamic" (rarely used: not
+        cached)."""
+        if not self._is_generator:
+            raise TypeError(
+                f"num_returns='dynamic' needs a generator function; {self._name} is not one"
+            )
+        blob = cloudpickle.dumps(dynamic_returns(self._function), protocol=5)
+        return hashlib.sha1(blob).digest()[:16], blob
+
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs or len(args) != opts.plain_arity(self._signature):
             try:
@@ -69,11 +80,15 @@ class RemoteFunction:
             except TypeError as exc:
                 raise TypeError(f"{self._name}(): {exc}") from None
         core = context.ensure_core()
-        fn_id, blob = self._exported()
         o = self._options
         num_returns = o.get("num_returns", "streaming" if self._is_generator else 1)
         if num_returns == "streaming":
             num_returns = STREAMING
+        if num_returns == "dynamic":
+            fn_id, blob = self._exported_dynamic()
+            num_returns = 1
+        else:
+            fn_id, blob = self._exported()
         max_retries = o.get("max_retries")
         return core.submit_task(
             fn_id=fn_id,

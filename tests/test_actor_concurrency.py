@@ -121,8 +121,8 @@ def test_async_actor_max_concurrency_limits_calls_in_flight(cluster, poll_until)
 
 @actorflow.remote
 class AsyncWithHelpers:
-    async def blocking_get(self):
-        return actorflow.get(actorflow.put(1))
+    async def blocking_get(self, other):
+        return actorflow.get(other.ping.remote())  # not here yet: it would stop this loop
 
     async def awaiting(self, other):
         return await other.ping.remote()
@@ -137,7 +137,7 @@ class AsyncWithHelpers:
 def test_blocking_get_inside_async_method_raises_asyncio_context_error(cluster):
     a = AsyncWithHelpers.remote()
     with pytest.raises(exceptions.TaskError) as info:
-        actorflow.get(a.blocking_get.remote())
+        actorflow.get(a.blocking_get.remote(AsyncRendezvous.remote()))
     assert isinstance(info.value, exceptions.AsyncioContextError)
     assert isinstance(info.value.cause, exceptions.AsyncioContextError)
     assert "await" in str(info.value.cause)

@@ -175,28 +175,26 @@ async def test_future_wrapped_for_asyncio(cluster):
 # -- blocking calls inside a running loop --------------------------------------------------------
 
 
-async def test_sync_get_inside_a_running_loop_is_refused(cluster):
-    ref = actorflow.put(1)
-    with pytest.raises(exceptions.AsyncioContextError, match="await") as info:
-        actorflow.get(ref)
-    assert isinstance(info.value, RuntimeError)
-    assert isinstance(info.value, exceptions.ActorflowError)
+async def test_sync_get_inside_a_running_loop_blocks_it_as_in_ray(cluster):
+    # The driver's loop is not actorflow's (that runs on its own thread): the get blocks this
+    # loop with a warning (test_ray_semantics.py checks the warning), and returns the value.
+    assert actorflow.get(square.remote(3)) == 9
 
 
-async def test_sync_wait_inside_a_running_loop_is_refused(cluster):
-    with pytest.raises(exceptions.AsyncioContextError, match="await"):
-        actorflow.wait([actorflow.put(1)])
+async def test_sync_wait_inside_a_running_loop_blocks_it_as_in_ray(cluster):
+    ref = square.remote(4)
+    assert actorflow.wait([ref], timeout=30) == ([ref], [])
 
 
-async def test_sync_generator_iteration_inside_a_running_loop_is_refused(cluster):
+async def test_sync_generator_iteration_inside_a_running_loop_blocks_it_as_in_ray(cluster):
     @actorflow.remote
     def numbers():
         yield 1
+        yield 2
 
     gen = numbers.remote()
-    with pytest.raises(exceptions.AsyncioContextError):
-        next(gen)
-    assert [await ref async for ref in gen] == [1]
+    assert await next(gen) == 1
+    assert [await ref async for ref in gen] == [2]
 
 
 def test_blocking_get_inside_an_async_task_is_refused(cluster):

@@ -383,5 +383,7 @@ def test_cluster():
     )
     nodes = re.findall(r"node ([0-9a-f]{8}) +(?:\(head\))? *tcp://", out)
     assert len(nodes) == 2, out
-    ssd_node = search(r"node ([0-9a-f]{8}) +tcp://\S+ \{'CPU': 2.0, 'ssd': 1.0\}", out).group(1)
+    ssd_node = search(
+        r"node ([0-9a-f]{8}) +tcp://\S+ \{'CPU': 2.0, 'memory': [0-9.]+, 'ssd': 1.0\}", out
+    ).group(1)
     assert search(r"hello from node ([0-9a-f]{8})", out).group(1) == ssd_node

@@ -158,7 +158,9 @@ def test_auto_init_from_remote(no_cluster, monkeypatch, tmp_path):
 
 def test_cluster_resources(make_cluster):
     make_cluster(num_cpus=3, num_gpus=2, resources={"widget": 4, "half": 0.5})
-    assert actorflow.cluster_resources() == {"CPU": 3.0, "GPU": 2.0, "widget": 4.0, "half": 0.5}
+    resources = actorflow.cluster_resources()
+    assert resources.pop("memory") > 0  # every node offers a share of its RAM, as in Ray
+    assert resources == {"CPU": 3.0, "GPU": 2.0, "widget": 4.0, "half": 0.5}
 
 
 def test_init_rejects_cpu_in_resources(no_cluster):

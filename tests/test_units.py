@@ -283,7 +283,7 @@ def test_resource_request():
         {"num_cpus": "1"},
         {"num_gpus": True},
         {"num_returns": -1},
-        {"num_returns": "dynamic"},
+        {"num_returns": "many"},
         {"max_retries": -2},
         {"resources": {"GPU": 1}},
         {"runtime_env": {"pip": ["x"]}},

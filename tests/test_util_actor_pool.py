@@ -248,7 +248,17 @@ def test_dead_actor_leaves_the_pool(cluster):
 # -- asyncio ---------------------------------------------------------------------------------------
 
 
-async def test_sync_methods_refuse_a_running_loop_async_ones_work(workers):
+async def test_sync_methods_in_a_running_loop_block_it_as_in_ray(workers):
+    pool = ActorPool(workers[:2])
+    pool.submit(double, 5)
+    assert pool.get_next() == 10  # blocks the loop (with a warning), as in Ray
+    assert not pool.has_next()
+
+
+async def test_strict_setting_refuses_sync_methods_in_a_running_loop(workers, monkeypatch):
+    from actorflow._private.worker import task_context
+
+    monkeypatch.setitem(task_context._blocking_policy, "strict", True)
     pool = ActorPool(workers[:2])
     for v in (1, 2, 3):
         pool.submit(double, v)

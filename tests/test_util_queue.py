@@ -210,7 +210,16 @@ def test_producer_task_and_consumer_actor_share_a_queue(cluster, consumer_class)
 # -- async ---------------------------------------------------------------------------------------
 
 
-async def test_blocking_calls_refuse_a_running_loop(small):
+async def test_blocking_calls_work_inside_a_running_loop(small):
+    small.put(1)  # blocks this loop with a warning, as in Ray
+    assert small.size() == 1
+    assert small.get() == 1
+
+
+async def test_strict_setting_refuses_blocking_calls_in_a_running_loop(small, monkeypatch):
+    from actorflow._private.worker import task_context
+
+    monkeypatch.setitem(task_context._blocking_policy, "strict", True)
     with pytest.raises(AsyncioContextError, match="put_async"):
         small.put(1)
     with pytest.raises(AsyncioContextError, match="get_async"):

@@ -54,6 +54,15 @@ class Config:
     # the session directory's spill/).
     object_store_memory: int = 0
     object_spilling_directory: str = ""
+    # The share of a node's RAM it offers as the ``memory`` resource (tasks and actors ask for
+    # it with memory=...), as Ray does; nothing enforces it at run time.
+    memory_resource_fraction: float = 0.7
+    # How long an actor that exits on purpose (exit_actor, __ray_terminate__) waits for the
+    # user's atexit handlers before its process ends.
+    actor_exit_handlers_seconds: float = 5.0
+    # Refuse get/wait/next on a thread running an asyncio loop (AsyncioContextError) instead of
+    # blocking it with a warning, as Ray does by default.
+    strict_asyncio_blocking: bool = False
     # Largest frame a connection accepts; bigger messages are refused with a clear error.
     max_frame_size: int = 512 * 1024 * 1024
     # How long an idle task lease is kept before it goes back to the raylet. Keeping it briefly
@@ -64,7 +73,8 @@ class Config:
     pipeline_depth: int = 16
     # Outstanding lease requests one caller keeps per resource shape.
     max_pending_lease_requests: int = 8
-    # Workers beyond the CPU count that a node may start (blocked tasks, zero-CPU tasks).
+    # Task workers a node may run at most (beyond its CPUs: blocked tasks, zero-CPU tasks);
+    # actors are not counted, each has a worker of its own.
     max_workers_per_node: int = 64
     # An idle worker above the pre-started count exits after this long.
     idle_worker_seconds: float = 10.0

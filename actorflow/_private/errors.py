@@ -38,6 +38,8 @@ __all__ = [
     "NodeStartError",
     "NoTokenError",
     "ChildStartError",
+    "ActorClassInheritanceError",
+    "ActorClassInheritanceException",
     "RayError",
     "RayTaskError",
     "RayActorError",
@@ -80,15 +82,18 @@ class TaskError(ActorflowError):
 
     def as_instanceof_cause(self) -> TaskError:
         """Return a copy that is an instance of both TaskError and the cause's class."""
-        cause_cls = type(self.cause) if self.cause is not None else None
+        cause = self.cause
+        while isinstance(cause, TaskError) and cause.cause is not None:
+            cause = cause.cause  # a chain of tasks that failed from the first one's error
+        cause_cls = type(cause) if cause is not None else None
         if cause_cls is None or isinstance(self, cause_cls) or issubclass(TaskError, cause_cls):
             return self
         try:
             dual: Any = _dual_class(cause_cls)
             # No __init__ call: the cause's class may want other arguments than ours.
-            err = dual.__new__(dual, *self.cause.args)  # type: ignore[union-attr]
-            err.args = self.cause.args  # type: ignore[union-attr]
-            err.__dict__.update(getattr(self.cause, "__dict__", {}))
+            err = dual.__new__(dual, *cause.args)  # type: ignore[union-attr]
+            err.args = cause.args  # type: ignore[union-attr]
+            err.__dict__.update(getattr(cause, "__dict__", {}))
             err.function_name, err.traceback_str, err.cause = (
                 self.function_name,
                 self.traceback_str,
@@ -246,7 +251,12 @@ class ChildStartError(ActorflowError):
         return (ChildStartError, (self.child, self.cause))
 
 
+class ActorClassInheritanceError(ActorflowError, TypeError):
+    """A class tried to inherit from an actor class (make the base a plain class instead)."""
+
+
 # Ray's spellings, so that code written for Ray keeps working.
+ActorClassInheritanceException = ActorClassInheritanceError
 RayError = ActorflowError
 RayTaskError = TaskError
 RayActorError = ActorError

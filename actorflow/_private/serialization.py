@@ -42,6 +42,17 @@ def set_shared_reader(read: Callable[[list], Any] | None) -> None:
     _read_shared = read
 
 
+# Refs pickled outside actorflow's own serialization (cloudpickle.dumps(ref) by the user): what
+# is pickled there can come back at any time, so, as in Ray, they keep their objects alive for
+# as long as this process lives (set by worker.context.set_core, with the reader above).
+_keep_out_of_band: Callable[[Any], None] | None = None
+
+
+def set_out_of_band_keeper(keep: Callable[[Any], None] | None) -> None:
+    global _keep_out_of_band
+    _keep_out_of_band = keep
+
+
 def is_plain(value: Any) -> bool:
     kind = type(value)
     if kind not in _PLAIN_TYPES:
@@ -104,10 +115,13 @@ def serialize_named(value: Any, what: str, views: bool = False) -> tuple[list, l
 
 
 def note_ref_pickled(ref: Any) -> None:
-    """Called by ObjectRef.__reduce__: record the ref in the current collection, if any."""
+    """Called by ObjectRef.__reduce__: record the ref in the current collection, or keep its
+    object alive if it is pickled out of band."""
     refs = getattr(_context, "refs", None)
     if refs is not None:
         refs.append(ref)
+    elif _keep_out_of_band is not None:
+        _keep_out_of_band(ref)
 
 
 def serialize_error(exc: BaseException) -> list:

@@ -49,7 +49,9 @@ class LocalSession:
         namespace: str | None,
     ) -> None:
         self.config = config
-        self.resources = node_resources(num_cpus, num_gpus, resources)
+        self.resources = node_resources(
+            num_cpus, num_gpus, resources, config.memory_resource_fraction
+        )
         self.namespace = namespace or f"anonymous-{ids.new_id(4).hex()}"
         self.session_dir = ""
         self.token = b""

@@ -91,7 +91,9 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
     config = Config.from_env()
     if args.object_store_memory:
         config = config.replace(object_store_memory=args.object_store_memory)
-    resources = node_resources(args.num_cpus, args.num_gpus, json.loads(args.resources))
+    resources = node_resources(
+        args.num_cpus, args.num_gpus, json.loads(args.resources), config.memory_resource_fraction
+    )
     runtime = Runtime(
         asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout
     )

@@ -421,6 +421,7 @@ class Raylet:
         if self._closing:
             return
         waiting_for_worker: dict[str, int] = {}
+        waiting_actors: dict[str, int] = {}  # of those, requests for an actor's own worker
         # Resources the requests that wait for a worker will take once one registers: later
         # requests must not count them as free, or a burst would start a worker per request.
         promised = self.resources.snapshot()
@@ -436,19 +437,33 @@ class Raylet:
                 self._grant(request, worker)
             else:
                 waiting_for_worker[request.job_id] = waiting_for_worker.get(request.job_id, 0) + 1
+                if request.dedicated:
+                    waiting_actors[request.job_id] = waiting_actors.get(request.job_id, 0) + 1
             promised.acquire(request.resources)
             promised.take_gpus(request.resources.get("GPU", 0.0))
-        alive = self.pool.count(STARTING, IDLE, LEASED)
+        # The cap bounds task workers only: every actor gets a worker of its own, as in Ray
+        # (an actor that waited for the cap would never start while the others live).
+        task_workers = sum(
+            1
+            for w in self.pool.workers.values()
+            if w.state in (STARTING, IDLE, LEASED) and not w.extra.get("dedicated")
+        )
         for job_id, waiting in waiting_for_worker.items():
             starting = sum(
                 1
                 for w in self.pool.workers.values()
                 if w.state == STARTING and w.extra.get("job_id") == job_id
             )
-            while starting < waiting and alive < self.config.max_workers_per_node:
+            for_actors = waiting_actors.get(job_id, 0)
+            while starting < waiting and (
+                for_actors > 0 or task_workers < self.config.max_workers_per_node
+            ):
                 self._spawn(job_id)
                 starting += 1
-                alive += 1
+                if for_actors > 0:
+                    for_actors -= 1
+                else:
+                    task_workers += 1
 
     def _pop_idle(self, job_id: str) -> WorkerProcess | None:
         idle = self._idle.get(job_id)

@@ -18,8 +18,14 @@ from actorflow._private.runtime import Runtime
 
 
 def node_resources(
-    num_cpus: float | None, num_gpus: float | None, resources: dict[str, float] | None
+    num_cpus: float | None,
+    num_gpus: float | None,
+    resources: dict[str, float] | None,
+    memory_fraction: float,
 ) -> dict[str, float]:
+    """A node's resources: its CPUs, GPUs and, as Ray gives every node, a ``memory`` resource
+    (memory_fraction of its RAM, in bytes; tasks ask for it with ``memory=``) unless the caller
+    names one in resources."""
     extra = normalize(resources)
     for reserved in ("CPU", "GPU"):
         if reserved in extra:
@@ -29,9 +35,19 @@ def node_resources(
             )
     cpus = float(os.cpu_count() or 1) if num_cpus is None else num_cpus
     gpus = 0.0 if num_gpus is None else num_gpus
-    total = normalize({"CPU": cpus, "GPU": gpus})
+    total = normalize(
+        {"CPU": cpus, "GPU": gpus, "memory": float(int(memory_fraction * physical_memory()))}
+    )
     total.update(extra)
     return total
+
+
+def physical_memory() -> float:
+    """This machine's RAM in bytes (0 where the OS does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 0.0
 
 
 def host_of(address: str) -> str:

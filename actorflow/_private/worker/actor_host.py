@@ -13,10 +13,12 @@ The GCS sends ``become_actor`` once (the constructor runs on the main thread); c
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import os
 import pickle
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -72,6 +74,8 @@ class ActorHost:
         self.class_name = spec["class_name"]
         self.core.extensions["actor_id"] = actor_id
         self.core.extensions["actor_restarts"] = restarts
+        self.core.extensions["actor_meta"] = spec["meta"]  # for get_runtime_context().current_actor
+        self.core.extensions["actor_name"] = spec.get("name") or ""
         future = self.runtime.loop.create_future()
         try:
             cls = pickle.loads(spec["class_blob"])
@@ -84,8 +88,18 @@ class ActorHost:
                 future.set_result((FAILED, wire, 0.0, []))
                 return future
 
-        def construct(*args: Any, **kwargs: Any) -> None:
-            self.instance = cls(*args, **kwargs)
+        construct: Any
+        if inspect.iscoroutinefunction(cls.__init__):
+            # async def __init__ (as Ray): awaited on the actor's loop.
+
+            async def construct(*args: Any, **kwargs: Any) -> None:
+                instance = cls.__new__(cls)
+                await instance.__init__(*args, **kwargs)
+                self.instance = instance
+        else:
+
+            def construct(*args: Any, **kwargs: Any) -> None:
+                self.instance = cls(*args, **kwargs)
 
         job = self.executor.make_job(
             actor_id.encode()[:16],
@@ -96,7 +110,10 @@ class ActorHost:
             0,
             call,
         )
-        self.executor.enqueue_main(job)
+        if inspect.iscoroutinefunction(construct):
+            self.executor.start_async(job)
+        else:
+            self.executor.enqueue_main(job)
         return job.future
 
     def _configure(self, cls: type, spec: dict[str, Any]) -> None:
@@ -176,7 +193,15 @@ class ActorHost:
         self._exiting = True
         # Resent while the GCS is restarting: a lost message would make this look like a crash.
         future = self.core.gcs_request("actors", "actor_exited", ActorExited(self.actor_id, reason))
-        future.add_done_callback(lambda _: self.runtime.loop.call_later(0.05, os._exit, 0))
+        future.add_done_callback(lambda _: self.runtime.loop.call_later(0.05, self._end_process))
+
+    def _end_process(self) -> None:
+        """The user's atexit handlers run (as in Ray, an actor that exits on purpose runs them),
+        on a thread of their own so that one that blocks cannot keep the process alive."""
+        handlers = threading.Thread(target=atexit._run_exitfuncs, name="atexit", daemon=True)
+        handlers.start()
+        handlers.join(self.core.config.actor_exit_handlers_seconds)
+        os._exit(0)
 
 
 def _terminate() -> None:

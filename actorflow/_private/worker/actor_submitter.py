@@ -36,6 +36,9 @@ class ActorCall(CallRecord):
     method: str
     seq: int = 0
     failed_wire: list | None = None  # an argument failed: the call fails without running
+    # An async or threaded actor (as Ray): a call whose arguments are ready leaves before
+    # earlier calls still waiting for theirs.
+    out_of_order: bool = False
 
     def __lt__(self, other: ActorCall) -> bool:
         return self.seq < other.seq
@@ -54,6 +57,7 @@ class ActorChannel:
     lost: list = field(default_factory=list)  # calls lost with their worker, no retries left
     learning: bool = False  # asking the GCS what happened to the actor
     pins: list = field(default_factory=list)  # what the constructor's arguments hold
+    out_of_order: bool = False  # see ActorCall.out_of_order
 
 
 class ActorSubmitter:
@@ -107,6 +111,7 @@ class ActorSubmitter:
         ch = self.channel(actor_id)
         call.seq = ch.next_seq
         ch.next_seq += 1
+        ch.out_of_order = ch.out_of_order or call.out_of_order
         self._calls[call.task_id] = (ch, call)
         if ch.dead is not None:
             self._finish_dead(ch, call)
@@ -131,6 +136,9 @@ class ActorSubmitter:
 
     def _pump(self, ch: ActorChannel) -> None:
         queue = ch.queue
+        if ch.out_of_order and queue and queue[0].unresolved:
+            self._pump_ready(ch)
+            return
         while queue and queue[0].unresolved == 0:
             call = queue[0]
             if call.finished:
@@ -144,7 +152,29 @@ class ActorSubmitter:
                 break
             queue.popleft()
             self._push(ch, call)
+        if ch.out_of_order and queue and queue[0].unresolved and ch.address:
+            self._pump_ready(ch)
+            return
         if queue and not ch.address:
+            self._watch(ch)
+
+    def _pump_ready(self, ch: ActorChannel) -> None:
+        """Out of order: send every call whose arguments are ready, keep the others queued in
+        their order."""
+        waiting: deque = deque()
+        for call in ch.queue:
+            if call.finished:
+                continue
+            if call.unresolved:
+                waiting.append(call)
+            elif call.failed_wire is not None:
+                self._finish(call, [call.failed_wire] * len(call.return_ids))
+            elif ch.address:
+                self._push(ch, call)
+            else:
+                waiting.append(call)
+        ch.queue = waiting
+        if waiting and not ch.address:
             self._watch(ch)
 
     def _push(self, ch: ActorChannel, call: ActorCall) -> None:

@@ -26,6 +26,7 @@ def set_core(core: CoreWorker | None, session: Any = None) -> None:
     _core = core
     _session = session
     serialization.set_shared_reader(core.shared.load if core is not None else None)
+    serialization.set_out_of_band_keeper(core.keep_forever if core is not None else None)
 
 
 def session() -> Any:

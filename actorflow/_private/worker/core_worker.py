@@ -32,7 +32,7 @@ from actorflow._private.worker.ownership_io import OwnershipIO
 from actorflow._private.worker.shared_objects import SharedObjects
 from actorflow._private.worker.streams import StreamTable
 from actorflow._private.worker.submission import Submission
-from actorflow._private.worker.task_context import Blocking
+from actorflow._private.worker.task_context import Blocking, configure_blocking
 from actorflow._private.worker.task_submitter import TaskSubmitter
 from actorflow._private.worker.waiting import Waiting
 
@@ -78,7 +78,9 @@ class CoreWorker:
         self.call_control = self.control.call_control
         self.request_from_any_loop = self.control.request_from_any_loop
         self.on_loop_thread = self.control.on_loop_thread
+        self._kept_out_of_band: dict[bytes, Any] = {}  # see keep_forever
         self.blocking = Blocking()  # the worker process sets its hooks
+        configure_blocking(runtime.loop, config.strict_asyncio_blocking)
         self.shared = SharedObjects(
             runtime,
             config,
@@ -128,12 +130,24 @@ class CoreWorker:
         self.submit_actor_call = submission.submit_actor_call
         self.create_actor = submission.create_actor
         waiting = Waiting(
-            self.objects, runtime, self.shared, self.blocking, self.resolve_ref, self.cancel
+            self.objects,
+            runtime,
+            self.shared,
+            self.blocking,
+            self.resolve_ref,
+            self.cancel,
+            self.streams,
         )
         self.waiting = waiting
         self.get = waiting.get
         self.wait = waiting.wait
         self.get_async = waiting.get_async
+
+    def keep_forever(self, ref: Any) -> None:
+        """Hold ref (and so its object) for as long as this process lives: it was pickled out
+        of band, and whoever unpickles it later must still find its value."""
+        if isinstance(ref, ObjectRef):  # (actor handles travel out of band as they are)
+            self._kept_out_of_band[ref.id] = ref
 
     @property
     def address(self) -> str:

@@ -229,6 +229,8 @@ class TaskExecutor:
         self._main_thread_id = threading.main_thread().ident or 0
         self.on_actor_exit: Any = None  # set by the actor host
         self.exit_reason: str | None = None  # once set, calls are refused, not run
+        # The task on the main thread is blocked in get/wait (set by worker.main's hooks).
+        self.task_blocked = False
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------
 
@@ -253,10 +255,15 @@ class TaskExecutor:
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
-        start_pulls(self.core, job)
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+            start_pulls(self.core, job)
             self.start_async(job)
+        elif self.task_blocked:
+            # The task on the main thread waits for a value: this one would queue behind it
+            # (and may be what it waits for), so it goes back to its owner to run elsewhere.
+            future.set_result((RESCHEDULE, None, 0.0, []))
         else:
+            start_pulls(self.core, job)
             self.enqueue_main(job)
         return future
 
@@ -494,6 +501,8 @@ class TaskExecutor:
             reply = self._actor_exit_reply(start, exit_signal)
         except Exception as exc:
             reply = (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+        if job.cancelled and reply[0] == OK:  # the coroutine swallowed its CancelledError:
+            reply = (CANCELLED, None, reply[2], [])  # it was still cancelled (as in Ray)
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
 

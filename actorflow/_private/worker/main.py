@@ -87,10 +87,12 @@ def main(argv: list[str] | None = None) -> None:
     context.set_core(core)
 
     def blocked() -> None:
+        executor.task_blocked = True  # tasks pushed from now on are given back at once
         runtime.call_soon(executor.bounce_queued)
         runtime.call_soon(runtime.tell, raylet_address, raylet.WorkerBlocked(worker_id))
 
     def unblocked() -> None:
+        executor.task_blocked = False
         runtime.call_soon(runtime.tell, raylet_address, raylet.WorkerUnblocked(worker_id))
 
     core.blocking.on_blocked, core.blocking.on_unblocked = blocked, unblocked

@@ -9,8 +9,9 @@ awaiting a ref cancels the remote task behind it. Public as ``actorflow.ObjectRe
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from typing import Any
 
 from actorflow._private import errors, ids, serialization
@@ -21,7 +22,9 @@ PUBLIC_MODULE = "actorflow.object_ref"
 
 
 class ObjectRef:
-    __slots__ = ("id", "owner", "_tracked", "__weakref__")
+    # _settled: this ref's wire once a done callback has seen it (pulled here if it was on
+    # another node); _callbacks: (fn, handle) of done callbacks not yet run.
+    __slots__ = ("id", "owner", "_tracked", "_settled", "_callbacks", "__weakref__")
 
     def __init__(self, obj_id: bytes, owner: str) -> None:
         self.id = obj_id
@@ -64,8 +67,93 @@ class ObjectRef:
         return _core().waiting.future(self)
 
     def as_future(self) -> asyncio.Future:
-        """An asyncio future on the running loop."""
-        return asyncio.ensure_future(_core().get_async(self))
+        """An asyncio future on the running loop. Cancelling it stops this wait only; the task
+        goes on (as in Ray); cancel the task with actorflow.cancel(ref)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def settle(ref: ObjectRef) -> None:
+            if future.done():
+                return
+            try:
+                future.set_result(ref.result())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        self.add_done_callback(settle)
+        return future
+
+    # -- the asyncio future protocol, as far as asyncio.wait and its friends use it: refs go
+    # straight into asyncio.wait(refs). asyncio.isfuture(ref) stays False, so ensure_future and
+    # gather still run a ref in a task of its own (cancelling that task cancels the remote work).
+
+    def done(self) -> bool:
+        """Whether the value (or the error) is here."""
+        return self._wire() is not None
+
+    def cancelled(self) -> bool:
+        return False  # a cancelled task's ref holds a TaskCancelledError, raised by result()
+
+    def result(self) -> Any:
+        """The value now (the task's error raised); InvalidStateError if not ready yet."""
+        wire = self._wire()
+        if wire is None:
+            raise asyncio.InvalidStateError(f"{self!r} is not ready yet")
+        if not hasattr(self, "_settled") and _core().shared.is_remote(wire):
+            return _core().get(self)  # on another node: pulled here first
+        return value_of(wire)
+
+    def exception(self) -> BaseException | None:
+        """The task's error, or None if it succeeded; InvalidStateError if not ready yet."""
+        try:
+            self.result()
+        except asyncio.InvalidStateError:
+            raise
+        except BaseException as exc:
+            return exc
+        return None
+
+    def add_done_callback(self, fn: Callable[[ObjectRef], Any], *, context: Any = None) -> None:
+        """fn(ref) once the value is ready: on the event loop running here, or, called from
+        outside any loop, on actorflow's own loop thread (keep it short)."""
+        loop = asyncio._get_running_loop()
+
+        def arrived(wire: list | BaseException) -> None:  # on the runtime loop
+            self._settled = wire if not isinstance(wire, BaseException) else _error_wire(wire)
+            self._drop_callback(fn)
+            if loop is None:
+                fn(self)
+            else:
+                loop.call_soon_threadsafe(fn, self, context=context)
+
+        handle = _core().waiting.on_ready(self, arrived)
+        if not hasattr(self, "_callbacks"):
+            self._callbacks: list = []
+        self._callbacks.append((fn, handle))
+
+    def remove_done_callback(self, fn: Callable[[ObjectRef], Any]) -> int:
+        removed = self._drop_callback(fn)
+        for handle in removed:
+            _core().waiting.forget(self, handle)
+        return len(removed)
+
+    def _drop_callback(self, fn: Callable[[ObjectRef], Any]) -> list:
+        callbacks = getattr(self, "_callbacks", None) or []
+        removed = [h for f, h in callbacks if f is fn or f == fn]
+        self._callbacks = [(f, h) for f, h in callbacks if not (f is fn or f == fn)]
+        return removed
+
+    def _on_completed(self, callback: Callable[[Any], Any]) -> None:
+        """Ray's hook: callback(value), or callback(error) if the task failed, once ready."""
+
+        def settled(ref: ObjectRef) -> None:
+            callback(ref.exception() or ref.result())
+
+        self.add_done_callback(settled)
+
+    def _wire(self) -> list | None:
+        settled = getattr(self, "_settled", None)
+        return settled if settled is not None else _core().waiting.local_wire(self)
 
 
 class ObjectRefGenerator:
@@ -87,7 +175,11 @@ class ObjectRefGenerator:
         return self._next_sync(timeout)
 
     def _next_sync(self, timeout: float | None) -> ObjectRef:
-        check_not_in_event_loop("ObjectRefGenerator.__next__", "`async for`")
+        check_not_in_event_loop(
+            "ObjectRefGenerator.__next__",
+            "`async for`",
+            ready=lambda: _core().streams.has_next(self._task_id, self._next),
+        )
         if not _core().streams.wait_next(self._task_id, self._next, timeout):
             raise StopIteration
         return self._take()
@@ -120,6 +212,38 @@ class ObjectRefGenerator:
         return f"ObjectRefGenerator({self._task_id.hex()})"
 
 
+class DynamicObjectRefGenerator:
+    """The value of a ``num_returns="dynamic"`` task's ref: the refs of the items its generator
+    yielded, iterated once each (as Ray's)."""
+
+    def __init__(self, refs: Iterable[ObjectRef]) -> None:
+        self._refs = collections.deque(refs)
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        while self._refs:
+            yield self._refs.popleft()
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def __repr__(self) -> str:
+        return f"DynamicObjectRefGenerator({len(self._refs)} refs)"
+
+
+def value_of(wire: list) -> Any:
+    """The value a wire holds; an error is raised (a task's error as an instance of its cause)."""
+    value = serialization.deserialize(wire)
+    if serialization.is_error(wire):
+        if isinstance(value, errors.TaskError):
+            raise value.as_instanceof_cause()
+        raise value
+    return value
+
+
+def _error_wire(error: BaseException) -> list:
+    return serialization.serialize_error(error)
+
+
 def _lost_wire(obj_id: bytes) -> list:
     return serialization.serialize_error(
         errors.ObjectLostError(
@@ -134,3 +258,4 @@ def _core() -> Any:
 
 
 ObjectRef.__module__ = ObjectRefGenerator.__module__ = PUBLIC_MODULE
+DynamicObjectRefGenerator.__module__ = PUBLIC_MODULE

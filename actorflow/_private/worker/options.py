@@ -41,6 +41,58 @@ METHOD_OPTIONS = {
     "name",
 }
 
+# Options Ray accepts that change nothing here (listed on the README's compatibility page):
+# there are no task events to turn off yet, labels and tensor transports are Ray features we do
+# not have, object_store_memory reserves nothing in Ray either, and generator back-pressure
+# knobs tune Ray's own streaming protocol.
+ACCEPTED_AND_IGNORED = {
+    "enable_task_events",
+    "_labels",
+    "_metadata",
+    "object_store_memory",
+    "fallback_strategy",
+    "_generator_backpressure_num_objects",
+    "_num_objects_per_yield",
+}
+TASK_OPTIONS |= ACCEPTED_AND_IGNORED | {"max_calls"}
+ACTOR_OPTIONS |= ACCEPTED_AND_IGNORED | {
+    "allow_out_of_order_execution",
+    "enable_tensor_transport",
+    "_actor_generator_backpressure_num_objects",
+}
+METHOD_OPTIONS |= {
+    "enable_task_events",
+    "tensor_transport",
+    "_generator_backpressure_num_objects",
+    "_num_objects_per_yield",
+}
+
+_NONE = type(None)
+# The type each option must have, as Ray checks them (a TypeError names the option).
+_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str, _NONE),
+    "namespace": (str, _NONE),
+    "accelerator_type": (str, _NONE),
+    "label_selector": (dict, _NONE),
+    "runtime_env": (dict, _NONE),
+    "lifetime": (str, _NONE),
+    "get_if_exists": (bool,),
+    "concurrency_groups": (dict, list, _NONE),
+    "concurrency_group": (str, _NONE),
+    "enable_task_events": (bool,),
+    "_labels": (dict, _NONE),
+    "fallback_strategy": (list, _NONE),
+    "allow_out_of_order_execution": (bool, _NONE),
+    "enable_tensor_transport": (bool, _NONE),
+    "tensor_transport": (str, _NONE),
+    "max_calls": (int, _NONE),
+    "max_pending_calls": (int, _NONE),
+    "object_store_memory": (int, _NONE),
+    "_generator_backpressure_num_objects": (int, _NONE),
+    "_num_objects_per_yield": (int, _NONE),
+    "_actor_generator_backpressure_num_objects": (int, _NONE),
+}
+
 
 def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, Any]:
     for key in options:
@@ -50,6 +102,13 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
                 f"{', '.join(sorted(allowed))}"
             )
     checked = dict(options)
+    for key, value in checked.items():
+        types = _TYPES.get(key)
+        if types is not None and (
+            not isinstance(value, types) or (bool not in types and isinstance(value, bool))
+        ):
+            names = " or ".join("None" if t is _NONE else t.__name__ for t in types)
+            raise TypeError(f"option {key!r} must be {names}, got {type(value).__name__}")
     for key in ("num_cpus", "num_gpus", "memory"):
         if key in checked and checked[key] is not None:
             value = checked[key]
@@ -67,15 +126,12 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
         normalize(resources)
     if "num_returns" in checked:
         value = checked["num_returns"]
-        if value == "dynamic":
-            raise ValueError(
-                "num_returns='dynamic' is not supported; remote generators stream "
-                "by default (num_returns='streaming')"
-            )
-        if value != "streaming" and (
+        if value not in ("streaming", "dynamic") and (
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):
-            raise ValueError(f"num_returns must be an int >= 0 or 'streaming', got {value!r}")
+            raise ValueError(
+                f"num_returns must be an int >= 0, 'streaming' or 'dynamic', got {value!r}"
+            )
     for key in ("max_retries", "max_restarts", "max_task_retries"):
         if key in checked:
             value = checked[key]

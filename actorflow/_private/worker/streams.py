@@ -78,6 +78,11 @@ class StreamTable:
                 stream.waiters.append(wake)
             return None
 
+    def has_next(self, task_id: bytes, index: int, wake: Callable[[], None] | None = None) -> bool:
+        """Whether reading item index would not block (it exists, or the stream ended); if not
+        and wake is given, wake() is called once it would not."""
+        return self._ready(task_id, index, wake) is not None
+
     def wait_next(self, task_id: bytes, index: int, timeout: float | None) -> bool:
         """Block until item index exists (True) or the stream ended without it (False)."""
         found = self._ready(task_id, index, None)

@@ -103,6 +103,7 @@ class Submission:
             retries_left=max_retries,
             retry_exceptions=retry_exceptions_option(retry_exceptions),
             pinned=[handle, *nested],  # the handle called keeps the actor alive meanwhile
+            out_of_order=handle._meta.get("out_of_order", False),
         )
         return self._start(call, self._actors.submit, handle._actor_id, call)
 

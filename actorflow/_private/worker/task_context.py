@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
+import sys
 from collections.abc import Callable, Iterator
 
 from actorflow._private import errors
+
+logger = logging.getLogger("actorflow")
 
 # The task this code runs for (None in a driver's own code): parent of tasks it submits.
 current_task_id: contextvars.ContextVar[bytes | None] = contextvars.ContextVar(
@@ -19,17 +23,58 @@ current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 
 
-def check_not_in_event_loop(what: str, instead: str = "") -> None:
-    """Blocking calls refuse a thread whose event loop is running; instead says what to await."""
-    if asyncio._get_running_loop() is None:  # no exception raised and caught per call
+# Blocking calls made on a thread that runs an event loop (set by CoreWorker): refused only on
+# actorflow's own loop, where the value would arrive, unless strict.
+_blocking_policy: dict[str, object] = {"runtime_loop": None, "strict": False, "warned": False}
+
+
+def configure_blocking(runtime_loop: asyncio.AbstractEventLoop, strict: bool) -> None:
+    _blocking_policy.update(runtime_loop=runtime_loop, strict=strict)
+
+
+def check_not_in_event_loop(
+    what: str, instead: str = "", ready: Callable[[], bool] | None = None
+) -> None:
+    """A blocking call on a thread whose event loop is running (as Ray): allowed with a warning
+    (once per process) on a loop of the user's own, since actorflow's loop runs on its own
+    thread; refused on actorflow's own loop (an async actor's or async task's code), unless
+    the value is already here (ready() says so), and everywhere with the strict setting
+    (ACTORFLOW_STRICT_ASYNCIO_BLOCKING=1). instead says what to await."""
+    loop = asyncio._get_running_loop()  # no exception raised and caught per call
+    if loop is None:
         return
     instead = instead or (
         "`await ref` (or `await asyncio.gather(*refs)` / `await asyncio.wait(...)`)"
     )
-    raise errors.AsyncioContextError(
-        f"{what}() blocks, and this thread is running an asyncio event loop: use {instead} "
-        f"instead inside async code"
+    own_loop = loop is _blocking_policy["runtime_loop"]
+    if not _blocking_policy["strict"] and (not own_loop or (ready is not None and ready())):
+        if not _blocking_policy["warned"]:
+            _blocking_policy["warned"] = True
+            logger.warning(
+                "%s() blocks the running asyncio event loop (at %s): use %s instead inside "
+                "async code (this warning is shown once)",
+                what,
+                _call_site(),
+                instead,
+            )
+        return
+    where = (
+        "this thread runs actorflow's own event loop (the code of an async actor or async "
+        "task), the loop that would deliver the value"
+        if own_loop and not _blocking_policy["strict"]
+        else "this thread is running an asyncio event loop"
     )
+    raise errors.AsyncioContextError(
+        f"{what}() blocks, and {where}: use {instead} instead inside async code"
+    )
+
+
+def _call_site() -> str:
+    """file:line of the first frame outside actorflow (the user's call)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("actorflow"):
+        frame = frame.f_back  # type: ignore[assignment]
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
 
 
 class Blocking:

@@ -11,24 +11,16 @@ import asyncio
 import concurrent.futures
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from actorflow._private import errors, serialization
 from actorflow._private.ownership.table import ObjectTable
 from actorflow._private.runtime import Runtime
-from actorflow._private.worker.object_ref import ObjectRef
+from actorflow._private.worker.object_ref import ObjectRef, ObjectRefGenerator, value_of
 from actorflow._private.worker.shared_objects import SharedObjects
+from actorflow._private.worker.streams import StreamTable
 from actorflow._private.worker.task_context import Blocking, check_not_in_event_loop
-
-
-def value_of(wire: list) -> Any:
-    """The value a wire holds; an error is raised (a task's error as an instance of its cause)."""
-    value = serialization.deserialize(wire)
-    if serialization.is_error(wire):
-        if isinstance(value, errors.TaskError):
-            raise value.as_instanceof_cause()
-        raise value
-    return value
 
 
 class Waiting:
@@ -40,6 +32,7 @@ class Waiting:
         blocking: Blocking,
         resolve: Callable[[Any, Callable[[list], None]], None],
         cancel: Callable[..., None],
+        streams: StreamTable,
     ) -> None:
         self._objects = objects
         self._runtime = runtime
@@ -47,9 +40,10 @@ class Waiting:
         self._blocking = blocking
         self._resolve = resolve  # resolve(ref, callback): callback(wire) on the runtime loop
         self._cancel = cancel
+        self._streams = streams
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
-        check_not_in_event_loop("actorflow.get")
+        check_not_in_event_loop("actorflow.get", ready=lambda: self._all_here(refs))
         if isinstance(refs, ObjectRef):
             return value_of(self._wait_wires([refs], timeout, "get")[0])
         if not isinstance(refs, (list, tuple)):
@@ -66,6 +60,16 @@ class Waiting:
         wires = self._wait_wires(list(refs), timeout, "get")
         self._shared.prefetch(wires)  # objects on other nodes: pulled at once, not one by one
         return [value_of(w) for w in wires]
+
+    def _all_here(self, refs: Any) -> bool:
+        """Whether every value is in this process or this node's store (reading it now would
+        not wait for a message)."""
+        refs = [refs] if isinstance(refs, ObjectRef) else refs
+        for ref in refs if isinstance(refs, (list, tuple)) else ():
+            wire = self._objects.get_wire(ref.id) if isinstance(ref, ObjectRef) else None
+            if wire is None or self._shared.is_remote(wire):
+                return False
+        return True
 
     def _wait_wires(self, refs: list, timeout: float | None, what: str) -> list:
         """Block until every ref has a value, or one is an error; return the wires."""
@@ -109,40 +113,62 @@ class Waiting:
         timeout: float | None = None,
         fetch_local: bool = True,
     ) -> tuple[list, list]:
-        check_not_in_event_loop("actorflow.wait")
-        refs = self._check_wait_args(refs, num_returns, ObjectRef)
-        ready_ids = {r.id for r in refs if self._objects.get_wire(r.id) is not None}
-        if len(ready_ids) < num_returns and timeout != 0:
-            waiter = _Waiter(needed=num_returns - len(ready_ids), wake_on_error=False)
+        """Refs and streaming generators; a generator is ready when its next item is (or it
+        has ended), as in Ray."""
+        refs = self._check_wait_args(refs, num_returns)
+        check_not_in_event_loop(
+            "actorflow.wait",
+            ready=lambda: timeout == 0 or sum(map(self._is_ready, refs)) >= num_returns,
+        )
+        if not refs:
+            return [], []
+        ready_keys = {_key(r) for r in refs if self._is_ready(r)}
+        if len(ready_keys) < num_returns and timeout != 0:
+            waiter = _Waiter(needed=num_returns - len(ready_keys), wake_on_error=False)
             callbacks = []
             for ref in refs:
-                if ref.id not in ready_ids:
+                key = _key(ref)
+                if key in ready_keys:
+                    continue
+                if isinstance(ref, ObjectRefGenerator):
+                    if self._streams.has_next(
+                        ref._task_id, ref._next, partial(waiter.arrived, key, None)
+                    ):
+                        waiter.arrived(key, None)
+                    continue
 
-                    def arrived(wire: list, obj_id: bytes = ref.id) -> None:
-                        waiter.arrived(obj_id, wire)
+                def arrived(wire: list, key: Any = key) -> None:
+                    waiter.arrived(key, wire)
 
-                    callbacks.append((ref, arrived))
-                    self._runtime.call_soon(self._resolve, ref, arrived)
+                callbacks.append((ref, arrived))
+                self._runtime.call_soon(self._resolve, ref, arrived)
             self._block(waiter, timeout)
             for ref, cb in callbacks:
                 self._objects.remove_callback(ref.id, cb)
-            ready_ids |= waiter.keys()
-        ready = [r for r in refs if r.id in ready_ids][:num_returns]
+            ready_keys |= waiter.keys()
+        ready = [r for r in refs if _key(r) in ready_keys][:num_returns]
         chosen = {id(r) for r in ready}
         return ready, [r for r in refs if id(r) not in chosen]
 
+    def _is_ready(self, ref: Any) -> bool:
+        if isinstance(ref, ObjectRefGenerator):
+            return self._streams.has_next(ref._task_id, ref._next)
+        return self._objects.get_wire(ref.id) is not None
+
     @staticmethod
-    def _check_wait_args(refs: Any, num_returns: int, ref_type: type) -> list:
-        if isinstance(refs, ref_type) or not isinstance(refs, (list, tuple)):
-            raise TypeError("actorflow.wait() takes a list of ObjectRefs")
+    def _check_wait_args(refs: Any, num_returns: int) -> list:
+        if isinstance(refs, (ObjectRef, ObjectRefGenerator)) or not isinstance(refs, (list, tuple)):
+            raise TypeError("actorflow.wait() takes a list of ObjectRefs or ObjectRefGenerators")
         refs = list(refs)
         for ref in refs:
-            if not isinstance(ref, ref_type):
+            if not isinstance(ref, (ObjectRef, ObjectRefGenerator)):
                 raise TypeError(
                     f"actorflow.wait() got a {type(ref).__name__} in its list; "
-                    f"every element must be an ObjectRef"
+                    f"every element must be an ObjectRef or an ObjectRefGenerator"
                 )
-        if len({r.id for r in refs}) != len(refs):
+        if not refs:
+            return refs
+        if len({_key(r) for r in refs}) != len(refs):
             raise ValueError("actorflow.wait() got the same ObjectRef twice")
         if not isinstance(num_returns, int) or num_returns < 1 or num_returns > len(refs):
             raise ValueError(
@@ -182,32 +208,48 @@ class Waiting:
         """A concurrent.futures.Future that gets the value (or the error)."""
         result: concurrent.futures.Future = concurrent.futures.Future()
 
-        def settle(wire: list) -> None:
+        def settle(wire: list | BaseException) -> None:
             if result.done():
                 return
             try:
+                if isinstance(wire, BaseException):
+                    raise wire
                 result.set_result(value_of(wire))
             except BaseException as exc:
                 result.set_exception(exc)
 
+        self.on_ready(ref, settle)
+        return result
+
+    def on_ready(
+        self, ref: Any, callback: Callable[[list | BaseException], None]
+    ) -> Callable[[list], None]:
+        """callback(wire) on the runtime loop once ref's value is here (pulled into this node's
+        store first if it is on another, without blocking the loop), or callback(error) if the
+        pull fails. Returns the handle that forget() takes."""
+
         def arrived(wire: list) -> None:  # on the runtime loop
             if not self._shared.is_remote(wire):
-                settle(wire)
+                callback(wire)
                 return
-            # On another node: pulled into this node's store first, without blocking the loop.
             pulled = asyncio.ensure_future(self._shared.localize(wire))
 
             def done(f: asyncio.Future) -> None:
                 error = f.exception()
-                if error is None:
-                    settle(f.result())
-                elif not result.done():
-                    result.set_exception(error)
+                callback(f.result() if error is None else error)
 
             pulled.add_done_callback(done)
 
         self._runtime.call_soon(self._resolve, ref, arrived)
-        return result
+        return arrived
+
+    def forget(self, ref: Any, handle: Callable[[list], None]) -> None:
+        """Drop a callback on_ready registered, if it has not run."""
+        self._objects.remove_callback(ref.id, handle)
+
+    def local_wire(self, ref: Any) -> list | None:
+        """ref's wire if its value is ready (None if not)."""
+        return self._objects.get_wire(ref.id)
 
 
 class _Waiter:
@@ -224,13 +266,13 @@ class _Waiter:
         self._waker.acquire()
         self._woken = False
 
-    def arrived(self, key: Any, wire: list) -> None:
+    def arrived(self, key: Any, wire: list | None) -> None:
         with self._lock:
             if key in self._arrived:
                 return
             self._arrived.add(key)
             self.left -= 1
-            failed = self._wake_on_error and serialization.is_error(wire)
+            failed = self._wake_on_error and wire is not None and serialization.is_error(wire)
             if failed and self.error is None:
                 self.error = wire
             if (self.left <= 0 or failed) and not self._woken:
@@ -243,6 +285,11 @@ class _Waiter:
     def keys(self) -> set:
         with self._lock:
             return set(self._arrived)
+
+
+def _key(ref: Any) -> Any:
+    """What identifies a ref or a generator in a wait."""
+    return ref.id if isinstance(ref, ObjectRef) else ("generator", ref._task_id)
 
 
 def _resolve_future(future: asyncio.Future, value: Any) -> None:

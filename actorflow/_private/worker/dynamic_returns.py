@@ -1,0 +1,37 @@
+"""``num_returns="dynamic"`` (Ray's older generator API): the task's one return value is a
+DynamicObjectRefGenerator holding a ref per item the generator yielded, each put in the object
+store by the worker as it is produced."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any
+
+from actorflow._private.worker import context
+from actorflow._private.worker.object_ref import DynamicObjectRefGenerator
+
+
+def dynamic_returns(fn: Any) -> Any:
+    """fn (a generator function) as a function that returns a DynamicObjectRefGenerator."""
+    if inspect.isasyncgenfunction(fn):
+
+        @functools.wraps(fn)
+        async def run_async(*args: Any, **kwargs: Any) -> DynamicObjectRefGenerator:
+            core = context.ensure_core()
+            return DynamicObjectRefGenerator([core.put(item) async for item in fn(*args, **kwargs)])
+
+        return run_async
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> DynamicObjectRefGenerator:
+        produced = fn(*args, **kwargs)
+        if not inspect.isgenerator(produced):
+            raise TypeError(
+                f"num_returns='dynamic' needs a generator function; {fn.__qualname__}() "
+                f"returned a {type(produced).__name__}"
+            )
+        core = context.ensure_core()
+        return DynamicObjectRefGenerator([core.put(item) for item in produced])
+
+    return run

@@ -1,0 +1,92 @@
+"""``actorflow.get_runtime_context()``: what is running here (Ray's ``ray.runtime_context``).
+
+Ids are hex strings: Ray's deprecated ``job_id``/``node_id``/``task_id``/``actor_id`` properties
+return id objects there, strings here (the ``get_*`` methods return strings in both).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from actorflow._private.worker import context
+from actorflow._private.worker.actor_handle import ActorHandle
+from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.worker.task_context import current_task_id, current_task_name
+
+__all__ = ["RuntimeContext", "get_runtime_context"]
+
+
+class RuntimeContext:
+    """The ids of the job, node, worker, task and actor this code runs for, and its namespace."""
+
+    def __init__(self, core: CoreWorker) -> None:
+        self._core = core
+
+    def get_job_id(self) -> str:
+        return self._core.job_id
+
+    def get_node_id(self) -> str:
+        return self._core.node_id
+
+    def get_worker_id(self) -> str:
+        return self._core.worker_id
+
+    def get_task_id(self) -> str | None:
+        """The running task's or actor call's id (None in a driver's own code)."""
+        task_id = current_task_id.get()
+        return task_id.hex() if task_id is not None else None
+
+    def get_task_name(self) -> str | None:
+        return current_task_name.get() or None
+
+    def get_task_function_name(self) -> str | None:
+        return current_task_name.get() or None
+
+    def get_actor_id(self) -> str | None:
+        return self._core.extensions.get("actor_id")
+
+    def get_actor_name(self) -> str | None:
+        return self._core.extensions.get("actor_name") or None
+
+    def get_namespace(self) -> str:
+        return self._core.namespace
+
+    def get_accelerator_ids(self) -> dict[str, list[str]]:
+        """The accelerators this worker may use, as Ray: {"GPU": ["0", ...]}."""
+        in_worker = self._core.mode == "worker"
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "") if in_worker else ""
+        return {"GPU": [i.strip() for i in visible.split(",") if i.strip()]}
+
+    job_id = property(get_job_id)
+    node_id = property(get_node_id)
+    task_id = property(get_task_id)
+    actor_id = property(get_actor_id)
+    namespace = property(get_namespace)
+
+    @property
+    def was_current_actor_reconstructed(self) -> bool:
+        """Whether this actor is a restart (it died and was started again)."""
+        return bool(self._core.extensions.get("actor_restarts", 0))
+
+    @property
+    def current_actor(self) -> ActorHandle:
+        """A handle to the actor this code runs in."""
+        actor_id = self._core.extensions.get("actor_id")
+        if actor_id is None:
+            raise RuntimeError("current_actor is only available inside an actor")
+        return ActorHandle(actor_id, self._core.extensions["actor_meta"])
+
+    def get(self) -> dict[str, Any]:
+        return {
+            "job_id": self.get_job_id(),
+            "node_id": self.get_node_id(),
+            "worker_id": self.get_worker_id(),
+            "task_id": self.get_task_id(),
+            "actor_id": self.get_actor_id(),
+            "namespace": self.namespace,
+        }
+
+
+def get_runtime_context() -> RuntimeContext:
+    return RuntimeContext(context.ensure_core())
