@@ -486,3 +486,21 @@ def test_blocking_get_in_an_async_actor(cluster):
     assert actorflow.get(actor.ready_value.remote(), timeout=30) == "here"
     with pytest.raises(exceptions.AsyncioContextError, match="actorflow's own event loop"):
         actorflow.get(actor.pending_value.remote(Signal.remote()), timeout=30)
+
+
+# -- actors and the worker cap ---------------------------------------------------------------------
+
+
+def test_actors_are_not_held_back_by_the_task_worker_cap(make_cluster, monkeypatch):
+    monkeypatch.setenv("ACTORFLOW_MAX_WORKERS_PER_NODE", "2")
+    make_cluster(num_cpus=2)
+
+    @actorflow.remote(num_cpus=0)
+    class Member:
+        def pid(self):
+            return os.getpid()
+
+    members = [Member.remote() for _ in range(5)]
+    pids = actorflow.get([m.pid.remote() for m in members], timeout=60)
+    assert len(set(pids)) == 5  # a worker each, beyond the cap of 2
+    assert actorflow.get([echo.remote(i) for i in range(4)], timeout=60) == [0, 1, 2, 3]
