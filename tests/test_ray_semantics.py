@@ -504,3 +504,12 @@ def test_actors_are_not_held_back_by_the_task_worker_cap(make_cluster, monkeypat
     pids = actorflow.get([m.pid.remote() for m in members], timeout=60)
     assert len(set(pids)) == 5  # a worker each, beyond the cap of 2
     assert actorflow.get([echo.remote(i) for i in range(4)], timeout=60) == [0, 1, 2, 3]
+
+
+def test_object_ref_from_id_bytes(cluster):
+    ref = actorflow.put(42)
+    assert actorflow.get(actorflow.ObjectRef(ref.id), timeout=30) == 42
+    with pytest.raises(exceptions.ObjectLostError):
+        actorflow.get(actorflow.ObjectRef(os.urandom(20)), timeout=30)
+    with pytest.raises(TypeError, match="bytes"):
+        actorflow.ObjectRef(ref.hex())

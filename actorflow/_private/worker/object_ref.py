@@ -26,10 +26,16 @@ class ObjectRef:
     # another node); _callbacks: (fn, handle) of done callbacks not yet run.
     __slots__ = ("id", "owner", "_tracked", "_settled", "_callbacks", "__weakref__")
 
-    def __init__(self, obj_id: bytes, owner: str) -> None:
+    def __init__(self, obj_id: bytes, owner: str = "") -> None:
+        core = context.core_or_none()
+        if not owner:
+            # ObjectRef(id_bytes), Ray's form, names no owner: the object is looked up in this
+            # process, which answers ObjectLostError if it does not hold it.
+            if not isinstance(obj_id, bytes):
+                raise TypeError(f"ObjectRef() takes the id's bytes, not {type(obj_id).__name__}")
+            owner = core.address if core is not None else ""
         self.id = obj_id
         self.owner = owner
-        core = context.core_or_none()
         self._tracked = core is not None
         if core is not None:
             core.add_local_ref(obj_id, owner, lambda: _lost_wire(obj_id))
