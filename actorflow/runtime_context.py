@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from actorflow._private.protocol import raylet
 from actorflow._private.worker import context
 from actorflow._private.worker.actor_handle import ActorHandle
 from actorflow._private.worker.core_worker import CoreWorker
@@ -51,6 +52,20 @@ class RuntimeContext:
 
     def get_namespace(self) -> str:
         return self._core.namespace
+
+    def get_assigned_resources(self) -> dict[str, float]:
+        """The resources the running task or actor holds ({} in a driver's own code)."""
+        core = self._core
+        if "assigned_resources" in core.extensions:  # an actor: what it was created with
+            return dict(core.extensions["assigned_resources"])
+        if core.mode != "worker" or current_task_id.get() is None:
+            return {}
+        return core.call_control(
+            core.raylet_address,
+            "raylet",
+            "assigned_resources",
+            raylet.AssignedResources(core.worker_id),
+        )
 
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         """The accelerators this worker may use, as Ray: {"GPU": ["0", ...]}."""

@@ -513,3 +513,18 @@ def test_object_ref_from_id_bytes(cluster):
         actorflow.get(actorflow.ObjectRef(os.urandom(20)), timeout=30)
     with pytest.raises(TypeError, match="bytes"):
         actorflow.ObjectRef(ref.hex())
+
+
+def test_assigned_resources(cluster):
+    @actorflow.remote(num_cpus=2, memory=2**20)
+    def holds():
+        return actorflow.get_runtime_context().get_assigned_resources()
+
+    @actorflow.remote(num_cpus=1)
+    class Holder:
+        def holds(self):
+            return actorflow.get_runtime_context().get_assigned_resources()
+
+    assert actorflow.get(holds.remote(), timeout=30) == {"CPU": 2.0, "memory": 2.0**20}
+    assert actorflow.get(Holder.remote().holds.remote(), timeout=30) == {"CPU": 1.0}
+    assert actorflow.get_runtime_context().get_assigned_resources() == {}

@@ -410,6 +410,10 @@ class Raylet:
             # May oversubscribe the node for a moment, as in Ray: the task is already running.
             self.resources.acquire({"CPU": lease.resources.get("CPU", 0.0)})
 
+    def handle_assigned_resources(self, payload: list, call: Call) -> dict:
+        lease = self._lease_of_worker(decode(raylet.AssignedResources, payload).worker_id)
+        return dict(lease.resources) if lease is not None else {}
+
     def _lease_of_worker(self, worker_id: str) -> Lease | None:
         worker = self.pool.workers.get(worker_id)
         if worker is None or worker.lease_id is None:

@@ -78,6 +78,13 @@ class WorkerUnblocked(NamedTuple):
     worker_id: str
 
 
+@message("raylet", "assigned_resources")
+class AssignedResources(NamedTuple):
+    """What the worker's current lease holds (get_runtime_context().get_assigned_resources())."""
+
+    worker_id: str
+
+
 @message("raylet", "job_finished")
 class JobFinished(NamedTuple):
     job_id: str

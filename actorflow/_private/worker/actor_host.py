@@ -76,6 +76,7 @@ class ActorHost:
         self.core.extensions["actor_restarts"] = restarts
         self.core.extensions["actor_meta"] = spec["meta"]  # for get_runtime_context().current_actor
         self.core.extensions["actor_name"] = spec.get("name") or ""
+        self.core.extensions["assigned_resources"] = dict(spec.get("resources") or {})
         future = self.runtime.loop.create_future()
         try:
             cls = pickle.loads(spec["class_blob"])
