@@ -67,6 +67,15 @@ class RuntimeContext:
             raylet.AssignedResources(core.worker_id),
         )
 
+    def is_canceled(self) -> bool:
+        """Whether actorflow.cancel was called on the running task (for code that checks
+        now and then and cleans up: a cancelled task is also interrupted, see cancel)."""
+        task_id = current_task_id.get()
+        is_cancelled = self._core.extensions.get("is_cancelled")
+        if task_id is None or is_cancelled is None:
+            raise RuntimeError("is_canceled() is only available inside a task or actor call")
+        return bool(is_cancelled(task_id))
+
     def get_accelerator_ids(self) -> dict[str, list[str]]:
         """The accelerators this worker may use, as Ray: {"GPU": ["0", ...]}."""
         in_worker = self._core.mode == "worker"

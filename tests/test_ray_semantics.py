@@ -294,8 +294,9 @@ def test_cancelled_call_that_swallows_cancellation_is_still_cancelled(cluster):
     ref = actor.work.remote()
     time.sleep(0.3)  # let it start (cancelled before it starts, it is cancelled too)
     actorflow.cancel(ref)
-    with pytest.raises(exceptions.TaskCancelledError):
+    with pytest.raises(exceptions.TaskCancelledError) as info:
         actorflow.get(ref, timeout=30)
+    assert isinstance(info.value, exceptions.RayTaskError)  # what Ray's guide catches
 
 
 @actorflow.remote
@@ -528,3 +529,40 @@ def test_assigned_resources(cluster):
     assert actorflow.get(holds.remote(), timeout=30) == {"CPU": 2.0, "memory": 2.0**20}
     assert actorflow.get(Holder.remote().holds.remote(), timeout=30) == {"CPU": 1.0}
     assert actorflow.get_runtime_context().get_assigned_resources() == {}
+
+
+def test_is_canceled(cluster):
+    @actorflow.remote
+    class Checker:
+        def __init__(self):
+            self.saw = None
+            self.started = False
+
+        async def check(self):
+            return actorflow.get_runtime_context().is_canceled()
+
+        async def sleep(self):
+            self.started = True
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                self.saw = actorflow.get_runtime_context().is_canceled()
+                raise
+
+        async def seen(self):
+            return self.saw
+
+        async def has_started(self):
+            return self.started
+
+    checker = Checker.remote()
+    assert actorflow.get(checker.check.remote(), timeout=30) is False
+    ref = checker.sleep.remote()
+    while not actorflow.get(checker.has_started.remote(), timeout=30):
+        time.sleep(0.02)
+    actorflow.cancel(ref)
+    with pytest.raises(exceptions.TaskCancelledError):
+        actorflow.get(ref, timeout=30)
+    assert actorflow.get(checker.seen.remote(), timeout=30) is True
+    with pytest.raises(RuntimeError, match="inside a task"):
+        actorflow.get_runtime_context().is_canceled()

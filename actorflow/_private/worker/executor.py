@@ -366,6 +366,11 @@ class TaskExecutor:
                 ctypes.c_ulong(job.thread_id), ctypes.py_object(TaskCancelledSignal)
             )
 
+    def is_cancelled(self, task_id: bytes) -> bool:
+        """Whether actorflow.cancel was called on the running task task_id."""
+        job = self._running.get(task_id)
+        return job is not None and job.cancelled
+
     def bounce_queued(self) -> None:
         """The running task blocked: give queued tasks back to their owners to run elsewhere,
         so that a task waiting on work queued behind it cannot deadlock."""
@@ -501,8 +506,14 @@ class TaskExecutor:
             reply = self._actor_exit_reply(start, exit_signal)
         except Exception as exc:
             reply = (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
-        if job.cancelled and reply[0] == OK:  # the coroutine swallowed its CancelledError:
-            reply = (CANCELLED, None, reply[2], [])  # it was still cancelled (as in Ray)
+        if job.cancelled and reply[0] == OK:
+            # The coroutine swallowed its CancelledError: it was still cancelled. The error is
+            # both a TaskError (Ray's RayTaskError) and a TaskCancelledError, so either catches.
+            cancelled = errors.TaskCancelledError(
+                job.task_id.hex(),
+                f"{job.fn_name}() was cancelled (it caught asyncio.CancelledError and returned)",
+            )
+            reply = (FAILED, task_error(job.fn_name, cancelled), reply[2], [])
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
 

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
     runtime.register_actor("worker", executor)
+    core.extensions["is_cancelled"] = executor.is_cancelled  # get_runtime_context().is_canceled()
     runtime.register_actor("actor", ActorHost(core, executor))
     context.set_core(core)
 
