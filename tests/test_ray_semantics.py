@@ -119,11 +119,12 @@ def test_dynamic_returns_give_a_generator_of_refs(cluster):
 def test_dynamic_returns_raise_the_generators_error(cluster):
     @actorflow.remote(num_returns="dynamic")
     def broken():
+        raise ValueError("before any item")
         yield 1
-        raise ValueError("half way")
 
-    with pytest.raises(ValueError, match="half way"):
-        actorflow.get(broken.remote(), timeout=30)
+    (error,) = actorflow.get(broken.remote(), timeout=30)
+    with pytest.raises(ValueError, match="before any item"):
+        actorflow.get(error, timeout=30)
 
     @actorflow.remote
     def not_a_generator():
@@ -566,3 +567,23 @@ def test_is_canceled(cluster):
     assert actorflow.get(checker.seen.remote(), timeout=30) is True
     with pytest.raises(RuntimeError, match="inside a task"):
         actorflow.get_runtime_context().is_canceled()
+
+
+def test_a_generator_that_fails_keeps_the_items_it_yielded(cluster):
+    @actorflow.remote
+    def two_then_fail():
+        yield 0
+        yield 1
+        raise ValueError("after two")
+
+    refs = two_then_fail.options(num_returns=4).remote()
+    assert actorflow.get(refs[:2], timeout=30) == [0, 1]
+    for ref in refs[2:]:
+        with pytest.raises(ValueError, match="after two"):
+            actorflow.get(ref, timeout=30)
+    first, second, error = actorflow.get(
+        two_then_fail.options(num_returns="dynamic").remote(), timeout=30
+    )
+    assert actorflow.get([first, second], timeout=30) == [0, 1]
+    with pytest.raises(ValueError, match="after two"):
+        actorflow.get(error, timeout=30)

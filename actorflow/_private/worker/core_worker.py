@@ -169,6 +169,12 @@ class CoreWorker:
         self.ownership.pin_to_object(obj_id, nested)
         return ref
 
+    def put_error(self, wire: list) -> Any:
+        """A ref whose value is the error wire holds (get raises it)."""
+        obj_id = ids.object_id(ids.new_task_id(), 0)
+        self.objects.put(obj_id, wire)
+        return ObjectRef(obj_id, self.address)
+
     def _note_escaped(self, found: list) -> None:
         """Refs of ours were serialized: another process may borrow them from us, so the node
         must not end this worker for being idle."""

@@ -1,6 +1,7 @@
 """``num_returns="dynamic"`` (Ray's older generator API): the task's one return value is a
 DynamicObjectRefGenerator holding a ref per item the generator yielded, each put in the object
-store by the worker as it is produced."""
+store by the worker as it is produced. If the generator raises, the error is the last ref (as in
+Ray)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import inspect
 from typing import Any
 
 from actorflow._private.worker import context
+from actorflow._private.worker.executor import task_error
 from actorflow._private.worker.object_ref import DynamicObjectRefGenerator
 
 
@@ -19,7 +21,13 @@ def dynamic_returns(fn: Any) -> Any:
         @functools.wraps(fn)
         async def run_async(*args: Any, **kwargs: Any) -> DynamicObjectRefGenerator:
             core = context.ensure_core()
-            return DynamicObjectRefGenerator([core.put(item) async for item in fn(*args, **kwargs)])
+            refs = []
+            try:
+                async for item in fn(*args, **kwargs):
+                    refs.append(core.put(item))
+            except Exception as exc:
+                refs.append(core.put_error(task_error(fn.__qualname__, exc)))
+            return DynamicObjectRefGenerator(refs)
 
         return run_async
 
@@ -32,6 +40,12 @@ def dynamic_returns(fn: Any) -> Any:
                 f"returned a {type(produced).__name__}"
             )
         core = context.ensure_core()
-        return DynamicObjectRefGenerator([core.put(item) for item in produced])
+        refs = []
+        try:
+            for item in produced:
+                refs.append(core.put(item))
+        except Exception as exc:
+            refs.append(core.put_error(task_error(fn.__qualname__, exc)))
+        return DynamicObjectRefGenerator(refs)
 
     return run

@@ -426,8 +426,14 @@ class TaskExecutor:
                     index += 1
                 return (OK, [], time.perf_counter() - start, [])
             value = job.fn(*args, **kwargs)
-            if inspect.isgenerator(value):
-                value = list(value)  # a generator called with a fixed num_returns
+            if inspect.isgenerator(value):  # a generator called with a fixed num_returns
+                value, failure = _drain(value)
+                if failure is not None:
+                    if 1 < job.num_returns and len(value) < job.num_returns:
+                        # As Ray: the items it yielded are values, the returns after them its
+                        # error.
+                        return self._partial_returns(job, value, failure, start)
+                    raise failure
             wires, contained = serialize_returns(
                 self.core, value, job.num_returns, job.fn_name, job
             )
@@ -445,6 +451,17 @@ class TaskExecutor:
         finally:
             current_task_name.reset(name_token)
             current_task_id.reset(token)
+
+    def _partial_returns(self, job: _Job, items: list, failure: Exception, start: float) -> Reply:
+        wires, contained = [], []
+        for index, item in enumerate(items, start=1):
+            item_wires, item_contained = serialize_returns(
+                self.core, item, 1, job.fn_name, job, index
+            )
+            wires += item_wires
+            contained += item_contained
+        wires += [task_error(job.fn_name, failure)] * (job.num_returns - len(items))
+        return (OK, wires, time.perf_counter() - start, contained)
 
     def _actor_exit_reply(self, start: float, exit_signal: ActorExitSignal) -> Reply:
         reason = str(exit_signal) or "the actor exited: exit_actor() was called"
@@ -516,6 +533,17 @@ class TaskExecutor:
             reply = (FAILED, task_error(job.fn_name, cancelled), reply[2], [])
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
+
+
+def _drain(generator: Any) -> tuple[list, Exception | None]:
+    """The items a generator yields, and the exception it raised after them (or None)."""
+    items: list = []
+    try:
+        for item in generator:
+            items.append(item)
+    except Exception as exc:
+        return items, exc
+    return items, None
 
 
 async def _aiter(items: Any) -> Any:
