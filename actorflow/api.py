@@ -253,6 +253,11 @@ class RuntimeContext:
     def get_actor_id(self) -> str | None:
         return self._core.extensions.get("actor_id")
 
+    def get_placement_group_id(self) -> str | None:
+        """The placement group the running task or actor was placed in (None outside one)."""
+        group = context.current_placement_group()
+        return group[1] if group is not None else None
+
     @property
     def namespace(self) -> str:
         return self._core.namespace
@@ -267,6 +272,7 @@ class RuntimeContext:
             "worker_id": self.get_worker_id(),
             "task_id": self.get_task_id(),
             "actor_id": self.get_actor_id(),
+            "placement_group_id": self.get_placement_group_id(),
             "namespace": self.namespace,
         }
 

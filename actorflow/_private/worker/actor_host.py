@@ -31,6 +31,7 @@ from actorflow._private.protocol.worker import (
     CancelRunningTask,
 )
 from actorflow._private.runtime import Call
+from actorflow._private.scheduling_strategies import is_group_wire
 from actorflow._private.worker.actor_handle import TERMINATE_METHODS
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
@@ -72,6 +73,8 @@ class ActorHost:
         self.class_name = spec["class_name"]
         self.core.extensions["actor_id"] = actor_id
         self.core.extensions["actor_restarts"] = restarts
+        if is_group_wire(spec.get("strategy")):  # its placement group, for all its calls
+            self.core.extensions["placement_group"] = spec["strategy"]
         future = self.runtime.loop.create_future()
         try:
             cls = pickle.loads(spec["class_blob"])

@@ -18,6 +18,12 @@ current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
     "actorflow_current_task_name", default=""
 )
 
+# The placement group the running task was placed in (scheduling_strategies' wire form), so
+# that get_current_placement_group() finds it and child tasks can be captured into it.
+current_placement_group_wire: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "actorflow_current_placement_group", default=None
+)
+
 
 def check_not_in_event_loop(what: str, instead: str = "") -> None:
     """Blocking calls refuse a thread whose event loop is running; instead says what to await."""
