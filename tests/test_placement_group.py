@@ -396,3 +396,27 @@ def test_gcs_restart_keeps_the_group(local_cluster, poll_until):
 
     poll_until(actor_dead, timeout=30)
     poll_until(lambda: actorflow.available_resources().get("CPU") == 2.0, timeout=30)
+
+
+def test_bundles_of_a_dead_node_are_placed_again(local_cluster, poll_until):
+    local_cluster.add_node(num_cpus=0)  # the head: no room for bundles
+    first = local_cluster.add_node(num_cpus=1)
+    local_cluster.add_node(num_cpus=1)
+    actorflow.init(address=local_cluster.address)
+    pg = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
+    assert pg.wait(60)
+    index = next(
+        i
+        for i, n in placement_group_table(pg)["bundles_to_node_id"].items()
+        if n == first["node_id"]
+    )
+    actor = Where.options(scheduling_strategy=in_group(pg, index), max_restarts=1).remote()
+    assert actorflow.get(actor.node.remote(), timeout=60) == first["node_id"]
+
+    local_cluster.kill_node(first)
+    poll_until(lambda: placement_group_table(pg)["state"] == "RESCHEDULING", timeout=30)
+    joined = local_cluster.add_node(num_cpus=1)
+    assert pg.wait(60)
+    assert placement_group_table(pg)["bundles_to_node_id"][index] == joined["node_id"]
+    # The actor restarts in its bundle, on the node that holds it now.
+    assert actorflow.get(actor.node.remote(), timeout=60) == joined["node_id"]

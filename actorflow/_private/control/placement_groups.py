@@ -240,7 +240,7 @@ class PlacementGroupManager:
         for node_id in holding:
             node = self.gcs.nodes.get(node_id)
             if node is not None and node["alive"]:
-                self.runtime.tell(node["address"], CancelBundles(record.pg_id, None, why))
+                self.runtime.tell(node["address"], CancelBundles(record.pg_id, None, f"{why}"))
         self.kick()  # what it held may fit pending groups
 
     def job_finished(self, job_id: str) -> None:

@@ -496,11 +496,8 @@ class Raylet:
         request for a bundle notes which one in request.chosen."""
         if request.bundle is None:
             return promised if promised.fits(request.resources) else None
-        pg_id, index = request.bundle
-        for bundle in self.bundles.candidates(pg_id, index, request.resources):
-            pool = in_bundles.get(bundle.key)
-            if pool is None:
-                pool = in_bundles[bundle.key] = bundle.pool.snapshot()
+        for bundle in self.bundles.candidates(*request.bundle, request.resources):
+            pool = in_bundles.setdefault(bundle.key, bundle.pool.snapshot())
             if pool.fits(request.resources):
                 request.chosen = bundle.key
                 return pool
@@ -559,10 +556,7 @@ class Raylet:
         return self._release_bundles(self.bundles.release(pg_id, indexes), reason)
 
     def handle_reclaim_bundles(self, payload: list, call: Call) -> int:
-        known = {
-            (str(pg_id), int(index))
-            for pg_id, index in decode(raylet.ReclaimBundles, payload).known
-        }
+        known = {(str(p), int(i)) for p, i in decode(raylet.ReclaimBundles, payload).known}
         return self._release_bundles(self.bundles.keep_only(known), "unknown to the GCS")
 
     def _release_bundles(self, released: list, reason: str) -> int:
@@ -572,15 +566,12 @@ class Raylet:
         for lease in [lease for lease in self.leases.values() if lease.bundle in keys]:
             self._return(lease.lease_id, kill_worker=True)
         for request in list(self.queue):
-            if request.bundle is not None and not self.bundles.has_group(request.bundle[0]):
+            group = request.bundle[0] if request.bundle is not None else None
+            if group is not None and not self.bundles.has_group(group):
                 self.queue.remove(request)
+                error = errors.TaskUnschedulableError(f"placement group {group} gone: {reason}")
                 if not request.future.done():
-                    request.future.set_exception(
-                        errors.TaskUnschedulableError(
-                            f"placement group {request.bundle[0]} was removed"
-                            + (f" ({reason})" if reason else "")
-                        )
-                    )
+                    request.future.set_exception(error)
         self._dispatch()
         return len(released)
 
