@@ -420,3 +420,21 @@ def test_bundles_of_a_dead_node_are_placed_again(local_cluster, poll_until):
     assert placement_group_table(pg)["bundles_to_node_id"][index] == joined["node_id"]
     # The actor restarts in its bundle, on the node that holds it now.
     assert actorflow.get(actor.node.remote(), timeout=60) == joined["node_id"]
+
+
+def test_a_group_goes_with_the_actor_that_created_it(make_cluster, poll_until):
+    make_cluster(num_cpus=2)
+
+    @actorflow.remote
+    class Owner:
+        def make(self, detached: bool) -> PlacementGroup:
+            return placement_group([{"CPU": 0.5}], lifetime="detached" if detached else None)
+
+    owner = Owner.remote()
+    owned = actorflow.get(owner.make.remote(False), timeout=30)
+    kept = actorflow.get(owner.make.remote(True), timeout=30)
+    assert owned.wait(30) and kept.wait(30)
+    actorflow.kill(owner)
+    poll_until(lambda: placement_group_table(owned)["state"] == "REMOVED", timeout=30)
+    assert placement_group_table(kept)["state"] == "CREATED"
+    remove_placement_group(kept)
