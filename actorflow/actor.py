@@ -168,6 +168,7 @@ class ActorClass:
                     f"method {method_name} uses concurrency group {group!r}, which "
                     f"is not declared in concurrency_groups={groups!r}"
                 )
+        resources = opts.resource_request(o, 0.0)
         spec = {
             "actor_id": actor_id,
             "class_name": self.__name__,
@@ -175,7 +176,7 @@ class ActorClass:
             "args_wire": args_wire,
             "slots": slots,
             "meta": meta,
-            "resources": opts.resource_request(o, 0.0),
+            "resources": resources,
             "max_restarts": o.get("max_restarts", 0) or 0,
             "max_concurrency": o.get("max_concurrency"),
             "concurrency_groups": groups,
@@ -186,7 +187,12 @@ class ActorClass:
             "owner": core.address,
             "job_id": core.job_id,
             "node_id": core.node_id,
-            "strategy": strategy_to_wire(o.get("scheduling_strategy")),
+            "strategy": strategy_to_wire(
+                o.get("scheduling_strategy"),
+                resources,
+                self.__name__,
+                context.current_placement_group(),
+            ),
         }
         collectable = name is None and o.get("lifetime") != "detached"
         if collectable:

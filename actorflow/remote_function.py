@@ -90,6 +90,7 @@ class RemoteFunction:
         else:
             fn_id, blob = self._exported()
         max_retries = o.get("max_retries")
+        resources = opts.resource_request(o, 1.0)
         return core.submit_task(
             fn_id=fn_id,
             fn_blob=blob,
@@ -97,10 +98,15 @@ class RemoteFunction:
             args=args,
             kwargs=kwargs,
             num_returns=num_returns,
-            resources=opts.resource_request(o, 1.0),
+            resources=resources,
             max_retries=core.config.default_max_retries if max_retries is None else max_retries,
             retry_exceptions=o.get("retry_exceptions", False),
-            strategy=strategy_to_wire(o.get("scheduling_strategy")),
+            strategy=strategy_to_wire(
+                o.get("scheduling_strategy"),
+                resources,
+                self._name,
+                context.current_placement_group(),
+            ),
         )
 
     def __repr__(self) -> str:

@@ -53,6 +53,11 @@ class RuntimeContext:
     def get_namespace(self) -> str:
         return self._core.namespace
 
+    def get_placement_group_id(self) -> str | None:
+        """The placement group the running task or actor was placed in (None outside one)."""
+        group = context.current_placement_group()
+        return group[1] if group is not None else None
+
     def get_assigned_resources(self) -> dict[str, float]:
         """The resources the running task or actor holds ({} in a driver's own code)."""
         core = self._core
@@ -108,6 +113,7 @@ class RuntimeContext:
             "worker_id": self.get_worker_id(),
             "task_id": self.get_task_id(),
             "actor_id": self.get_actor_id(),
+            "placement_group_id": self.get_placement_group_id(),
             "namespace": self.namespace,
         }
 

@@ -26,7 +26,7 @@ def test_every_message_names_a_distinct_handler():
 def test_a_message_travels_as_a_plain_array_and_decodes_back():
     sent = worker.PushTask(b"t" * 16, b"f" * 16, None, "f", [0, [[], {}]], [], 1, "tcp://x:1")
     wire = msgpack.unpackb(msgpack.packb(sent, use_bin_type=True))
-    assert isinstance(wire, list) and len(wire) == 9
+    assert isinstance(wire, list) and len(wire) == 10  # gpu_ids and placement_group too
     assert decode(worker.PushTask, wire) == sent
 
 

@@ -119,6 +119,12 @@ class Config:
     store_readers_timeout: float = 5.0
     # -- the GCS --
     actor_history: int = 64  # state changes kept per actor for watchers that fall behind
+    # Pending placement groups are tried again this often, besides whenever a node joins or
+    # reports, or a group is removed.
+    placement_group_retry_seconds: float = 0.5
+    # How long a raylet may take to answer the prepare phase of a reservation before the
+    # attempt is given up (and tried again).
+    placement_group_prepare_timeout: float = 10.0
     # -- cluster inspection (actorflow memory / list / status, util.state) --
     # How long one process may take to answer an inspection query before it is skipped.
     inspection_request_timeout: float = 10.0

@@ -1,7 +1,23 @@
-"""Libraries built on actors: ``ActorPool`` and ``queue.Queue`` (Ray's ``ray.util`` ones), and
-``state``: what a running cluster holds (``actorflow memory``)."""
+"""Libraries built on actors: ``ActorPool`` and ``queue.Queue`` (Ray's ``ray.util`` ones),
+placement groups (``placement_group`` and friends, as ``ray.util`` has them), and ``state``:
+what a running cluster holds (``actorflow memory``)."""
 
 from actorflow.util import state
 from actorflow.util.actor_pool import ActorPool
+from actorflow.util.placement_group import (
+    get_current_placement_group,
+    get_placement_group,
+    placement_group,
+    placement_group_table,
+    remove_placement_group,
+)
 
-__all__ = ["ActorPool", "state"]
+__all__ = [
+    "ActorPool",
+    "get_current_placement_group",
+    "get_placement_group",
+    "placement_group",
+    "placement_group_table",
+    "remove_placement_group",
+    "state",
+]

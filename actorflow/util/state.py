@@ -27,6 +27,7 @@ __all__ = [
     "list_actors",
     "list_nodes",
     "list_objects",
+    "list_placement_groups",
     "list_tasks",
     "list_workers",
     "memory_summary",
@@ -60,6 +61,17 @@ def list_actors(address: str | None = None) -> list[dict[str, Any]]:
     if not running on a live node), restarts, death_cause.
     """
     return actors_of(inspection.run(address, inspection.collect_cluster))
+
+
+def list_placement_groups(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per placement group the GCS knows, removed ones too (as ``ray list
+    placement-groups``): Ray's placement_group_table rows (placement_group_id, name, bundles,
+    bundles_to_node_id, strategy, state, stats) with namespace, job_id and lifetime."""
+
+    async def table(ask: inspection.Ask, gcs_address: str) -> Any:
+        return await ask(gcs_address, "placement_groups", "placement_group_table", [""])
+
+    return list(inspection.run(address, table).values())
 
 
 def list_workers(address: str | None = None) -> list[dict[str, Any]]:

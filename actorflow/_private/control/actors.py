@@ -25,6 +25,7 @@ from actorflow._private.node.scheduling import NodeView, Scheduler
 from actorflow._private.protocol import actors
 from actorflow._private.protocol.actors import ActorCreated, ActorState, NamedActor
 from actorflow._private.protocol.message import decode
+from actorflow._private.protocol.placement_groups import REMOVED
 from actorflow._private.protocol.raylet import ReclaimOrphanedLeases, RequestLease, ReturnLease
 from actorflow._private.protocol.worker import BecomeActor
 from actorflow._private.runtime import Call, Runtime
@@ -222,8 +223,11 @@ class ActorManager:
 
     async def _create(self, record: ActorRecord) -> None:
         spec = record.spec
+        strategy = spec.get("strategy")
         try:
-            node = self._pick_node(spec)
+            node = await self._pick_node(spec)
+            if record.state == DEAD:  # killed (or its group removed) while it waited
+                return
             job_id = spec.get("job_id", "")
             job = self.gcs.jobs.get(job_id)
             answer = await self.runtime.ask(
@@ -231,10 +235,15 @@ class ActorManager:
                 RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job),
             )
             if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
+                in_group = (
+                    strategy if isinstance(strategy, list) and strategy[:1] == ["pg"] else None
+                )
                 answer = await self.runtime.ask(
-                    answer[1], RequestLease(spec["resources"], True, job_id, None, True, job)
+                    answer[1], RequestLease(spec["resources"], True, job_id, in_group, True, job)
                 )
         except errors.TaskUnschedulableError as exc:
+            if record.state == DEAD:
+                return
             self._set_dead(
                 record,
                 str(exc),
@@ -243,7 +252,10 @@ class ActorManager:
             )
             return
         except Exception as exc:
-            self._set_dead(record, f"no worker could be leased for it: {exc}", None, START_FAILED)
+            if record.state != DEAD:
+                self._set_dead(
+                    record, f"no worker could be leased for it: {exc}", None, START_FAILED
+                )
             return
         lease_id, worker_id, address, gpu_ids = answer
         raylet = node.address
@@ -273,9 +285,13 @@ class ActorManager:
         record.address = address
         self._publish(record, ALIVE)
 
-    def _pick_node(self, spec: dict) -> NodeView:
+    async def _pick_node(self, spec: dict) -> NodeView:
         """Where to create it: its strategy, else the creator's node if it fits now, else a
-        node with room (scheduling.py)."""
+        node with room (scheduling.py). In a placement group: the node of its bundle, once
+        the group is placed."""
+        strategy = spec.get("strategy")
+        if isinstance(strategy, list) and strategy and strategy[0] == "pg":
+            return await self._bundle_node(str(strategy[1]), int(strategy[2]), spec["resources"])
         nodes = [
             NodeView(n["node_id"], n["address"], n["resources"], dict(n["available"]), n["alive"])
             for n in self.gcs.nodes.values()
@@ -287,6 +303,33 @@ class ActorManager:
         for k, v in spec["resources"].items():  # until its next heartbeat counts it
             reported[k] = reported.get(k, 0.0) - v
         return node
+
+    async def _bundle_node(self, pg_id: str, index: int, request: dict) -> NodeView:
+        state, nodes, bundles = await self.gcs.placement_groups.locate(pg_id)
+        if state == REMOVED:
+            raise errors.TaskUnschedulableError(
+                f"its placement group {pg_id} was removed before the actor could be placed"
+            )
+        indexes = [index] if index >= 0 else list(range(len(bundles)))
+        for i in indexes:  # the raylet picks the bundle on that node
+            if all(bundles[i].get(k, 0.0) + 1e-9 >= v for k, v in request.items()):
+                node_id, address = nodes[i]
+                return NodeView(node_id, address, dict(bundles[i]))
+        raise errors.TaskUnschedulableError(
+            f"the actor's request {request} fits in no bundle of placement group {pg_id}"
+        )
+
+    def placement_group_removed(self, pg_id: str, why: str) -> None:
+        """A group is removed: the actors placed in it die (and are not restarted)."""
+        for record in list(self.actors.values()):
+            strategy = record.spec.get("strategy")
+            if (
+                record.state != DEAD
+                and isinstance(strategy, list)
+                and strategy[:1] == ["pg"]
+                and strategy[1] == pg_id
+            ):
+                self._kill(record, f"its placement group {pg_id} was removed ({why})", KILLED)
 
     def node_died(self, node_id: str, address: str, cause: str) -> None:
         """Actors on a dead node restart elsewhere if they have restarts left."""
@@ -378,6 +421,8 @@ class ActorManager:
         if key is not None and self.names.get(key) == record.actor_id:
             del self.names[key]
         self._publish(record, DEAD, cause, kind)
+        if self.gcs.placement_groups is not None:  # the groups it created go with it
+            self.gcs.placement_groups.actor_dead(record.actor_id)
 
     def _publish(self, record: ActorRecord, state: str, cause: str = "", kind: str = "") -> None:
         record.state = state

@@ -53,6 +53,7 @@ class GCS:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.kv: dict[str, dict[bytes, bytes]] = {}
         self.actor_manager: Any = None  # told when a node dies (gcs_actors.py)
+        self.placement_groups: Any = None  # told of nodes, reports and ended jobs
         self.dead_nodes: list[DeadNode] = []  # in the order they died
         self._death_waiters: list[asyncio.Future] = []
         self._next_job = 0
@@ -60,6 +61,8 @@ class GCS:
 
     def start(self) -> None:
         self._monitor = self.runtime.loop.create_task(self._watch_heartbeats())
+        if self.placement_groups is not None:
+            self.placement_groups.start()
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -100,6 +103,8 @@ class GCS:
         await self.recover()
         if self.actor_manager is not None:
             await self.actor_manager.recover()
+        if self.placement_groups is not None:
+            await self.placement_groups.recover()
 
     async def recover(self) -> None:
         """After a reload: jobs whose driver is gone end; the others are watched again."""
@@ -118,6 +123,8 @@ class GCS:
     def stop(self) -> None:
         if self._monitor is not None:
             self._monitor.cancel()
+        if self.placement_groups is not None:
+            self.placement_groups.stop()
 
     # -- nodes ----------------------------------------------------------------------------------
 
@@ -138,6 +145,11 @@ class GCS:
         self._save_node(self.nodes[node_id])
         self._watch_node_connection(node_id, call)
         self._views_changed(node_id)
+        self._resources_changed()
+
+    def _resources_changed(self) -> None:
+        if self.placement_groups is not None:
+            self.placement_groups.kick()  # pending groups may fit now
 
     def _watch_node_connection(self, node_id: str, call: Call) -> None:
         """A node whose connection closes is dead (its process ended); after a GCS restart
@@ -172,6 +184,8 @@ class GCS:
         node["available"], node["queued"] = dict(available), queued
         node["last_heartbeat"] = time.monotonic()
         self._watch_node_connection(node_id, call)
+        if self.placement_groups is not None and self.placement_groups.has_pending():
+            self._resources_changed()
         return [
             PeerNode(n["node_id"], n["address"], n["resources"], n["available"])
             for n in self.nodes.values()
@@ -197,6 +211,8 @@ class GCS:
         node["death_cause"] = cause
         self._save_node(node)
         logger.warning("node %s at %s is dead: %s", node_id, node["address"], cause)
+        if self.placement_groups is not None:  # first: actors that restart wait for it
+            self.placement_groups.node_died(node_id)
         if self.actor_manager is not None:
             self.actor_manager.node_died(node_id, node["address"], cause)
         self.dead_nodes.append(DeadNode(node_id, node["address"]))
@@ -247,6 +263,8 @@ class GCS:
         job["alive"] = False
         job["ended_at"] = time.time()
         self._save_job(job)
+        if self.placement_groups is not None:
+            self.placement_groups.job_finished(job_id)
         for node in self.nodes.values():
             if node["alive"]:
                 self.runtime.tell(node["address"], JobFinished(job_id))

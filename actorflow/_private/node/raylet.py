@@ -26,6 +26,7 @@ from typing import Any
 
 from actorflow._private import errors, ids
 from actorflow._private.config import Config
+from actorflow._private.node.bundles import BundleTable, Key, bundle_node
 from actorflow._private.node.resources import NodeResources, normalize
 from actorflow._private.node.scheduling import NodeView, Scheduler
 from actorflow._private.node.worker_pool import (
@@ -36,7 +37,7 @@ from actorflow._private.node.worker_pool import (
     WorkerPool,
     WorkerProcess,
 )
-from actorflow._private.protocol import actors, gcs, raylet
+from actorflow._private.protocol import actors, gcs, placement_groups, raylet
 from actorflow._private.protocol.message import decode, spec_of
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Call, Runtime
@@ -58,6 +59,7 @@ class Lease:
     gpu_ids: list[int]
     blocked: bool = False
     holder: Any = None
+    bundle: Key | None = None  # the placement-group bundle it takes from (None: the node)
 
 
 @dataclass(eq=False)
@@ -67,6 +69,8 @@ class LeaseRequest:
     job_id: str
     future: asyncio.Future
     holder: Any  # the connection of the caller (None for a caller in this process)
+    bundle: Key | None = None  # (placement group, bundle index or -1): lease from its bundle
+    chosen: Key | None = None  # the bundle dispatch found room in
 
 
 class Raylet:
@@ -86,6 +90,8 @@ class Raylet:
         self.config = config
         self.node_id = node_id
         self.resources = NodeResources(resources)
+        self.bundles = BundleTable(self.resources)  # placement-group bundles carved out of it
+        self._bundle_turn = 0
         self.gcs_address = gcs_address
         self.node_info = dict(node_info or {})  # registered with the GCS (for tools and peers)
         self.on_worker_gone: Callable[[str], None] | None = None  # the node's object store
@@ -273,10 +279,19 @@ class Raylet:
         resources, dedicated = normalize(asked.resources), bool(asked.dedicated)
         job_id = asked.job_id if asked.job_id is not None else self.prestart_job
         strategy, spilled = asked.strategy, bool(asked.spilled)
+        bundle: Key | None = None
+        if isinstance(strategy, list) and strategy and strategy[0] == "pg":
+            pg_id, index = str(strategy[1]), int(strategy[2])
+            elsewhere = await self._bundle_node(pg_id, index, resources, spilled)
+            if elsewhere is not None:
+                return raylet.Spillback("spillback", elsewhere[1], elsewhere[0])
+            bundle = (pg_id, index)
         # Before the decision: nothing may await between it and queueing the request, or a
         # burst of requests would all see this node as free.
         await self._ensure_job_env(job_id, asked.job)
-        if not (spilled and self.resources.feasible(resources)):
+        if bundle is not None:
+            pass  # it runs here, in the group's bundle
+        elif not (spilled and self.resources.feasible(resources)):
             target = self.scheduler.pick(
                 [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
             )
@@ -284,7 +299,7 @@ class Raylet:
                 target.take(resources)
                 return raylet.Spillback("spillback", target.address, target.node_id)
         request = LeaseRequest(
-            resources, dedicated, job_id, self.runtime.loop.create_future(), call.conn
+            resources, dedicated, job_id, self.runtime.loop.create_future(), call.conn, bundle
         )
         self.queue.append(request)
         self._dispatch()
@@ -304,6 +319,8 @@ class Raylet:
         """This node as the scheduler sees it: what is free after the queued requests."""
         available = dict(self.resources.available)
         for request in self.queue:
+            if request.bundle is not None:
+                continue  # takes from its bundle, carved out already
             for k, v in request.resources.items():
                 available[k] = available.get(k, 0.0) - v
         return NodeView(self.node_id, self.runtime.address, self.resources.total, available)
@@ -389,26 +406,38 @@ class Raylet:
                 self._idle.setdefault(worker.extra.get("job_id", ""), deque()).appendleft(worker)
         self._dispatch()
 
+    def _pool_of(self, lease: Lease) -> NodeResources | None:
+        """What the lease takes from: the node, or its bundle (None once that is gone)."""
+        if lease.bundle is None:
+            return self.resources
+        bundle = self.bundles.bundles.get(lease.bundle)
+        return bundle.pool if bundle is not None else None
+
     def _release(self, lease: Lease) -> None:
-        self.resources.give_gpus(lease.gpu_ids, lease.resources.get("GPU", 0.0))
+        pool = self._pool_of(lease)
+        if pool is None:
+            return
+        pool.give_gpus(lease.gpu_ids, lease.resources.get("GPU", 0.0))
         if lease.blocked:
-            self.resources.release({k: v for k, v in lease.resources.items() if k != "CPU"})
+            pool.release({k: v for k, v in lease.resources.items() if k != "CPU"})
         else:
-            self.resources.release(lease.resources)
+            pool.release(lease.resources)
 
     def handle_worker_blocked(self, payload: list, call: Call | None) -> None:
         lease = self._lease_of_worker(decode(raylet.WorkerBlocked, payload).worker_id)
-        if lease is not None and not lease.blocked:
+        pool = self._pool_of(lease) if lease is not None else None
+        if lease is not None and pool is not None and not lease.blocked:
             lease.blocked = True
-            self.resources.release({"CPU": lease.resources.get("CPU", 0.0)})
+            pool.release({"CPU": lease.resources.get("CPU", 0.0)})
             self._dispatch()
 
     def handle_worker_unblocked(self, payload: list, call: Call | None) -> None:
         lease = self._lease_of_worker(decode(raylet.WorkerUnblocked, payload).worker_id)
-        if lease is not None and lease.blocked:
+        pool = self._pool_of(lease) if lease is not None else None
+        if lease is not None and pool is not None and lease.blocked:
             lease.blocked = False
             # May oversubscribe the node for a moment, as in Ray: the task is already running.
-            self.resources.acquire({"CPU": lease.resources.get("CPU", 0.0)})
+            pool.acquire({"CPU": lease.resources.get("CPU", 0.0)})
 
     def handle_assigned_resources(self, payload: list, call: Call) -> dict:
         lease = self._lease_of_worker(decode(raylet.AssignedResources, payload).worker_id)
@@ -429,11 +458,13 @@ class Raylet:
         # Resources the requests that wait for a worker will take once one registers: later
         # requests must not count them as free, or a burst would start a worker per request.
         promised = self.resources.snapshot()
+        in_bundles: dict[Key, NodeResources] = {}  # the same, per bundle
         for request in list(self.queue):
             if request.future.done():
                 self.queue.remove(request)
                 continue
-            if not promised.fits(request.resources):
+            pool = self._pool_for(request, promised, in_bundles)
+            if pool is None:
                 continue
             worker = self._pop_idle(request.job_id)
             if worker is not None:
@@ -443,8 +474,8 @@ class Raylet:
                 waiting_for_worker[request.job_id] = waiting_for_worker.get(request.job_id, 0) + 1
                 if request.dedicated:
                     waiting_actors[request.job_id] = waiting_actors.get(request.job_id, 0) + 1
-            promised.acquire(request.resources)
-            promised.take_gpus(request.resources.get("GPU", 0.0))
+            pool.acquire(request.resources)
+            pool.take_gpus(request.resources.get("GPU", 0.0))
         # The cap bounds task workers only: every actor gets a worker of its own, as in Ray
         # (an actor that waited for the cap would never start while the others live).
         task_workers = sum(
@@ -477,16 +508,91 @@ class Raylet:
                 return worker
         return None
 
+    def _pool_for(
+        self, request: LeaseRequest, promised: NodeResources, in_bundles: dict[Key, NodeResources]
+    ) -> NodeResources | None:
+        """Where a queued request fits now, in dispatch's running tally (None: nowhere); a
+        request for a bundle notes which one in request.chosen."""
+        if request.bundle is None:
+            return promised if promised.fits(request.resources) else None
+        for bundle in self.bundles.candidates(*request.bundle, request.resources):
+            pool = in_bundles.setdefault(bundle.key, bundle.pool.snapshot())
+            if pool.fits(request.resources):
+                request.chosen = bundle.key
+                return pool
+        return None
+
     def _grant(self, request: LeaseRequest, worker: WorkerProcess) -> None:
-        gpu_ids = self.resources.take_gpus(request.resources.get("GPU", 0.0))
+        pool = self.resources
+        if request.chosen is not None:
+            pool = self.bundles.bundles[request.chosen].pool
+        gpu_ids = pool.take_gpus(request.resources.get("GPU", 0.0))
         lease = Lease(ids.new_id(8).hex(), worker, request.resources, request.dedicated, gpu_ids)
-        self.resources.acquire(request.resources)
+        lease.bundle = request.chosen
+        pool.acquire(request.resources)
         worker.state = LEASED
         worker.lease_id = lease.lease_id
         if request.dedicated:
             worker.extra["dedicated"] = True
         self.leases[lease.lease_id] = lease
         request.future.set_result(lease)
+
+    # -- placement-group bundles ----------------------------------------------------------------
+
+    async def _bundle_node(
+        self, pg_id: str, index: int, resources: dict[str, float], spilled: bool
+    ) -> tuple[str, str] | None:
+        """Where a lease into a group's bundle goes: None for here, else (node id, raylet
+        address); here if a bundle here has room (or it was sent here). Waits while the group
+        is being placed; TaskUnschedulableError once it is removed."""
+        local = self.bundles.candidates(pg_id, index, resources)
+        if local and (spilled or index >= 0 or any(b.pool.fits(resources) for b in local)):
+            return None
+        state, nodes, bundles = await self._ask_gcs(placement_groups.LocateBundles(pg_id))
+        if state == placement_groups.REMOVED:
+            raise errors.TaskUnschedulableError(
+                f"placement group {pg_id} was removed: nothing more runs in it"
+            )
+        self._bundle_turn += 1
+        where = bundle_node(nodes, bundles, index, resources, self._bundle_turn)
+        if where[0] != self.node_id:
+            return where
+        if not self.bundles.candidates(pg_id, index, resources):  # as of now, not before
+            raise errors.TaskUnschedulableError(f"placement group {pg_id}: its bundle here is gone")
+        return None
+
+    def handle_prepare_bundles(self, payload: list, call: Call) -> bool:
+        pg_id, bundles = decode(raylet.PrepareBundles, payload)
+        return self.bundles.prepare(pg_id, [(i, r) for i, r in bundles])
+
+    def handle_commit_bundles(self, payload: list, call: Call) -> None:
+        pg_id, indexes = decode(raylet.CommitBundles, payload)
+        self.bundles.commit(pg_id, indexes)
+        self._dispatch()
+
+    def handle_cancel_bundles(self, payload: list, call: Call | None) -> int:
+        pg_id, indexes, reason = decode(raylet.CancelBundles, payload)
+        return self._release_bundles(self.bundles.release(pg_id, indexes), reason)
+
+    def handle_reclaim_bundles(self, payload: list, call: Call) -> int:
+        known = {(str(p), int(i)) for p, i in decode(raylet.ReclaimBundles, payload).known}
+        return self._release_bundles(self.bundles.keep_only(known), "unknown to the GCS")
+
+    def _release_bundles(self, released: list, reason: str) -> int:
+        """Bundles were given back to the node: the workers leased in them end, and requests
+        waiting for a group with no bundle left here fail."""
+        keys = {b.key for b in released}
+        for lease in [lease for lease in self.leases.values() if lease.bundle in keys]:
+            self._return(lease.lease_id, kill_worker=True)
+        for request in list(self.queue):
+            group = request.bundle[0] if request.bundle is not None else None
+            if group is not None and not self.bundles.has_group(group):
+                self.queue.remove(request)
+                error = errors.TaskUnschedulableError(f"placement group {group} gone: {reason}")
+                if not request.future.done():
+                    request.future.set_exception(error)
+        self._dispatch()
+        return len(released)
 
     # -- inspection -----------------------------------------------------------------------------
 
@@ -507,6 +613,7 @@ class Raylet:
                 }
                 for w in self.pool.workers.values()
             ],
+            "bundles": self.bundles.rows(),
             "queued_lease_requests": len(self.queue),
             "leases": len(self.leases),
             "peers": sorted(self.peers),

@@ -88,3 +88,41 @@ class AssignedResources(NamedTuple):
 @message("raylet", "job_finished")
 class JobFinished(NamedTuple):
     job_id: str
+
+
+# -- placement-group bundles (two-phase reservation by the GCS) ----------------------------------
+
+
+@message("raylet", "prepare_bundles")
+class PrepareBundles(NamedTuple):
+    """Reserve these bundles of a group out of the node's free resources, all or none
+    (answered with whether they were reserved)."""
+
+    pg_id: str
+    bundles: list  # [[index, {"CPU": 1.0, ...}], ...]
+
+
+@message("raylet", "commit_bundles")
+class CommitBundles(NamedTuple):
+    """The group is reserved on every node: these prepared bundles may now be leased from."""
+
+    pg_id: str
+    indexes: list
+
+
+@message("raylet", "cancel_bundles")
+class CancelBundles(NamedTuple):
+    """Give a group's bundles back to the node (indexes None: all of them): the workers leased
+    in them end and lease requests waiting for them fail."""
+
+    pg_id: str
+    indexes: list | None = None
+    reason: str = ""
+
+
+@message("raylet", "reclaim_bundles")
+class ReclaimBundles(NamedTuple):
+    """From a restarted GCS: the committed bundles it knows here ([[pg_id, index], ...]); the
+    node gives back any other (answered with how many)."""
+
+    known: list

@@ -41,6 +41,7 @@ class PushTask(NamedTuple):
     num_returns: int
     owner: str
     gpu_ids: list | None = None  # the GPUs of the lease, for CUDA_VISIBLE_DEVICES
+    placement_group: list | None = None  # the group it runs in (scheduling_strategies' wire)
 
 
 @message("worker", "cancel_task")

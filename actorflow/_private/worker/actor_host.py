@@ -33,6 +33,7 @@ from actorflow._private.protocol.worker import (
     CancelRunningTask,
 )
 from actorflow._private.runtime import Call
+from actorflow._private.scheduling_strategies import is_group_wire
 from actorflow._private.worker.actor_handle import TERMINATE_METHODS
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
@@ -77,6 +78,8 @@ class ActorHost:
         self.core.extensions["actor_meta"] = spec["meta"]  # for get_runtime_context().current_actor
         self.core.extensions["actor_name"] = spec.get("name") or ""
         self.core.extensions["assigned_resources"] = dict(spec.get("resources") or {})
+        if is_group_wire(spec.get("strategy")):  # its placement group, for all its calls
+            self.core.extensions["placement_group"] = spec["strategy"]
         future = self.runtime.loop.create_future()
         try:
             cls = pickle.loads(spec["class_blob"])

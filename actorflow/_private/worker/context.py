@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from actorflow._private import serialization
+from actorflow._private.worker.task_context import current_placement_group_wire
 
 if TYPE_CHECKING:
     from actorflow._private.worker.core_worker import CoreWorker
@@ -47,3 +48,12 @@ def ensure_core() -> CoreWorker:
     if core is None:
         raise RuntimeError("actorflow is not initialized: call actorflow.init() first")
     return core
+
+
+def current_placement_group() -> list | None:
+    """The wire form of the placement group the running task or actor was placed in (None
+    in a driver or outside a group): a task's from its push, an actor's for its whole life."""
+    wire = current_placement_group_wire.get()
+    if wire is None and _core is not None:
+        wire = _core.extensions.get("placement_group")
+    return wire

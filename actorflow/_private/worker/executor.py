@@ -39,7 +39,11 @@ from actorflow._private.protocol.worker import (
 from actorflow._private.runtime import Call
 from actorflow._private.worker.calls import STREAMING
 from actorflow._private.worker.core_worker import CoreWorker
-from actorflow._private.worker.task_context import current_task_id, current_task_name
+from actorflow._private.worker.task_context import (
+    current_placement_group_wire,
+    current_task_id,
+    current_task_name,
+)
 
 logger = logging.getLogger("actorflow.executor")
 
@@ -71,6 +75,7 @@ class _Job:
         "opened",
         "pulling",
         "pulled",
+        "placement_group",
     )
 
     def __init__(
@@ -101,6 +106,7 @@ class _Job:
         self.opened: list[bytes] = []  # objects in shared memory its arguments were read from
         self.pulling: asyncio.Future | None = None  # arguments on other nodes being pulled here
         self.pulled: dict[bytes, list] = {}  # their local wires, once pulled
+        self.placement_group: list | None = None  # the group the task was placed in
 
 
 def start_pulls(core: CoreWorker, job: _Job) -> None:
@@ -244,7 +250,7 @@ class TaskExecutor:
 
     def handle_push_task(self, payload: list, call: Call) -> asyncio.Future:
         task = decode(PushTask, payload)
-        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner, gpu_ids = task
+        task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner, gpu_ids, group = task
         if gpu_ids is not None:
             set_visible_gpus(gpu_ids)
         future = self.runtime.loop.create_future()
@@ -255,6 +261,7 @@ class TaskExecutor:
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
+        job.placement_group = group
         if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
             start_pulls(self.core, job)
             self.start_async(job)
@@ -413,6 +420,7 @@ class TaskExecutor:
             return self._refused(0.0)
         token = current_task_id.set(job.task_id)
         name_token = current_task_name.set(job.fn_name)
+        group_token = current_placement_group_wire.set(job.placement_group)
         start = time.perf_counter()
         try:
             args, kwargs = decode_args(self.core, job)
@@ -449,6 +457,7 @@ class TaskExecutor:
         except Exception as exc:
             return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         finally:
+            current_placement_group_wire.reset(group_token)
             current_task_name.reset(name_token)
             current_task_id.reset(token)
 
@@ -489,6 +498,7 @@ class TaskExecutor:
             return
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
         current_task_name.set(job.fn_name)
+        current_placement_group_wire.set(job.placement_group)
         start = time.perf_counter()
         reply: Reply
         try:

@@ -6,12 +6,24 @@ Bad options fail where they are written, with a message that names the option.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 from actorflow._private.node.resources import normalize
-from actorflow._private.scheduling_strategies import NodeAffinitySchedulingStrategy
+from actorflow._private.scheduling_strategies import (
+    NodeAffinitySchedulingStrategy,
+    PlacementGroupSchedulingStrategy,
+)
 
+# Ray's older way to name a placement group (deprecated there too): turned into a
+# PlacementGroupSchedulingStrategy.
+GROUP_OPTIONS = (
+    "placement_group",
+    "placement_group_bundle_index",
+    "placement_group_capture_child_tasks",
+)
 COMMON = {
+    *GROUP_OPTIONS,
     "num_cpus",
     "num_gpus",
     "resources",
@@ -109,6 +121,8 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
         ):
             names = " or ".join("None" if t is _NONE else t.__name__ for t in types)
             raise TypeError(f"option {key!r} must be {names}, got {type(value).__name__}")
+    if any(checked.get(key) is not None for key in GROUP_OPTIONS):
+        _group_options_to_strategy(checked)
     for key in ("num_cpus", "num_gpus", "memory"):
         if key in checked and checked[key] is not None:
             value = checked[key]
@@ -156,15 +170,40 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
         raise ValueError("runtime_env is not supported by actorflow yet")
     strategy = checked.get("scheduling_strategy")
     if strategy not in (None, "DEFAULT", "SPREAD") and not isinstance(
-        strategy, NodeAffinitySchedulingStrategy
+        strategy, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)
     ):
         raise ValueError(
-            f"scheduling_strategy must be 'DEFAULT', 'SPREAD' or a "
-            f"NodeAffinitySchedulingStrategy, got {strategy!r}"
+            f"scheduling_strategy must be 'DEFAULT', 'SPREAD', a "
+            f"NodeAffinitySchedulingStrategy or a PlacementGroupSchedulingStrategy, got "
+            f"{strategy!r}"
         )
     if "lifetime" in checked and checked["lifetime"] not in (None, "detached", "non_detached"):
         raise ValueError(f"lifetime must be 'detached' or None, got {checked['lifetime']!r}")
     return checked
+
+
+def _group_options_to_strategy(checked: dict[str, Any]) -> None:
+    if checked.get("scheduling_strategy") is not None:
+        raise ValueError(
+            "placement_group options cannot be given with scheduling_strategy: use "
+            "scheduling_strategy=PlacementGroupSchedulingStrategy(...) alone"
+        )
+    warnings.warn(
+        "the placement_group option is deprecated (as in Ray): use scheduling_strategy="
+        "PlacementGroupSchedulingStrategy(placement_group, ...) instead",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+    index = checked.get("placement_group_bundle_index")
+    group = checked.get("placement_group", "default")
+    if group != "default":  # "default": the group the caller captures, if any
+        checked["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+            group,
+            -1 if index is None else index,
+            checked.get("placement_group_capture_child_tasks"),
+        )
+    for key in GROUP_OPTIONS:
+        checked.pop(key, None)
 
 
 def resource_request(options: dict[str, Any], default_cpus: float) -> dict[str, float]:

@@ -22,6 +22,12 @@ current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
     "actorflow_current_task_name", default=""
 )
 
+# The placement group the running task was placed in (scheduling_strategies' wire form), so
+# that get_current_placement_group() finds it and child tasks can be captured into it.
+current_placement_group_wire: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "actorflow_current_placement_group", default=None
+)
+
 
 # Blocking calls made on a thread that runs an event loop (set by CoreWorker): refused only on
 # actorflow's own loop, where the value would arrive, unless strict.

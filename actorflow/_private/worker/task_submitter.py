@@ -30,6 +30,7 @@ from actorflow._private.protocol.worker import (
     PushTask,
 )
 from actorflow._private.runtime import Runtime
+from actorflow._private.scheduling_strategies import is_group_wire
 from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Completion
 
 logger = logging.getLogger("actorflow.tasks")
@@ -69,6 +70,7 @@ class ShapeQueue:
     queue: deque = field(default_factory=deque)
     workers: list = field(default_factory=list)
     pending_leases: int = 0
+    placement_group: list | None = None  # the group its tasks run in, told to the worker
 
 
 class TaskSubmitter:
@@ -121,6 +123,8 @@ class TaskSubmitter:
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = ShapeQueue(task.resources, task.strategy)
+            if is_group_wire(task.strategy):
+                shape.placement_group = task.strategy
         if front:
             shape.queue.appendleft(task)
         else:
@@ -276,6 +280,7 @@ class TaskSubmitter:
             task.num_returns,
             self.owner.address,
             worker.gpu_ids,
+            shape.placement_group,
         )
         on_stream: Callable[[Any], None] | None = None
         if task.num_returns == STREAMING:
