@@ -118,6 +118,7 @@ class ActorClass:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
         core = context.ensure_core()
+        env = core.runtime_envs.resolve(o.get("runtime_env"))  # a bad path fails here
         blob, meta = self._exported()
         actor_id = ids.new_id(16).hex()
         args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
@@ -158,7 +159,7 @@ class ActorClass:
         # The constructor's arguments are read again at every restart: keep the refs and
         # handles they hold (and large arguments in the object store) while the actor lives.
         keep = [*nested, *(slot[1] for slot in slots)]
-        actor_id, meta = core.create_actor(spec, wait=name is not None, keep=keep)
+        actor_id, meta = core.create_actor(spec, wait=name is not None, keep=keep, runtime_env=env)
         return ActorHandle(
             actor_id,
             meta,

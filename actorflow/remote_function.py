@@ -27,6 +27,7 @@ class RemoteFunction:
             function
         )
         self._export: tuple[bytes, bytes] | None = None
+        self._env: tuple[Any, Any] | None = None  # (core, its ResolvedEnv for our runtime_env)
         self._lock = threading.Lock()
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", self._name)
@@ -75,6 +76,9 @@ class RemoteFunction:
         if num_returns == "streaming":
             num_returns = STREAMING
         max_retries = o.get("max_retries")
+        env = self._env
+        if env is None or env[0] is not core:  # packed (and uploaded) once per process
+            env = self._env = (core, core.runtime_envs.resolve(o.get("runtime_env")))
         return core.submit_task(
             fn_id=fn_id,
             fn_blob=blob,
@@ -86,6 +90,7 @@ class RemoteFunction:
             max_retries=core.config.default_max_retries if max_retries is None else max_retries,
             retry_exceptions=o.get("retry_exceptions", False),
             strategy=strategy_to_wire(o.get("scheduling_strategy")),
+            runtime_env=env[1],
         )
 
     def __repr__(self) -> str:

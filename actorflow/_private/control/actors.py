@@ -226,13 +226,14 @@ class ActorManager:
             node = self._pick_node(spec)
             job_id = spec.get("job_id", "")
             job = self.gcs.jobs.get(job_id)
+            env = spec.get("runtime_env")
             answer = await self.runtime.ask(
                 node.address,
-                RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job),
+                RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job, env),
             )
             if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
                 answer = await self.runtime.ask(
-                    answer[1], RequestLease(spec["resources"], True, job_id, None, True, job)
+                    answer[1], RequestLease(spec["resources"], True, job_id, None, True, job, env)
                 )
         except errors.TaskUnschedulableError as exc:
             self._set_dead(
@@ -241,6 +242,12 @@ class ActorManager:
                 serialization.serialize_error(errors.ActorUnschedulableError(str(exc))),
                 START_FAILED,
             )
+            return
+        except errors.RuntimeEnvSetupError as exc:
+            # Its calls fail with this error (as in Ray), not a bare ActorDiedError.
+            record.no_restart = True
+            cause = f"its runtime_env could not be set up: {exc}"
+            self._set_dead(record, cause, serialization.serialize_error(exc), START_FAILED)
             return
         except Exception as exc:
             self._set_dead(record, f"no worker could be leased for it: {exc}", None, START_FAILED)
