@@ -220,12 +220,15 @@ def test_missing_working_dir_fails_at_the_call(cluster, tmp_path):
         EnvActor.options(runtime_env={"py_modules": [str(tmp_path / "absent")]}).remote()
 
 
-def test_working_dir_reaches_a_second_node(local_cluster, tmp_path):
+def test_working_dir_reaches_a_second_node(local_cluster, tmp_path, poll_until):
     local_cluster.add_node(num_cpus=1)
     far = local_cluster.add_node(num_cpus=1, resources={"far": 1})
     project = make_project(tmp_path / "remote_project")
     actorflow.init(address=local_cluster.address, runtime_env={"working_dir": project})
     shutil.rmtree(project)  # only the copy uploaded at init is left
+    # eager_install (the default): every node fetches the job's package before work asks.
+    packages = os.path.join(node_cache(far), "packages")
+    poll_until(lambda: os.path.isdir(packages) and os.listdir(packages), timeout=30)
 
     @actorflow.remote(resources={"far": 0.5})
     def on_far() -> dict:
