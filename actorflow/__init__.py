@@ -1,6 +1,6 @@
 """actorflow: Ray Core's programming model (tasks, actors, objects), asyncio all the way down."""
 
-from actorflow import actor, exceptions
+from actorflow import actor, exceptions, runtime_env
 from actorflow.api import (
     available_resources,
     cancel,
@@ -51,6 +51,7 @@ __all__ = [
     "nodes",
     "put",
     "remote",
+    "runtime_env",
     "shutdown",
     "wait",
     "watch",

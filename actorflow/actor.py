@@ -151,6 +151,7 @@ class ActorClass:
         if name is not None and (not isinstance(name, str) or not name):
             raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
         core = context.ensure_core()
+        env = core.runtime_envs.resolve(o.get("runtime_env"))  # a bad path fails here
         blob, meta = self._exported()
         concurrent = meta["is_async"] or (o.get("max_concurrency") or 1) > 1
         out_of_order = o.get("allow_out_of_order_execution")
@@ -200,7 +201,7 @@ class ActorClass:
         # The constructor's arguments are read again at every restart: keep the refs and
         # handles they hold (and large arguments in the object store) while the actor lives.
         keep = [*nested, *(slot[1] for slot in slots)]
-        actor_id, meta = core.create_actor(spec, wait=name is not None, keep=keep)
+        actor_id, meta = core.create_actor(spec, wait=name is not None, keep=keep, runtime_env=env)
         return ActorHandle(
             actor_id,
             meta,

@@ -14,6 +14,7 @@ from actorflow import exceptions
 from actorflow._private import ids
 from actorflow._private.config import Config, env_address
 from actorflow._private.protocol.actors import GetNamedActor, KillActor, ListNamedActors
+from actorflow._private.runtime_env.spec import validate as validate_runtime_env
 from actorflow._private.worker import context
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
@@ -44,12 +45,14 @@ def init(
     namespace: str | None = None,
     ignore_reinit_error: bool = False,
     object_store_memory: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
     **ray_compat: Any,
 ) -> dict[str, Any]:
     """Connect this process as a driver: to a new embedded local cluster (address None), or to
     a running cluster ("HOST:PORT", or "auto" for the one started on this machine by
     ``actorflow start``). The token comes from ACTORFLOW_TOKEN or the head's session directory
-    on this machine."""
+    on this machine. runtime_env: the job's (Ray's fields), inherited by all its tasks and
+    actors; its working_dir and py_modules are uploaded to the cluster here."""
     unknown = set(ray_compat) - _IGNORED_INIT_ARGS
     if unknown:
         raise TypeError(f"init() got unknown argument(s): {', '.join(sorted(unknown))}")
@@ -63,6 +66,7 @@ def init(
             )
         from actorflow._private.cluster.local import LocalSession
 
+        job_env = validate_runtime_env(runtime_env)
         config = Config.from_env()
         if ray_compat.get("_temp_dir"):
             config = config.replace(session_root=ray_compat["_temp_dir"])
@@ -86,7 +90,7 @@ def init(
                 )
             from actorflow._private.cluster.driver import ClusterDriver
 
-            driver = ClusterDriver(config, address, namespace)
+            driver = ClusterDriver(config, address, namespace, job_env)
             core = driver.start()
             context.set_core(core, driver)
             _register_atexit()
@@ -101,7 +105,12 @@ def init(
                 )
             config = config.replace(object_store_memory=object_store_memory)
         session = LocalSession(
-            config, num_cpus=num_cpus, num_gpus=num_gpus, resources=resources, namespace=namespace
+            config,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            resources=resources,
+            namespace=namespace,
+            runtime_env=job_env,
         )
         core = session.start()
         context.set_core(core, session)

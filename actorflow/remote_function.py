@@ -28,6 +28,7 @@ class RemoteFunction:
             function
         )
         self._export: tuple[bytes, bytes] | None = None
+        self._env: tuple[Any, Any] | None = None  # (core, its ResolvedEnv for our runtime_env)
         self._lock = threading.Lock()
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", self._name)
@@ -91,6 +92,9 @@ class RemoteFunction:
             fn_id, blob = self._exported()
         max_retries = o.get("max_retries")
         resources = opts.resource_request(o, 1.0)
+        env = self._env
+        if env is None or env[0] is not core:  # packed (and uploaded) once per process
+            env = self._env = (core, core.runtime_envs.resolve(o.get("runtime_env")))
         return core.submit_task(
             fn_id=fn_id,
             fn_blob=blob,
@@ -107,6 +111,7 @@ class RemoteFunction:
                 self._name,
                 context.current_placement_group(),
             ),
+            runtime_env=env[1],
         )
 
     def __repr__(self) -> str:

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from actorflow._private.protocol import raylet
+from actorflow._private.runtime_env.spec import RuntimeEnv
 from actorflow._private.worker import context
 from actorflow._private.worker.actor_handle import ActorHandle
 from actorflow._private.worker.core_worker import CoreWorker
@@ -52,6 +53,15 @@ class RuntimeContext:
 
     def get_namespace(self) -> str:
         return self._core.namespace
+
+    @property
+    def runtime_env(self) -> RuntimeEnv:
+        """The runtime_env this code runs in: a task's or actor's own, or in a driver its job's
+        (working_dir and py_modules as the URIs of their uploaded packages, as in Ray)."""
+        return RuntimeEnv(_validate=False, **self._core.runtime_envs.current)
+
+    def get_runtime_env_string(self) -> str:
+        return self.runtime_env.serialize()
 
     def get_placement_group_id(self) -> str | None:
         """The placement group the running task or actor was placed in (None outside one)."""

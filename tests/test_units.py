@@ -286,7 +286,7 @@ def test_resource_request():
         {"num_returns": "many"},
         {"max_retries": -2},
         {"resources": {"GPU": 1}},
-        {"runtime_env": {"pip": ["x"]}},
+        {"runtime_env": {"pypi": ["x"]}},  # an unknown field (Ray only warns)
         {"scheduling_strategy": "NODE_AFFINITY"},
     ],
 )

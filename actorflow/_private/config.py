@@ -117,6 +117,14 @@ class Config:
     store_pool_idle_seconds: float = 10.0
     # How long a full store waits for readers to let go of mappings before it spills.
     store_readers_timeout: float = 5.0
+    # -- runtime environments (runtime_env/) --
+    # How long a node may take to set up a runtime_env (pip, packages) when its config does not
+    # say (Ray's default, RuntimeEnvConfig.setup_timeout_seconds).
+    runtime_env_setup_timeout_seconds: float = 600.0
+    # The largest working_dir or py_modules package, zipped (Ray's limit is of this order).
+    runtime_env_max_package_bytes: int = 500 * 1024 * 1024
+    # Packages travel to the GCS and to nodes in pieces of this size (no frame holds a whole one).
+    runtime_env_chunk_bytes: int = 4 * 1024 * 1024
     # -- the GCS --
     actor_history: int = 64  # state changes kept per actor for watchers that fall behind
     # Pending placement groups are tried again this often, besides whenever a node joins or

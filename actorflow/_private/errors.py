@@ -40,6 +40,7 @@ __all__ = [
     "ChildStartError",
     "ActorClassInheritanceError",
     "ActorClassInheritanceException",
+    "RuntimeEnvSetupError",
     "RayError",
     "RayTaskError",
     "RayActorError",
@@ -237,6 +238,12 @@ class NodeStartError(ActorflowError):
 
 class NoTokenError(AuthenticationError):
     """No token for a cluster was given or found on this machine."""
+
+
+class RuntimeEnvSetupError(ActorflowError):
+    """A task's or actor's runtime_env could not be set up on its node (a pip install that
+    failed, a package that could not be fetched, a setup that timed out): the task, or every call
+    of the actor, fails with it."""
 
 
 class ChildStartError(ActorflowError):

@@ -14,13 +14,15 @@ from typing import Any
 from actorflow._private import errors, ids
 from actorflow._private.cluster import session_dir
 from actorflow._private.cluster.launcher import cluster_token, tcp_address
-from actorflow._private.cluster.local import job_config
+from actorflow._private.cluster.local import job_config, upload_job_env
 from actorflow._private.config import Config, env_address
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.services import host_of
 from actorflow._private.protocol import gcs
+from actorflow._private.protocol.raylet import PrepareRuntimeEnv
 from actorflow._private.runtime import Runtime
+from actorflow._private.runtime_env.spec import eager_install
 from actorflow._private.worker.core_worker import CoreWorker
 
 
@@ -87,8 +89,15 @@ def local_ip_towards(address: str) -> str:
 class ClusterDriver:
     """This process as a driver of a running cluster (the counterpart of LocalSession)."""
 
-    def __init__(self, config: Config, address: str, namespace: str | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        address: str,
+        namespace: str | None,
+        runtime_env: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config
+        self.runtime_env = runtime_env or {}  # the job's, checked
         self.gcs_address = resolve_address(address, config)
         self.namespace = namespace or f"anonymous-{ids.new_id(4).hex()}"
         try:
@@ -139,6 +148,9 @@ class ClusterDriver:
             ) from None
         node = self._local_node(nodes, host)
         config = job_config(self.config, runtime.address)
+        env_wire = await upload_job_env(runtime, self.config, self.gcs_address, self.runtime_env)
+        if env_wire:
+            config["runtime_env"] = env_wire
         job_id = await runtime.ask(
             self.gcs_address, gcs.RegisterJob(runtime.address, self.namespace, config)
         )
@@ -158,6 +170,11 @@ class ClusterDriver:
             spill_dir=node.get("spill_dir", ""),
         )
         self.core.job_info = {"namespace": self.namespace, "config": config}
+        self.core.runtime_envs.adopt(env_wire)
+        if env_wire and eager_install(env_wire):  # as Ray: set up on every node now
+            for other in nodes:
+                if other.get("alive"):
+                    runtime.tell(other["address"], PrepareRuntimeEnv(job_id, env_wire))
         runtime.register_actor("core", self.core)
 
     def _local_node(self, nodes: list[dict], host: str) -> dict:

@@ -26,6 +26,19 @@ from actorflow._private.node.services import NodeServices, node_resources
 from actorflow._private.protocol import gcs
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.core_worker import CoreWorker
+from actorflow._private.worker.runtime_envs import RuntimeEnvs
+
+
+async def upload_job_env(
+    runtime: Runtime, config: Config, gcs_address: str, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The job's runtime_env with its local paths packed and uploaded to the GCS."""
+    if not env:
+        return {}
+    envs = RuntimeEnvs(runtime, config, gcs_address)
+    wire, packages = envs.to_wire(env)
+    await envs.upload(packages)
+    return wire
 
 
 def job_config(config: Config, driver_address: str) -> dict[str, Any]:
@@ -47,8 +60,10 @@ class LocalSession:
         num_gpus: float | None,
         resources: dict[str, float] | None,
         namespace: str | None,
+        runtime_env: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        self.runtime_env = runtime_env or {}  # the job's, checked (runtime_env/spec.validate)
         self.resources = node_resources(
             num_cpus, num_gpus, resources, config.memory_resource_fraction
         )
@@ -94,6 +109,9 @@ class LocalSession:
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = host_gcs(runtime, self.config)
         config = job_config(self.config, runtime.address)
+        env_wire = await upload_job_env(runtime, self.config, runtime.address, self.runtime_env)
+        if env_wire:
+            config["runtime_env"] = env_wire
         job_id = await runtime.ask(
             runtime.address, gcs.RegisterJob(runtime.address, self.namespace, config)
         )
@@ -123,6 +141,7 @@ class LocalSession:
             spill_dir=node.store.spill_dir,
         )
         self.core.job_info = {"namespace": self.namespace, "config": config}
+        self.core.runtime_envs.adopt(env_wire)
         runtime.register_actor("core", self.core)
         session_dir.write_node_info(self.session_dir, node.info())
 

@@ -230,16 +230,18 @@ class ActorManager:
                 return
             job_id = spec.get("job_id", "")
             job = self.gcs.jobs.get(job_id)
+            env = spec.get("runtime_env")
             answer = await self.runtime.ask(
                 node.address,
-                RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job),
+                RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job, env),
             )
             if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
                 in_group = (
                     strategy if isinstance(strategy, list) and strategy[:1] == ["pg"] else None
                 )
                 answer = await self.runtime.ask(
-                    answer[1], RequestLease(spec["resources"], True, job_id, in_group, True, job)
+                    answer[1],
+                    RequestLease(spec["resources"], True, job_id, in_group, True, job, env),
                 )
         except errors.TaskUnschedulableError as exc:
             if record.state == DEAD:
@@ -250,6 +252,12 @@ class ActorManager:
                 serialization.serialize_error(errors.ActorUnschedulableError(str(exc))),
                 START_FAILED,
             )
+            return
+        except errors.RuntimeEnvSetupError as exc:
+            # Its calls fail with this error (as in Ray), not a bare ActorDiedError.
+            record.no_restart = True
+            cause = f"its runtime_env could not be set up: {exc}"
+            self._set_dead(record, cause, serialization.serialize_error(exc), START_FAILED)
             return
         except Exception as exc:
             if record.state != DEAD:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from typing import Any
 from actorflow._private import errors, ids
 from actorflow._private.config import Config
 from actorflow._private.node.bundles import BundleTable, Key, bundle_node
+from actorflow._private.node.env_pools import EnvPools, Pool
 from actorflow._private.node.resources import NodeResources, normalize
 from actorflow._private.node.scheduling import NodeView, Scheduler
 from actorflow._private.node.worker_pool import (
@@ -41,6 +43,7 @@ from actorflow._private.protocol import actors, gcs, placement_groups, raylet
 from actorflow._private.protocol.message import decode, spec_of
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Call, Runtime
+from actorflow._private.runtime_env.agent import EnvAgent
 
 logger = logging.getLogger("actorflow.raylet")
 
@@ -69,6 +72,7 @@ class LeaseRequest:
     job_id: str
     future: asyncio.Future
     holder: Any  # the connection of the caller (None for a caller in this process)
+    pool: Pool  # the workers it may use: its job's, of its runtime_env (env_pools.py)
     bundle: Key | None = None  # (placement group, bundle index or -1): lease from its bundle
     chosen: Key | None = None  # the bundle dispatch found room in
 
@@ -98,6 +102,7 @@ class Raylet:
         self.on_node_dead: Callable[[str], None] | None = None  # the GCS says we are dead
         self.prestart = 0
         self.prestart_job = ""
+        self._prestart_pool: Pool | None = None
         self.pool = WorkerPool(
             session_dir=session_dir,
             on_exit=self._on_worker_exit,
@@ -105,7 +110,15 @@ class Raylet:
         )
         self.leases: dict[str, Lease] = {}
         self.queue: deque[LeaseRequest] = deque()
-        self._idle: dict[str, deque[WorkerProcess]] = {}  # job id -> its idle workers
+        self._idle: dict[Pool, deque[WorkerProcess]] = {}  # (job, env) -> its idle workers
+        # Runtime envs set up in this node's own cache directory (runtime_env/agent.py).
+        agent = EnvAgent(
+            os.path.join(session_dir, "runtime_resources", node_id),
+            self._ask_gcs,
+            config.runtime_env_setup_timeout_seconds,
+        )
+        self.envs = EnvPools(agent, self._env_setup_done)
+        self._job_envs: dict[str, dict] = {}  # job id -> the job's runtime_env (wire form)
         self.worker_spec = worker_spec  # the node's part; a job's workers get _job_specs[job]
         self._job_specs: dict[str, WorkerSpec] = {}
         self._leases_by_holder: dict[Any, set[str]] = {}
@@ -127,8 +140,10 @@ class Raylet:
         self.prestart, self.prestart_job = prestart, prestart_job
         if prestart_job:
             await self._ensure_job_env(prestart_job)
-            for _ in range(prestart):
-                self._spawn(prestart_job)
+            self._prestart_pool = self.envs.pool_of(prestart_job, self._job_envs.get(prestart_job))
+            if self.envs.eager(self._prestart_pool) and self.envs.ready(self._prestart_pool):
+                for _ in range(prestart):
+                    self._spawn(self._prestart_pool)
         self._tasks = [
             self.runtime.loop.create_task(self._reap_idle_workers()),
             self.runtime.loop.create_task(self._heartbeats()),
@@ -142,20 +157,36 @@ class Raylet:
             if not request.future.done():
                 request.future.set_exception(errors.ActorflowError("the node is shutting down"))
         self.queue.clear()
+        await self.envs.agent.aclose()
         await self.pool.shutdown()
 
     # -- workers --------------------------------------------------------------------------------
 
-    def _spawn(self, job_id: str) -> None:
+    def _spawn(self, pool: Pool) -> None:
         if self._closing:
             return
         # The worker is counted as starting from now on, before its process exists.
         worker = self.pool.new_worker()
-        worker.extra["job_id"] = job_id
-        task = self.runtime.loop.create_task(
-            self.pool.launch(worker, self._job_specs.get(job_id, self.worker_spec))
-        )
+        worker.extra["job_id"], worker.extra["pool"] = pool[0], pool
+        spec = self.envs.spec_for(pool, self._job_specs.get(pool[0], self.worker_spec))
+        task = self.runtime.loop.create_task(self.pool.launch(worker, spec))
         task.add_done_callback(self._spawned)
+
+    def _env_setup_done(self, pool: Pool, error: BaseException | None) -> None:
+        """A pool's runtime_env is set up here (its workers can start), or it failed: its queued
+        requests fail with that error, never wait forever."""
+        if error is None:
+            if pool == self._prestart_pool and not self._closing:
+                for _ in range(max(0, self.prestart - self.pool.count(STARTING, IDLE, LEASED))):
+                    self._spawn(pool)
+            self._dispatch()
+            return
+        logger.warning("runtime_env setup failed: %s", error)
+        for request in [r for r in self.queue if r.pool == pool]:
+            self.queue.remove(request)
+            if not request.future.done():
+                request.future.set_exception(error)
+        self._dispatch()
 
     async def _ensure_job_env(self, job_id: str, job: dict | None = None) -> None:
         """The WorkerSpec of a job's workers: they import its driver's modules and forward output
@@ -168,6 +199,7 @@ class Raylet:
         if job is None:
             raise errors.ActorflowError(f"job {job_id} is not known to the cluster")
         config = job.get("config") or {}
+        self._job_envs[job_id] = config.get("runtime_env") or {}
         self._job_specs[job_id] = self.worker_spec.replace(
             job_id=job_id,
             namespace=job.get("namespace") or "",
@@ -182,14 +214,22 @@ class Raylet:
             self.gcs_address, spec.target, spec.method, message, self.config.gcs_reconnect_seconds
         )
 
+    def handle_prepare_runtime_env(self, payload: list, call: Call | None) -> None:
+        """Set a job's env up ahead of its work (a failure is logged; work asks again)."""
+        job_id, wire = decode(raylet.PrepareRuntimeEnv, payload)
+        if not self._closing:
+            self.envs.ready(self.envs.pool_of(job_id, wire))
+
     def handle_job_finished(self, payload: list, call: Call | None) -> None:
         """The job's driver is gone: its idle workers end (leased ones end with their lease)."""
         job_id = decode(raylet.JobFinished, payload).job_id
-        for worker in self._idle.pop(job_id, deque()):
-            if worker.state == IDLE:
-                worker.state = DEAD
-                self.pool.kill(worker)
+        for pool in [p for p in self._idle if p[0] == job_id]:
+            for worker in self._idle.pop(pool):
+                if worker.state == IDLE:
+                    worker.state = DEAD
+                    self.pool.kill(worker)
         self._job_specs.pop(job_id, None)
+        self._job_envs.pop(job_id, None)
 
     def _spawned(self, task: asyncio.Task) -> None:
         if task.cancelled() or task.exception() is None:
@@ -207,7 +247,7 @@ class Raylet:
         worker.state = IDLE
         worker.idle_since = time.monotonic()
         self._start_failures = 0
-        self._idle.setdefault(worker.extra.get("job_id", ""), deque()).append(worker)
+        self._idle.setdefault(worker.extra["pool"], deque()).append(worker)
         self._dispatch()
         return {"node_id": self.node_id}
 
@@ -298,8 +338,15 @@ class Raylet:
             if target.node_id != self.node_id:
                 target.take(resources)
                 return raylet.Spillback("spillback", target.address, target.node_id)
+        pool = self.envs.pool_of(job_id, asked.runtime_env)
         request = LeaseRequest(
-            resources, dedicated, job_id, self.runtime.loop.create_future(), call.conn, bundle
+            resources,
+            dedicated,
+            job_id,
+            self.runtime.loop.create_future(),
+            call.conn,
+            pool,
+            bundle,
         )
         self.queue.append(request)
         self._dispatch()
@@ -403,7 +450,7 @@ class Raylet:
                 worker.state = IDLE
                 worker.idle_since = time.monotonic()
                 # Warm caches: reuse the most recent first.
-                self._idle.setdefault(worker.extra.get("job_id", ""), deque()).appendleft(worker)
+                self._idle.setdefault(worker.extra["pool"], deque()).appendleft(worker)
         self._dispatch()
 
     def _pool_of(self, lease: Lease) -> NodeResources | None:
@@ -453,8 +500,8 @@ class Raylet:
         """Grant every queued request that fits now; start workers for the ones that lack one."""
         if self._closing:
             return
-        waiting_for_worker: dict[str, int] = {}
-        waiting_actors: dict[str, int] = {}  # of those, requests for an actor's own worker
+        waiting_for_worker: dict[Pool, int] = {}
+        waiting_actors: dict[Pool, int] = {}  # of those, requests for an actor's own worker
         # Resources the requests that wait for a worker will take once one registers: later
         # requests must not count them as free, or a burst would start a worker per request.
         promised = self.resources.snapshot()
@@ -463,19 +510,19 @@ class Raylet:
             if request.future.done():
                 self.queue.remove(request)
                 continue
-            pool = self._pool_for(request, promised, in_bundles)
-            if pool is None:
+            room = self._pool_for(request, promised, in_bundles)
+            if room is None:
                 continue
-            worker = self._pop_idle(request.job_id)
+            worker = self._pop_idle(request.pool)
             if worker is not None:
                 self.queue.remove(request)
                 self._grant(request, worker)
             else:
-                waiting_for_worker[request.job_id] = waiting_for_worker.get(request.job_id, 0) + 1
+                waiting_for_worker[request.pool] = waiting_for_worker.get(request.pool, 0) + 1
                 if request.dedicated:
-                    waiting_actors[request.job_id] = waiting_actors.get(request.job_id, 0) + 1
-            pool.acquire(request.resources)
-            pool.take_gpus(request.resources.get("GPU", 0.0))
+                    waiting_actors[request.pool] = waiting_actors.get(request.pool, 0) + 1
+            room.acquire(request.resources)
+            room.take_gpus(request.resources.get("GPU", 0.0))
         # The cap bounds task workers only: every actor gets a worker of its own, as in Ray
         # (an actor that waited for the cap would never start while the others live).
         task_workers = sum(
@@ -483,25 +530,47 @@ class Raylet:
             for w in self.pool.workers.values()
             if w.state in (STARTING, IDLE, LEASED) and not w.extra.get("dedicated")
         )
-        for job_id, waiting in waiting_for_worker.items():
+        for pool, waiting in waiting_for_worker.items():
+            if not self.envs.ready(pool):
+                continue  # its env is being set up here: _env_setup_done dispatches again
             starting = sum(
                 1
                 for w in self.pool.workers.values()
-                if w.state == STARTING and w.extra.get("job_id") == job_id
+                if w.state == STARTING and w.extra.get("pool") == pool
             )
-            for_actors = waiting_actors.get(job_id, 0)
-            while starting < waiting and (
-                for_actors > 0 or task_workers < self.config.max_workers_per_node
-            ):
-                self._spawn(job_id)
+            for_actors = waiting_actors.get(pool, 0)
+            while starting < waiting:
+                if for_actors == 0 and task_workers >= self.config.max_workers_per_node:
+                    if not self._evict_idle(pool):
+                        break
+                    task_workers -= 1
+                self._spawn(pool)
                 starting += 1
                 if for_actors > 0:
                     for_actors -= 1
                 else:
                     task_workers += 1
 
-    def _pop_idle(self, job_id: str) -> WorkerProcess | None:
-        idle = self._idle.get(job_id)
+    def _evict_idle(self, needed_by: Pool) -> bool:
+        """At the worker limit: end an idle worker of another pool (another job or runtime_env)
+        to make room, the longest idle first; False if there is none."""
+        candidates = [
+            w
+            for pool, idle in self._idle.items()
+            if pool != needed_by
+            for w in idle
+            if w.state == IDLE and not w.extra.get("keep")
+        ]
+        if not candidates:
+            return False
+        worker = min(candidates, key=lambda w: w.idle_since)
+        self._idle[worker.extra["pool"]].remove(worker)
+        worker.state = DEAD
+        self.pool.kill(worker)
+        return True
+
+    def _pop_idle(self, pool: Pool) -> WorkerProcess | None:
+        idle = self._idle.get(pool)
         while idle:
             worker = idle.popleft()
             if worker.state == IDLE:
@@ -609,6 +678,7 @@ class Raylet:
                     "state": w.state,
                     "address": w.address,
                     "job_id": w.extra.get("job_id", ""),
+                    "runtime_env_key": w.extra.get("pool", ("", ""))[1],
                     "dedicated": bool(w.extra.get("dedicated")),
                 }
                 for w in self.pool.workers.values()

@@ -2,7 +2,10 @@
 
 Workers are forked from the node's fork server (worker/forkserver.py), which has imported the
 worker's code once, so a worker is ready in milliseconds. With ``use_forkserver`` off (or where
-fork is unavailable) each worker is a fresh ``python -m actorflow._private.worker.main``. Either
+fork is unavailable) each worker is a fresh ``python -m actorflow._private.worker.main``; so is a
+worker of a runtime_env that a fork cannot give: another Python (pip's virtualenv), or variables
+that only take effect as a process starts (``LD_*``, ``PYTHON*``). Other env variables and the
+working directory are applied by the forked worker itself before it runs any user code. Either
 way its settings come in one WorkerSpec, written to a file of the session directory that only
 this user can read and that the worker unlinks once read (so the token is on no command line,
 where ``ps`` shows it, and in no environment); its stdout and stderr go to a log file in the
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from actorflow._private import ids
 from actorflow._private.config import PARENT_PID_VARIABLE, TOKEN_VARIABLE
 from actorflow._private.protocol.worker_spec import WorkerSpec
+from actorflow._private.runtime_env.spec import expand_env_vars, needs_fresh_process
 
 logger = logging.getLogger("actorflow.worker_pool")
 
@@ -133,7 +137,7 @@ class WorkerPool:
         """Start worker's process with spec (its job's; this worker's id and parent added)."""
         spec_path = self.spec_path(worker)
         try:
-            if self.use_forkserver:
+            if self.use_forkserver and not needs_fresh_process(spec.env_vars, spec.python):
                 forkserver = await self._get_forkserver()
                 spec.replace(worker_id=worker.worker_id, parent_pid=forkserver.process.pid).write(
                     spec_path
@@ -142,7 +146,7 @@ class WorkerPool:
                 self._by_pid[worker.pid] = worker
             else:
                 spec.replace(worker_id=worker.worker_id, parent_pid=os.getpid()).write(spec_path)
-                await self._spawn(worker, spec_path)
+                await self._spawn(worker, spec_path, spec)
         except BaseException:
             self.workers.pop(worker.worker_id, None)
             self._remove_spec(worker)
@@ -158,10 +162,14 @@ class WorkerPool:
         except OSError:
             pass
 
-    async def _spawn(self, worker: WorkerProcess, spec_path: str) -> None:
+    async def _spawn(self, worker: WorkerProcess, spec_path: str, spec: WorkerSpec) -> None:
+        """A fresh interpreter: the env's Python (a pip runtime_env's virtualenv) or ours, with
+        the env's variables in its environment from the start and its working directory."""
+        env = _child_env()
+        env.update(expand_env_vars(spec.env_vars, env))
         with open(worker.log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                spec.python or sys.executable,
                 "-m",
                 "actorflow._private.worker.main",
                 "--spec",
@@ -169,7 +177,8 @@ class WorkerPool:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                env=_child_env(),
+                env=env,
+                cwd=spec.working_dir or None,
                 start_new_session=True,  # a Ctrl-C in the driver's terminal is for the driver
             )
         worker.pid = process.pid

@@ -20,6 +20,9 @@ class RequestLease(NamedTuple):
     strategy: Any = None  # scheduling_strategies.strategy_to_wire's form
     spilled: bool = False  # another raylet sent it here: queue it here if it can ever fit
     job: dict | None = None  # the job's namespace and config, to start its workers
+    # The runtime_env its work runs in (runtime_env/spec.py's wire form; None: no env): only
+    # workers started in that env serve it.
+    runtime_env: dict | None = None
 
 
 class Lease(NamedTuple):
@@ -83,6 +86,14 @@ class AssignedResources(NamedTuple):
     """What the worker's current lease holds (get_runtime_context().get_assigned_resources())."""
 
     worker_id: str
+
+
+@message("raylet", "prepare_runtime_env")
+class PrepareRuntimeEnv(NamedTuple):
+    """A new job's runtime_env, to set up now (Ray's eager_install), before work asks for it."""
+
+    job_id: str
+    runtime_env: dict
 
 
 @message("raylet", "job_finished")

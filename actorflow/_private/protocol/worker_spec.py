@@ -21,7 +21,7 @@ from actorflow._private.errors import MalformedMessageError
 
 # Bumped when the fields change: a worker and its node always run the same code, but a stale file
 # from another version should fail clearly rather than half-work.
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 
 
 class MalformedWorkerSpecError(MalformedMessageError):
@@ -53,6 +53,12 @@ class WorkerSpec:
     namespace: str = ""
     log_address: str = ""  # where the worker forwards what it prints ("" not forwarded)
     sys_path: tuple[str, ...] = ()  # the driver's import path, put before the worker's own
+    # -- its runtime_env (empty for none), as its node set it up (runtime_env/agent.py) --
+    runtime_env: dict = field(default_factory=dict)  # the env's wire form (inherited by children)
+    env_vars: dict = field(default_factory=dict)  # set before any user code runs
+    working_dir: str = ""  # the worker's cwd, first on its import path
+    env_sys_path: tuple[str, ...] = ()  # working_dir and py_modules: before the job's path
+    python: str = ""  # the interpreter of the env's virtualenv ("" the node's own)
 
     def replace(self, **changes: Any) -> WorkerSpec:
         return dataclasses.replace(self, **changes)
@@ -61,6 +67,7 @@ class WorkerSpec:
         values = {f.name: getattr(self, f.name) for f in fields(self)}
         values["config"] = dataclasses.asdict(self.config)
         values["sys_path"] = list(self.sys_path)
+        values["env_sys_path"] = list(self.env_sys_path)
         return msgpack.packb({"version": SPEC_VERSION, "spec": values}, use_bin_type=True)
 
     @classmethod
@@ -107,10 +114,11 @@ class WorkerSpec:
                     f"malformed worker spec: {name} should be {expected.__name__}, "
                     f"got {type(value).__name__}"
                 )
-        if "sys_path" in values:
-            if not all(isinstance(p, str) for p in values["sys_path"]):
-                raise MalformedWorkerSpecError("malformed worker spec: sys_path holds a non-str")
-            changes["sys_path"] = tuple(values["sys_path"])
+        for name in ("sys_path", "env_sys_path"):
+            if name in values:
+                if not all(isinstance(p, str) for p in values[name]):
+                    raise MalformedWorkerSpecError(f"malformed worker spec: {name} holds a non-str")
+                changes[name] = tuple(values[name])
         if "config" in values:
             try:
                 changes["config"] = Config.from_dict(values["config"])
@@ -159,5 +167,10 @@ _FIELD_TYPES: dict[str, type] = {
     "namespace": str,
     "log_address": str,
     "sys_path": list,
+    "runtime_env": dict,
+    "env_vars": dict,
+    "working_dir": str,
+    "env_sys_path": list,
+    "python": str,
 }
 assert set(_FIELD_TYPES) == {f.name for f in fields(WorkerSpec)}

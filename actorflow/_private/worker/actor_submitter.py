@@ -351,12 +351,12 @@ class ActorSubmitter:
         error = self._death_error(call_actor_id(self, call), cause, error_wire)
         self._finish(call, call.errors_for_all(error))
 
-    def death_error(self, ch: ActorChannel) -> errors.ActorDiedError:
+    def death_error(self, ch: ActorChannel) -> errors.ActorflowError:
         cause, error_wire = ch.dead or ["", None]
         return self._death_error(ch.actor_id, cause, error_wire)
 
     @staticmethod
-    def _death_error(actor_id: str, cause: str, error_wire: list | None) -> errors.ActorDiedError:
+    def _death_error(actor_id: str, cause: str, error_wire: list | None) -> errors.ActorflowError:
         original = None
         if error_wire is not None:
             try:
@@ -364,6 +364,8 @@ class ActorSubmitter:
             except Exception:
                 original = None
         message = f"the actor {actor_id} is dead: {cause}"
+        if isinstance(original, errors.RuntimeEnvSetupError):
+            return errors.RuntimeEnvSetupError(message)  # as Ray raises on its calls
         if isinstance(original, errors.TaskError):
             message += f"\n{original}"
         return errors.ActorDiedError(message, original)

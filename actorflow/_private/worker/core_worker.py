@@ -29,6 +29,7 @@ from actorflow._private.worker.calls import Completion
 from actorflow._private.worker.control_client import ControlClient
 from actorflow._private.worker.object_ref import ObjectRef
 from actorflow._private.worker.ownership_io import OwnershipIO
+from actorflow._private.worker.runtime_envs import RuntimeEnvs
 from actorflow._private.worker.shared_objects import SharedObjects
 from actorflow._private.worker.streams import StreamTable
 from actorflow._private.worker.submission import Submission
@@ -113,6 +114,8 @@ class CoreWorker:
             self.actor_submitter.actor_collected,
             config.handle_grace_seconds,
         )
+        # This process's runtime_env and those of the calls it makes (runtime_envs.py).
+        self.runtime_envs = RuntimeEnvs(runtime, config, gcs_address)
         packer = ArgumentPacker(runtime, config, self.objects, self.shared, self._note_escaped)
         self.serialize_args = packer.pack
         submission = Submission(
@@ -122,6 +125,7 @@ class CoreWorker:
             packer,
             self.submitter,
             self.actor_submitter,
+            self.runtime_envs,
             self.resolve_ref,
             self.keep_process,
             self.on_loop_thread,

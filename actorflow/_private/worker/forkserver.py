@@ -38,7 +38,7 @@ def _child(command: dict) -> None:
     from actorflow._private.worker import main as worker_main
 
     try:
-        worker_main.main(["--spec", command["spec_path"]])
+        worker_main.main(["--spec", command["spec_path"], "--forked"])
     finally:
         os._exit(0)
 

@@ -16,6 +16,7 @@ import signal
 import sys
 
 from actorflow._private.protocol.worker_spec import WorkerSpec
+from actorflow._private.runtime_env.spec import expand_env_vars
 
 _PR_SET_PDEATHSIG = 1
 
@@ -34,15 +35,37 @@ def die_with_parent(expected_parent: int) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="actorflow worker")
     parser.add_argument("--spec", required=True, help="the WorkerSpec file (unlinked once read)")
+    parser.add_argument(
+        "--forked", action="store_true", help="forked by the fork server (set env_vars here)"
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
-    spec = WorkerSpec.consume(parse_args(argv).spec)
-    die_with_parent(spec.parent_pid)
-    for path in reversed(spec.sys_path):
+def apply_runtime_env(spec: WorkerSpec, forked: bool) -> None:
+    """The worker's runtime_env, before any user code: its variables (a spawned worker got them
+    in its environment already), its working directory, and its import path: working_dir and
+    py_modules first, then the driver's (whose site-packages come after a virtualenv's own)."""
+    if forked and spec.env_vars:
+        os.environ.update(expand_env_vars(spec.env_vars, os.environ))
+    if spec.working_dir:
+        os.chdir(spec.working_dir)
+    paths = list(spec.sys_path)
+    if spec.python:
+        packages = [p for p in paths if p.endswith(("site-packages", "dist-packages"))]
+        paths = [p for p in paths if p not in packages]
+        sys.path.extend(p for p in packages if p not in sys.path)
+    for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
+    for path in reversed(spec.env_sys_path):
+        sys.path.insert(0, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    spec = WorkerSpec.consume(args.spec)
+    die_with_parent(spec.parent_pid)
+    apply_runtime_env(spec, args.forked)
 
     from actorflow._private.loop_thread import LoopThread
     from actorflow._private.protocol import core as core_messages
@@ -80,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         "namespace": spec.namespace,
         "config": {"sys_path": list(spec.sys_path), "log_address": spec.log_address},
     }
+    core.runtime_envs.adopt(spec.runtime_env)  # what its tasks and actors inherit
     executor = TaskExecutor(core)
     runtime.register_actor("core", core)
     runtime.register_actor("worker", executor)

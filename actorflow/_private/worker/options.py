@@ -10,6 +10,7 @@ import warnings
 from typing import Any
 
 from actorflow._private.node.resources import normalize
+from actorflow._private.runtime_env.spec import validate as validate_runtime_env
 from actorflow._private.scheduling_strategies import (
     NodeAffinitySchedulingStrategy,
     PlacementGroupSchedulingStrategy,
@@ -166,8 +167,8 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
         value = checked["max_concurrency"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"max_concurrency must be an int >= 1, got {value!r}")
-    if checked.get("runtime_env"):
-        raise ValueError("runtime_env is not supported by actorflow yet")
+    if checked.get("runtime_env") is not None:
+        checked["runtime_env"] = validate_runtime_env(checked["runtime_env"])
     strategy = checked.get("scheduling_strategy")
     if strategy not in (None, "DEFAULT", "SPREAD") and not isinstance(
         strategy, (NodeAffinitySchedulingStrategy, PlacementGroupSchedulingStrategy)

@@ -19,6 +19,7 @@ from actorflow._private.worker.actor_submitter import ActorCall, ActorSubmitter
 from actorflow._private.worker.arguments import ArgumentPacker
 from actorflow._private.worker.calls import STREAMING, CallRecord, retry_exceptions_option
 from actorflow._private.worker.object_ref import ObjectRef, ObjectRefGenerator
+from actorflow._private.worker.runtime_envs import ResolvedEnv, RuntimeEnvs
 from actorflow._private.worker.streams import StreamTable
 from actorflow._private.worker.task_context import current_task_id
 from actorflow._private.worker.task_submitter import PendingTask, TaskSubmitter
@@ -33,6 +34,7 @@ class Submission:
         packer: ArgumentPacker,
         tasks: TaskSubmitter,
         actors: ActorSubmitter,
+        envs: RuntimeEnvs,
         resolve_ref: Callable[[Any, Callable[[list], None]], None],
         keep_process: Callable[[], None],
         on_loop_thread: Callable[[], bool],
@@ -43,6 +45,7 @@ class Submission:
         self._packer = packer
         self._tasks = tasks
         self._actors = actors
+        self._envs = envs
         self._resolve_ref = resolve_ref  # resolve_ref(ref, callback): on the runtime loop
         self._keep_process = keep_process  # this worker now owns an actor: not idle
         self._on_loop_thread = on_loop_thread
@@ -60,8 +63,11 @@ class Submission:
         max_retries: int,
         retry_exceptions: Any,
         strategy: Any = None,
+        runtime_env: ResolvedEnv | None = None,
     ) -> Any:
-        """Submit a task; return its ref, list of refs, or generator."""
+        """Submit a task; return its ref, list of refs, or generator. runtime_env: its env
+        (RuntimeEnvs.resolve); None inherits this process's."""
+        env = self._envs.inherited if runtime_env is None else runtime_env
         args_wire, slots, nested = self._packer.pack(fn_name, args, kwargs)
         task = PendingTask(
             task_id=ids.new_task_id(),
@@ -76,7 +82,11 @@ class Submission:
             retry_exceptions=retry_exceptions_option(retry_exceptions),
             pinned=nested,
             strategy=strategy,
+            runtime_env=env.wire,
+            env_key=env.key,
         )
+        if env.uploaded is not None:
+            return self._start(task, self._envs.after_upload, env, self._tasks.submit, task)
         return self._start(task, self._tasks.submit, task)
 
     def submit_actor_call(
@@ -128,10 +138,13 @@ class Submission:
         spec: dict[str, Any],
         wait: bool,
         keep: list | None = None,
+        runtime_env: ResolvedEnv | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        """Register the actor with the GCS once its arguments are resolved. With wait (named
-        actors) the answer is waited for, so a taken name fails right here. What keep holds
-        stays alive until the actor is dead for good."""
+        """Register the actor with the GCS once its arguments are resolved (and its env's
+        packages uploaded). With wait (named actors) the answer is waited for, so a taken name
+        fails right here. What keep holds stays alive until the actor is dead for good."""
+        env = self._envs.inherited if runtime_env is None else runtime_env
+        spec["runtime_env"] = env.wire
         self._keep_process()
         channel = self._actors.expect(spec["actor_id"], list(keep or []))
         done = threading.Event()
@@ -160,7 +173,7 @@ class Submission:
 
                 self._resolve_ref(slot[1], resolved)
 
-        self._runtime.call_soon(resolve_then_send)
+        self._envs.after_upload(env, resolve_then_send)
         if not wait or self._on_loop_thread():
             return spec["actor_id"], spec["meta"]
         done.wait()

@@ -45,6 +45,8 @@ class PendingTask(CallRecord):
     fn_blob: bytes
     resources: dict[str, float]
     strategy: Any = None  # scheduling_strategies.py's wire form
+    runtime_env: dict | None = None  # its runtime_env's wire form (None: none)
+    env_key: str = ""  # what identifies that env (runtime_env/spec.env_key)
     state: int = RESOLVING
     worker: LeasedWorker | None = None
     force_cancel: bool = False
@@ -67,6 +69,7 @@ class LeasedWorker:
 class ShapeQueue:
     resources: dict[str, float]
     strategy: Any
+    runtime_env: dict | None = None  # its workers run in it (leased for it)
     queue: deque = field(default_factory=deque)
     workers: list = field(default_factory=list)
     pending_leases: int = 0
@@ -119,10 +122,10 @@ class TaskSubmitter:
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         task.state = QUEUED
-        key = (tuple(sorted(task.resources.items())), repr(task.strategy))
+        key = (tuple(sorted(task.resources.items())), repr(task.strategy), task.env_key)
         shape = self._shapes.get(key)
         if shape is None:
-            shape = self._shapes[key] = ShapeQueue(task.resources, task.strategy)
+            shape = self._shapes[key] = ShapeQueue(task.resources, task.strategy, task.runtime_env)
             if is_group_wire(task.strategy):
                 shape.placement_group = task.strategy
         if front:
@@ -176,7 +179,13 @@ class TaskSubmitter:
             shape.pending_leases += 1
         raylet = raylet or self.owner.raylet_address
         message = RequestLease(
-            shape.resources, False, self.owner.job_id, shape.strategy, spilled, self.owner.job_info
+            shape.resources,
+            False,
+            self.owner.job_id,
+            shape.strategy,
+            spilled,
+            self.owner.job_info,
+            shape.runtime_env,
         )
         future = self.runtime.ask(raylet, message)
         future.add_done_callback(lambda f: self._lease_granted(shape, raylet, f))
