@@ -38,10 +38,12 @@ __all__ = [
     "NodeStartError",
     "NoTokenError",
     "ChildStartError",
+    "StateApiError",
     "RayError",
     "RayTaskError",
     "RayActorError",
     "RaySystemError",
+    "RayStateApiException",
 ]
 
 
@@ -246,11 +248,17 @@ class ChildStartError(ActorflowError):
         return (ChildStartError, (self.child, self.cause))
 
 
+class StateApiError(ActorflowError):
+    """A state API query (``actorflow.util.state``) could not be answered in full: a node did
+    not answer, or the query was malformed beyond a plain ValueError."""
+
+
 # Ray's spellings, so that code written for Ray keeps working.
 RayError = ActorflowError
 RayTaskError = TaskError
 RayActorError = ActorError
 RaySystemError = ActorflowError
+RayStateApiException = StateApiError
 
 # Tracebacks and pickles name the public module (pickles of errors load from there).
 PUBLIC_MODULE = "actorflow.exceptions"

@@ -1,5 +1,7 @@
-"""What a running cluster holds: its nodes, actors, workers, task leases and objects (Ray's
-``ray.util.state``, ``ray status`` and ``ray memory``).
+"""What a running cluster holds, in actorflow's own rows (plain dicts): its nodes, actors,
+workers, task leases and objects, its status at a glance, and the tables of ``actorflow status``,
+``actorflow list`` and ``actorflow memory``. (Ray's ``ray.util.state`` functions, with Ray's rows,
+are in ``api.py``.)
 
 Every function takes ``address``: None uses this process's cluster when ``actorflow.init()`` was
 called (or the code runs in a worker), else the latest session on this machine, like "auto".
@@ -23,14 +25,14 @@ from actorflow.exceptions import ClusterNotFoundError
 
 __all__ = [
     "ClusterNotFoundError",
+    "actor_rows",
     "cluster_status",
-    "list_actors",
-    "list_nodes",
-    "list_objects",
-    "list_tasks",
-    "list_workers",
     "memory_summary",
+    "node_rows",
+    "object_rows",
     "object_store_stats",
+    "task_lease_rows",
+    "worker_rows",
 ]
 
 ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
@@ -39,7 +41,7 @@ ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
 # -- nodes, actors, workers, tasks ---------------------------------------------------------------
 
 
-def list_nodes(address: str | None = None) -> list[dict[str, Any]]:
+def node_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per node the GCS knows, dead ones too, the head first.
 
     Keys: node_id, address, host, pid, is_head, state ("ALIVE" or "DEAD"), alive, death_cause
@@ -52,8 +54,8 @@ def list_nodes(address: str | None = None) -> list[dict[str, Any]]:
     return nodes_of(inspection.run(address, inspection.collect_cluster))
 
 
-def list_actors(address: str | None = None) -> list[dict[str, Any]]:
-    """One row per actor the GCS knows, dead ones too (as ``ray list actors``).
+def actor_rows(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per actor the GCS knows, dead ones too.
 
     Keys: actor_id, class_name, name ("" if unnamed), namespace, state ("PENDING", "ALIVE",
     "RESTARTING" or "DEAD"), address (its worker's), node_id and pid (of its worker, "" and None
@@ -62,7 +64,7 @@ def list_actors(address: str | None = None) -> list[dict[str, Any]]:
     return actors_of(inspection.run(address, inspection.collect_cluster))
 
 
-def list_workers(address: str | None = None) -> list[dict[str, Any]]:
+def worker_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per worker process on the live nodes.
 
     Keys: node_id, worker_id, pid, address, state ("starting", "idle" or "leased"), job_id
@@ -72,11 +74,11 @@ def list_workers(address: str | None = None) -> list[dict[str, Any]]:
     return workers_of(inspection.run(address, inspection.collect_cluster))
 
 
-def list_tasks(address: str | None = None) -> list[dict[str, Any]]:
+def task_lease_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per worker leased to run tasks (not hosting an actor): a lease runs the tasks of
     one owner, one or several in turn. Single tasks are known only to their owners (there is no
     central task table), so they are not listed one by one; queued lease requests are counted
-    per node in ``list_nodes()`` and ``cluster_status()``.
+    per node in ``node_rows()`` and ``cluster_status()``.
 
     Keys: node_id, worker_id, pid, address, job_id (None if the node does not report it).
     """
@@ -84,7 +86,7 @@ def list_tasks(address: str | None = None) -> list[dict[str, Any]]:
 
 
 def cluster_status(address: str | None = None) -> dict[str, Any]:
-    """The cluster at a glance (``ray status``): gcs_address; nodes (as ``list_nodes()``);
+    """The cluster at a glance (``ray status``): gcs_address; nodes (as ``node_rows()``);
     resources: total, used and available, summed over the live nodes; actors: how many in each
     state; tasks: task_leases (workers leased to run tasks), actor_workers (workers hosting
     actors), queued_lease_requests (tasks waiting for a worker or resources), workers (worker
@@ -233,7 +235,7 @@ def status_of(view: inspection.ClusterView) -> dict[str, Any]:
 # -- objects --------------------------------------------------------------------------------------
 
 
-def list_objects(address: str | None = None) -> list[dict[str, Any]]:
+def object_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per object known anywhere in the cluster, largest first.
 
     Keys: object_id (hex), size (bytes), owner (address), owner_pid (None if the owner did not
