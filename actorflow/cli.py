@@ -65,13 +65,13 @@ _LISTINGS: dict[str, Listing] = {
         "the nodes the GCS knows, dead ones too: id, address, head or not, "
         "resources used/total, worker processes, leases, queued lease requests, "
         "state (a dead node's with its cause)",
-        "list_nodes",
+        "node_rows",
         "NODE_COLUMNS",
     ),
     "actors": Listing(
         "the actors the GCS knows, dead ones too: id, class, name, namespace, "
         "state, node, pid, restarts, death cause",
-        "list_actors",
+        "actor_rows",
         "ACTOR_COLUMNS",
     ),
     "tasks": Listing(
@@ -79,19 +79,19 @@ _LISTINGS: dict[str, Listing] = {
         "lease: worker, node, pid, job. A lease runs the tasks of one owner, one or "
         "several in turn; single tasks are known only to their owners and are not "
         "listed one by one (queued lease requests: see `list nodes`)",
-        "list_tasks",
+        "task_lease_rows",
         "TASK_COLUMNS",
     ),
     "workers": Listing(
         "every worker process on the live nodes: worker, node, pid, state "
         "(starting, idle, leased), job, the actor it hosts",
-        "list_workers",
+        "worker_rows",
         "WORKER_COLUMNS",
     ),
     "objects": Listing(
         "the objects in the cluster: where each lives, its size, its owner and "
         "refs (as `actorflow memory`)",
-        "list_objects",
+        "object_rows",
         "",
     ),
 }
@@ -142,7 +142,7 @@ def cmd_memory(args: argparse.Namespace) -> int:
     from actorflow.util import state
 
     if args.format == "json":
-        print(json.dumps(state.list_objects(args.address), indent=2))
+        print(json.dumps(state.object_rows(args.address), indent=2))
     else:
         print(state.memory_summary(args.address))
     return 0

@@ -32,7 +32,7 @@ class Keeper:
 
 
 def row_of(obj_id: str, address: str | None = None) -> dict[str, Any] | None:
-    return next((r for r in state.list_objects(address) if r["object_id"] == obj_id), None)
+    return next((r for r in state.object_rows(address) if r["object_id"] == obj_id), None)
 
 
 def run_cli(
@@ -116,7 +116,7 @@ def test_spilled_objects(make_cluster, poll_until):
     refs = [actorflow.put(np.full(1024 * 1024, i, dtype=np.float64)) for i in range(12)]  # 96 MiB
 
     def spilled() -> list[dict[str, Any]]:
-        return [r for r in state.list_objects() if r["where"] == "spilled"]
+        return [r for r in state.object_rows() if r["where"] == "spilled"]
 
     rows = poll_until(spilled, message="some objects are spilled")
     ids = {r.hex() for r in refs}
@@ -125,7 +125,7 @@ def test_spilled_objects(make_cluster, poll_until):
     stats = state.object_store_stats()
     assert stats["spilled_objects"] == len(spilled()) and stats["spill_count"] >= len(rows)
     assert stats["used"] <= stats["capacity"] == 64 * 1024 * 1024
-    assert all(r["where"] in ("shared", "spilled") for r in state.list_objects())
+    assert all(r["where"] in ("shared", "spilled") for r in state.object_rows())
     assert "MiB spilled" in state.memory_summary().splitlines()[-1]
     assert actorflow.get(refs[0])[0] == 0  # a spilled object still reads back
 
@@ -197,7 +197,7 @@ def test_an_argument_of_a_pending_task_shows_as_pinned(cluster, poll_until):
     pending = wait_then_sum.remote(ref, gate)
 
     def pinned() -> int:
-        rows = [r for r in state.list_objects() if r["object_id"] == ref.hex()]
+        rows = [r for r in state.object_rows() if r["object_id"] == ref.hex()]
         return rows[0]["pinned_by_tasks"] if rows else -1
 
     assert poll_until(lambda: pinned() == 1, timeout=15)

@@ -41,10 +41,12 @@ __all__ = [
     "ActorClassInheritanceError",
     "ActorClassInheritanceException",
     "RuntimeEnvSetupError",
+    "StateApiError",
     "RayError",
     "RayTaskError",
     "RayActorError",
     "RaySystemError",
+    "RayStateApiException",
 ]
 
 
@@ -262,12 +264,18 @@ class ActorClassInheritanceError(ActorflowError, TypeError):
     """A class tried to inherit from an actor class (make the base a plain class instead)."""
 
 
+class StateApiError(ActorflowError):
+    """A state API query (``actorflow.util.state``) could not be answered in full: a node did
+    not answer, or the query was malformed beyond a plain ValueError."""
+
+
 # Ray's spellings, so that code written for Ray keeps working.
 ActorClassInheritanceException = ActorClassInheritanceError
 RayError = ActorflowError
 RayTaskError = TaskError
 RayActorError = ActorError
 RaySystemError = ActorflowError
+RayStateApiException = StateApiError
 
 # Tracebacks and pickles name the public module (pickles of errors load from there).
 PUBLIC_MODULE = "actorflow.exceptions"

@@ -40,6 +40,7 @@ class Snapshot:
     store_stats: list[dict[str, Any]] = field(default_factory=list)  # one per node
     pids: dict[str, int] = field(default_factory=dict)  # process address -> pid
     unreachable: list[str] = field(default_factory=list)  # processes that did not answer
+    drivers: list[str] = field(default_factory=list)  # the live drivers' addresses
 
 
 # -- reaching the cluster -----------------------------------------------------------------------
@@ -113,9 +114,16 @@ def _same_address(a: str, b: str) -> bool:
     return tcp_address(a) == tcp_address(b)
 
 
-def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+def run(
+    address: str | None,
+    job: Callable[[Ask, str], Coroutine[Any, Any, T]],
+    timeout: float | None = None,
+) -> T:
     """Run job(ask, gcs_address) on a runtime connected to the cluster at address (None: this
-    process's cluster if it is part of one, else the latest session) and return its result."""
+    process's cluster if it is part of one, else the latest session) and return its result;
+    ``GetTimeoutError`` if it takes longer than timeout seconds."""
+    if timeout is not None:
+        job = _bounded(job, timeout)
     core = context.core_or_none()
     if core is not None and (
         address in (None, "", "auto") or _same_address(address, core.gcs_address)
@@ -128,6 +136,20 @@ def run(address: str | None, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) 
         coro = job(_asker(core.runtime, core.config), core.gcs_address)
         return asyncio.run_coroutine_threadsafe(coro, core.runtime.loop).result()
     return _run_outside(find_target(address), job)
+
+
+def _bounded(
+    job: Callable[[Ask, str], Coroutine[Any, Any, T]], timeout: float
+) -> Callable[[Ask, str], Coroutine[Any, Any, T]]:
+    async def bounded(ask: Ask, gcs_address: str) -> T:
+        try:
+            return await asyncio.wait_for(job(ask, gcs_address), timeout)
+        except asyncio.TimeoutError:
+            raise errors.GetTimeoutError(
+                f"the cluster did not answer the query within {timeout} s"
+            ) from None
+
+    return bounded
 
 
 def _asker(runtime: Runtime, config: Config) -> Ask:
@@ -210,6 +232,7 @@ async def collect(ask: Ask, gcs_address: str) -> Snapshot:
     for job in jobs:
         if job.get("alive", True) and job.get("driver_address"):
             processes[job["driver_address"]] = None
+            snapshot.drivers.append(job["driver_address"])
     for info in infos:
         for worker in (info or {}).get("workers", []):
             if worker.get("address") and worker.get("state") != "dead":
@@ -258,6 +281,44 @@ async def collect_cluster(ask: Ask, gcs_address: str) -> ClusterView:
         else:
             view.node_infos[node["node_id"]] = info
     return view
+
+
+@dataclass
+class TaskSnapshot:
+    """The tasks the cluster's processes know of now: what each owner submitted and has not
+    seen finish (``list_tasks`` rows), and what each worker runs or has queued
+    (``list_running`` rows), with the cluster view they were found through."""
+
+    view: ClusterView
+    submitted: dict[str, list[dict[str, Any]]]  # owner address -> its unfinished tasks
+    running: dict[str, list[dict[str, Any]]]  # worker address -> what it runs or queued
+    drivers: dict[str, str]  # driver address -> its job id
+
+
+async def collect_tasks(ask: Ask, gcs_address: str) -> TaskSnapshot:
+    view = await collect_cluster(ask, gcs_address)
+    drivers = {
+        j["driver_address"]: j["job_id"]
+        for j in view.jobs
+        if j.get("alive", True) and j.get("driver_address")
+    }
+    workers = [
+        w["address"]
+        for info in view.node_infos.values()
+        for w in info.get("workers", [])
+        if w.get("address") and w.get("state") != "dead"
+    ]
+    owners = list(dict.fromkeys([*drivers, *workers]))
+    submitted, running = await asyncio.gather(
+        asyncio.gather(*[_ask_or_none(ask, a, "core", "list_tasks") for a in owners]),
+        asyncio.gather(*[_ask_or_none(ask, a, "worker", "list_running") for a in workers]),
+    )
+    return TaskSnapshot(
+        view,
+        {a: rows for a, rows in zip(owners, submitted, strict=True) if rows},
+        {a: rows for a, rows in zip(workers, running, strict=True) if rows},
+        drivers,
+    )
 
 
 # -- merging ------------------------------------------------------------------------------------

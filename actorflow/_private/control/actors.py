@@ -515,6 +515,7 @@ class ActorManager:
                 "node_id": r.node_id,
                 "job_id": r.spec.get("job_id", ""),
                 "lifetime": r.spec.get("lifetime") or "",
+                "resources": r.spec.get("resources") or {},
             }
             for r in self.actors.values()
         ]

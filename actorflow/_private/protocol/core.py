@@ -1,6 +1,6 @@
 """Messages to a process's core worker (actor "core"): owners and borrowers talking.
 
-``list_refs``, ``release_mappings`` and ``ping`` carry no payload.
+``list_refs``, ``list_tasks``, ``release_mappings`` and ``ping`` carry no payload.
 """
 
 from __future__ import annotations

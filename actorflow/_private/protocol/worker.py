@@ -2,7 +2,7 @@
 (actor "actor"), and what they answer.
 
 Every task or call is answered with a ``Reply``; a streaming one also sends a ``StreamItem`` per
-item it yields before that.
+item it yields before that. ``list_running`` (to "worker", for inspection) carries no payload.
 """
 
 from __future__ import annotations

@@ -107,6 +107,23 @@ class ActorSubmitter:
 
     # -- submission -----------------------------------------------------------------------------
 
+    def call_rows(self) -> list[dict[str, Any]]:
+        """The actor calls made here and not finished (for inspection): "pushed" once the
+        actor's address is known, else "queued"."""
+        return [
+            {
+                "task_id": call.task_id.hex(),
+                "name": call.fn_name,
+                "actor_id": ch.actor_id,
+                "state": "pushed" if ch.address else "queued",
+                "parent_task_id": call.parent_task_id.hex() if call.parent_task_id else "",
+                "worker_id": "",
+                "worker_address": ch.address,
+            }
+            for ch, call in list(self._calls.values())
+            if not call.finished
+        ]
+
     def submit(self, actor_id: str, call: ActorCall) -> None:
         ch = self.channel(actor_id)
         call.seq = ch.next_seq

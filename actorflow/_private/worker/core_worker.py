@@ -293,6 +293,11 @@ class CoreWorker:
         what it borrows, for `actorflow memory`."""
         return self.ownership.ref_rows(os.getpid())
 
+    def handle_list_tasks(self, payload: Any, call: Call) -> list:
+        """The tasks and actor calls this process submitted that have not finished, for
+        ``actorflow.util.state.list_tasks``."""
+        return self.submitter.task_rows() + self.actor_submitter.call_rows()
+
     def handle_log(self, payload: list, call: Call | None) -> None:
         """Output of a worker, printed by the driver."""
         output.print_forwarded(*decode(core.WorkerOutput, payload))

@@ -349,6 +349,17 @@ class TaskExecutor:
             self.core.shared.release(obj_id, job=True)
         self.core.after_borrows_settled(job.opened, lambda: _settle(job.future, reply))
 
+    def handle_list_running(self, payload: Any, call: Call) -> list:
+        """The tasks and actor calls this worker runs or has queued (for inspection)."""
+        with self._queued_lock:
+            queued = list(self._queued.values())
+        running = list(self._running.values())
+        return [
+            {"task_id": job.task_id.hex(), "name": job.fn_name, "state": state}
+            for state, jobs in (("running", running), ("queued", queued))
+            for job in jobs
+        ]
+
     def handle_cancel_task(self, payload: Any, call: Call | None) -> None:
         task_id, force, recursive = decode(CancelRunningTask, payload)
         if recursive:

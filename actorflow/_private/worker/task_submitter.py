@@ -37,6 +37,7 @@ logger = logging.getLogger("actorflow.tasks")
 
 
 RESOLVING, QUEUED, RUNNING, DONE = range(4)
+STATE_NAMES = {RESOLVING: "resolving", QUEUED: "queued", RUNNING: "pushed"}
 
 
 @dataclass(eq=False, kw_only=True)
@@ -237,6 +238,23 @@ class TaskSubmitter:
         self._pump(shape)
         if worker.in_flight == 0:
             self._schedule_return(shape, worker)
+
+    def task_rows(self) -> list[dict[str, Any]]:
+        """The tasks submitted here and not finished (for inspection): resolving their
+        arguments, queued for a worker, or pushed to one."""
+        return [
+            {
+                "task_id": t.task_id.hex(),
+                "name": t.fn_name,
+                "actor_id": "",
+                "state": STATE_NAMES.get(t.state, "finished"),
+                "parent_task_id": t.parent_task_id.hex() if t.parent_task_id else "",
+                "worker_id": t.worker.worker_id if t.worker else "",
+                "worker_address": t.worker.address if t.worker else "",
+            }
+            for t in list(self.tasks.values())
+            if not t.finished and t.state != DONE
+        ]
 
     def node_died(self, raylet_address: str, reason: str) -> None:
         """A node is dead (maybe silently): tasks running on its workers are retried now, and

@@ -1,5 +1,7 @@
-"""What a running cluster holds: its nodes, actors, workers, task leases and objects (Ray's
-``ray.util.state``, ``ray status`` and ``ray memory``).
+"""What a running cluster holds, in actorflow's own rows (plain dicts): its nodes, actors,
+workers, task leases and objects, its status at a glance, and the tables of ``actorflow status``,
+``actorflow list`` and ``actorflow memory``. (Ray's ``ray.util.state`` functions, with Ray's rows,
+are in ``api.py``.)
 
 Every function takes ``address``: None uses this process's cluster when ``actorflow.init()`` was
 called (or the code runs in a worker), else the latest session on this machine, like "auto".
@@ -23,15 +25,15 @@ from actorflow.exceptions import ClusterNotFoundError
 
 __all__ = [
     "ClusterNotFoundError",
+    "actor_rows",
     "cluster_status",
-    "list_actors",
-    "list_nodes",
-    "list_objects",
-    "list_placement_groups",
-    "list_tasks",
-    "list_workers",
+    "placement_group_rows",
     "memory_summary",
+    "node_rows",
+    "object_rows",
     "object_store_stats",
+    "task_lease_rows",
+    "worker_rows",
 ]
 
 ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
@@ -40,7 +42,7 @@ ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
 # -- nodes, actors, workers, tasks ---------------------------------------------------------------
 
 
-def list_nodes(address: str | None = None) -> list[dict[str, Any]]:
+def node_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per node the GCS knows, dead ones too, the head first.
 
     Keys: node_id, address, host, pid, is_head, state ("ALIVE" or "DEAD"), alive, death_cause
@@ -53,8 +55,8 @@ def list_nodes(address: str | None = None) -> list[dict[str, Any]]:
     return nodes_of(inspection.run(address, inspection.collect_cluster))
 
 
-def list_actors(address: str | None = None) -> list[dict[str, Any]]:
-    """One row per actor the GCS knows, dead ones too (as ``ray list actors``).
+def actor_rows(address: str | None = None) -> list[dict[str, Any]]:
+    """One row per actor the GCS knows, dead ones too.
 
     Keys: actor_id, class_name, name ("" if unnamed), namespace, state ("PENDING", "ALIVE",
     "RESTARTING" or "DEAD"), address (its worker's), node_id and pid (of its worker, "" and None
@@ -63,18 +65,18 @@ def list_actors(address: str | None = None) -> list[dict[str, Any]]:
     return actors_of(inspection.run(address, inspection.collect_cluster))
 
 
-def list_placement_groups(address: str | None = None) -> list[dict[str, Any]]:
+def placement_group_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per placement group the GCS knows, removed ones too (as ``ray list
     placement-groups``): Ray's placement_group_table rows (placement_group_id, name, bundles,
     bundles_to_node_id, strategy, state, stats) with namespace, job_id and lifetime."""
-
-    async def table(ask: inspection.Ask, gcs_address: str) -> Any:
-        return await ask(gcs_address, "placement_groups", "placement_group_table", [""])
-
-    return list(inspection.run(address, table).values())
+    return list(inspection.run(address, collect_placement_groups).values())
 
 
-def list_workers(address: str | None = None) -> list[dict[str, Any]]:
+async def collect_placement_groups(ask: inspection.Ask, gcs_address: str) -> Any:
+    return await ask(gcs_address, "placement_groups", "placement_group_table", [""])
+
+
+def worker_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per worker process on the live nodes.
 
     Keys: node_id, worker_id, pid, address, state ("starting", "idle" or "leased"), job_id
@@ -84,11 +86,11 @@ def list_workers(address: str | None = None) -> list[dict[str, Any]]:
     return workers_of(inspection.run(address, inspection.collect_cluster))
 
 
-def list_tasks(address: str | None = None) -> list[dict[str, Any]]:
+def task_lease_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per worker leased to run tasks (not hosting an actor): a lease runs the tasks of
     one owner, one or several in turn. Single tasks are known only to their owners (there is no
     central task table), so they are not listed one by one; queued lease requests are counted
-    per node in ``list_nodes()`` and ``cluster_status()``.
+    per node in ``node_rows()`` and ``cluster_status()``.
 
     Keys: node_id, worker_id, pid, address, job_id (None if the node does not report it).
     """
@@ -96,7 +98,7 @@ def list_tasks(address: str | None = None) -> list[dict[str, Any]]:
 
 
 def cluster_status(address: str | None = None) -> dict[str, Any]:
-    """The cluster at a glance (``ray status``): gcs_address; nodes (as ``list_nodes()``);
+    """The cluster at a glance (``ray status``): gcs_address; nodes (as ``node_rows()``);
     resources: total, used and available, summed over the live nodes; actors: how many in each
     state; tasks: task_leases (workers leased to run tasks), actor_workers (workers hosting
     actors), queued_lease_requests (tasks waiting for a worker or resources), workers (worker
@@ -245,7 +247,7 @@ def status_of(view: inspection.ClusterView) -> dict[str, Any]:
 # -- objects --------------------------------------------------------------------------------------
 
 
-def list_objects(address: str | None = None) -> list[dict[str, Any]]:
+def object_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per object known anywhere in the cluster, largest first.
 
     Keys: object_id (hex), size (bytes), owner (address), owner_pid (None if the owner did not
