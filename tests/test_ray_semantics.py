@@ -587,3 +587,15 @@ def test_a_generator_that_fails_keeps_the_items_it_yielded(cluster):
     assert actorflow.get([first, second], timeout=30) == [0, 1]
     with pytest.raises(ValueError, match="after two"):
         actorflow.get(error, timeout=30)
+
+
+def test_accelerator_type_and_label_selector(cluster):
+    @actorflow.remote
+    def f():
+        return 1
+
+    with pytest.raises(ValueError, match="label_selector"):
+        f.options(label_selector={"zone": "a"})
+    ref = f.options(accelerator_type="V100").remote()
+    with pytest.raises(exceptions.TaskUnschedulableError, match="accelerator_type:V100"):
+        actorflow.get(ref, timeout=30)

@@ -124,6 +124,11 @@ def check(options: dict[str, Any], allowed: set[str], what: str) -> dict[str, An
             raise TypeError(f"option {key!r} must be {names}, got {type(value).__name__}")
     if any(checked.get(key) is not None for key in GROUP_OPTIONS):
         _group_options_to_strategy(checked)
+    if checked.get("label_selector"):
+        raise ValueError(
+            "label_selector is not supported by actorflow yet (nodes carry no labels): use "
+            "custom resources (resources={...}) or NodeAffinitySchedulingStrategy"
+        )
     for key in ("num_cpus", "num_gpus", "memory"):
         if key in checked and checked[key] is not None:
             value = checked[key]
@@ -214,6 +219,8 @@ def resource_request(options: dict[str, Any], default_cpus: float) -> dict[str, 
         request["GPU"] = options["num_gpus"]
     if options.get("memory"):
         request["memory"] = options["memory"]
+    if options.get("accelerator_type"):  # as Ray: a node started with that resource
+        request[f"accelerator_type:{options['accelerator_type']}"] = 0.001
     request.update(options.get("resources") or {})
     return normalize(request)
 
