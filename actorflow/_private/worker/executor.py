@@ -448,11 +448,19 @@ class TaskExecutor:
             if inspect.isgenerator(value):  # a generator called with a fixed num_returns
                 value, failure = _drain(value)
                 if failure is not None:
-                    if 1 < job.num_returns and len(value) < job.num_returns:
+                    if 1 < job.num_returns <= len(value):
+                        # Every return was made before it raised: as Ray, the values stand
+                        # and the error is only logged.
+                        logger.error(
+                            "%s() raised after its last return value: %r", job.fn_name, failure
+                        )
+                        value = value[: job.num_returns]
+                    elif 1 < job.num_returns:
                         # As Ray: the items it yielded are values, the returns after them its
                         # error.
                         return self._partial_returns(job, value, failure, start)
-                    raise failure
+                    else:
+                        raise failure
             wires, contained = serialize_returns(
                 self.core, value, job.num_returns, job.fn_name, job
             )
