@@ -56,3 +56,13 @@ __all__ = [
     "wait",
     "watch",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # ``actorflow.util`` after a plain ``import actorflow`` (as ``ray.util`` works), imported
+    # on first use so that start-up does not pay for the libraries.
+    if name == "util":
+        import actorflow.util
+
+        return actorflow.util
+    raise AttributeError(f"module 'actorflow' has no attribute {name!r}")

@@ -601,3 +601,14 @@ def test_accelerator_type_and_label_selector(cluster):
     ref = f.options(accelerator_type="V100").remote()
     with pytest.raises(exceptions.TaskUnschedulableError, match="accelerator_type:V100"):
         actorflow.get(ref, timeout=30)
+
+
+def test_get_node_ip_address(cluster):
+    assert actorflow.util.get_node_ip_address() == "127.0.0.1"
+    assert (
+        actorflow.get(
+            actorflow.remote(lambda: __import__("actorflow").util.get_node_ip_address()).remote(),
+            timeout=30,
+        )
+        == "127.0.0.1"
+    )

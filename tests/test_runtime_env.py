@@ -66,6 +66,16 @@ def test_config_and_remote_uris():
         spec.validate({"working_dir": "s3://bucket/pkg.zip"})
 
 
+def test_local_file_uris_name_local_paths(tmp_path):
+    folder = tmp_path / "a b"
+    folder.mkdir()
+    for uri in (f"file://{folder}", f"file://localhost/{folder}"):
+        (path,) = spec.validate({"py_modules": [uri]})["py_modules"]
+        assert os.path.samefile(path, folder)
+    with pytest.raises(ValueError, match="must name this machine"):
+        spec.validate({"working_dir": "file://elsewhere/tmp/x"})
+
+
 def test_runtime_env_class_is_a_checked_dict():
     env = RuntimeEnv(env_vars={"A": "a"}, pip=["emoji"])
     assert isinstance(env, dict)

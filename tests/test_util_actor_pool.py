@@ -350,3 +350,19 @@ async def test_concurrent_consumers_each_get_a_different_result(workers, signal)
     got = await asyncio.gather(pool.get_next_async(), pool.get_next_async(), release())
     assert sorted(got[:2]) == [0, 2]
     assert not pool.has_next()
+
+
+def test_methods_with_several_returns(cluster):
+    @actorflow.remote
+    class Pair:
+        @actorflow.method(num_returns=2)
+        def both(self, x):
+            return x, -x
+
+    pool = ActorPool([Pair.remote() for _ in range(2)])
+    for v in (1, 2, 3):
+        pool.submit(lambda a, v: a.both.remote(v), v)
+    assert [pool.get_next(timeout=30) for _ in range(3)] == [[1, -1], [2, -2], [3, -3]]
+    pool.submit(lambda a, v: a.both.remote(v), 4)
+    assert pool.get_next_unordered(timeout=30) == [4, -4]
+    assert list(pool.map(lambda a, v: a.both.remote(v), [5])) == [[5, -5]]

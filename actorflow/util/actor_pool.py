@@ -42,11 +42,13 @@ _TIMEOUT_MSG = "Timed out waiting for result"
 class _Task:
     """One submitted value: its position in submission order, its result ref, its actor."""
 
-    __slots__ = ("index", "ref", "actor", "_future")
+    __slots__ = ("index", "ref", "marker", "actor", "_future")
 
-    def __init__(self, index: int, ref: ObjectRef, actor: Any) -> None:
+    def __init__(self, index: int, ref: ObjectRef | list[ObjectRef], actor: Any) -> None:
         self.index = index
-        self.ref = ref
+        self.ref = ref  # one ref, or the refs of a call with several returns
+        # What to wait on: a call's returns arrive together, so its first one stands for all.
+        self.marker = ref[0] if isinstance(ref, list) else ref
         self.actor = actor
         self._future: concurrent.futures.Future | None = None
 
@@ -54,8 +56,28 @@ class _Task:
         """The result as a thread-safe future (made once). Waiting on it never cancels the
         remote call, unlike cancelling an ``await ref``."""
         if self._future is None:
-            self._future = self.ref.future()
+            if isinstance(self.ref, list):
+                self._future = _all_of([ref.future() for ref in self.ref])
+            else:
+                self._future = self.ref.future()
         return self._future
+
+
+def _all_of(futures: list[concurrent.futures.Future]) -> concurrent.futures.Future:
+    """A future of the list of the futures' results (or the first error)."""
+    result: concurrent.futures.Future = concurrent.futures.Future()
+
+    def settle(_: concurrent.futures.Future) -> None:
+        if result.done() or not all(f.done() for f in futures):
+            return
+        try:
+            result.set_result([f.result() for f in futures])
+        except BaseException as exc:
+            result.set_exception(exc)
+
+    for future in futures:
+        future.add_done_callback(settle)
+    return result
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -106,7 +128,9 @@ class ActorPool:
         except BaseException:
             self._idle_actors.append(actor)
             raise
-        if not isinstance(ref, ObjectRef):
+        if isinstance(ref, (list, tuple)) and ref and all(isinstance(r, ObjectRef) for r in ref):
+            ref = list(ref)  # a method with several returns
+        elif not isinstance(ref, ObjectRef):
             self._idle_actors.append(actor)
             raise TypeError(
                 f"ActorPool: fn(actor, value) must return the ObjectRef of an actor "
@@ -180,7 +204,7 @@ class ActorPool:
         check_not_in_event_loop("ActorPool.get_next", "`await pool.get_next_async(...)`")
         _check_timeout(timeout)
         task = self._first()
-        ready, _ = actorflow.wait([task.ref], num_returns=1, timeout=timeout)
+        ready, _ = actorflow.wait([task.marker], num_returns=1, timeout=timeout)
         if not ready:
             self._timed_out(task, ignore_if_timedout)
         return self._collect(self._take(task), lambda: actorflow.get(task.ref))
@@ -196,10 +220,10 @@ class ActorPool:
         )
         _check_timeout(timeout)
         tasks = self._candidates(ordered=False)
-        ready, _ = actorflow.wait([t.ref for t in tasks], num_returns=1, timeout=timeout)
+        ready, _ = actorflow.wait([t.marker for t in tasks], num_returns=1, timeout=timeout)
         if not ready:
             self._timed_out(tasks[0], ignore_if_timedout)
-        task = next(t for t in tasks if t.ref == ready[0])
+        task = next(t for t in tasks if t.marker == ready[0])
         return self._collect(self._take(task), lambda: actorflow.get(task.ref))
 
     async def get_next_async(

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import types
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -185,6 +186,14 @@ def _check_path(value: Any, field: str) -> str:
         value = os.fspath(value)
     if not isinstance(value, str) or not value:
         raise TypeError(f"runtime_env {field} must be a path or URI string, got {value!r:.80}")
+    if value.startswith("file://"):  # Ray's local-file URI: file://[localhost]/path
+        parsed = urllib.parse.urlparse(value)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(
+                f"runtime_env {field}={value!r}: a file:// URI must name this machine "
+                f"(file:///path or file://localhost/path)"
+            )
+        return urllib.parse.unquote(parsed.path)
     if "://" in value and not value.startswith(PACKAGE_SCHEME):
         raise ValueError(
             f"runtime_env {field}={value!r}: remote URIs ({value.split('://')[0]}://) are not "
