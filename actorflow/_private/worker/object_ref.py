@@ -180,7 +180,11 @@ class ObjectRefGenerator:
     def next_ref(self, timeout: float | None = None) -> ObjectRef:
         return self._next_sync(timeout)
 
-    def _next_sync(self, timeout: float | None) -> ObjectRef:
+    def _next_sync(
+        self, timeout: float | None = None, *, timeout_s: float | None = None
+    ) -> ObjectRef:
+        """The next ref, waiting up to timeout seconds (timeout_s: Ray's spelling)."""
+        timeout = timeout_s if timeout is None else timeout
         check_not_in_event_loop(
             "ObjectRefGenerator.__next__",
             "`async for`",

@@ -1,0 +1,1 @@
+"""``ray.experimental.state``: Ray's older home of the state API (``actorflow.util.state``)."""
