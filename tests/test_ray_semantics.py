@@ -612,3 +612,18 @@ def test_get_node_ip_address(cluster):
         )
         == "127.0.0.1"
     )
+
+
+def test_ray_ready(cluster):
+    @actorflow.remote
+    class Plain:
+        pass
+
+    @actorflow.remote
+    class Async:
+        async def m(self):
+            return 1
+
+    assert actorflow.get(
+        [Plain.remote().__ray_ready__.remote(), Async.remote().__ray_ready__.remote()], timeout=30
+    ) == [True, True]

@@ -315,3 +315,29 @@ def test_setup_timeout_is_a_runtime_env_setup_error(cluster):
             actorflow.get(where.options(runtime_env=env).remote(), timeout=60)
     finally:
         silent.close()
+
+
+def _mark_setup():
+    os.environ["SETUP_HOOK_RAN"] = str(os.getpid())
+
+
+def test_worker_process_setup_hook_runs_in_every_worker_first(make_cluster):
+    make_cluster(num_cpus=2, runtime_env={"worker_process_setup_hook": _mark_setup})
+
+    @actorflow.remote
+    def seen():
+        return os.environ.get("SETUP_HOOK_RAN"), str(os.getpid())
+
+    @actorflow.remote
+    class Seen:
+        def seen(self):
+            return os.environ.get("SETUP_HOOK_RAN"), str(os.getpid())
+
+    ran, pid = actorflow.get(seen.remote(), timeout=60)
+    assert ran == pid
+    ran, pid = actorflow.get(Seen.remote().seen.remote(), timeout=60)
+    assert ran == pid
+    by_name = seen.options(runtime_env={"worker_process_setup_hook": "os.getcwd"}).remote()
+    assert actorflow.get(by_name, timeout=60)[1]
+    with pytest.raises(ValueError, match="module.function"):
+        seen.options(runtime_env={"worker_process_setup_hook": "nodots"})

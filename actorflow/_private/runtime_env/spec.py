@@ -10,6 +10,7 @@ which travels in lease requests and worker specs). Nothing here touches the netw
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -18,8 +19,18 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+import cloudpickle
+
 # The fields actorflow sets up.
-SUPPORTED = ("env_vars", "working_dir", "py_modules", "excludes", "pip", "config")
+SUPPORTED = (
+    "env_vars",
+    "working_dir",
+    "py_modules",
+    "excludes",
+    "pip",
+    "config",
+    "worker_process_setup_hook",
+)
 # Ray's other fields: known, refused with a clear error (they need conda, containers, uv, ...).
 NOT_SUPPORTED = (
     "conda",
@@ -30,7 +41,6 @@ NOT_SUPPORTED = (
     "nsight",
     "mpi",
     "java_jars",
-    "worker_process_setup_hook",
 )
 CONFIG_FIELDS = ("setup_timeout_seconds", "eager_install", "log_files")
 # The URI scheme of packages this cluster stores itself (in the GCS's key-value store).
@@ -164,7 +174,39 @@ def validate(env: Any) -> dict[str, Any]:
                 checked[key] = pip
         elif key == "config":
             checked[key] = check_config(value)
+        elif key == "worker_process_setup_hook":
+            checked[key] = check_setup_hook(value)
     return checked
+
+
+def check_setup_hook(value: Any) -> Any:
+    """Ray's worker_process_setup_hook: a function run in every worker of the env before any
+    task, given as the function (pickled here) or as "module.function"."""
+    if isinstance(value, dict) and isinstance(value.get("pickled"), str):
+        return value  # already checked (an env passed on)
+    if isinstance(value, str):
+        if "." not in value.strip("."):
+            raise ValueError(
+                f"runtime_env worker_process_setup_hook={value!r} must name a function as "
+                f"'module.function'"
+            )
+        return value
+    if not callable(value):
+        raise TypeError(
+            f"runtime_env worker_process_setup_hook must be a function or 'module.function', "
+            f"got {type(value).__name__}"
+        )
+    return {"pickled": cloudpickle.dumps(value).hex()}
+
+
+def run_setup_hook(hook: Any) -> None:
+    """Call a worker_process_setup_hook (check_setup_hook's form)."""
+    if isinstance(hook, dict):
+        fn = cloudpickle.loads(bytes.fromhex(hook["pickled"]))
+    else:
+        module, _, name = hook.rpartition(".")
+        fn = getattr(importlib.import_module(module), name)
+    fn()
 
 
 def check_env_vars(value: Any) -> dict[str, str]:

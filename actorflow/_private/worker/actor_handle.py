@@ -19,6 +19,9 @@ from actorflow._private.worker.calls import STREAMING
 PUBLIC_MODULE = "actorflow.actor"
 # Methods every actor has: they end it gracefully once the calls before them are done.
 TERMINATE_METHODS = ("__actorflow_terminate__", "__ray_terminate__")
+# Ray's method every actor has that returns True once the actor is constructed.
+READY_METHOD = "__ray_ready__"
+BUILT_IN_METHODS = (*TERMINATE_METHODS, READY_METHOD)
 
 
 class ActorHandle:
@@ -53,11 +56,11 @@ class ActorHandle:
     def __getattr__(self, name: str) -> ActorMethod:
         if (
             name.startswith("_")
-            and name not in TERMINATE_METHODS
+            and name not in BUILT_IN_METHODS
             and name not in (self._meta.get("methods") or {})
         ):
             raise AttributeError(name)
-        if name in TERMINATE_METHODS:
+        if name in BUILT_IN_METHODS:
             return ActorMethod(self, name, None, {"num_returns": 1})
         found = self._methods().get(name)
         if found is None:

@@ -34,7 +34,7 @@ from actorflow._private.protocol.worker import (
 )
 from actorflow._private.runtime import Call
 from actorflow._private.scheduling_strategies import is_group_wire
-from actorflow._private.worker.actor_handle import TERMINATE_METHODS
+from actorflow._private.worker.actor_handle import READY_METHOD, TERMINATE_METHODS
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
     ActorExitSignal,
@@ -149,6 +149,8 @@ class ActorHost:
         task_id, method_name, args_wire, slots, num_returns, caller = decode(CallMethod, payload)
         if method_name in TERMINATE_METHODS:
             fn: Any = _terminate
+        elif method_name == READY_METHOD:
+            fn = _ready
         else:
             fn = getattr(self.instance, method_name, None) if self.instance is not None else None
         if fn is None or self._exiting:
@@ -206,6 +208,10 @@ class ActorHost:
         handlers.start()
         handlers.join(self.core.config.actor_exit_handlers_seconds)
         os._exit(0)
+
+
+def _ready() -> bool:
+    return True
 
 
 def _terminate() -> None:

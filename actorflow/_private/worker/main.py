@@ -16,7 +16,7 @@ import signal
 import sys
 
 from actorflow._private.protocol.worker_spec import WorkerSpec
-from actorflow._private.runtime_env.spec import expand_env_vars
+from actorflow._private.runtime_env.spec import expand_env_vars, run_setup_hook
 
 _PR_SET_PDEATHSIG = 1
 
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     core.extensions["is_cancelled"] = executor.is_cancelled  # get_runtime_context().is_canceled()
     runtime.register_actor("actor", ActorHost(core, executor))
     context.set_core(core)
+    hook = (spec.runtime_env or {}).get("worker_process_setup_hook")
+    if hook is not None:  # before any task: a hook that fails ends the worker (logged)
+        run_setup_hook(hook)
 
     def blocked() -> None:
         executor.task_blocked = True  # tasks pushed from now on are given back at once
