@@ -56,6 +56,11 @@ def init(
     unknown = set(ray_compat) - _IGNORED_INIT_ARGS
     if unknown:
         raise TypeError(f"init() got unknown argument(s): {', '.join(sorted(unknown))}")
+    if address not in (None, "", "local") and ray_compat.get("_system_config"):
+        raise ValueError(  # as Ray: a running cluster's settings are its own
+            "_system_config can only be given when init() starts a new cluster, not when it "
+            "connects to one"
+        )
     with _init_lock:
         if context.core_or_none() is not None:
             if ignore_reinit_error:

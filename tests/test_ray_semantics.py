@@ -627,3 +627,9 @@ def test_ray_ready(cluster):
     assert actorflow.get(
         [Plain.remote().__ray_ready__.remote(), Async.remote().__ray_ready__.remote()], timeout=30
     ) == [True, True]
+
+
+def test_system_config_is_refused_when_connecting(no_cluster):
+    with pytest.raises(ValueError, match="_system_config"):
+        actorflow.init(address="127.0.0.1:1", _system_config={"object_timeout_milliseconds": 200})
+    assert not actorflow.is_initialized()

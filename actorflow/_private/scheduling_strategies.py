@@ -146,8 +146,10 @@ def _check_fits(
         if all(bundle.get(k, 0.0) + _EPSILON >= v for k, v in resources.items() if v > 0):
             return
     which = f"bundle {index}" if index >= 0 else "any bundles"
+    # Ray's wording, the request as the user wrote it (whole numbers without ".0").
+    request = {k: int(v) if float(v).is_integer() else v for k, v in resources.items()}
     raise ValueError(
         f"Cannot schedule {what or 'the task'} with the placement group because the resource "
-        f"request {dict(resources)} cannot fit into {which} for the placement group "
-        f"{pg_id}, {bundles}."
+        f"request {request} cannot fit into {which} for the placement group, {bundles}. "
+        f"(placement group {pg_id})"
     )
