@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only these script names")
     parser.add_argument("--run-unsafe", action="store_true", help="also run UNSAFE scripts")
     args = parser.parse_args(argv)
+    if os.sep in args.python:  # each run has its own working directory
+        args.python = os.path.abspath(args.python)
 
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")
@@ -89,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no scripts to run in {args.folder}")
     label = "actorflow" if args.alias else os.path.basename(os.path.dirname(args.python))
     scratch = Path(args.json or "compat_runs").with_suffix("") / "work"
-    results = []
+    # Results of earlier runs of other scripts are kept: a rerun of some (--only) merges in.
+    earlier: dict[str, dict] = {}
+    if args.json and args.json.exists():
+        earlier = {r["script"]: r for r in json.loads(args.json.read_text())["results"]}
+    results: list[dict] = []
     start = time.monotonic()
     for script in scripts:
         if script.name in UNSAFE and not args.run_unsafe:
@@ -108,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         if args.json:  # written after every script, so a long run can be read as it goes
+            merged = {**earlier, **{r["script"]: r for r in results}}
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(
                 json.dumps(
@@ -115,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         "runtime": label,
                         "python": args.python,
                         "alias": args.alias,
-                        "results": results,
+                        "results": [merged[name] for name in sorted(merged)],
                     },
                     indent=1,
                 )

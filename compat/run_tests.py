@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per file")
     parser.add_argument("--only", nargs="*", help="run only these files (names or stems)")
     args = parser.parse_args(argv)
+    if os.sep in args.python:  # each run has its own working directory
+        args.python = os.path.abspath(args.python)
 
     if not args.folder.is_dir():
         parser.error(f"{args.folder} is not a folder")

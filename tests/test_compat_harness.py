@@ -75,6 +75,21 @@ def test_lenient_imports_fail_only_where_used() -> None:
     assert "actorflow._private.no_such_module" in done.stderr
 
 
+def test_lenient_imports_stand_in_for_missing_names_only() -> None:
+    done = run_with_alias(
+        """
+        from ray.util import queue, NoSuchName
+        import actorflow.util.queue
+        assert queue is actorflow.util.queue  # a real submodule is still imported
+        print("imported")
+        NoSuchName()
+        """,
+        COMPAT_LENIENT_IMPORTS="1",
+    )
+    assert done.stdout.strip() == "imported", done.stderr
+    assert "ImportError: cannot import name 'NoSuchName' from 'actorflow.util'" in done.stderr
+
+
 def write(folder: Path, name: str, code: str) -> None:
     (folder / name).write_text(textwrap.dedent(code))
 

@@ -8,8 +8,9 @@ same module object, not a copy). A Ray module actorflow does not have fails as
 written on the public API.
 
 With COMPAT_LENIENT_IMPORTS=1 a missing module imports as a placeholder instead, whose every
-use raises that ModuleNotFoundError: a test file that imports a Ray internal at its top still
-collects, and only the cases that use the internal fail, each saying which module it lacked.
+use raises that ModuleNotFoundError, and a name an actorflow module lacks is a placeholder whose
+use raises ImportError: a test file that imports a Ray internal at its top still collects, and
+only the cases that use the internal fail, each saying which module or name it lacked.
 """
 
 from __future__ import annotations
@@ -73,13 +74,17 @@ class RayAliasFinder(importlib.abc.MetaPathFinder):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as error:
-            if error.name != name:
+            missing = error.name or ""
+            if not (name == missing or name.startswith(missing + ".")):
                 raise  # the target exists but something it imports does not
             message = f"No module named {name!r} (what {fullname!r} maps to)"
             if os.environ.get("COMPAT_LENIENT_IMPORTS") == "1":
                 module = MissingModule(fullname, message)
             else:
                 raise ModuleNotFoundError(message, name=fullname) from None
+        else:
+            if os.environ.get("COMPAT_LENIENT_IMPORTS") == "1":
+                make_lenient(module)
         is_package = hasattr(module, "__path__")
         return importlib.machinery.ModuleSpec(fullname, _AliasLoader(module), is_package=is_package)
 
@@ -92,7 +97,9 @@ class Missing:
         self._message = message
 
     def _fail(self, *args: object, **kwargs: object) -> None:
-        raise ModuleNotFoundError(f"{self._message}; needed for {self._qualname}")
+        if self._message.startswith("No module named"):
+            raise ModuleNotFoundError(f"{self._message}; needed for {self._qualname}")
+        raise ImportError(self._message)
 
     __call__ = __iter__ = __bool__ = __len__ = __getitem__ = __enter__ = _fail  # type: ignore
 
@@ -120,12 +127,37 @@ class MissingModule(types.ModuleType):
         return Missing(f"{self.__name__}.{name}", self._message)
 
 
+def make_lenient(module: types.ModuleType) -> None:
+    """Give a real actorflow module a module ``__getattr__`` (PEP 562) for the names it lacks:
+    a submodule is imported as usual; any other missing name is a placeholder that raises
+    ImportError naming it when used. Names the module has are untouched."""
+    if "__getattr__" in vars(module) or isinstance(module, MissingModule):
+        return
+
+    def __getattr__(name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return importlib.import_module(f"{module.__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{module.__name__}.{name}":
+                raise
+        return Missing(
+            f"{module.__name__}.{name}",
+            f"cannot import name {name!r} from {module.__name__!r} (actorflow has no such name)",
+        )
+
+    module.__getattr__ = __getattr__  # type: ignore[attr-defined]
+
+
 def install() -> types.ModuleType:
     """Put the finder first (before the path finder could load actorflow's files a second time
     under ``ray.*`` names) and make ``ray`` the actorflow module."""
     if not any(isinstance(finder, RayAliasFinder) for finder in sys.meta_path):
         sys.meta_path.insert(0, RayAliasFinder())
     actorflow = importlib.import_module("actorflow")
+    if os.environ.get("COMPAT_LENIENT_IMPORTS") == "1":
+        make_lenient(actorflow)
     sys.modules["ray"] = actorflow
     return actorflow
 
