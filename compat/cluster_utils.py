@@ -58,8 +58,13 @@ class Cluster:
     def wait_for_nodes(self, timeout: float = 30) -> None:
         from compat.test_utils import wait_for_condition
 
+        if not ray.is_initialized():
+            return  # not connected: asking would start a cluster of its own; add_node waited
         expected = len(self._cluster.nodes)
-        wait_for_condition(lambda: sum(n["alive"] for n in ray.nodes()) >= expected, timeout)
+        wait_for_condition(lambda: sum(n["Alive"] for n in ray.nodes()) >= expected, timeout)
+
+    def list_all_nodes(self) -> list[dict[str, Any]]:
+        return ([self.head_node] if self.head_node else []) + list(self.worker_nodes)
 
     def connect(self, namespace: str | None = None) -> Any:
         return ray.init(address=self.address, namespace=namespace)
