@@ -185,3 +185,13 @@ def enable_pickle_debug() -> Iterator[None]:
     os.environ["RAY_PICKLE_VERBOSE_DEBUG"] = "1"
     yield None
     os.environ.pop("RAY_PICKLE_VERBOSE_DEBUG", None)
+
+
+@pytest.fixture
+def event_loop() -> Iterator[Any]:
+    """The event_loop fixture older pytest-asyncio versions gave (test files still ask for it)."""
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()

@@ -32,6 +32,9 @@ HELPER_MODULES = {
     "ray._private.test_utils": "compat.test_utils",
     "ray.tests": "compat",
     "ray.tests.conftest": "compat.fixtures",
+    # Ray's compiled core exports public classes too (ObjectRef, ObjectRefGenerator): the
+    # names actorflow has come from its top-level package.
+    "ray._raylet": "actorflow",
 }
 
 
