@@ -134,10 +134,16 @@ def make_lenient(module: types.ModuleType) -> None:
     """Give a real actorflow module a module ``__getattr__`` (PEP 562) for the names it lacks:
     a submodule is imported as usual; any other missing name is a placeholder that raises
     ImportError naming it when used. Names the module has are untouched."""
-    if "__getattr__" in vars(module) or isinstance(module, MissingModule):
+    own = vars(module).get("__getattr__")  # the module's own lazy names (actorflow.util)
+    if getattr(own, "compat_lenient", False) or isinstance(module, MissingModule):
         return
 
     def __getattr__(name: str) -> object:
+        if own is not None:
+            try:
+                return own(name)
+            except AttributeError:
+                pass
         if name.startswith("__"):
             raise AttributeError(name)
         try:
@@ -150,6 +156,7 @@ def make_lenient(module: types.ModuleType) -> None:
             f"cannot import name {name!r} from {module.__name__!r} (actorflow has no such name)",
         )
 
+    __getattr__.compat_lenient = True  # type: ignore[attr-defined]
     module.__getattr__ = __getattr__  # type: ignore[attr-defined]
 
 
