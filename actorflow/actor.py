@@ -191,7 +191,7 @@ class ActorClass:
             "strategy": strategy_to_wire(
                 o.get("scheduling_strategy"),
                 resources,
-                self.__name__,
+                self._cls.__qualname__,
                 context.current_placement_group(),
             ),
         }
