@@ -573,3 +573,10 @@ def test_exit_kinds_and_spec_checks():
         ChildSpec("x", Worker, restart="sometimes")
     with pytest.raises(ValueError, match="non-empty name"):
         ChildSpec("", Worker)
+
+
+def test_exit_kind_reads_rays_kill_wording():
+    assert (
+        exit_kind("The actor is dead because it was killed by `ray.kill` (actorflow.kill())")
+        == KILLED
+    )

@@ -47,7 +47,7 @@ def exit_kind(event: ActorEvent | str) -> str:
         return kind  # the GCS's own classification; the cause text is for old events only
     if "exit_actor() was called" in cause or "terminated gracefully" in cause:
         return NORMAL
-    if "killed with actorflow.kill()" in cause:
+    if "killed with actorflow.kill()" in cause or "killed by `ray.kill`" in cause:
         return KILLED
     if "constructor raised" in cause:
         return START_FAILED

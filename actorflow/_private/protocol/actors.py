@@ -39,11 +39,15 @@ class ActorExited(NamedTuple):
     reason: str
 
 
+# Ray's wording (programs and tests written for Ray look for it), then ours.
+KILLED_REASON = "The actor is dead because it was killed by `ray.kill` (actorflow.kill())"
+
+
 @message("actors", "kill_actor")
 class KillActor(NamedTuple):
     actor_id: str
     no_restart: bool  # false: end its process, and it restarts if it has restarts left
-    reason: str = "it was killed with actorflow.kill()"
+    reason: str = KILLED_REASON
 
 
 @message("actors", "wait_actor")
