@@ -633,3 +633,46 @@ def test_system_config_is_refused_when_connecting(no_cluster):
     with pytest.raises(ValueError, match="_system_config"):
         actorflow.init(address="127.0.0.1:1", _system_config={"object_timeout_milliseconds": 200})
     assert not actorflow.is_initialized()
+
+
+def test_async_actor_runs_calls_in_batches_of_max_concurrency(cluster):
+    # Ray's guide example: a freed slot goes to the next call only after what the ending
+    # call woke has run (with a semaphore's direct hand-over this deadlocks).
+    @actorflow.remote
+    class Batches:
+        def __init__(self, batch_size):
+            self.event = asyncio.Event()
+            self.current = 0
+            self.batch_size = batch_size
+
+        async def run_task(self):
+            self.current += 1
+            if self.current == self.batch_size:
+                self.event.set()
+            else:
+                await self.event.wait()
+                self.event.clear()
+                self.current = 0
+            return "done"
+
+    actor = Batches.options(max_concurrency=2).remote(2)
+    assert actorflow.get([actor.run_task.remote() for _ in range(8)], timeout=60) == ["done"] * 8
+
+
+def test_cancelling_an_async_call_that_waits_for_a_slot(cluster):
+    signal = Signal.remote()
+
+    @actorflow.remote
+    class One:
+        async def wait(self, signal):
+            await signal.wait.remote()
+            return "ran"
+
+    actor = One.options(max_concurrency=1).remote()
+    first, queued = actor.wait.remote(signal), actor.wait.remote(signal)
+    actorflow.cancel(queued)
+    with pytest.raises(exceptions.TaskCancelledError):
+        actorflow.get(queued, timeout=30)
+    signal.send.remote()
+    assert actorflow.get(first, timeout=30) == "ran"
+    assert actorflow.get(actor.wait.remote(signal), timeout=30) == "ran"  # its slot is free

@@ -35,6 +35,7 @@ from actorflow._private.protocol.worker import (
 from actorflow._private.runtime import Call
 from actorflow._private.scheduling_strategies import is_group_wire
 from actorflow._private.worker.actor_handle import READY_METHOD, TERMINATE_METHODS
+from actorflow._private.worker.call_slots import CallSlots
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
     ActorExitSignal,
@@ -57,7 +58,7 @@ class ActorHost:
         self.class_name = ""
         self.is_async = False
         self.threaded = False
-        self._limiters: dict[str, asyncio.Semaphore] = {}
+        self._limiters: dict[str, CallSlots] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._method_groups: dict[str, str] = {}
         self._exiting = False
@@ -137,7 +138,7 @@ class ActorHost:
                 self._method_groups[name] = group
         for group, limit in groups.items():
             if self.is_async:
-                self._limiters[group] = asyncio.Semaphore(limit)
+                self._limiters[group] = CallSlots(limit)
             elif self.threaded or group != "_default":
                 self._pools[group] = ThreadPoolExecutor(
                     max_workers=limit, thread_name_prefix=f"actor-{group}"

@@ -37,6 +37,7 @@ from actorflow._private.protocol.worker import (
     StreamItem,
 )
 from actorflow._private.runtime import Call
+from actorflow._private.worker.call_slots import CallSlots
 from actorflow._private.worker.calls import STREAMING
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.task_context import (
@@ -305,10 +306,22 @@ class TaskExecutor:
             self._queued[job.task_id] = job
         self._main_queue.put(job)
 
-    def start_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
+    def start_async(self, job: _Job, limiter: CallSlots | None = None) -> None:
         """Run an async job on the loop, at most limiter's count at once."""
-        job.async_task = self.runtime.loop.create_task(self._run_async(job, limiter))
         self._running[job.task_id] = job
+        if limiter is None:
+            job.async_task = self.runtime.loop.create_task(self._run_async_now(job))
+            return
+
+        def start() -> None:
+            if job.cancelled:  # cancelled while it waited for a slot: it never runs
+                self._running.pop(job.task_id, None)
+                _settle(job.future, (CANCELLED, None, 0.0, []))
+                limiter.release()
+                return
+            job.async_task = self.runtime.loop.create_task(self._run_limited(job, limiter))
+
+        limiter.run(start)
 
     def run_in_pool(self, job: _Job, pool: Any) -> None:
         """Run a sync job on a thread of pool (threaded actors)."""
@@ -503,12 +516,11 @@ class TaskExecutor:
         error = errors.ActorDiedError(f"the actor is dead: {self.exit_reason}")
         return (FAILED, serialization.serialize_error(error), time.perf_counter() - start, [])
 
-    async def _run_async(self, job: _Job, limiter: asyncio.Semaphore | None = None) -> None:
-        if limiter is not None:
-            async with limiter:
-                await self._run_async_now(job)
-        else:
+    async def _run_limited(self, job: _Job, limiter: CallSlots) -> None:
+        try:
             await self._run_async_now(job)
+        finally:
+            limiter.release()
 
     async def _run_async_now(self, job: _Job) -> None:
         if self.exit_reason is not None:
