@@ -47,6 +47,7 @@ def _accepted(annotation: Any) -> tuple[type, ...] | None:
     return _ACCEPTS.get(base)
 
 
+_tuple_new = tuple.__new__  # bound once: decode builds a message per task and actor call
 _NAMES = {list: "array", tuple: "", dict: "map", type(None): "nil"}
 _ARRAYS = (list, tuple)
 
@@ -109,14 +110,12 @@ def decode(kind: type[T], payload: Any) -> T:
     required, size, accepted = _SHAPES[kind]
     # The common case, cheaply (it runs for every task and actor call): a whole, well-typed
     # array. map() stops at the payload's end, so omitted trailing fields are not checked.
-    if (
-        isinstance(payload, _ARRAYS)  # a list off the wire; a message itself within a process
-        and required <= len(payload) <= size
-        and all(map(isinstance, payload, accepted))
-    ):
-        if len(payload) == size:
-            return tuple.__new__(kind, payload)  # type: ignore[type-var]
-        return kind(*payload)
+    if isinstance(payload, _ARRAYS):  # a list off the wire; a message itself within a process
+        length = len(payload)
+        if length == size and all(map(isinstance, payload, accepted)):
+            return _tuple_new(kind, payload)  # type: ignore[type-var]
+        if required <= length < size and all(map(isinstance, payload, accepted)):
+            return kind(*payload)
     raise _malformed(SPECS[kind], payload)
 
 

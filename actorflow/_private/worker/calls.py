@@ -96,18 +96,20 @@ class Completion:
         hold is taken even for a late reply, so that the sender hears it may let go."""
         if contained:
             self._hold_contained(call.return_ids, contained, sender, call.task_id)
-        self.finish(call, wires)
+        self.finish(call, wires, succeeded=True)
 
-    def finish(self, call: CallRecord, wires: list) -> None:
+    def finish(self, call: CallRecord, wires: list, succeeded: bool = False) -> None:
         """Store the call's results, once: a late reply after a retry, or a cancellation that
-        raced the reply, finds the call finished."""
+        raced the reply, finds the call finished. Results that succeeded are values, never all
+        errors: they skip results_failed's check (a generator per call on the loop thread)."""
         if call.finished:
             return
         call.finished = True
         call.pinned = []  # the refs and handles its arguments held may go now
         if call.pin_ids:
             self._ownership.unpin_for_call(call.pin_ids)
-        self._results_failed(call.return_ids, wires)
+        if not succeeded:
+            self._results_failed(call.return_ids, wires)
         if call.num_returns == STREAMING:
             self._streams.finish(call.task_id, wires[0] if wires else None)
         else:
