@@ -27,6 +27,7 @@ from actorflow._private.worker.actor_submitter import ActorSubmitter
 from actorflow._private.worker.arguments import ArgumentPacker
 from actorflow._private.worker.calls import Completion
 from actorflow._private.worker.control_client import ControlClient
+from actorflow._private.worker.metrics import MetricsReporter
 from actorflow._private.worker.object_ref import ObjectRef
 from actorflow._private.worker.ownership_io import OwnershipIO
 from actorflow._private.worker.runtime_envs import RuntimeEnvs
@@ -106,6 +107,7 @@ class CoreWorker:
         completion = Completion(
             self.ownership, self.streams, self.set_object, refs.hold_contained, self.results_failed
         )
+        self.completion = completion
         self.submitter = TaskSubmitter(runtime, config, self, completion)
         self.actor_submitter = ActorSubmitter(runtime, config, self, completion)
         self.handles = HandleCounts(
@@ -146,6 +148,8 @@ class CoreWorker:
         self.get = waiting.get
         self.wait = waiting.wait
         self.get_async = waiting.get_async
+        self.metrics = MetricsReporter(self)  # reports to the node's /metrics (metrics.py)
+        runtime.call_soon(self.metrics.start)
 
     def keep_forever(self, ref: Any) -> None:
         """Hold ref (and so its object) for as long as this process lives: it was pickled out
