@@ -22,7 +22,7 @@ from actorflow._private.ownership.state import Ownership
 from actorflow._private.protocol import core, gcs, raylet, store
 from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
-from actorflow._private.worker import output
+from actorflow._private.worker import output, progress_bars
 from actorflow._private.worker.actor_submitter import ActorSubmitter
 from actorflow._private.worker.arguments import ArgumentPacker
 from actorflow._private.worker.calls import Completion
@@ -71,6 +71,7 @@ class CoreWorker:
         self.job_info: dict[str, Any] | None = None
         self.extensions: dict[str, Any] = {"shm_prefix": shm_prefix} if shm_prefix else {}
         self._kept = False
+        self.log_address = ""  # where this worker's output and progress go ("" the driver's own)
         self._watching_nodes = False
 
         self.ownership = Ownership(runtime.address)
@@ -305,3 +306,8 @@ class CoreWorker:
     def handle_log(self, payload: list, call: Call | None) -> None:
         """Output of a worker, printed by the driver."""
         output.print_forwarded(*decode(core.WorkerOutput, payload))
+
+    def handle_progress(self, payload: list, call: Call | None) -> None:
+        """A distributed progress bar's state (tqdm_ray), drawn by the driver."""
+        origin, state = decode(core.WorkerProgress, payload)
+        progress_bars.manager().update(origin, state)

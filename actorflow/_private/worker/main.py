@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         module, _, name = hook.partition(":")
         getattr(__import__(module, fromlist=[name]), name)(core, executor)
 
-    log_address = spec.log_address
+    log_address = core.log_address = spec.log_address
     if log_address:
 
         def forwarder(is_stderr: bool):
