@@ -62,7 +62,7 @@ class Metric:
         self._tag_keys: tuple[str, ...] = keys
         self._default_tags: dict[str, str] = {}
         self._family = Family(self._kind, description, keys, tuple(boundaries))
-        check_family(PREFIX + name, self._family)
+        check_family(name, self._family)  # (with the prefix it stays valid)
         self._defined_in: Any = None  # the recorder it was defined in (the process's)
 
     def set_default_tags(self, default_tags: dict[str, str]) -> Metric:

@@ -93,7 +93,7 @@ class Aggregate:
                 total[i] += float(v)
 
     def collect(self) -> Iterator[Metric]:
-        by_name: dict[str, list] = {}
+        by_name: dict[str, list] = {name: [] for name in self.families}  # all: even empty
         for table in (self.counters, self.gauges, self.histograms):
             for (name, tags), value in table.items():
                 by_name.setdefault(name, []).append((tags, value))

@@ -89,6 +89,8 @@ class NodeMetrics:
     def collect_own(self) -> None:
         """This process's own recorder's deltas (its sampled requests, and in an embedded
         cluster what the driver recorded between its reports)."""
+        for name, family in list(self.recorder.families.items()):
+            self.aggregate.families.setdefault(name, family)  # shown before any sample
         report = self.recorder.take()
         if report is not None:
             self.aggregate.apply(report)

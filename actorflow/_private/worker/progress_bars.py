@@ -77,6 +77,26 @@ class BarManager:
                 self._free_positions.append(int(bar.pos if bar.pos >= 0 else -bar.pos))
                 bar.close()
 
+    def local(self, *, total: int | None, desc: str, unit: str) -> Any:
+        """A bar of the driver's own (a with-block; closing it frees its line)."""
+        manager = self
+        key = f"local-{id(object())}-{len(self._bars)}"
+
+        class _Local(_tqdm()):  # type: ignore[misc]
+            def close(self) -> None:
+                with manager._lock:
+                    if manager._bars.pop(key, None) is not None:
+                        manager._free_positions.append(abs(self.pos))
+                super().close()
+
+        with self._lock:
+            position = self._free_positions.pop(0) if self._free_positions else len(self._bars)
+            shown = _Local(
+                total=total, desc=desc, unit=unit, position=position, leave=True, file=sys.stderr
+            )
+            self._bars[key] = shown
+        return shown
+
     def write(self, stream: TextIO, text: str) -> None:
         """Print text on stream without tearing the bars (clear, print, redraw)."""
         with self._lock:
@@ -111,3 +131,9 @@ def manager() -> BarManager:
 
 def active_manager() -> BarManager | None:
     return _manager if _manager is not None and _manager.active else None
+
+
+def local_bar(*, total: int | None, desc: str, unit: str) -> Any:
+    """A tqdm bar drawn in this process (the driver), below the distributed ones; registered
+    so that forwarded output is printed around it."""
+    return manager().local(total=total, desc=desc, unit=unit)
