@@ -91,6 +91,7 @@ class tqdm:
 
     def __iter__(self) -> Iterator[Any]:
         if self._iterable is None:
+            self.close()
             raise TypeError("this tqdm has no iterable: use update() to advance it")
         try:
             for item in self._iterable:

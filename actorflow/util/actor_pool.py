@@ -80,6 +80,11 @@ def _all_of(futures: list[concurrent.futures.Future]) -> concurrent.futures.Futu
     return result
 
 
+def _check_progress(progress: object) -> None:
+    if not isinstance(progress, (bool, str)):
+        raise TypeError(f"progress must be a bool or a description, got {progress!r}")
+
+
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
@@ -151,6 +156,7 @@ class ActorPool:
         ``values``. Results not yet taken from earlier submissions are discarded first.
         progress (actorflow's, not Ray's): True, or a description, shows a tqdm bar in the
         driver that advances as results are taken."""
+        _check_progress(progress)
         count = self._begin_map(fn, values)
         return self._shown(self._results(ordered=True), count, progress)
 
@@ -162,13 +168,12 @@ class ActorPool:
         progress: bool | str = False,
     ) -> Iterator[Any]:
         """Like ``map``, but results come as they finish."""
+        _check_progress(progress)
         count = self._begin_map(fn, values)
         return self._shown(self._results(ordered=False), count, progress)
 
     @staticmethod
     def _shown(results: Iterator[Any], count: int, progress: bool | str) -> Iterator[Any]:
-        if not isinstance(progress, (bool, str)):
-            raise TypeError(f"progress must be a bool or a description, got {progress!r}")
         if progress is False:
             return results
         from actorflow.util.progress import bar
