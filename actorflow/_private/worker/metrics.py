@@ -91,10 +91,3 @@ class MetricsReporter:
         message = ReportMetrics(self.core.address, report, tasks, done or None)
         self.core.runtime.tell(self.core.raylet_address, message)
         return True
-
-
-def flush(core: Any) -> None:
-    """Report now (any thread): a driver about to disconnect, a test that cannot wait."""
-    reporter = getattr(core, "metrics", None)
-    if reporter is not None:
-        core.runtime.call_soon(reporter.report)
