@@ -220,3 +220,21 @@ def test_grafana_dashboard_queries_only_metrics_that_exist(make_cluster: Any) ->
                 assert metric in names or family in families, (
                     f"panel {panel['title']!r} queries {metric}, which /metrics does not have"
                 )
+
+
+def test_cli_start_serves_metrics_on_the_port_given(cli: Any) -> None:
+    with socket.socket() as probe:  # a port free now, for the head's node
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = cli.ok(
+        "start", "--head", "--port", "0", "--num-cpus", "1", "--metrics-export-port", str(port)
+    )
+    assert f"Prometheus metrics at http://127.0.0.1:{port}/metrics" in out
+    assert "(the GCS)" in out
+    families = scrape(f"127.0.0.1:{port}")
+    assert value(families, "actorflow_resources_total", Name="CPU") == 1
+    (row,) = cli.json("list", "nodes")
+    assert row["metrics_address"] == f"127.0.0.1:{port}"
+    assert f"127.0.0.1:{port}" in cli.ok("status")
+    done = cli.run("start", "--head", "--port", "0", "--metrics-export-port", "70000")
+    assert done.returncode == 2 and "--metrics-export-port must be 0-65535" in done.stderr
