@@ -33,6 +33,7 @@ _IGNORED_INIT_ARGS = {
     "log_to_driver",
     "_temp_dir",
     "_system_config",
+    "_metrics_export_port",
 }
 
 
@@ -116,11 +117,21 @@ def init(
             resources=resources,
             namespace=namespace,
             runtime_env=job_env,
+            metrics_export_port=_metrics_port(ray_compat.get("_metrics_export_port")),
         )
         core = session.start()
         context.set_core(core, session)
         _register_atexit()
         return _info()
+
+
+def _metrics_port(port: Any) -> int | None:
+    """init(_metrics_export_port=...): the port of the embedded node's /metrics (0: free)."""
+    if port is None:
+        return None
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ValueError(f"_metrics_export_port must be a port number 0-65535, got {port!r}")
+    return port
 
 
 def _register_atexit() -> None:

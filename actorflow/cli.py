@@ -186,6 +186,16 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         help="shared memory for objects (default: 30%% of RAM)",
     )
     parser.add_argument(
+        "--metrics-export-port",
+        "--metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="the port this node serves Prometheus metrics on, at http://HOST:PORT/metrics "
+        "on its --host (default 0: a free port; `actorflow list nodes` shows it). The "
+        "head's GCS serves its own on a free port",
+    )
+    parser.add_argument(
         "--storage",
         default="",
         metavar="URL",
@@ -211,6 +221,13 @@ def cmd_start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not 0 <= args.metrics_export_port <= 65535:
+        print(
+            f"actorflow start: --metrics-export-port must be 0-65535, got "
+            f"{args.metrics_export_port}",
+            file=sys.stderr,
+        )
+        return 2
     info = start_node(
         head=args.head,
         address=args.address or "",
@@ -221,6 +238,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         resources=resources,
         object_store_memory=args.object_store_memory,
         storage=args.storage,
+        metrics_export_port=args.metrics_export_port,
         session_root=Config.from_env().session_root,
     )
     gcs = str(info["gcs_address"]).split("://")[-1]
@@ -236,6 +254,11 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}."
         )
     print(f"Session directory: {info['session_dir']} (logs, token)")
+    metrics = [f"http://{info['metrics_address']}/metrics"] if info.get("metrics_address") else []
+    if args.head and (info.get("gcs") or {}).get("metrics_address"):
+        metrics.append(f"http://{info['gcs']['metrics_address']}/metrics (the GCS)")
+    if metrics:
+        print("Prometheus metrics at " + ", ".join(metrics))
     if args.head and info.get("gcs"):
         print(f"GCS (pid {info['gcs']['pid']}) at {gcs}, tables in {info['gcs']['storage']}.")
     if args.head:

@@ -136,6 +136,13 @@ class Config:
     # -- cluster inspection (actorflow memory / list / status, util.state) --
     # How long one process may take to answer an inspection query before it is skipped.
     inspection_request_timeout: float = 10.0
+    # -- metrics (metrics/, node/metrics.py) --
+    # How often a process reports its metrics (user metrics, calls by state, sampled request
+    # latencies) to its node, when something changed; 0 turns the reports off.
+    metrics_report_seconds: float = 1.0
+    # The port of /metrics for the embedded cluster of init() (0: a free one; -1: none unless
+    # init(_metrics_export_port=...) asks). Node processes take `--metrics-export-port`.
+    metrics_export_port: int = -1
     # -- worker internals --
     # How long a process keeps refs it sent inside a result alive, if the receiver never says
     # that it holds them (it died): a safety net, not the normal path.

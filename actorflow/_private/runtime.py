@@ -97,7 +97,7 @@ class Call:
 
 
 class _Pending:
-    __slots__ = ("future", "conn", "on_stream")
+    __slots__ = ("future", "conn", "on_stream", "started", "method")
 
     def __init__(
         self,
@@ -108,6 +108,8 @@ class _Pending:
         self.future = future
         self.conn = conn
         self.on_stream = on_stream
+        self.started = 0.0  # loop time it was sent, if its latency is sampled
+        self.method = ""
 
 
 class Runtime:
@@ -135,6 +137,10 @@ class Runtime:
         self._peer_lost: dict[str, list[Callable[[], None]]] = {}
         self.loop_thread_id = threading.get_ident()
         self.closed = False
+        # The process's metrics (metrics/recorder.py), set on first use: it times one request
+        # in a few (sample_latency, request_latency); None times nothing.
+        self.metrics: Any = None
+        self.latency_recorder: Any = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -190,7 +196,10 @@ class Runtime:
             self._dispatch_request(None, req_id, target, method, payload)
             return future
         conn = self._conns.get(address)
-        self._pending[req_id] = _Pending(future, conn, on_stream)
+        pending = self._pending[req_id] = _Pending(future, conn, on_stream)
+        recorder = self.latency_recorder
+        if recorder is not None and recorder.sample_latency():
+            pending.started, pending.method = self.loop.time(), f"{target}.{method}"
         try:
             self._send(address, conn, [REQUEST, req_id, target, method, payload])
         except (transports.TransportError, TypeError) as exc:  # too big, or not encodable
@@ -349,6 +358,8 @@ class Runtime:
             if kind == RESPONSE:
                 pending = self._pending.pop(msg[1], None)
                 if pending is not None and not pending.future.done():
+                    if pending.started:
+                        self._timed(pending)
                     pending.future.set_result(msg[2])
             elif kind == REQUEST:
                 self._dispatch_request(conn, msg[1], msg[2], msg[3], msg[4])
@@ -359,6 +370,8 @@ class Runtime:
             elif kind == FAILURE:
                 pending = self._pending.pop(msg[1], None)
                 if pending is not None and not pending.future.done():
+                    if pending.started:
+                        self._timed(pending)
                     pending.future.set_exception(error_from_wire(msg[2]))
             else:
                 raise ValueError(f"unknown message kind {kind!r}")
@@ -368,6 +381,14 @@ class Runtime:
                 "malformed message from %s (%s); closing that connection", conn.peer_address, exc
             )
             conn.close()
+
+    def _timed(self, pending: _Pending) -> None:
+        try:
+            self.latency_recorder.request_latency(
+                pending.method, self.loop.time() - pending.started
+            )
+        except Exception:
+            logger.exception("recording a request's latency failed")
 
     def _deliver_stream(self, req_id: int, payload: Any) -> None:
         pending = self._pending.get(req_id)

@@ -12,6 +12,7 @@ from actorflow.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+from actorflow.util.progress import progress
 
 __all__ = [
     "ActorPool",
@@ -20,6 +21,7 @@ __all__ = [
     "get_placement_group",
     "placement_group",
     "placement_group_table",
+    "progress",
     "remove_placement_group",
     "state",
 ]

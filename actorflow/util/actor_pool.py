@@ -80,6 +80,11 @@ def _all_of(futures: list[concurrent.futures.Future]) -> concurrent.futures.Futu
     return result
 
 
+def _check_progress(progress: object) -> None:
+    if not isinstance(progress, (bool, str)):
+        raise TypeError(f"progress must be a bool or a description, got {progress!r}")
+
+
 def _check_timeout(timeout: float | None) -> None:
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0
@@ -140,18 +145,47 @@ class ActorPool:
         self._in_flight[self._next_task_index] = _Task(self._next_task_index, ref, actor)
         self._next_task_index += 1
 
-    def map(self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]) -> Iterator[Any]:
+    def map(
+        self,
+        fn: Callable[[Any, Any], ObjectRef],
+        values: Iterable[Any],
+        *,
+        progress: bool | str = False,
+    ) -> Iterator[Any]:
         """Submit ``fn`` over every value; return an iterator of the results in the order of
-        ``values``. Results not yet taken from earlier submissions are discarded first."""
-        self._begin_map(fn, values)
-        return self._results(ordered=True)
+        ``values``. Results not yet taken from earlier submissions are discarded first.
+        progress (actorflow's, not Ray's): True, or a description, shows a tqdm bar in the
+        driver that advances as results are taken."""
+        _check_progress(progress)
+        count = self._begin_map(fn, values)
+        return self._shown(self._results(ordered=True), count, progress)
 
     def map_unordered(
-        self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]
+        self,
+        fn: Callable[[Any, Any], ObjectRef],
+        values: Iterable[Any],
+        *,
+        progress: bool | str = False,
     ) -> Iterator[Any]:
         """Like ``map``, but results come as they finish."""
-        self._begin_map(fn, values)
-        return self._results(ordered=False)
+        _check_progress(progress)
+        count = self._begin_map(fn, values)
+        return self._shown(self._results(ordered=False), count, progress)
+
+    @staticmethod
+    def _shown(results: Iterator[Any], count: int, progress: bool | str) -> Iterator[Any]:
+        if progress is False:
+            return results
+        from actorflow.util.progress import bar
+
+        def advancing() -> Iterator[Any]:
+            desc = progress if isinstance(progress, str) else "ActorPool.map"
+            with bar(count, desc) as shown:
+                for result in results:
+                    shown.update(1)
+                    yield result
+
+        return advancing()
 
     def map_async(
         self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]
@@ -167,10 +201,14 @@ class ActorPool:
         self._begin_map(fn, values)
         return self._results_async(ordered=False)
 
-    def _begin_map(self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]) -> None:
+    def _begin_map(self, fn: Callable[[Any, Any], ObjectRef], values: Iterable[Any]) -> int:
+        """Submit fn over values; how many."""
         self._discard_all()
+        count = 0
         for value in values:
             self.submit(fn, value)
+            count += 1
+        return count
 
     def _discard_all(self) -> None:
         """Forget every result not yet taken, without waiting (as Ray's map does). Work already

@@ -48,11 +48,14 @@ class LocalCluster:
         env: dict[str, str] | None = None,
         wrapper: list[str] | None = None,
         storage: str = "",
+        metrics_export_port: int = 0,
     ) -> dict[str, Any]:
         """Start a node and return its info: node_id, address, pid, session_dir, log_path.
-        The first one is the head: the cluster's GCS (a process of its own, keeping its tables
-        in ``storage``, default SQLite in the session) and the head's node. ``wrapper``
-        prefixes the command (e.g. ``ip netns exec NS``)."""
+        Its /metrics is at ``http://{info["metrics_address"]}/metrics`` (a free port unless
+        metrics_export_port is given). The first one is the head: the cluster's GCS (a
+        process of its own, keeping its tables in ``storage``, default SQLite in the
+        session) and the head's node. ``wrapper`` prefixes the command (e.g. ``ip netns
+        exec NS``)."""
         info = start_node(
             head=not self.nodes,
             address=self.address if self.nodes else "",
@@ -63,6 +66,7 @@ class LocalCluster:
             resources=resources,
             object_store_memory=object_store_memory,
             storage=storage,
+            metrics_export_port=metrics_export_port,
             session_root=self.session_root,
             env=env,
             wrapper=wrapper,

@@ -103,6 +103,7 @@ def start_node(
     resources: dict[str, float] | None = None,
     object_store_memory: int = 0,
     storage: str = "",
+    metrics_export_port: int = 0,
     session_root: str,
     env: dict[str, str] | None = None,
     wrapper: list[str] | None = None,
@@ -161,6 +162,8 @@ def start_node(
         address,
         "--resources",
         json.dumps(resources or {}),
+        "--metrics-export-port",
+        str(metrics_export_port),
     ]
     if head:
         args.append("--head")

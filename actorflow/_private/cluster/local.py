@@ -19,6 +19,7 @@ from actorflow._private.cluster import session_dir
 from actorflow._private.config import Config
 from actorflow._private.control.gcs import GCS
 from actorflow._private.control.host import host_gcs
+from actorflow._private.control.metrics import GCSCollector
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.object_store import ObjectStore
 from actorflow._private.node.raylet import Raylet
@@ -61,8 +62,14 @@ class LocalSession:
         resources: dict[str, float] | None,
         namespace: str | None,
         runtime_env: dict[str, Any] | None = None,
+        metrics_export_port: int | None = None,
     ) -> None:
         self.config = config
+        # /metrics of this embedded node (and its GCS): None serves none unless the config
+        # says (metrics_export_port >= 0).
+        if metrics_export_port is None and config.metrics_export_port >= 0:
+            metrics_export_port = config.metrics_export_port
+        self.metrics_export_port = metrics_export_port
         self.runtime_env = runtime_env or {}  # the job's, checked (runtime_env/spec.validate)
         self.resources = node_resources(
             num_cpus, num_gpus, resources, config.memory_resource_fraction
@@ -123,7 +130,10 @@ class LocalSession:
             gcs_address=runtime.address,
             token=self.token,
             is_head=True,
+            metrics_port=self.metrics_export_port,
         )
+        node.metrics_port_fallback = True  # as Ray's, whose metrics agent logs and goes on
+        node.metrics.add_collector(GCSCollector(self.gcs))
         prestart = max(1, min(int(math.ceil(self.resources.get("CPU", 1.0))), 32))
         await node.start(prestart, job_id)
         assert node.store is not None
@@ -168,4 +178,6 @@ class LocalSession:
             "namespace": self.namespace,
             "node_id": self.node.node_id if self.node else "",
             "object_store_memory": self.store.state.capacity if self.store else 0,
+            "metrics_export_port": self.node.metrics.server.port if self.node else 0,
+            "metrics_address": self.node.metrics.server.address if self.node else "",
         }

@@ -25,7 +25,9 @@ import uvloop
 from actorflow._private.cluster import session_dir
 from actorflow._private.config import Config, env_token
 from actorflow._private.control.host import host_gcs
+from actorflow._private.control.metrics import GCSCollector
 from actorflow._private.control.storage import open_storage
+from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.services import NodeServices, node_resources
 from actorflow._private.runtime import Runtime
 
@@ -44,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num-gpus", type=float, default=None)
     parser.add_argument("--resources", default="{}")
     parser.add_argument("--object-store-memory", type=int, default=0)
+    parser.add_argument(
+        "--metrics-export-port", type=int, default=0, help="the port of /metrics (0: a free one)"
+    )
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--ready-file", default="")
     return parser.parse_args(argv)
@@ -59,6 +64,10 @@ async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event)
     gcs = host_gcs(runtime, config, storage)
     await gcs.recover_all()
     runtime.register_actor("core", _Pingable())
+    # The GCS's /metrics: its tables and its own sampled requests (it is no node: node_id "").
+    metrics = NodeMetrics(runtime, "")
+    metrics.add_collector(GCSCollector(gcs))
+    await metrics.server.start(args.host, args.metrics_export_port)
     info = {
         "gcs_address": runtime.address,
         "address": runtime.address,
@@ -68,6 +77,7 @@ async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event)
         "node_id": "gcs",
         "storage": args.storage,
         "session_dir": args.session_dir,
+        "metrics_address": metrics.server.address,
     }
     session_dir.write_json(os.path.join(args.session_dir, "nodes", "gcs.json"), info)
     session_dir.write_node_info(args.session_dir, info)
@@ -76,6 +86,7 @@ async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event)
     logger.warning("GCS serving at %s (storage %s)", runtime.address, args.storage or "memory")
     await stop.wait()
     gcs.stop()
+    await metrics.server.aclose()
     await runtime.aclose()
     storage.close()
 
@@ -106,6 +117,7 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
         gcs_address=args.address,
         token=token,
         is_head=args.head,
+        metrics_port=args.metrics_export_port,
     )
     await node.start()
     assert node.raylet is not None

@@ -116,7 +116,30 @@ class RedisStorage:
         self._client.close()
 
 
-Storage = MemoryStorage | SqliteStorage | RedisStorage
+class CountingStorage:
+    """A storage that counts its writes, by table and kind, for the GCS's /metrics."""
+
+    def __init__(self, inner: MemoryStorage | SqliteStorage | RedisStorage) -> None:
+        self.inner = inner
+        self.durable = inner.durable
+        self.writes: dict[tuple[str, str], int] = {}
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        return self.inner.load()
+
+    def put(self, table: str, key: str, value: Any) -> None:
+        self.inner.put(table, key, value)
+        self.writes[(table, "put")] = self.writes.get((table, "put"), 0) + 1
+
+    def delete(self, table: str, key: str) -> None:
+        self.inner.delete(table, key)
+        self.writes[(table, "delete")] = self.writes.get((table, "delete"), 0) + 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+Storage = MemoryStorage | SqliteStorage | RedisStorage | CountingStorage
 
 
 def open_storage(url: str) -> Storage:

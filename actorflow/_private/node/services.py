@@ -5,16 +5,21 @@ cluster of ``init()`` (cluster/local.py) runs one on the driver's own runtime.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from actorflow._private import ids
 from actorflow._private.config import Config
+from actorflow._private.metrics.server import MetricsPortInUseError
+from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
 from actorflow._private.node.resources import normalize
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Runtime
+
+logger = logging.getLogger("actorflow.node")
 
 
 def node_resources(
@@ -68,6 +73,7 @@ class NodeServices:
         gcs_address: str,
         token: bytes,
         is_head: bool,
+        metrics_port: int | None = 0,
     ) -> None:
         self.runtime = runtime
         self.config = config
@@ -79,9 +85,26 @@ class NodeServices:
         self.node_id = ids.new_id(8).hex()
         self.store: ObjectStore | None = None
         self.raylet: Raylet | None = None
+        # /metrics on the node's host (loopback unless the node listens elsewhere), on this
+        # port (0: a free one; None: not served, the totals are still kept).
+        self.metrics_port = metrics_port
+        self.metrics_port_fallback = False  # a taken port: warn and take a free one
+        self.metrics = NodeMetrics(runtime, self.node_id)
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         runtime = self.runtime
+        metrics = self.metrics
+        runtime.register_actor("metrics", metrics)
+        metrics.info = self.info
+        if self.metrics_port is not None:
+            host = host_of(runtime.address)
+            try:
+                await metrics.server.start(host, self.metrics_port)
+            except MetricsPortInUseError as exc:
+                if not self.metrics_port_fallback:
+                    raise
+                logger.warning("%s: serving /metrics on a free port instead", exc.strerror)
+                await metrics.server.start(host, 0)
         store = self.store = ObjectStore(
             runtime,
             self.config,
@@ -103,6 +126,7 @@ class NodeServices:
             node_info=self.info(),
         )
         self.raylet.on_worker_gone = store.process_gone
+        metrics.raylet, metrics.store = self.raylet, store
         runtime.register_actor("raylet", self.raylet)
         await self.raylet.start(prestart, prestart_job)
 
@@ -120,6 +144,7 @@ class NodeServices:
             "spill_dir": self.store.spill_dir if self.store else "",
             "object_store_memory": self.store.state.capacity if self.store else 0,
             "resources": self.resources,
+            "metrics_address": self.metrics.server.address,  # HOST:PORT of /metrics, or ""
         }
 
     def _worker_spec(self) -> WorkerSpec:
@@ -138,6 +163,7 @@ class NodeServices:
         )
 
     async def shutdown(self) -> None:
+        await self.metrics.server.aclose()
         if self.raylet is not None:
             await self.raylet.shutdown()
         if self.store is not None:

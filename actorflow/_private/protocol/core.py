@@ -74,3 +74,12 @@ class WorkerOutput(NamedTuple):
     origin: str
     is_stderr: bool
     text: str
+
+
+@message("core", "progress")
+class WorkerProgress(NamedTuple):
+    """A distributed progress bar's state (actorflow.experimental.tqdm_ray), for the driver to
+    draw: a record of its own, never mixed into the forwarded output lines."""
+
+    origin: str  # where it runs, as output's prefix ("name pid=...")
+    state: dict  # {"uuid", "desc", "total", "x", "unit", "closed"}

@@ -90,6 +90,9 @@ class Completion:
         self._set_object = set_object
         self._hold_contained = hold_contained
         self._results_failed = results_failed
+        # (function or method name, "FINISHED" or "FAILED") -> calls ended since the last
+        # metrics report (worker/metrics.py takes it): one dict addition per call.
+        self.done: dict[tuple[str, str], int] = {}
 
     def succeeded(self, call: CallRecord, wires: list, contained: list, sender: str) -> None:
         """The results arrived, holding contained (refs and handles sent by sender). What they
@@ -110,6 +113,9 @@ class Completion:
             self._ownership.unpin_for_call(call.pin_ids)
         if not succeeded:
             self._results_failed(call.return_ids, wires)
+        failed = not succeeded and bool(wires) and serialization.is_error(wires[0])
+        key = (call.fn_name, "FAILED" if failed else "FINISHED")
+        self.done[key] = self.done.get(key, 0) + 1
         if call.num_returns == STREAMING:
             self._streams.finish(call.task_id, wires[0] if wires else None)
         else:

@@ -22,11 +22,12 @@ from actorflow._private.ownership.state import Ownership
 from actorflow._private.protocol import core, gcs, raylet, store
 from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
-from actorflow._private.worker import output
+from actorflow._private.worker import output, progress_bars
 from actorflow._private.worker.actor_submitter import ActorSubmitter
 from actorflow._private.worker.arguments import ArgumentPacker
 from actorflow._private.worker.calls import Completion
 from actorflow._private.worker.control_client import ControlClient
+from actorflow._private.worker.metrics import MetricsReporter
 from actorflow._private.worker.object_ref import ObjectRef
 from actorflow._private.worker.ownership_io import OwnershipIO
 from actorflow._private.worker.runtime_envs import RuntimeEnvs
@@ -70,6 +71,7 @@ class CoreWorker:
         self.job_info: dict[str, Any] | None = None
         self.extensions: dict[str, Any] = {"shm_prefix": shm_prefix} if shm_prefix else {}
         self._kept = False
+        self.log_address = ""  # where this worker's output and progress go ("" the driver's own)
         self._watching_nodes = False
 
         self.ownership = Ownership(runtime.address)
@@ -106,6 +108,7 @@ class CoreWorker:
         completion = Completion(
             self.ownership, self.streams, self.set_object, refs.hold_contained, self.results_failed
         )
+        self.completion = completion
         self.submitter = TaskSubmitter(runtime, config, self, completion)
         self.actor_submitter = ActorSubmitter(runtime, config, self, completion)
         self.handles = HandleCounts(
@@ -146,6 +149,8 @@ class CoreWorker:
         self.get = waiting.get
         self.wait = waiting.wait
         self.get_async = waiting.get_async
+        self.metrics = MetricsReporter(self)  # reports to the node's /metrics (metrics.py)
+        runtime.call_soon(self.metrics.start)
 
     def keep_forever(self, ref: Any) -> None:
         """Hold ref (and so its object) for as long as this process lives: it was pickled out
@@ -301,3 +306,8 @@ class CoreWorker:
     def handle_log(self, payload: list, call: Call | None) -> None:
         """Output of a worker, printed by the driver."""
         output.print_forwarded(*decode(core.WorkerOutput, payload))
+
+    def handle_progress(self, payload: list, call: Call | None) -> None:
+        """A distributed progress bar's state (tqdm_ray), drawn by the driver."""
+        origin, state = decode(core.WorkerProgress, payload)
+        progress_bars.manager().update(origin, state)

@@ -362,6 +362,10 @@ class TaskExecutor:
             self.core.shared.release(obj_id, job=True)
         self.core.after_borrows_settled(job.opened, lambda: _settle(job.future, reply))
 
+    def running_names(self) -> list[str]:
+        """The function or method names of the calls running now (for metrics)."""
+        return [job.fn_name for job in list(self._running.values())]
+
     def handle_list_running(self, payload: Any, call: Call) -> list:
         """The tasks and actor calls this worker runs or has queued (for inspection)."""
         with self._queued_lock:

@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     runtime.register_actor("worker", executor)
     core.extensions["is_cancelled"] = executor.is_cancelled  # get_runtime_context().is_canceled()
     runtime.register_actor("actor", ActorHost(core, executor))
+    core.metrics.running = executor.running_names
     context.set_core(core)
     hook = (spec.runtime_env or {}).get("worker_process_setup_hook")
     if hook is not None:  # before any task: a hook that fails ends the worker (logged)
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         module, _, name = hook.partition(":")
         getattr(__import__(module, fromlist=[name]), name)(core, executor)
 
-    log_address = spec.log_address
+    log_address = core.log_address = spec.log_address
     if log_address:
 
         def forwarder(is_stderr: bool):

@@ -51,10 +51,17 @@ def origin_label(name: str) -> str:
 
 def print_forwarded(origin: str, is_stderr: bool, text: str) -> None:
     """In the driver: a worker's output lines, each prefixed with where it ran."""
+    from actorflow._private.worker import progress_bars
+
     stream = sys.stderr if is_stderr else sys.stdout
     prefix = f"({origin}) "
     try:
-        stream.write("".join(prefix + line + "\n" for line in text.splitlines()))
-        stream.flush()
+        lines = "".join(prefix + line + "\n" for line in text.splitlines())
+        bars = progress_bars.active_manager()
+        if bars is not None:  # progress bars are drawn: print around them, not over them
+            bars.write(stream, lines)
+        else:
+            stream.write(lines)
+            stream.flush()
     except Exception:
         pass  # the driver's own stdout is closed: nothing to print to

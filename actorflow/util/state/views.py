@@ -50,7 +50,8 @@ def node_rows(address: str | None = None) -> list[dict[str, Any]]:
     heartbeat), resources_used (total minus available), object_store_memory (bytes), and from
     the node's raylet (None if it did not answer, or the node is dead): workers (worker
     processes), leases (workers leased: running tasks or hosting actors), queued_lease_requests
-    (requests waiting for a worker or resources).
+    (requests waiting for a worker or resources), metrics_address (HOST:PORT of the node's
+    Prometheus endpoint, /metrics; "" if it serves none).
     """
     return nodes_of(inspection.run(address, inspection.collect_cluster))
 
@@ -132,6 +133,7 @@ def nodes_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
                 "resources_available": available,
                 "resources_used": {k: _round(v - available.get(k, v)) for k, v in total.items()},
                 "object_store_memory": node.get("object_store_memory", 0),
+                "metrics_address": node.get("metrics_address", "") or "",
                 "workers": len(info.get("workers", [])) if info else None,
                 "leases": info.get("leases") if info else None,
                 "queued_lease_requests": info.get("queued_lease_requests") if info else None,
@@ -384,6 +386,7 @@ NODE_COLUMNS: list[Column] = [
     ("WORKERS", lambda r: r["workers"]),
     ("LEASES", lambda r: r["leases"]),
     ("QUEUED", lambda r: r["queued_lease_requests"]),
+    ("METRICS", lambda r: r.get("metrics_address") or ""),
     ("STATE", _node_state),
 ]
 ACTOR_COLUMNS: list[Column] = [
