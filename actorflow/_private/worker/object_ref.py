@@ -32,7 +32,7 @@ class ObjectRef:
             # ObjectRef(id_bytes), Ray's form, names no owner: the object is looked up in this
             # process, which answers ObjectLostError if it does not hold it.
             if not isinstance(obj_id, bytes):
-                self._tracked = False  # __del__ still runs on this half-made ref
+                self._tracked: bool = False  # __del__ still runs on this half-made ref
                 raise TypeError(f"ObjectRef() takes the id's bytes, not {type(obj_id).__name__}")
             owner = core.address if core is not None else ""
         self.id = obj_id
