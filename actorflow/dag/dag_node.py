@@ -13,6 +13,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+# CompiledDAG.build, registered by actorflow.dag (the compiler sits above the nodes it reads).
+_compiler: list[Callable[..., Any]] = []
+
 
 class DAGNode:
     """A call bound to its arguments, made when the graph is executed."""
@@ -115,9 +118,9 @@ class DAGNode:
     ) -> Any:
         """A compiled graph of this DAG of actor method calls: channels between the actors set
         up once, each actor running its part in a loop (see ``compiled_dag_node``)."""
-        from actorflow.dag.compiled_dag_node import CompiledDAG  # type: ignore[import-not-found]
-
-        return CompiledDAG.build(
+        if not _compiler:
+            raise RuntimeError("compiled graphs are not loaded: import actorflow.dag")
+        return _compiler[0](
             self,
             submit_timeout=_submit_timeout,
             buffer_size_bytes=_buffer_size_bytes,
