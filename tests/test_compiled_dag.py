@@ -157,8 +157,12 @@ def test_max_inflight_pipelines_and_refuses_more(cluster):
         assert compiled.execute(7).get() == 9
     finally:
         compiled.teardown()
+    with pytest.raises(ValueError, match="already called"):
+        dag.experimental_compile()  # as Ray: one compiled graph per DAG object
+    with InputNode() as inp:
+        fresh = a.step.bind(inp)
     with pytest.raises(ValueError, match="_max_inflight_executions"):
-        dag.experimental_compile(_max_inflight_executions=0)
+        fresh.experimental_compile(_max_inflight_executions=0)
 
 
 def test_get_timeout_then_the_result_still_arrives(cluster):

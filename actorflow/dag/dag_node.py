@@ -120,6 +120,12 @@ class DAGNode:
         up once, each actor running its part in a loop (see ``compiled_dag_node``)."""
         if not _compiler:
             raise RuntimeError("compiled graphs are not loaded: import actorflow.dag")
+        if self.__dict__.get("is_cgraph_output_node"):
+            raise ValueError(  # as Ray: one compiled graph per DAG object
+                "experimental_compile() was already called on this DAG object (torn down or "
+                "not): reuse that compiled graph, or build the DAG again and compile that"
+            )
+        self.is_cgraph_output_node = True
         return _compiler[0](
             self,
             submit_timeout=_submit_timeout,
