@@ -49,8 +49,14 @@ def leftovers() -> list[str]:
     return [e for e in os.listdir(channel.shm_dir()) if e.startswith("actorflow-cgraph-")]
 
 
-def test_linear_pipeline_and_teardown_leaves_nothing(cluster):
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_linear_pipeline_and_teardown_leaves_nothing(cluster, live_descendants):
     stages = [Stage.remote(i) for i in (1, 10, 100)]
+    actorflow.get([s.__ray_ready__.remote() for s in stages])
+    processes, fds = live_descendants(), open_fds()
     with InputNode() as inp:
         node = inp
         for stage in stages:
@@ -64,6 +70,8 @@ def test_linear_pipeline_and_teardown_leaves_nothing(cluster):
     compiled.teardown()
     compiled.teardown()  # idempotent
     assert leftovers() == []
+    assert open_fds() == fds
+    assert live_descendants() == processes  # no process was started for the graph
     # The actors live on and take ordinary calls again.
     assert actorflow.get([s.count.remote() for s in stages]) == [6, 6, 6]
     with pytest.raises(exceptions.ChannelError, match="torn down"):
@@ -154,6 +162,9 @@ def test_max_inflight_pipelines_and_refuses_more(cluster):
         assert [r.get() for r in refs[:3]] == [2, 3, 4]
         with pytest.raises(ValueError, match="once"):
             refs[0].get()
+        dropped = compiled.execute(100)
+        del dropped  # never got: its result is not kept
+        assert compiled.execute(8).get() == 10
         assert compiled.execute(7).get() == 9
     finally:
         compiled.teardown()

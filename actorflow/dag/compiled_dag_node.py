@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import threading
 import uuid
 import weakref
@@ -32,7 +33,7 @@ from actorflow.dag.worker_loop import host_key, run_actor_loop
 DEFAULT_MAX_INFLIGHT = 10
 DEFAULT_BUFFER_SIZE = 1 << 20
 TEARDOWN_SECONDS = 10.0
-_DEATH_POLL_SECONDS = 0.05
+_DEATH_POLL_SECONDS = 0.5  # a loop's end wakes a get at once; this is a backstop
 
 
 class _ActorPlan:
@@ -85,12 +86,14 @@ class CompiledDAG:
         self._read = 0  # executions whose outputs were read off the channels
         self._results: dict[int, list[tuple[int, bytes]]] = {}
         self._taken: dict[int, set[int]] = {}
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # reading results
+        self._submit_lock = threading.Lock()  # execute(): a get waiting does not hold it up
         self._broken: BaseException | None = None
         self._torn_down = False
         self._closed = False
         self._partial: dict[int, tuple[int, bytes]] = {}  # outputs read before a timeout
         self._death_r, self._death_w = os.pipe()
+        self._pollers: dict[int, Any] = {}
         self._finalizer = weakref.finalize(self, _remove_files, self._paths)
 
     # -- compiling ------------------------------------------------------------------------------
@@ -239,7 +242,7 @@ class CompiledDAG:
     def execute(self, *args: Any, **kwargs: Any) -> Any:
         """Run the graph once on this input; a ``CompiledDAGRef`` (a list of them for a
         ``MultiOutputNode``) for its result."""
-        with self._lock:
+        with self._submit_lock:
             self._check_usable()
             if self._submitted - self._read >= self._max_inflight:
                 raise errors.CgraphCapacityExceededError(
@@ -284,24 +287,30 @@ class CompiledDAG:
 
     def _get(self, seq: int, index: int, timeout: float | None) -> Any:
         with self._lock:
-            taken = self._taken.setdefault(seq, set())
-            if index in taken or seq < self._read and seq not in self._results:
-                raise ValueError(
-                    "get() was already called on this CompiledDAGRef: its result is read once"
-                )
             while self._read <= seq:
                 self._read_one(timeout)
             kind, payload = self._results[seq][index]
-            taken.add(index)
-            if len(taken) == len(self._outputs):
-                del self._results[seq]
-                del self._taken[seq]
+            self._taken.setdefault(seq, set()).add(index)
+            self._forget_if_taken(seq)
         if kind == ch.ERROR:
             error = pickle.loads(payload)
             if isinstance(error, errors.TaskError):
                 raise error.as_instanceof_cause()
             raise error
         return pickle.loads(payload)
+
+    def _drop(self, seq: int, index: int) -> None:
+        """A ref dropped without get: its result is not kept once read off its channel."""
+        with self._lock:
+            if self._closed:
+                return
+            self._taken.setdefault(seq, set()).add(index)
+            self._forget_if_taken(seq)
+
+    def _forget_if_taken(self, seq: int) -> None:
+        if seq in self._results and len(self._taken.get(seq, ())) == len(self._outputs):
+            del self._results[seq]
+            del self._taken[seq]
 
     def _read_one(self, timeout: float | None) -> None:
         """Read the next execution's outputs off their channels (caller holds the lock)."""
@@ -311,7 +320,7 @@ class CompiledDAG:
         for cid in dict.fromkeys(self._outputs):
             if cid in got:
                 continue
-            while not self._ends[cid].ready(_slice(deadline)):
+            while not self._ready(cid, _slice(deadline)):
                 self._check_alive()
                 if deadline is not None and _now() >= deadline:
                     raise errors.ChannelTimeoutError(
@@ -319,10 +328,26 @@ class CompiledDAG:
                         f"{timeout} seconds (it is still running)"
                     )
             self._check_alive()
-            got[cid] = self._ends[cid].read()
+            try:
+                got[cid] = self._ends[cid].read()
+            except ch.Stopped:  # teardown() from another thread
+                raise errors.ChannelError("the compiled graph has been torn down") from None
         self._partial = {}
         self._results[seq] = [got[cid] for cid in self._outputs]
         self._read += 1
+        self._forget_if_taken(seq)
+
+    def _ready(self, cid: int, timeout: float) -> bool:
+        """Whether output channel cid has a message; an actor's loop ending wakes this too."""
+        poller = self._pollers.get(cid)
+        if poller is None:
+            poller = self._pollers[cid] = select.poll()
+            poller.register(self._ends[cid].fd, select.POLLIN)
+            poller.register(self._death_r, select.POLLIN)
+        for fd, _ in poller.poll(int(timeout * 1000)):
+            if fd == self._ends[cid].fd:
+                return True
+        return False
 
     def _check_alive(self) -> None:
         if self._broken is not None:
@@ -388,9 +413,12 @@ class CompiledDAG:
                 pass
 
     def __del__(self) -> None:
+        # Dropped without teardown(): stop the loops and remove the files, waiting for nothing.
         if not getattr(self, "_torn_down", True):
+            self._torn_down = True
             try:
-                self.teardown()
+                self._stop_loops(wait=False)
+                self._close_files()
             except Exception:
                 pass
 

@@ -15,9 +15,19 @@ class CompiledDAGRef:
         self._dag = dag
         self._execution_index = execution_index
         self._channel_index = channel_index
+        self._get_called = False
 
     def get(self, timeout: float | None = None) -> Any:
-        return self._dag._get(self._execution_index, self._channel_index, timeout)
+        if self._get_called:
+            raise ValueError("get() can only be called once on a CompiledDAGRef, and it was")
+        value = self._dag._get(self._execution_index, self._channel_index, timeout)
+        self._get_called = True
+        return value
+
+    def __del__(self) -> None:
+        # Never got: its result, read off the channels or still to come, is not kept.
+        if not self.__dict__.get("_get_called", True):
+            self._dag._drop(self._execution_index, self._channel_index)
 
     def __await__(self) -> Generator[Any, None, Any]:
         return asyncio.to_thread(self.get).__await__()
@@ -26,7 +36,13 @@ class CompiledDAGRef:
         return f"CompiledDAGRef(execution={self._execution_index}, output={self._channel_index})"
 
     def __reduce__(self) -> Any:
-        raise TypeError("a CompiledDAGRef cannot be pickled or passed to tasks: get it first")
+        raise ValueError("a CompiledDAGRef cannot be pickled or passed to tasks: get it first")
+
+    def __copy__(self) -> Any:
+        raise ValueError("a CompiledDAGRef cannot be copied")
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise ValueError("a CompiledDAGRef cannot be copied")
 
 
 class CompiledDAGFuture:
