@@ -229,4 +229,9 @@ def test_two_methods_of_one_actor_and_what_cannot_compile(cluster):
             Stage.bind().step.bind(inp).experimental_compile()
         with pytest.raises(ValueError, match="containers"):
             a.combine.bind([inp]).experimental_compile()
+    with InputNode() as inp:
+        inp[0], inp[2]
+        dag = a.combine.bind(inp[1], inp[2])
+    with pytest.raises(ValueError, match="0 is unused"):
+        dag.experimental_compile()
     assert leftovers() == []

@@ -6,6 +6,7 @@ import cloudpickle
 import pytest
 
 import actorflow
+from actorflow import exceptions
 from actorflow.dag import (
     ClassMethodNode,
     ClassNode,
@@ -70,12 +71,20 @@ def test_input_node_single_indexed_and_keyword(cluster):
     assert [actorflow.get(dag.execute(i)) for i in range(3)] == [1, 2, 3]
 
 
-def test_input_node_outside_a_with_block_is_an_error(cluster):
+def test_input_node_misuse_gets_rays_errors(cluster):
     dag = add.bind(InputNode())
-    with pytest.raises(ValueError, match="context manager"):
+    with pytest.raises(AssertionError, match="context manager"):
         dag.execute(1)
-    with pytest.raises(ValueError, match="no arguments"):
+    with pytest.raises(ValueError, match="should not take any args"):
         InputNode(1)
+    with InputNode() as inp, pytest.raises(AssertionError, match="int index or str"):
+        inp[(1, 2)]
+    with InputNode() as first:
+        a = add.bind(first)
+    with InputNode() as second:
+        dag = pair.bind(a, add.bind(second))
+    with pytest.raises(exceptions.DAGInputError, match="one unique InputNode"):
+        dag.execute(1)
 
 
 def test_class_nodes_make_an_actor_per_execution_and_keep_call_order(cluster):

@@ -42,6 +42,7 @@ __all__ = [
     "ActorClassInheritanceException",
     "RuntimeEnvSetupError",
     "StateApiError",
+    "DAGInputError",
     "ChannelError",
     "ChannelTimeoutError",
     "CgraphCapacityExceededError",
@@ -273,6 +274,11 @@ class ActorClassInheritanceError(ActorflowError, TypeError):
 class StateApiError(ActorflowError):
     """A state API query (``actorflow.util.state``) could not be answered in full: a node did
     not answer, or the query was malformed beyond a plain ValueError."""
+
+
+class DAGInputError(ActorflowError, AssertionError):
+    """A DAG's InputNode is misused: outside its ``with`` block, indexed with something else
+    than an int or a str, or two of them in one DAG (an AssertionError, as Ray raises)."""
 
 
 class ChannelError(ActorflowError):

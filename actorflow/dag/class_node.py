@@ -34,8 +34,9 @@ class ClassNode(DAGNode):
         super().__init__(cls_args, cls_kwargs, cls_options, other_args_to_resolve)
         if any(isinstance(n, InputNode) for n in self._get_all_child_nodes()):
             raise ValueError(
-                "an InputNode cannot be an argument of an actor's constructor (Cls.bind): the "
-                "input only exists when the graph is executed; pass it to a method instead"
+                "InputNode handles user dynamic input the the DAG, and cannot be used as args, "
+                "kwargs, or other_args_to_resolve in ClassNode constructor because it is not "
+                "available at class construction or binding time (pass it to a method instead)"
             )
 
     def _execute_impl(self, run: _Execution, args: tuple, kwargs: dict[str, Any]) -> Any:

@@ -160,6 +160,7 @@ class CompiledDAG:
                 plan.channels.add(cid)
                 input_parts[f"trigger{cid}"] = (None, cid)
         self._inputs = list(input_parts.values())
+        self._check_inputs_used(nodes)
         self._start(plans)
 
     def _spec(
@@ -191,6 +192,22 @@ class CompiledDAG:
                 f"containers: {node!r} has one in {value!r}"
             )
         return ("c", value)
+
+    def _check_inputs_used(self, nodes: list[DAGNode]) -> None:
+        """As Ray: every part of the input that was read off the InputNode feeds the graph."""
+        used = {n._stable_uuid for n in nodes}
+        for node in nodes:
+            if isinstance(node, InputNode):
+                parts = node.__dict__["input_attribute_nodes"]
+                unused = [str(key) for (key, _), p in parts.items() if p._stable_uuid not in used]
+                if unused:
+                    names = ", ".join(str(key) for key, _ in parts)
+                    raise ValueError(
+                        f"Compiled Graph expects input to be accessed using all of attributes "
+                        f"{names}, but {', '.join(unused)} is unused. Ensure all input "
+                        f"attributes are used and contribute to the computation of the "
+                        f"Compiled Graph output."
+                    )
 
     def _link(self, producer: DAGNode, cid: int, plans: dict, input_parts: dict) -> None:
         """Make producer write channel cid: the driver for input parts, else its actor."""

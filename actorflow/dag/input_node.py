@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actorflow._private.errors import DAGInputError
 from actorflow.dag.dag_node import DAGNode, _Execution
 
 IN_CONTEXT_MANAGER = "__in_context_manager__"
@@ -42,7 +43,8 @@ class InputNode(DAGNode):
     def __init__(self, *args: Any, input_type: Any = None, **kwargs: Any) -> None:
         if args or kwargs:
             raise ValueError(
-                "InputNode() takes no arguments: the input is given to dag.execute(...)"
+                "InputNode should not take any args or kwargs: the input is given to "
+                "dag.execute(...)"
             )
         super().__init__((), {}, {}, {})
         self.input_type = input_type
@@ -60,12 +62,14 @@ class InputNode(DAGNode):
 
     def _execute_impl(self, run: _Execution, args: tuple, kwargs: dict[str, Any]) -> Any:
         if not self._in_context_manager():
-            raise ValueError(
-                "an InputNode must be used as a context manager while the graph is built: "
-                "with InputNode() as inp: dag = f.bind(inp)"
+            raise DAGInputError(
+                "InputNode is a singleton instance that should be only used in context "
+                "manager while the graph is built: with InputNode() as inp: dag = f.bind(inp)"
             )
         if run.input_uuid not in (None, self._stable_uuid):
-            raise ValueError("a DAG has one InputNode; this one reaches two different ones")
+            raise DAGInputError(
+                "Each DAG should only have one unique InputNode; this one reaches two"
+            )
         run.input_uuid = self._stable_uuid
         if len(run.args) == 1 and not run.kwargs:
             return run.args[0]
@@ -73,7 +77,10 @@ class InputNode(DAGNode):
 
     def __getitem__(self, key: int | str) -> InputAttributeNode:
         if not isinstance(key, (int, str)):
-            raise ValueError(f"an InputNode is indexed with an int or a str, not {key!r}")
+            raise DAGInputError(
+                f"Please only use int index or str as first-level key to access fields of "
+                f"the DAG's input, not {key!r}"
+            )
         return self._attribute(key, "__getitem__")
 
     def __getattr__(self, name: str) -> Any:
