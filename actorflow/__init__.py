@@ -1,6 +1,6 @@
 """actorflow: Ray Core's programming model (tasks, actors, objects), asyncio all the way down."""
 
-from actorflow import actor, exceptions, runtime_env
+from actorflow import actor, dag, exceptions, runtime_env
 from actorflow.api import (
     available_resources,
     cancel,
@@ -37,6 +37,7 @@ __all__ = [
     "available_resources",
     "cancel",
     "cluster_resources",
+    "dag",
     "exceptions",
     "get",
     "get_actor",

@@ -16,9 +16,10 @@ from actorflow._private import errors, ids
 from actorflow._private.scheduling_strategies import strategy_to_wire
 from actorflow._private.worker import context
 from actorflow._private.worker import options as opts
-from actorflow._private.worker.actor_handle import ActorHandle, ActorMethod
+from actorflow._private.worker.actor_handle import ActorHandle, ActorMethod, set_method_binder
 from actorflow._private.worker.actor_host import is_async_class
 from actorflow._private.worker.executor import ActorExitSignal
+from actorflow.dag.class_node import ClassNode, bind_actor_method
 
 __all__ = [
     "ActorClass",
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 ActorClassInheritanceException = errors.ActorClassInheritanceError
+set_method_binder(bind_actor_method)  # handle.method.bind(...) makes a DAG ClassMethodNode
 
 
 def _method_table(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -118,6 +120,16 @@ class ActorClass:
         copy = ActorClass(self._cls, merged)
         copy._export = self._export
         return copy
+
+    def bind(self, *args: Any, **kwargs: Any) -> ClassNode:
+        """A DAG node that creates this actor when the graph is executed (``actorflow.dag``)."""
+        signature = _constructor_signature(self._cls)
+        if signature is not None:
+            try:
+                signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(f"{self.__name__}.__init__(): {exc}") from None
+        return ClassNode(self, args, kwargs, {})
 
     def _exported(self) -> tuple[bytes, dict[str, Any]]:
         """(pickled class, metadata every handle carries), computed once."""

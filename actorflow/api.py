@@ -17,6 +17,7 @@ from actorflow._private.protocol.actors import GetNamedActor, KillActor, ListNam
 from actorflow._private.runtime_env.spec import validate as validate_runtime_env
 from actorflow._private.worker import context
 from actorflow._private.worker.core_worker import CoreWorker
+from actorflow.dag.compiled_dag_ref import CompiledDAGRef
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
 
 _init_lock = threading.RLock()
@@ -212,6 +213,10 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
             "actorflow.get() got an ObjectRefGenerator: iterate over it (for or "
             "async for) and get each ref it yields"
         )
+    if isinstance(object_refs, CompiledDAGRef):
+        return object_refs.get(timeout)
+    if isinstance(object_refs, list) and object_refs and isinstance(object_refs[0], CompiledDAGRef):
+        return [ref.get(timeout) for ref in object_refs]
     return _ensure_core().get(object_refs, timeout)
 
 

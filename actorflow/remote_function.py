@@ -14,6 +14,7 @@ from actorflow._private.worker import context
 from actorflow._private.worker import options as opts
 from actorflow._private.worker.calls import STREAMING
 from actorflow._private.worker.dynamic_returns import dynamic_returns
+from actorflow.dag.function_node import FunctionNode
 
 
 class RemoteFunction:
@@ -54,6 +55,14 @@ class RemoteFunction:
         copy = RemoteFunction(self._function, merged)
         copy._export = self._export
         return copy
+
+    def bind(self, *args: Any, **kwargs: Any) -> FunctionNode:
+        """A DAG node for this call (``actorflow.dag``), submitted when the graph is executed."""
+        try:
+            self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self._name}(): {exc}") from None
+        return FunctionNode(self, args, kwargs, {})
 
     def _exported(self) -> tuple[bytes, bytes]:
         """(function id, pickled function), computed once: workers cache by id."""

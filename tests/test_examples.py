@@ -115,6 +115,19 @@ def test_pipelining():
     assert "finished anyway" not in out, out
 
 
+def test_dag_pipeline():
+    out = run_example("dag_pipeline.py")
+    expect(
+        out,
+        "lazy execute -> [9, 'compiled']",
+        "compiled execute -> [9, 'compiled']",
+        "1000 documents, 6000 words",
+        "a failing stage: ValueError: empty document",
+        "still usable -> [3, 'more']",
+        "after teardown the actors take calls: 2",
+    )
+
+
 @pytest.mark.timeout(120)
 def test_word_count():
     out = run_example("word_count.py")

@@ -42,11 +42,18 @@ __all__ = [
     "ActorClassInheritanceException",
     "RuntimeEnvSetupError",
     "StateApiError",
+    "DAGInputError",
+    "ChannelError",
+    "ChannelTimeoutError",
+    "CgraphCapacityExceededError",
     "RayError",
     "RayTaskError",
     "RayActorError",
     "RaySystemError",
     "RayStateApiException",
+    "RayChannelError",
+    "RayChannelTimeoutError",
+    "RayCgraphCapacityExceeded",
 ]
 
 
@@ -269,6 +276,26 @@ class StateApiError(ActorflowError):
     not answer, or the query was malformed beyond a plain ValueError."""
 
 
+class DAGInputError(ActorflowError, AssertionError):
+    """A DAG's InputNode is misused: outside its ``with`` block, indexed with something else
+    than an int or a str, or two of them in one DAG (an AssertionError, as Ray raises)."""
+
+
+class ChannelError(ActorflowError):
+    """A compiled graph's channel cannot carry the execution: the graph was torn down, or one
+    of its actors died (Ray's RayChannelError)."""
+
+
+class ChannelTimeoutError(ChannelError, GetTimeoutError):
+    """A compiled graph's result did not arrive in time (``get(ref, timeout=...)``); the
+    execution is still running and its result can be read later."""
+
+
+class CgraphCapacityExceededError(ActorflowError):
+    """A compiled graph has as many executions in flight as it allows (its
+    ``_max_inflight_executions``): get a result before executing it again."""
+
+
 # Ray's spellings, so that code written for Ray keeps working.
 ActorClassInheritanceException = ActorClassInheritanceError
 RayError = ActorflowError
@@ -276,6 +303,9 @@ RayTaskError = TaskError
 RayActorError = ActorError
 RaySystemError = ActorflowError
 RayStateApiException = StateApiError
+RayChannelError = ChannelError
+RayChannelTimeoutError = ChannelTimeoutError
+RayCgraphCapacityExceeded = CgraphCapacityExceededError
 
 # Tracebacks and pickles name the public module (pickles of errors load from there).
 PUBLIC_MODULE = "actorflow.exceptions"

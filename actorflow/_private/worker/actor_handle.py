@@ -21,7 +21,16 @@ PUBLIC_MODULE = "actorflow.actor"
 TERMINATE_METHODS = ("__actorflow_terminate__", "__ray_terminate__")
 # Ray's method every actor has that returns True once the actor is constructed.
 READY_METHOD = "__ray_ready__"
-BUILT_IN_METHODS = (*TERMINATE_METHODS, READY_METHOD)
+# Ray's method every actor has that runs fn(the actor's instance, *args, **kwargs) in the actor.
+CALL_METHOD = "__ray_call__"
+BUILT_IN_METHODS = (*TERMINATE_METHODS, READY_METHOD, CALL_METHOD)
+
+# What ``method.bind(...)`` builds: set by the public layer (actorflow.actor), which has the DAG.
+_method_binder: list[Any] = []
+
+
+def set_method_binder(binder: Any) -> None:
+    _method_binder[:] = [binder]
 
 
 class ActorHandle:
@@ -93,6 +102,7 @@ class ActorMethod:
         self._name = name
         self._signature = signature
         self._options = options
+        self._given: dict[str, Any] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(f"actor methods cannot be called directly: use {self._name}.remote(...)")
@@ -101,7 +111,26 @@ class ActorMethod:
         checked = opts.check(options, opts.METHOD_OPTIONS, f"actor method {self._name}")
         merged = dict(self._options)
         merged.update(checked)
-        return ActorMethod(self._handle, self._name, self._signature, merged)
+        method = ActorMethod(self._handle, self._name, self._signature, merged)
+        method._given = {**self._given, **checked}
+        return method
+
+    def bind(self, *args: Any, **kwargs: Any) -> Any:
+        """A DAG node for this call (``actorflow.dag``), made when the graph is executed."""
+        if self._signature is not None:
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise TypeError(
+                    f"{self._handle._meta['class_name']}.{self._name}(): {exc}"
+                ) from None
+        if not _method_binder:
+            raise RuntimeError("the DAG API is not loaded: import actorflow first")
+        return _method_binder[0](self, args, kwargs)
+
+    def _bound_options_for_dag(self) -> dict[str, Any]:
+        """The options given with .options(...) (not the method's defaults)."""
+        return self._given
 
     def remote(self, *args: Any, **kwargs: Any) -> Any:
         class_name = self._handle._meta["class_name"]

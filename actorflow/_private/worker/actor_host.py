@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import inspect
 import logging
 import os
@@ -34,7 +35,7 @@ from actorflow._private.protocol.worker import (
 )
 from actorflow._private.runtime import Call
 from actorflow._private.scheduling_strategies import is_group_wire
-from actorflow._private.worker.actor_handle import READY_METHOD, TERMINATE_METHODS
+from actorflow._private.worker.actor_handle import CALL_METHOD, READY_METHOD, TERMINATE_METHODS
 from actorflow._private.worker.call_slots import CallSlots
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.executor import (
@@ -152,6 +153,8 @@ class ActorHost:
             fn: Any = _terminate
         elif method_name == READY_METHOD:
             fn = _ready
+        elif method_name == CALL_METHOD and self.instance is not None:
+            fn = functools.partial(_ray_call, self.instance)
         else:
             fn = getattr(self.instance, method_name, None) if self.instance is not None else None
         if fn is None or self._exiting:
@@ -213,6 +216,11 @@ class ActorHost:
 
 def _ready() -> bool:
     return True
+
+
+def _ray_call(instance: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Ray's ``__ray_call__``: fn run with the actor's instance (a coroutine is awaited)."""
+    return fn(instance, *args, **kwargs)
 
 
 def _terminate() -> None:
