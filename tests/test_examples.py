@@ -193,6 +193,22 @@ def test_actor_pool():
 
 
 @pytest.mark.timeout(120)
+def test_pool_actor():
+    out = run_example("pool_actor.py")
+    expect(
+        out,
+        "embed('hello') -> [1, 2, 1]",
+        "from a task -> [1, 2, 1]",
+        "driver got 10 vectors, the client actor got 10",
+        "full pool, block=False -> PoolFullError: pool 'embed' is full: 4 calls "
+        "queued, its limit (max_queued) is 4",
+        "the busy calls: ['done', 'done', 'done', 'done', 'done', 'done']",
+        "call on a killed member -> done",
+        "restarts 1, members 2",
+    )
+
+
+@pytest.mark.timeout(120)
 def test_concurrency():
     out = run_example("concurrency.py")
 

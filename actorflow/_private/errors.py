@@ -42,6 +42,7 @@ __all__ = [
     "ActorClassInheritanceException",
     "RuntimeEnvSetupError",
     "StateApiError",
+    "PoolFullError",
     "RayError",
     "RayTaskError",
     "RayActorError",
@@ -267,6 +268,11 @@ class ActorClassInheritanceError(ActorflowError, TypeError):
 class StateApiError(ActorflowError):
     """A state API query (``actorflow.util.state``) could not be answered in full: a node did
     not answer, or the query was malformed beyond a plain ValueError."""
+
+
+class PoolFullError(ActorflowError):
+    """A PoolActor's queue is full: submit(block=False) found no room, or none freed up within
+    its timeout."""
 
 
 # Ray's spellings, so that code written for Ray keeps working.

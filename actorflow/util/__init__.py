@@ -1,4 +1,5 @@
-"""Libraries built on actors: ``ActorPool`` and ``queue.Queue`` (Ray's ``ray.util`` ones),
+"""Libraries built on actors: ``ActorPool`` (client-side, as Ray's), ``PoolActor`` (a pool
+that is itself an actor, shared by name) and ``queue.Queue`` (Ray's ``ray.util`` ones),
 placement groups (``placement_group`` and friends, as ``ray.util`` has them), and ``state``:
 what a running cluster holds (``actorflow memory``)."""
 
@@ -12,6 +13,7 @@ from actorflow.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+from actorflow.util.pool_actor import PoolActor, PoolFullError
 
 __all__ = [
     "ActorPool",
@@ -19,6 +21,8 @@ __all__ = [
     "get_node_ip_address",
     "get_placement_group",
     "placement_group",
+    "PoolActor",
+    "PoolFullError",
     "placement_group_table",
     "remove_placement_group",
     "state",
