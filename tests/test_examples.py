@@ -354,6 +354,10 @@ def test_web_service_self_test():
         "POST /counter/increment -> 200 {'value': 15}",
         "GET /kv -> 200 {'keys': ['answer', 'language']}",
         "GET /kv/answer -> 404",
+        "GET /report/ada -> 200 {'profile': {'name': 'Ada Lovelace', 'born': 1815}, "
+        "'history': ['ada logged in', 'ada logged out']}",
+        "GET /report/ghost?seconds=30 -> 404 {'error': 'no such user: ghost'}",
+        "no stray remote work after the failed request",
         "self-test passed",
     )
 
