@@ -209,6 +209,19 @@ def test_pool_actor():
 
 
 @pytest.mark.timeout(120)
+def test_typed_handles():
+    out = run_example("typed_handles.py")
+    expect(
+        out,
+        "square(7) = 49",
+        "squares: [0, 1, 4, 9]",
+        "await counter.add.remote(2) -> 12",
+        "total after [1, 2, 3]: 18",
+        "describe -> Counter at 18",
+    )
+
+
+@pytest.mark.timeout(120)
 def test_concurrency():
     out = run_example("concurrency.py")
 

@@ -47,6 +47,7 @@ def mypy_output(tmp_path_factory: pytest.TempPathFactory) -> str:
             str(HERE.parent / ".mypy_cache"),
             "--no-error-summary",
             str(EXAMPLE),
+            str(HERE.parent / "examples" / "typed_handles.py"),
         ],
         cwd=HERE.parent,
         capture_output=True,
@@ -89,3 +90,8 @@ def test_wrong_uses_are_reported_and_nothing_else(mypy_output):
     assert 'Actor "Counter" has no method "nope"' in errors[min(errors)] or any(
         'has no method "nope"' in text for text in errors.values()
     )
+
+
+@pytest.mark.timeout(300)
+def test_the_typed_handles_example_is_clean(mypy_output):
+    assert "typed_handles.py" not in mypy_output, mypy_output
