@@ -115,6 +115,8 @@ class Scope:
             self._closed = True
 
     async def _wait_all(self) -> None:
+        if not self._refs:
+            return
         waits = {asyncio.ensure_future(_value(ref)): ref for ref in self._refs}
         try:
             done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_EXCEPTION)

@@ -10,7 +10,7 @@ from helpers import touch, wait_for_file
 from test_cluster import run_driver
 
 import actorflow
-from actorflow.exceptions import ActorDiedError
+from actorflow.exceptions import ActorDiedError, TaskCancelledError
 from actorflow.util import PoolActor, PoolFullError
 
 pytestmark = pytest.mark.timeout(90)
@@ -211,3 +211,25 @@ def test_fair_queue_unit():
     assert [q.pop() for _ in range(5)] == ["a0", "b0", "c0", "a1", "a2"]
     q.push("a", "x")
     assert q.remove("a", "x") and not q.remove("a", "x") and len(q) == 0
+
+
+def test_a_cancelled_submit_leaves_the_queue_or_stops_its_member_call(
+    cluster, tmp_path, poll_until
+):
+    gate = str(tmp_path / "gate")
+    pool = PoolActor.remote(Worker, size=1)
+    held = pool.submit.remote("hold", gate)
+    poll_until(lambda: stats(pool)["running"] == 1, timeout=30)
+    queued = pool.submit.remote("mul", 3)
+    poll_until(lambda: stats(pool)["queued"] == 1, timeout=30)
+    actorflow.cancel(queued)
+    poll_until(lambda: stats(pool)["queued"] == 0, timeout=30)
+    with pytest.raises(TaskCancelledError):
+        actorflow.get(queued, timeout=30)
+    actorflow.cancel(held)  # running on the member: its call is cancelled there too
+    with pytest.raises(TaskCancelledError):
+        actorflow.get(held, timeout=30)
+    poll_until(lambda: stats(pool)["running"] == 0, timeout=30)  # without opening the gate
+    assert actorflow.get(pool.submit.remote("mul", 2), timeout=30) == 2
+    assert stats(pool)["completed"] == 1
+    actorflow.kill(pool)

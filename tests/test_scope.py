@@ -129,6 +129,16 @@ def test_sync_scope(cluster, tmp_path):
         actorflow.get(ref, timeout=30)
 
 
+def test_an_empty_scope_is_fine(cluster):
+    async def main() -> None:
+        async with actorflow.scope():
+            pass
+
+    asyncio.run(main())
+    with actorflow.scope():
+        pass
+
+
 def test_scope_misuse_is_a_clear_error(cluster):
     s = actorflow.scope()
     with pytest.raises(RuntimeError, match="use the scope in `async with"):

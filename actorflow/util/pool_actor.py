@@ -383,6 +383,9 @@ class _PoolActor:
         member.gone = True
         member.watch.stop()
         self._members.remove(member)
+        # Unavailable is not always dead (a node cut off for a while): make sure it is gone,
+        # so that a member the pool gave up on never comes back to run work twice.
+        actorflow.kill(member.handle)
         if member.draining:
             return
         if replace:
