@@ -311,7 +311,7 @@ class _PoolActor:
             work.ref = getattr(member.handle, work.method).remote(*work.args, **work.kwargs)
             value = await work.ref
         except (ActorDiedError, ActorUnavailableError) as exc:
-            self._lost(member, str(exc))
+            self._lost(member, str(exc), dead=isinstance(exc, ActorDiedError))
             if work.future.done():
                 pass
             elif work.attempts < self._max_task_retries:
@@ -376,16 +376,17 @@ class _PoolActor:
 
         member.watch = actorflow.watch(handle, callback=on_event)
 
-    def _lost(self, member: _Member, cause: str, replace: bool = True) -> None:
+    def _lost(self, member: _Member, cause: str, replace: bool = True, dead: bool = True) -> None:
         """member died: take it out and, unless it was leaving anyway, start another."""
         if member.gone:
             return
         member.gone = True
         member.watch.stop()
         self._members.remove(member)
-        # Unavailable is not always dead (a node cut off for a while): make sure it is gone,
-        # so that a member the pool gave up on never comes back to run work twice.
-        actorflow.kill(member.handle)
+        if not dead:
+            # Unavailable is not always dead (a node cut off for a while): make sure it is
+            # gone, so that a member the pool gave up on never comes back to run work twice.
+            actorflow.kill(member.handle)
         if member.draining:
             return
         if replace:
