@@ -22,6 +22,7 @@ from actorflow.api import (
 )
 from actorflow.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
 from actorflow.runtime_context import RuntimeContext, get_runtime_context
+from actorflow.scope import Scope, scope
 from actorflow.watching import ActorEvent, ActorWatch, watch
 
 __version__ = "0.1.0"
@@ -33,6 +34,7 @@ __all__ = [
     "ObjectRef",
     "ObjectRefGenerator",
     "RuntimeContext",
+    "Scope",
     "actor",
     "available_resources",
     "cancel",
@@ -53,6 +55,7 @@ __all__ = [
     "put",
     "remote",
     "runtime_env",
+    "scope",
     "shutdown",
     "wait",
     "watch",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import cloudpickle
 
@@ -31,6 +31,8 @@ __all__ = [
 
 ActorClassInheritanceException = errors.ActorClassInheritanceError
 set_method_binder(bind_actor_method)  # handle.method.bind(...) makes a DAG ClassMethodNode
+
+T = TypeVar("T")
 
 
 def _method_table(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
@@ -66,10 +68,11 @@ def _constructor_signature(cls: type) -> Any:
         return None
 
 
-class ActorClass:
-    """What ``@actorflow.remote`` makes of a class; ``.remote(...)`` creates an actor."""
+class ActorClass(Generic[T]):
+    """What ``@actorflow.remote`` makes of a class; ``.remote(...)`` creates an actor and gives
+    an ``ActorHandle[T]``."""
 
-    def __init__(self, cls: type, options: dict[str, Any]) -> None:
+    def __init__(self, cls: type[T], options: dict[str, Any]) -> None:
         self._cls = cls
         self._options = opts.check(options, opts.ACTOR_OPTIONS, f"actor class {cls.__name__}")
         self._export: tuple[bytes, dict[str, Any]] | None = None
@@ -114,7 +117,7 @@ class ActorClass:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["cls"], state["options"])  # type: ignore[misc]
 
-    def options(self, **options: Any) -> ActorClass:
+    def options(self, **options: Any) -> ActorClass[T]:
         merged = dict(self._options)
         merged.update(options)
         copy = ActorClass(self._cls, merged)
@@ -149,7 +152,7 @@ class ActorClass:
                     self._export = (cloudpickle.dumps(self._cls, protocol=5), meta)
         return self._export
 
-    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle:
+    def remote(self, *args: Any, **kwargs: Any) -> ActorHandle[T]:
         signature = _constructor_signature(self._cls)
         if signature is not None:
             try:

@@ -8,7 +8,8 @@ import inspect
 import os
 import threading
 import types
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, overload
 
 from actorflow import exceptions
 from actorflow._private import ids
@@ -19,6 +20,14 @@ from actorflow._private.worker import context
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow.dag.compiled_dag_ref import CompiledDAGRef
 from actorflow.object_ref import ObjectRef, ObjectRefGenerator
+
+if TYPE_CHECKING:
+    from actorflow.actor import ActorClass
+    from actorflow.remote_function import RemoteFunction
+
+T = TypeVar("T")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 _init_lock = threading.RLock()
 _atexit_registered = False
@@ -174,6 +183,32 @@ context.set_auto_init(_init_on_first_use)
 _ensure_core = context.ensure_core
 
 
+class _RemoteDecorator(Protocol):
+    """What ``@remote(option=...)`` returns, typed as ``@remote`` itself."""
+
+    @overload
+    def __call__(self, target: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, target: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> RemoteFunction[P, R]: ...
+    @overload
+    def __call__(self, target: Callable[P, R], /) -> RemoteFunction[P, R]: ...
+
+
+# Typed for checkers: a class gives an ActorClass[T] (its handles ActorHandle[T]); a function
+# its parameters and result (an async function's: what it awaits to), so that f.remote(...) is
+# checked against f's signature and gives an ObjectRef of its result.
+@overload
+def remote(target: type[T], /) -> ActorClass[T]: ...  # type: ignore[overload-overlap]
+@overload
+def remote(  # type: ignore[overload-overlap]
+    target: Callable[P, Coroutine[Any, Any, R]], /
+) -> RemoteFunction[P, R]: ...
+@overload
+def remote(target: Callable[P, R], /) -> RemoteFunction[P, R]: ...
+@overload
+def remote(**options: Any) -> _RemoteDecorator: ...
 def remote(*args: Any, **options: Any) -> Any:
     """``@remote`` or ``@remote(option=...)`` on a function (a task) or a class (an actor)."""
     if len(args) == 1 and not options and (inspect.isfunction(args[0]) or inspect.isclass(args[0])):
@@ -204,6 +239,12 @@ def _make_remote(target: Any, options: dict[str, Any]) -> Any:
     raise TypeError(f"@actorflow.remote takes a function or a class, not {type(target).__name__}")
 
 
+@overload
+def get(object_refs: ObjectRef[T], *, timeout: float | None = None) -> T: ...
+@overload
+def get(object_refs: list[ObjectRef[T]], *, timeout: float | None = None) -> list[T]: ...
+@overload
+def get(object_refs: Any, *, timeout: float | None = None) -> Any: ...
 def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     """The value of a ref, or the values of a list of refs, waiting up to timeout seconds."""
     if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
@@ -220,7 +261,7 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
     return _ensure_core().get(object_refs, timeout)
 
 
-def put(value: Any) -> ObjectRef:
+def put(value: T) -> ObjectRef[T]:
     """Store a value in the cluster and return a ref to it."""
     return _ensure_core().put(value)
 

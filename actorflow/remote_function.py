@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import cloudpickle
 
@@ -16,9 +17,18 @@ from actorflow._private.worker.calls import STREAMING
 from actorflow._private.worker.dynamic_returns import dynamic_returns
 from actorflow.dag.function_node import FunctionNode
 
+if TYPE_CHECKING:
+    from actorflow.object_ref import ObjectRef
 
-class RemoteFunction:
-    def __init__(self, function: Any, options: dict[str, Any] | None = None) -> None:
+P = ParamSpec("P")  # the function's parameters
+R = TypeVar("R")  # its result (an async function's: what its coroutine returns)
+
+
+class RemoteFunction(Generic[P, R]):
+    """What ``@actorflow.remote`` makes of a function: ``.remote(*args)`` runs it as a task and
+    gives an ``ObjectRef[R]`` (type checkers see the function's own parameters)."""
+
+    def __init__(self, function: Callable[P, Any], options: dict[str, Any] | None = None) -> None:
         self._function = function
         self._options = opts.check(
             options or {}, opts.TASK_OPTIONS, f"remote function {function.__qualname__}"
@@ -35,7 +45,7 @@ class RemoteFunction:
         self.__name__ = getattr(function, "__name__", self._name)
         self.__wrapped__ = function
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         raise TypeError(
             f"remote function {self._name} cannot be called directly: use "
             f"{self.__name__}.remote(...)"
@@ -48,11 +58,11 @@ class RemoteFunction:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["function"], state["options"])  # type: ignore[misc]
 
-    def options(self, **options: Any) -> RemoteFunction:
+    def options(self, **options: Any) -> RemoteFunction[P, R]:
         """A copy with these options changed; the exported function is shared."""
         merged = dict(self._options)
         merged.update(options)
-        copy = RemoteFunction(self._function, merged)
+        copy: RemoteFunction[P, R] = RemoteFunction(self._function, merged)
         copy._export = self._export
         return copy
 
@@ -83,7 +93,7 @@ class RemoteFunction:
         blob = cloudpickle.dumps(dynamic_returns(self._function), protocol=5)
         return hashlib.sha1(blob).digest()[:16], blob
 
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         if kwargs or len(args) != opts.plain_arity(self._signature):
             try:
                 self._signature.bind(*args, **kwargs)

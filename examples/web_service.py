@@ -8,7 +8,11 @@ Demonstrates:
     are awaitable, so handlers never block the server's event loop;
   * actors as the service's shared state: a ``Counter`` and a key-value
     ``KeyValueStore``; each actor runs one call at a time, so concurrent
-    requests cannot lose updates.
+    requests cannot lose updates;
+  * structured concurrency: ``GET /report/{user}`` starts two tasks inside
+    ``async with actorflow.scope() as s``; when one fails (an unknown user)
+    or the client goes away, the other is cancelled remotely, so a failed
+    request leaves no stray remote work (``GET /journal`` shows it).
 
 Usage:
     python examples/web_service.py --port 8080    # serve on 127.0.0.1:8080
@@ -23,6 +27,9 @@ Endpoints (all JSON):
     GET  /kv/{key}             {"key": ..., "value": ...}, or 404
     PUT  /kv/{key}             body {"value": ...} -> {"key": ..., "value": ...}
     DELETE /kv/{key}           {"key": ..., "deleted": true/false}
+    GET  /report/{user}        {"profile": ..., "history": [...]}, or 404;
+                               ?seconds=s: how long the history takes
+    GET  /journal              {"entries": [...]}: how history loads ended
 
 The server stops cleanly on SIGINT or SIGTERM.
 """
@@ -73,7 +80,42 @@ class KeyValueStore:
         return sorted(self.data)
 
 
+USERS = {"ada": {"name": "Ada Lovelace", "born": 1815}}
+
+
+@actorflow.remote
+class Journal:
+    """Where the history loads write how they ended (started, finished, cancelled)."""
+
+    def __init__(self):
+        self.entries = []
+
+    def record(self, entry: str) -> None:
+        self.entries.append(entry)
+
+    def read(self) -> list:
+        return self.entries
+
+
+@actorflow.remote
+def load_profile(user: str) -> dict:
+    return USERS[user]  # KeyError for an unknown user
+
+
+@actorflow.remote
+async def load_history(user: str, seconds: float, journal) -> list:
+    try:
+        await journal.record.remote(f"history of {user}: started")
+        await asyncio.sleep(seconds)  # a slow query
+    except asyncio.CancelledError:
+        await journal.record.remote(f"history of {user}: cancelled")
+        raise
+    await journal.record.remote(f"history of {user}: finished")
+    return [f"{user} logged in", f"{user} logged out"]
+
+
 COUNTER = web.AppKey("counter", object)
+JOURNAL = web.AppKey("journal", object)
 STORE = web.AppKey("store", object)
 
 
@@ -126,12 +168,33 @@ async def delete_key(request: web.Request) -> web.Response:
     return web.json_response({"key": key, "deleted": deleted})
 
 
+async def report(request: web.Request) -> web.Response:
+    user = request.match_info["user"]
+    seconds = float(request.query.get("seconds", "0.1"))
+    try:
+        # Both tasks belong to the scope: if the profile fails (or this handler is
+        # cancelled because the client went away), the history is cancelled remotely
+        # before the scope exits; otherwise the scope waits for both.
+        async with actorflow.scope() as s:
+            history = s.remote(load_history, user, seconds, request.app[JOURNAL])
+            profile = s.remote(load_profile, user)
+            body = {"profile": await profile, "history": await history}
+    except KeyError:
+        return web.json_response({"error": f"no such user: {user}"}, status=404)
+    return web.json_response(body)
+
+
+async def journal(request: web.Request) -> web.Response:
+    return web.json_response({"entries": await request.app[JOURNAL].read.remote()})
+
+
 # --- application ------------------------------------------------------------
 
 
 async def start_actors(app: web.Application) -> None:
     app[COUNTER] = Counter.remote()
     app[STORE] = KeyValueStore.remote()
+    app[JOURNAL] = Journal.remote()
 
 
 def make_app() -> web.Application:
@@ -144,6 +207,8 @@ def make_app() -> web.Application:
     app.router.add_get("/kv/{key}", get_key)
     app.router.add_put("/kv/{key}", put_key)
     app.router.add_delete("/kv/{key}", delete_key)
+    app.router.add_get("/report/{user}", report)
+    app.router.add_get("/journal", journal)
     return app
 
 
@@ -194,6 +259,27 @@ async def self_test() -> None:
             assert await call("DELETE", "/kv/answer") == (200, {"key": "answer", "deleted": True})
             status, _ = await call("GET", "/kv/answer")
             assert status == 404
+
+            # A scope: the report of a known user waits for both tasks ...
+            status, body = await call("GET", "/report/ada")
+            assert status == 200 and body["history"] == ["ada logged in", "ada logged out"]
+            # ... and a failed one cancels its slow history task before answering.
+            status, _ = await call("GET", "/report/ghost?seconds=30")
+            assert status == 404
+            # The history task was cancelled: before it started, or while it slept.
+            for _ in range(100):
+                status, body = await call("GET", "/journal")
+                ghost = [e for e in body["entries"] if "ghost" in e]
+                if ghost != ["history of ghost: started"]:
+                    break
+                await asyncio.sleep(0.1)
+            # (Its "started" note itself may have been cancelled in flight.)
+            assert ghost in (
+                [],
+                ["history of ghost: cancelled"],
+                ["history of ghost: started", "history of ghost: cancelled"],
+            ), ghost
+            print("no stray remote work after the failed request")
     finally:
         await runner.cleanup()
         actorflow.shutdown()

@@ -206,6 +206,35 @@ def test_actor_pool():
 
 
 @pytest.mark.timeout(120)
+def test_pool_actor():
+    out = run_example("pool_actor.py")
+    expect(
+        out,
+        "embed('hello') -> [1, 2, 1]",
+        "from a task -> [1, 2, 1]",
+        "driver got 10 vectors, the client actor got 10",
+        "full pool, block=False -> PoolFullError: pool 'embed' is full: 4 calls "
+        "queued, its limit (max_queued) is 4",
+        "the busy calls: ['done', 'done', 'done', 'done', 'done', 'done']",
+        "call on a killed member -> done",
+        "restarts 1, members 2",
+    )
+
+
+@pytest.mark.timeout(120)
+def test_typed_handles():
+    out = run_example("typed_handles.py")
+    expect(
+        out,
+        "square(7) = 49",
+        "squares: [0, 1, 4, 9]",
+        "await counter.add.remote(2) -> 12",
+        "total after [1, 2, 3]: 18",
+        "describe -> Counter at 18",
+    )
+
+
+@pytest.mark.timeout(120)
 def test_concurrency():
     out = run_example("concurrency.py")
 
@@ -351,6 +380,10 @@ def test_web_service_self_test():
         "POST /counter/increment -> 200 {'value': 15}",
         "GET /kv -> 200 {'keys': ['answer', 'language']}",
         "GET /kv/answer -> 404",
+        "GET /report/ada -> 200 {'profile': {'name': 'Ada Lovelace', 'born': 1815}, "
+        "'history': ['ada logged in', 'ada logged out']}",
+        "GET /report/ghost?seconds=30 -> 404 {'error': 'no such user: ghost'}",
+        "no stray remote work after the failed request",
         "self-test passed",
     )
 

@@ -46,6 +46,7 @@ __all__ = [
     "ChannelError",
     "ChannelTimeoutError",
     "CgraphCapacityExceededError",
+    "PoolFullError",
     "RayError",
     "RayTaskError",
     "RayActorError",
@@ -294,6 +295,11 @@ class ChannelTimeoutError(ChannelError, GetTimeoutError):
 class CgraphCapacityExceededError(ActorflowError):
     """A compiled graph has as many executions in flight as it allows (its
     ``_max_inflight_executions``): get a result before executing it again."""
+
+
+class PoolFullError(ActorflowError):
+    """A PoolActor's queue is full: submit(block=False) found no room, or none freed up within
+    its timeout."""
 
 
 # Ray's spellings, so that code written for Ray keeps working.

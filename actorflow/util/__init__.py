@@ -1,4 +1,5 @@
-"""Libraries built on actors: ``ActorPool`` and ``queue.Queue`` (Ray's ``ray.util`` ones),
+"""Libraries built on actors: ``ActorPool`` (client-side, as Ray's), ``PoolActor`` (a pool
+that is itself an actor, shared by name) and ``queue.Queue`` (Ray's ``ray.util`` ones),
 placement groups (``placement_group`` and friends, as ``ray.util`` has them), and ``state``:
 what a running cluster holds (``actorflow memory``)."""
 
@@ -12,6 +13,7 @@ from actorflow.util.placement_group import (
     placement_group_table,
     remove_placement_group,
 )
+from actorflow.util.pool_actor import PoolActor, PoolFullError
 from actorflow.util.progress import progress
 
 __all__ = [
@@ -20,6 +22,8 @@ __all__ = [
     "get_node_ip_address",
     "get_placement_group",
     "placement_group",
+    "PoolActor",
+    "PoolFullError",
     "placement_group_table",
     "progress",
     "remove_placement_group",

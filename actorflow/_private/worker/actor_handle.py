@@ -7,7 +7,7 @@ Public as ``actorflow.actor.ActorHandle`` (pickles name that path).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import cloudpickle
 
@@ -15,6 +15,9 @@ from actorflow._private import serialization
 from actorflow._private.worker import context
 from actorflow._private.worker import options as opts
 from actorflow._private.worker.calls import STREAMING
+
+if TYPE_CHECKING:
+    from actorflow._private.worker.object_ref import ObjectRef
 
 PUBLIC_MODULE = "actorflow.actor"
 # Methods every actor has: they end it gracefully once the calls before them are done.
@@ -33,8 +36,16 @@ def set_method_binder(binder: Any) -> None:
     _method_binder[:] = [binder]
 
 
-class ActorHandle:
-    """A reference to an actor; attribute access gives its methods."""
+T = TypeVar("T")  # the actor's class
+P = ParamSpec("P")  # a method's parameters
+R = TypeVar("R")  # what it returns
+
+
+class ActorHandle(Generic[T]):
+    """A reference to an actor; attribute access gives its methods. ``ActorHandle[Counter]``
+    for type checkers: with actorflow's mypy plugin (``actorflow.mypy_plugin``),
+    ``handle.increment`` is then an ``ActorMethod`` with ``Counter.increment``'s parameters and
+    result; without it, an ``ActorMethod`` of any arguments and an ``Any`` result."""
 
     def __init__(
         self, actor_id: str, meta: dict[str, Any], max_task_retries: int = 0, owner: str = ""
@@ -62,7 +73,7 @@ class ActorHandle:
             self._table = cloudpickle.loads(self._meta["methods_blob"])
         return self._table
 
-    def __getattr__(self, name: str) -> ActorMethod:
+    def __getattr__(self, name: str) -> ActorMethod[..., Any]:
         if (
             name.startswith("_")
             and name not in BUILT_IN_METHODS
@@ -94,7 +105,9 @@ class ActorHandle:
         return self._actor_id
 
 
-class ActorMethod:
+class ActorMethod(Generic[P, R]):
+    """A method of an actor: ``.remote(*args)`` calls it and gives an ``ObjectRef[R]``."""
+
     def __init__(
         self, handle: ActorHandle, name: str, signature: Any, options: dict[str, Any]
     ) -> None:
@@ -104,14 +117,14 @@ class ActorMethod:
         self._options = options
         self._given: dict[str, Any] = {}
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         raise TypeError(f"actor methods cannot be called directly: use {self._name}.remote(...)")
 
-    def options(self, **options: Any) -> ActorMethod:
+    def options(self, **options: Any) -> ActorMethod[P, R]:
         checked = opts.check(options, opts.METHOD_OPTIONS, f"actor method {self._name}")
         merged = dict(self._options)
         merged.update(checked)
-        method = ActorMethod(self._handle, self._name, self._signature, merged)
+        method: ActorMethod[P, R] = ActorMethod(self._handle, self._name, self._signature, merged)
         method._given = {**self._given, **checked}
         return method
 
@@ -132,7 +145,7 @@ class ActorMethod:
         """The options given with .options(...) (not the method's defaults)."""
         return self._given
 
-    def remote(self, *args: Any, **kwargs: Any) -> Any:
+    def remote(self, *args: P.args, **kwargs: P.kwargs) -> ObjectRef[R]:
         class_name = self._handle._meta["class_name"]
         fn_name = f"{class_name}.{self._name}"
         signature = self._signature

@@ -174,7 +174,7 @@ class CoreWorker:
         obj_id = ids.object_id(ids.new_task_id(), 0)
         wire = self.shared.finish(obj_id, wire)
         self.objects.put(obj_id, wire)
-        ref = ObjectRef(obj_id, self.address)
+        ref: ObjectRef[Any] = ObjectRef(obj_id, self.address)
         self.ownership.pin_to_object(obj_id, nested)
         return ref
 

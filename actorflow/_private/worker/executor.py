@@ -41,6 +41,7 @@ from actorflow._private.worker.call_slots import CallSlots
 from actorflow._private.worker.calls import STREAMING
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.task_context import (
+    current_caller,
     current_placement_group_wire,
     current_task_id,
     current_task_name,
@@ -448,6 +449,7 @@ class TaskExecutor:
             return self._refused(0.0)
         token = current_task_id.set(job.task_id)
         name_token = current_task_name.set(job.fn_name)
+        caller_token = current_caller.set(job.owner)
         group_token = current_placement_group_wire.set(job.placement_group)
         start = time.perf_counter()
         try:
@@ -494,6 +496,7 @@ class TaskExecutor:
             return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
         finally:
             current_placement_group_wire.reset(group_token)
+            current_caller.reset(caller_token)
             current_task_name.reset(name_token)
             current_task_id.reset(token)
 
@@ -533,6 +536,7 @@ class TaskExecutor:
             return
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
         current_task_name.set(job.fn_name)
+        current_caller.set(job.owner)
         current_placement_group_wire.set(job.placement_group)
         start = time.perf_counter()
         reply: Reply

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import concurrent.futures
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from actorflow._private import errors, ids, serialization
 from actorflow._private.worker import context
@@ -20,8 +20,13 @@ from actorflow._private.worker.task_context import check_not_in_event_loop
 
 PUBLIC_MODULE = "actorflow.object_ref"
 
+T = TypeVar("T")
 
-class ObjectRef:
+
+class ObjectRef(Generic[T]):
+    """A ref to a value of type T: ``ObjectRef[int]`` for type checkers (awaiting it gives an
+    int); at run time every ref is the same class."""
+
     # _settled: this ref's wire once a done callback has seen it (pulled here if it was on
     # another node); _callbacks: (fn, handle) of done callbacks not yet run.
     __slots__ = ("id", "owner", "_tracked", "_settled", "_callbacks", "__weakref__")
@@ -42,7 +47,7 @@ class ObjectRef:
             core.add_local_ref(obj_id, owner, lambda: _lost_wire(obj_id))
 
     def __del__(self) -> None:
-        if self._tracked:
+        if getattr(self, "_tracked", False):  # False if __init__ refused its arguments
             core = context.core_or_none()
             if core is not None:
                 core.objects.release_ref(self.id)
@@ -66,10 +71,10 @@ class ObjectRef:
     def __repr__(self) -> str:
         return f"ObjectRef({self.id.hex()})"
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, T]:
         return _core().get_async(self).__await__()
 
-    def future(self) -> concurrent.futures.Future:
+    def future(self) -> concurrent.futures.Future[T]:
         """A concurrent.futures.Future that gets the value (or the error)."""
         return _core().waiting.future(self)
 
@@ -101,7 +106,7 @@ class ObjectRef:
     def cancelled(self) -> bool:
         return False  # a cancelled task's ref holds a TaskCancelledError, raised by result()
 
-    def result(self) -> Any:
+    def result(self) -> T:
         """The value now (the task's error raised); InvalidStateError if not ready yet."""
         wire = self._wire()
         if wire is None:
@@ -204,7 +209,7 @@ class ObjectRefGenerator:
         return self._take()
 
     def _take(self) -> ObjectRef:
-        ref = ObjectRef(ids.object_id(self._task_id, self._next + 1), self._owner)
+        ref: ObjectRef[Any] = ObjectRef(ids.object_id(self._task_id, self._next + 1), self._owner)
         self._next += 1
         return ref
 

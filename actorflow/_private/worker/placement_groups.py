@@ -73,7 +73,7 @@ class PlacementGroup:
         core = context.ensure_core()
         obj_id = ids.object_id(ids.new_task_id(), 1)
         core.ownership.return_ids_pending([obj_id])
-        ref = ObjectRef(obj_id, core.address)
+        ref: ObjectRef[Any] = ObjectRef(obj_id, core.address)
         wire, _nested = serialization.serialize_named(self, "a placement group")
         core.runtime.call_soon(_fill_when_ready, core, self.id, obj_id, wire)
         return ref

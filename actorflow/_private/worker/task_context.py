@@ -22,6 +22,12 @@ current_task_name: contextvars.ContextVar[str] = contextvars.ContextVar(
     "actorflow_current_task_name", default=""
 )
 
+# The address of the process that called the running task or actor method (its owner): a
+# library actor (actorflow.util.PoolActor) tells its callers apart by it.
+current_caller: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "actorflow_current_caller", default=""
+)
+
 # The placement group the running task was placed in (scheduling_strategies' wire form), so
 # that get_current_placement_group() finds it and child tasks can be captured into it.
 current_placement_group_wire: contextvars.ContextVar[list | None] = contextvars.ContextVar(
