@@ -47,7 +47,7 @@ class ObjectRef(Generic[T]):
             core.add_local_ref(obj_id, owner, lambda: _lost_wire(obj_id))
 
     def __del__(self) -> None:
-        if getattr(self, "_tracked", False):  # False if __init__ refused its arguments
+        if self._tracked:
             core = context.core_or_none()
             if core is not None:
                 core.objects.release_ref(self.id)
