@@ -112,6 +112,7 @@ class RemoteFunction:
                 context.current_placement_group(),
             ),
             runtime_env=env[1],
+            task_events=o.get("enable_task_events", True),
         )
 
     def __repr__(self) -> str:
