@@ -18,6 +18,7 @@ from actorflow.api import (
     put,
     remote,
     shutdown,
+    timeline,
     wait,
 )
 from actorflow.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
@@ -53,6 +54,7 @@ __all__ = [
     "remote",
     "runtime_env",
     "shutdown",
+    "timeline",
     "wait",
     "watch",
 ]
