@@ -96,7 +96,7 @@ def _ended_row(job_id: str, e: list, actors: dict[str, dict[str, Any]]) -> dict[
         worker_id=e[ev.WORKER_ID] or None,
         error_type=error[0] if error else None,
         error_message=error[1] if error else None,
-        required_resources=e[ev.RESOURCES],
+        required_resources=dict(e[ev.RESOURCES]) if e[ev.RESOURCES] else None,
         events=[{"state": s, "created_ms": _ms(t)} for s, t in steps if t],
         creation_time_ms=_ms(e[ev.SUBMITTED]),
         start_time_ms=_ms(started),

@@ -14,7 +14,12 @@ from typing import Any
 
 from actorflow._private.config import Config
 from actorflow._private.protocol.message import decode
-from actorflow._private.protocol.task_events import AddTaskEvents, ListTaskEvents
+from actorflow._private.protocol.task_events import (
+    ERROR,
+    RESOURCES,
+    AddTaskEvents,
+    ListTaskEvents,
+)
 from actorflow._private.runtime import Call
 
 
@@ -33,7 +38,7 @@ class TaskEventTable:
         evicted = max(0, len(table) + len(events) - self.max_per_job)
         if dropped or evicted:
             self.dropped[job_id] = self.dropped.get(job_id, 0) + dropped + evicted
-        table.extend(events)
+        table.extend(event if type(event) is tuple else _frozen(event) for event in events)
 
     def listing(self, job_id: str = "") -> dict[str, Any]:
         jobs = [job_id] if job_id else list(self.jobs)
@@ -41,6 +46,17 @@ class TaskEventTable:
             "events": [[job, event] for job in jobs for event in self.jobs.get(job, ())],
             "dropped": {job: n for job, n in self.dropped.items() if not job_id or job == job_id},
         }
+
+
+def _frozen(event: list) -> tuple:
+    """An event off the wire (arrays are lists) as tuples of plain values, which the garbage
+    collector stops tracking: a full table costs it no time."""
+    error, resources = event[ERROR], event[RESOURCES]
+    return (
+        *event[:ERROR],
+        tuple(error) if error else None,
+        tuple(map(tuple, resources)) if resources else None,
+    )
 
 
 class TaskEvents:

@@ -2,7 +2,8 @@
 
 An owner (the process that submitted a call) records one event per attempt of each task and
 actor call when that attempt ends, and reports them in batches (``AddTaskEvents``). An event is
-a plain array, the fields in the order of ``EVENT_FIELDS``; the times are wall-clock seconds
+a plain array (a tuple of plain values in memory, which the garbage collector need not track),
+the fields in the order of ``EVENT_FIELDS``; the times are wall-clock seconds
 (0.0: that step did not happen), ``error`` is ``[error type, message]`` or nil.
 """
 
@@ -27,7 +28,7 @@ EVENT_FIELDS = (
     "worker_address",
     "worker_id",  # the leased worker's id ("" for actor calls: the actor's worker)
     "error",  # nil if it finished, else [error type, message]
-    "resources",  # its resource request (tasks), or nil
+    "resources",  # its resource request (tasks) as [[name, amount], ...], or nil
 )
 (
     TASK_ID,

@@ -58,6 +58,9 @@ class CallRecord:
     finished: bool = False
     actor_id: str = ""  # the actor called ("" for a task)
     events: bool = True  # record task events for it (enable_task_events, Config)
+    # A task's resource request as sorted (name, amount) pairs, for its task events: plain
+    # values (no dict), so its event is not tracked by the garbage collector. () for actor calls.
+    resource_items: tuple = ()
 
     # Its current attempt, for task events (task_events.py): plain class attributes, not
     # fields, so that a call pays for them only when they are set.

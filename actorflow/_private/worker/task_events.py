@@ -38,7 +38,7 @@ _ERROR_TYPES: list[tuple[type, str]] = [
 ]
 
 
-def error_of(error: Any) -> list | None:
+def error_of(error: Any) -> tuple[str, str] | None:
     """[Ray's error type, message] of what an attempt ended with: an error wire or an
     exception; None if it is a value (the attempt finished)."""
     if isinstance(error, list):
@@ -47,13 +47,13 @@ def error_of(error: Any) -> list | None:
         try:
             error = serialization.deserialize(error)
         except Exception as exc:
-            return ["TASK_EXECUTION_EXCEPTION", f"(the error could not be read: {exc})"]
+            return ("TASK_EXECUTION_EXCEPTION", f"(the error could not be read: {exc})")
     if not isinstance(error, BaseException):
         return None
     kind = next((name for cls, name in _ERROR_TYPES if isinstance(error, cls)), None)
     if kind is None:
         kind = "TASK_EXECUTION_EXCEPTION"
-    return [kind, str(error)]
+    return (kind, str(error))
 
 
 class TaskEventBuffer:
@@ -80,8 +80,11 @@ class TaskEventBuffer:
             self.dropped += 1
             self.dropped_total += 1
             return
+        # A tuple of plain values (but a failure's error wire, until it is reported): the
+        # garbage collector stops tracking it, so that neither this buffer nor the GCS's full
+        # table (in this process under init()) costs GC time.
         events.append(
-            [
+            (
                 call.task_id,
                 call.attempt,
                 call.fn_name,
@@ -96,8 +99,8 @@ class TaskEventBuffer:
                 call.worker_address,
                 call.worker_id,
                 error,
-                getattr(call, "resources", None),
-            ]
+                call.resource_items or None,
+            )
         )
         if self._timer is None:
             self._timer = self.runtime.loop.call_later(self._every, self._report)
@@ -118,9 +121,9 @@ class TaskEventBuffer:
         dropped, self.dropped = self.dropped, 0
         if not events and not dropped:
             return
-        for event in events:
-            if event[ERROR] is not None:
-                event[ERROR] = error_of(event[ERROR])
+        for i, event in enumerate(events):
+            if event[ERROR] is not None:  # as plain values: the error's type and message
+                events[i] = (*event[:ERROR], error_of(event[ERROR]), *event[ERROR + 1 :])
         message = AddTaskEvents(self.job_id(), events, dropped)
         try:
             await self.runtime.ask(self.gcs_address, message)

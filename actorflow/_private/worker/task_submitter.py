@@ -126,7 +126,9 @@ class TaskSubmitter:
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         task.state = QUEUED
-        key = (tuple(sorted(task.resources.items())), repr(task.strategy), task.env_key)
+        items = task.resource_items or tuple(sorted(task.resources.items()))
+        task.resource_items = items  # its queue's key, and its task events' request
+        key = (items, repr(task.strategy), task.env_key)
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = ShapeQueue(task.resources, task.strategy, task.runtime_env)
