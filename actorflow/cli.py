@@ -30,8 +30,8 @@ _STATUS_HELP = (
     "show the cluster at a glance: its nodes (alive, or dead and why; the head), their "
     "resources used/total (as each node last reported to the GCS), actors by state, and tasks: "
     "the workers leased to run tasks and the lease requests queued on the nodes (tasks waiting "
-    "for a worker or resources). Single tasks are known only to their owners and not counted "
-    "one by one."
+    "for a worker or resources). Single tasks: `actorflow list tasks` and `actorflow summary "
+    "tasks`."
 )
 
 

@@ -280,6 +280,10 @@ def test_start_status_list_stop(cli, tmp_path):
         interval=0.1,
     )
     assert keeper[0]["pid"] == made["actor"]["pid"]
+    # The driver reported its task events as it left: its actor call is listed, with its job.
+    calls = cli.json("list", "tasks", "--name", "Keeper.where")
+    assert [(c["state"], c["job_id"]) for c in calls] == [("FINISHED", made["job_id"])], calls
+    assert calls[0]["actor_id"] == made["actor"]["actor_id"]
 
     # stop ends every process of the cluster: nodes, the GCS, workers.
     started = cli.processes()

@@ -19,6 +19,7 @@ import pytest
 
 import actorflow
 from actorflow._private.control.task_events import TaskEventTable
+from actorflow._private.protocol.task_events import ERROR, RESOURCES
 from actorflow.util import state
 from actorflow.util.state import get_task, list_tasks, summarize_tasks
 
@@ -261,12 +262,23 @@ def test_a_full_buffer_counts_dropped_events(make_cluster, monkeypatch):
     assert dropped == 15 and "15 task event(s) dropped" in state.format_task_attempts(rows, 15)
 
 
+def _event(task_id: bytes) -> list:
+    """An event as it arrives off the wire (arrays as lists)."""
+    return [task_id, 0, "f", "", None, 1.0, 0.0, 1.1, 1.2, 0.1, 1.4, "tcp://w", "w1", None, None]
+
+
 def test_the_gcs_table_keeps_the_newest_attempts_per_job_and_counts_the_rest():
     table = TaskEventTable(max_per_job=3)
-    table.add("01", [[b"a", 0], [b"b", 0]])
-    table.add("01", [[b"c", 0], [b"d", 0]], dropped=2)
-    table.add("02", [[b"e", 0]])
+    table.add("01", [_event(b"a"), _event(b"b")])
+    failed = _event(b"d")
+    failed[ERROR], failed[RESOURCES] = ["TASK_EXECUTION_EXCEPTION", "boom"], [["CPU", 1.0]]
+    table.add("01", [_event(b"c"), failed], dropped=2)
+    table.add("02", [_event(b"e")])
     listing = table.listing("01")
     assert [e[0] for _job, e in listing["events"]] == [b"b", b"c", b"d"]
     assert listing["dropped"] == {"01": 3}  # 2 dropped by the owner, 1 evicted here
     assert [job for job, _e in table.listing()["events"]] == ["01", "01", "01", "02"]
+    kept = listing["events"][-1][1]
+    assert kept[ERROR] == ("TASK_EXECUTION_EXCEPTION", "boom") and kept[RESOURCES] == (
+        ("CPU", 1.0),
+    )
