@@ -18,6 +18,7 @@ from actorflow.api import (
     put,
     remote,
     shutdown,
+    timeline,
     wait,
 )
 from actorflow.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
@@ -57,6 +58,7 @@ __all__ = [
     "runtime_env",
     "scope",
     "shutdown",
+    "timeline",
     "wait",
     "watch",
 ]

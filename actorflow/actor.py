@@ -170,7 +170,11 @@ class ActorClass(Generic[T]):
         blob, meta = self._exported()
         concurrent = meta["is_async"] or (o.get("max_concurrency") or 1) > 1
         out_of_order = o.get("allow_out_of_order_execution")
-        meta = {**meta, "out_of_order": concurrent if out_of_order is None else out_of_order}
+        meta = {
+            **meta,
+            "out_of_order": concurrent if out_of_order is None else out_of_order,
+            "task_events": o.get("enable_task_events", True),  # its methods' default
+        }
         actor_id = ids.new_id(16).hex()
         args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
         groups = o.get("concurrency_groups") or {}

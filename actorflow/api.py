@@ -311,6 +311,23 @@ def method(*args: Any, **options: Any) -> Any:
     return decorator
 
 
+def timeline(filename: str | None = None) -> list[dict[str, Any]] | None:
+    """The task events of the cluster as a Chrome trace (Ray's ``ray.timeline``): one complete
+    ("X") event per attempt that ran, on the row of its node and the line of its worker.
+    Returns the list of events, or writes them to filename as JSON (and returns None)."""
+    import json
+
+    from actorflow._private.cluster import inspection, task_history
+
+    snapshot = inspection.run(None, inspection.collect_tasks)
+    events = task_history.trace_events(task_history.attempt_rows(snapshot))
+    if filename is None:
+        return events
+    with open(filename, "w") as f:
+        json.dump(events, f)
+    return None
+
+
 def nodes() -> list[dict[str, Any]]:
     """Every node the cluster has known: id, address, resources, whether it is alive."""
     core = _ensure_core()

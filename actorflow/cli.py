@@ -1,4 +1,5 @@
-"""The ``actorflow`` command line: ``start``, ``stop``, ``status``, ``list`` and ``memory``.
+"""The ``actorflow`` command line: ``start``, ``stop``, ``status``, ``list``, ``memory``,
+``summary`` and ``timeline``.
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` registered in ``_COMMANDS`` with a
 function that adds its arguments to its parser. Errors a user can act on (no cluster, wrong
@@ -29,8 +30,8 @@ _STATUS_HELP = (
     "show the cluster at a glance: its nodes (alive, or dead and why; the head), their "
     "resources used/total (as each node last reported to the GCS), actors by state, and tasks: "
     "the workers leased to run tasks and the lease requests queued on the nodes (tasks waiting "
-    "for a worker or resources). Single tasks are known only to their owners and not counted "
-    "one by one."
+    "for a worker or resources). Single tasks: `actorflow list tasks` and `actorflow summary "
+    "tasks`."
 )
 
 
@@ -74,11 +75,11 @@ _LISTINGS: dict[str, Listing] = {
         "actor_rows",
         "ACTOR_COLUMNS",
     ),
-    "tasks": Listing(
+    "leases": Listing(
         "the workers leased to run tasks (not those hosting actors), one row per "
         "lease: worker, node, pid, job. A lease runs the tasks of one owner, one or "
-        "several in turn; single tasks are known only to their owners and are not "
-        "listed one by one (queued lease requests: see `list nodes`)",
+        "several in turn (single tasks: `list tasks`; queued lease requests: see "
+        "`list nodes`)",
         "task_lease_rows",
         "TASK_COLUMNS",
     ),
@@ -99,6 +100,7 @@ _LISTINGS: dict[str, Listing] = {
 
 def _list_arguments(parser: argparse.ArgumentParser) -> None:
     kinds = parser.add_subparsers(dest="kind", metavar="WHAT", required=True)
+    _list_tasks_arguments(kinds)
     for name, listing in _LISTINGS.items():
         sub = kinds.add_parser(name, help=listing.help, description=f"List {listing.help}.")
         sub.add_argument("--address", default=None, help=_ADDRESS_HELP)
@@ -113,6 +115,8 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from actorflow.util import state
 
+    if args.kind == "tasks":
+        return _cmd_list_tasks(args)
     listing = _LISTINGS[args.kind]
     if args.format == "json":
         print(json.dumps(getattr(state, listing.rows)(args.address), indent=2))
@@ -122,6 +126,98 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{len(rows)} {args.kind}")
     else:
         print(state.memory_summary(args.address))
+    return 0
+
+
+# -- tasks: list, summary, timeline (from task events) ----------------------------------------
+
+_LIST_TASKS_HELP = (
+    "the tasks and actor calls, one row per attempt, from the task events their owners "
+    "report: ended ones (FINISHED or FAILED, with the error type), oldest first, then those "
+    "not ended yet (PENDING_ARGS_AVAIL, PENDING_NODE_ASSIGNMENT, SUBMITTED_TO_WORKER, "
+    "RUNNING): id, attempt, name, state, type, job, actor, node, worker pid, error type. "
+    "Calls made with enable_task_events=False are not listed; events dropped because a "
+    "buffer was full are counted below the table. (The workers leased to run tasks: "
+    "`list leases`.)"
+)
+
+
+def _list_tasks_arguments(kinds: argparse._SubParsersAction) -> None:
+    sub = kinds.add_parser("tasks", help=_LIST_TASKS_HELP, description=f"List {_LIST_TASKS_HELP}.")
+    sub.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    sub.add_argument("--state", default=None, help="only attempts in this state, e.g. FAILED")
+    sub.add_argument("--name", default=None, help="only this function or Class.method")
+    sub.add_argument("--job", default=None, metavar="JOB_ID", help="only this job's")
+    sub.add_argument("--limit", type=int, default=100, help="at most this many rows (default 100)")
+    sub.add_argument(
+        "--format", choices=["table", "json"], default="table", help=_FORMAT_HELP + " (rows)"
+    )
+
+
+def _cmd_list_tasks(args: argparse.Namespace) -> int:
+    from actorflow.util import state
+
+    rows, dropped = state.task_attempts(
+        args.address, state=args.state, name=args.name, job=args.job, limit=args.limit
+    )
+    if args.format == "json":
+        print(json.dumps([row.asdict() for row in rows], indent=2))
+        if dropped:
+            print(f"{dropped} task event(s) dropped: not listed", file=sys.stderr)
+    else:
+        print(state.format_task_attempts(rows, dropped))
+    return 0
+
+
+def _summary_arguments(parser: argparse.ArgumentParser) -> None:
+    kinds = parser.add_subparsers(dest="kind", metavar="WHAT", required=True)
+    sub = kinds.add_parser(
+        "tasks",
+        help="the tasks and actor calls counted per function (or method) and state",
+        description="Count the tasks and actor calls per function (or Class.method) and "
+        "state, as `ray summary tasks` (each task once, in the state of its latest attempt).",
+    )
+    sub.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    sub.add_argument("--format", choices=["table", "json"], default="table", help=_FORMAT_HELP)
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from actorflow.util import state
+
+    summary = state.summarize_tasks(args.address)
+    if args.format == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(state.format_task_summary(summary))
+    return 0
+
+
+def _timeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    parser.add_argument(
+        "--output",
+        default=None,
+        metavar="FILE",
+        help="where to write it (default: actorflow-timeline-<date>.json in the temp directory)",
+    )
+
+
+def cmd_timeline(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+    import time
+
+    from actorflow._private.cluster import inspection, task_history
+
+    snapshot = inspection.run(args.address, inspection.collect_tasks)
+    events = task_history.trace_events(task_history.attempt_rows(snapshot))
+    path = args.output or os.path.join(
+        tempfile.gettempdir(), time.strftime("actorflow-timeline-%Y-%m-%d_%H-%M-%S.json")
+    )
+    with open(path, "w") as f:
+        json.dump(events, f)
+    ran = sum(1 for e in events if e["ph"] == "X")
+    print(f"Wrote {ran} task attempt(s) to {path}: open it in chrome://tracing or Perfetto")
     return 0
 
 
@@ -322,8 +418,8 @@ _COMMANDS: dict[str, Command] = {
         cmd_status,
     ),
     "list": Command(
-        "list the cluster's nodes, actors, tasks (leased workers), workers or "
-        "objects, as a table or JSON",
+        "list the cluster's nodes, actors, tasks (from task events), leases (workers "
+        "leased for tasks), workers or objects, as a table or JSON",
         _list_arguments,
         cmd_list,
     ),
@@ -331,6 +427,17 @@ _COMMANDS: dict[str, Command] = {
         "list the cluster's objects: where each lives, its size, its refs",
         _memory_arguments,
         cmd_memory,
+    ),
+    "summary": Command(
+        "count the tasks and actor calls per function and state (`summary tasks`)",
+        _summary_arguments,
+        cmd_summary,
+    ),
+    "timeline": Command(
+        "write the task events as a Chrome trace (chrome://tracing, Perfetto): a row per "
+        "node, a line per worker",
+        _timeline_arguments,
+        cmd_timeline,
     ),
 }
 

@@ -131,6 +131,7 @@ class RemoteFunction(Generic[P, R]):
                 context.current_placement_group(),
             ),
             runtime_env=env[1],
+            task_events=o.get("enable_task_events", True),
         )
 
     def __repr__(self) -> str:

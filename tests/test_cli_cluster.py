@@ -249,7 +249,7 @@ def test_start_status_list_stop(cli, tmp_path):
     assert keeper[0]["pid"] == made["actor"]["pid"]
     assert "keeper" in cli.ok("list", "actors")
 
-    tasks = cli.json("list", "tasks")
+    tasks = cli.json("list", "leases")
     mine = [t for t in tasks if t["worker_id"] == busy["worker_id"]]
     assert len(mine) == 1, tasks
     assert mine[0]["node_id"] == other_id and mine[0]["pid"] == busy["pid"]
@@ -280,6 +280,10 @@ def test_start_status_list_stop(cli, tmp_path):
         interval=0.1,
     )
     assert keeper[0]["pid"] == made["actor"]["pid"]
+    # The driver reported its task events as it left: its actor call is listed, with its job.
+    calls = cli.json("list", "tasks", "--name", "Keeper.where")
+    assert [(c["state"], c["job_id"]) for c in calls] == [("FINISHED", made["job_id"])], calls
+    assert calls[0]["actor_id"] == made["actor"]["actor_id"]
 
     # stop ends every process of the cluster: nodes, the GCS, workers.
     started = cli.processes()
@@ -398,13 +402,16 @@ HELP = {
     ("stop",): ["--grace"],
     ("status",): ["--address", "--format", "resources used/total", "actors", "lease"],
     ("memory",): ["--address", "--format"],
-    ("list",): ["nodes", "actors", "tasks", "workers", "objects"],
+    ("list",): ["nodes", "actors", "tasks", "leases", "workers", "objects"],
     ("list", "nodes"): ["--address", "--format", "dead"],
     ("list", "actors"): ["--address", "--format", "state"],
-    ("list", "tasks"): ["--address", "--format", "leased to run tasks", "not listed one by one"],
+    ("list", "tasks"): ["--address", "--format", "--state", "--name", "--job", "--limit", "leases"],
+    ("list", "leases"): ["--address", "--format", "leased to run tasks", "list tasks"],
+    ("summary", "tasks"): ["--address", "--format", "state"],
+    ("timeline",): ["--address", "--output", "Chrome trace"],
     ("list", "workers"): ["--address", "--format"],
     ("list", "objects"): ["--address", "--format"],
-    (): ["start", "stop", "status", "list", "memory"],
+    (): ["start", "stop", "status", "list", "memory", "summary", "timeline"],
 }
 
 

@@ -575,7 +575,8 @@ def test_a_task_pushed_again_after_a_bounce_runs_once_and_is_answered():
         executor.stop()
         executor.run_main_thread()
         assert runs == [1]
-        status, wires, _seconds, _contained = again.future.result()
+        status, wires, _seconds, _contained, started = again.future.result()
+        assert started > 0  # when it began running, for its owner's task events
         assert status == OK and serialization.deserialize(wires[0]) == 7
     finally:
         loop.close()

@@ -133,6 +133,17 @@ class Config:
     # How long a raylet may take to answer the prepare phase of a reservation before the
     # attempt is given up (and tried again).
     placement_group_prepare_timeout: float = 10.0
+    # -- task events (worker/task_events.py, control/task_events.py) --
+    # Every task and actor call records its life in its owner, which reports it to the GCS in
+    # batches (``actorflow list tasks``, ``timeline``); off turns them off for every call.
+    task_events_enabled: bool = True
+    # Events an owner buffers between reports; beyond that, events are dropped and counted.
+    task_events_buffer_size: int = 100_000
+    # An owner reports its events this often, or as soon as this many are buffered.
+    task_events_report_seconds: float = 1.0
+    task_events_batch_size: int = 10_000
+    # Task attempts the GCS keeps per job; the oldest are evicted first (and counted).
+    task_events_max_per_job: int = 100_000
     # -- cluster inspection (actorflow memory / list / status, util.state) --
     # How long one process may take to answer an inspection query before it is skipped.
     inspection_request_timeout: float = 10.0

@@ -7,6 +7,7 @@ Ray driver does: a cluster with no node on this machine cannot take a driver her
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from typing import Any
@@ -194,6 +195,12 @@ class ClusterDriver:
 
     async def _shutdown(self) -> None:
         if self.core is not None:
+            # The job's last task events reach the GCS before it leaves (briefly: a GCS that
+            # does not answer does not hold the exit up).
+            try:
+                await asyncio.wait_for(self.core.task_events.flush_all(), 2.0)
+            except asyncio.TimeoutError:
+                pass
             self.core.shared.close()
         if self.runtime is not None:
             await self.runtime.aclose()

@@ -293,6 +293,10 @@ class TaskSnapshot:
     submitted: dict[str, list[dict[str, Any]]]  # owner address -> its unfinished tasks
     running: dict[str, list[dict[str, Any]]]  # worker address -> what it runs or queued
     drivers: dict[str, str]  # driver address -> its job id
+    # The GCS's task events: [[job_id, event], ...] (protocol/task_events.py), asked after the
+    # owners, which report what they buffered before they answer; and the events lost per job.
+    events: list[list] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 async def collect_tasks(ask: Ask, gcs_address: str) -> TaskSnapshot:
@@ -313,11 +317,14 @@ async def collect_tasks(ask: Ask, gcs_address: str) -> TaskSnapshot:
         asyncio.gather(*[_ask_or_none(ask, a, "core", "list_tasks") for a in owners]),
         asyncio.gather(*[_ask_or_none(ask, a, "worker", "list_running") for a in workers]),
     )
+    history = await _ask_or_none(ask, gcs_address, "task_events", "list_events") or {}
     return TaskSnapshot(
         view,
         {a: rows for a, rows in zip(owners, submitted, strict=True) if rows},
         {a: rows for a, rows in zip(workers, running, strict=True) if rows},
         drivers,
+        list(history.get("events") or []),
+        dict(history.get("dropped") or {}),
     )
 
 

@@ -276,7 +276,7 @@ class ActorManager:
         self._save(record)
         self._watch_worker(record, worker_id, address)
         try:
-            status, payload, _seconds, _contained = await self.runtime.ask(
+            status, payload, _seconds, _contained, _started = await self.runtime.ask(
                 address,
                 BecomeActor(record.actor_id, spec, record.restarts, self.runtime.address, gpu_ids),
             )
@@ -513,6 +513,7 @@ class ActorManager:
                 "restarts": r.restarts,
                 "death_cause": r.death_cause,
                 "node_id": r.node_id,
+                "worker_id": r.worker_id,
                 "job_id": r.spec.get("job_id", ""),
                 "lifetime": r.spec.get("lifetime") or "",
                 "resources": r.spec.get("resources") or {},

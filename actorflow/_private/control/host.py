@@ -1,5 +1,5 @@
 """Hosting the cluster's control store on a runtime: the GCS, its actor and placement-group
-tables."""
+tables, and its task events."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from actorflow._private.control.actors import ActorManager
 from actorflow._private.control.gcs import GCS
 from actorflow._private.control.placement_groups import PlacementGroupManager
 from actorflow._private.control.storage import CountingStorage, MemoryStorage, Storage
+from actorflow._private.control.task_events import TaskEvents
 from actorflow._private.runtime import Runtime
 
 
@@ -25,5 +26,6 @@ def host_gcs(runtime: Runtime, config: Config, storage: Storage | None = None) -
     runtime.register_actor("gcs", gcs)
     runtime.register_actor("actors", actors)
     runtime.register_actor("placement_groups", groups)
+    runtime.register_actor("task_events", TaskEvents(config))
     gcs.start()
     return gcs

@@ -18,10 +18,12 @@ CANCELLED = 2  # payload: nil
 RESCHEDULE = 3  # the worker is leaving: send the task elsewhere (payload: nil)
 
 
-# A task's or call's answer: (status, payload, seconds it ran, contained), where contained lists
-# the refs and handles inside the results (["object"|"actor", ...]) and seconds tells the owner
-# which functions are short. A plain tuple, not a NamedTuple: one is built for every call.
-Reply = tuple[int, Any, float, list]
+# A task's or call's answer: (status, payload, seconds it ran, contained, started), where
+# contained lists the refs and handles inside the results (["object"|"actor", ...]), seconds tells
+# the owner which functions are short, and started is the wall-clock time it began running (0.0
+# if it never ran), for the owner's task events. A plain tuple, not a NamedTuple: one is built
+# for every call.
+Reply = tuple[int, Any, float, list, float]
 
 
 class StreamItem(NamedTuple):

@@ -168,6 +168,9 @@ class ActorMethod(Generic[P, R]):
             num_returns=num_returns,
             max_retries=retries,
             retry_exceptions=self._options.get("retry_exceptions", False),
+            task_events=self._options.get(
+                "enable_task_events", self._handle._meta.get("task_events", True)
+            ),
         )
 
     def __repr__(self) -> str:

@@ -86,12 +86,14 @@ class ActorHost:
         try:
             cls = pickle.loads(spec["class_blob"])
         except Exception as exc:
-            future.set_result((FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0, []))
+            future.set_result(
+                (FAILED, task_error(f"{self.class_name}.__init__", exc), 0.0, [], 0.0)
+            )
             return future
         self._configure(cls, spec)
         for _position, wire in spec["slots"]:
             if serialization.is_error(wire):  # an argument failed: so does the constructor
-                future.set_result((FAILED, wire, 0.0, []))
+                future.set_result((FAILED, wire, 0.0, [], 0.0))
                 return future
 
         construct: Any
@@ -166,7 +168,7 @@ class ActorHost:
                     f"{self.class_name}.{method_name}",
                     AttributeError(f"actor {self.class_name} has no method {method_name!r}"),
                 )
-            future.set_result((FAILED, wire, 0.0, []))
+            future.set_result((FAILED, wire, 0.0, [], 0.0))
             return future
         job = self.executor.make_job(
             task_id,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ class ActorSubmitter:
         return [
             {
                 "task_id": call.task_id.hex(),
+                "attempt": call.attempt,
                 "name": call.fn_name,
                 "actor_id": ch.actor_id,
                 "state": "pushed" if ch.address else "queued",
@@ -149,6 +151,8 @@ class ActorSubmitter:
             call.failed_wire = wire
         slot[1] = wire
         call.unresolved -= 1
+        if call.unresolved == 0 and call.events:
+            call.ready_at = time.time()
         self._pump(ch)
 
     def _pump(self, ch: ActorChannel) -> None:
@@ -197,6 +201,9 @@ class ActorSubmitter:
     def _push(self, ch: ActorChannel, call: ActorCall) -> None:
         ch.in_flight[call.task_id] = call
         address = ch.address
+        if call.events:
+            call.pushed_at = time.time()
+            call.worker_address = address
         message = CallMethod(
             call.task_id,
             call.method,
@@ -222,13 +229,16 @@ class ActorSubmitter:
         ch.in_flight.pop(call.task_id, None)
         exc = future.exception()
         if exc is None:
-            status, payload, _seconds, contained = future.result()
+            status, payload, seconds, contained, started = future.result()
+            if call.events:
+                call.started, call.seconds = started, seconds
             if status == OK:
                 self._calls.pop(call.task_id, None)
                 self.completion.succeeded(call, payload, contained, address)
             elif status == FAILED:
                 if self.completion.retries_on_error(call, payload):
                     call.retries_left -= 1
+                    self.completion.retrying(call, payload)
                     self._requeue(ch, call)
                 else:
                     self._finish(call, [payload] * len(call.return_ids))
@@ -247,6 +257,10 @@ class ActorSubmitter:
         elif call.retries_left != 0 and call.streamed == 0:
             if call.retries_left > 0:
                 call.retries_left -= 1
+            self.completion.retrying(
+                call,
+                errors.ActorDiedError(f"the actor's process died while running {call.fn_name}()"),
+            )
             self._requeue(ch, call)
         else:
             ch.lost.append(call)

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from actorflow._private import errors, ids, serialization
 from actorflow._private.ownership.state import Ownership
 from actorflow._private.worker.streams import StreamTable
+from actorflow._private.worker.task_events import TaskEventBuffer
 
 STREAMING = -1  # num_returns of a streaming generator
 
@@ -55,6 +56,22 @@ class CallRecord:
     pinned: list = field(default_factory=list)  # refs and handles its arguments hold
     pin_ids: list = field(default_factory=list)  # owned objects counted as pinned by it
     finished: bool = False
+    actor_id: str = ""  # the actor called ("" for a task)
+    events: bool = True  # record task events for it (enable_task_events, Config)
+    # A task's resource request as sorted (name, amount) pairs, for its task events: plain
+    # values (no dict), so its event is not tracked by the garbage collector. () for actor calls.
+    resource_items: tuple = ()
+
+    # Its current attempt, for task events (task_events.py): plain class attributes, not
+    # fields, so that a call pays for them only when they are set.
+    attempt = 0
+    submitted_at = 0.0
+    ready_at = 0.0
+    pushed_at = 0.0
+    started = 0.0  # on the worker, from its reply
+    seconds = 0.0
+    worker_address = ""
+    worker_id = ""
 
     return_ids: list[bytes] = field(init=False)
 
@@ -84,7 +101,9 @@ class Completion:
         set_object: Callable[[bytes, list], None],
         hold_contained: Callable[[list, list, str, bytes], None],
         results_failed: Callable[[list, list], None],
+        events: TaskEventBuffer,
     ) -> None:
+        self.events = events
         self._ownership = ownership
         self._streams = streams
         self._set_object = set_object
@@ -108,6 +127,8 @@ class Completion:
         if call.finished:
             return
         call.finished = True
+        if call.events:
+            self.events.ended(call, None if succeeded else (wires[0] if wires else None))
         call.pinned = []  # the refs and handles its arguments held may go now
         if call.pin_ids:
             self._ownership.unpin_for_call(call.pin_ids)
@@ -121,6 +142,13 @@ class Completion:
         else:
             for obj_id, wire in zip(call.return_ids, wires, strict=False):
                 self._set_object(obj_id, wire)
+
+    def retrying(self, call: CallRecord, error: Any) -> None:
+        """The attempt failed (error: its wire or exception) and the call is tried again."""
+        if call.events:
+            self.events.ended(call, error)
+            call.started = call.seconds = 0.0
+        call.attempt += 1
 
     def cancelled(self, call: CallRecord, kind: str) -> None:
         error = errors.TaskCancelledError(

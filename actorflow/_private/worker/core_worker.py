@@ -35,6 +35,7 @@ from actorflow._private.worker.shared_objects import SharedObjects
 from actorflow._private.worker.streams import StreamTable
 from actorflow._private.worker.submission import Submission
 from actorflow._private.worker.task_context import Blocking, configure_blocking
+from actorflow._private.worker.task_events import TaskEventBuffer
 from actorflow._private.worker.task_submitter import TaskSubmitter
 from actorflow._private.worker.waiting import Waiting
 
@@ -105,8 +106,14 @@ class CoreWorker:
         self.contained_in = refs.contained_in
         self.keep_in_flight = refs.keep_in_flight
         self.streams = StreamTable(self.objects, self.set_object, self.blocking)
+        self.task_events = TaskEventBuffer(runtime, config, lambda: self.job_id, gcs_address)
         completion = Completion(
-            self.ownership, self.streams, self.set_object, refs.hold_contained, self.results_failed
+            self.ownership,
+            self.streams,
+            self.set_object,
+            refs.hold_contained,
+            self.results_failed,
+            self.task_events,
         )
         self.completion = completion
         self.submitter = TaskSubmitter(runtime, config, self, completion)
@@ -132,6 +139,7 @@ class CoreWorker:
             self.resolve_ref,
             self.keep_process,
             self.on_loop_thread,
+            config.task_events_enabled,
         )
         self.submit_task = submission.submit_task
         self.submit_actor_call = submission.submit_actor_call
@@ -298,9 +306,11 @@ class CoreWorker:
         what it borrows, for `actorflow memory`."""
         return self.ownership.ref_rows(os.getpid())
 
-    def handle_list_tasks(self, payload: Any, call: Call) -> list:
+    async def handle_list_tasks(self, payload: Any, call: Call) -> list:
         """The tasks and actor calls this process submitted that have not finished, for
-        ``actorflow.util.state.list_tasks``."""
+        ``actorflow.util.state.list_tasks``; the ended ones it has buffered are reported to the
+        GCS first, so the GCS's task events hold them when the lister asks it next."""
+        await self.task_events.flush_all()
         return self.submitter.task_rows() + self.actor_submitter.call_rows()
 
     def handle_log(self, payload: list, call: Call | None) -> None:

@@ -2,8 +2,9 @@
 
 Synchronous functions run one at a time on the process's main thread, so that a cancel can
 interrupt them with a signal even inside ``time.sleep``; ``async def`` functions and async
-generators run on the runtime loop. The reply to ``push_task`` is ``[status, payload, seconds]``
-(statuses in task_submitter.py); generators stream ``[index, value]`` items before it.
+generators run on the runtime loop. The reply to ``push_task`` is ``protocol.worker.Reply``
+(with the wall-clock time the call began running, for its owner's task events); generators
+stream ``[index, value]`` items before it.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ class _Job:
         "pulling",
         "pulled",
         "placement_group",
+        "started",
     )
 
     def __init__(
@@ -109,6 +111,7 @@ class _Job:
         self.pulling: asyncio.Future | None = None  # arguments on other nodes being pulled here
         self.pulled: dict[bytes, list] = {}  # their local wires, once pulled
         self.placement_group: list | None = None  # the group the task was placed in
+        self.started = 0.0  # wall-clock time it began running, told to the owner (task events)
 
 
 def start_pulls(core: CoreWorker, job: _Job) -> None:
@@ -259,7 +262,7 @@ class TaskExecutor:
         try:
             fn = self.function(fn_id, blob, fn_name)
         except Exception as exc:
-            future.set_result((FAILED, task_error(fn_name, exc), 0.0, []))
+            future.set_result((FAILED, task_error(fn_name, exc), 0.0, [], 0.0))
             return future
         job = _Job(task_id, fn, fn_name, args_wire, slots, num_returns, call, future, owner)
         job.movable = True
@@ -270,7 +273,7 @@ class TaskExecutor:
         elif self.task_blocked:
             # The task on the main thread waits for a value: this one would queue behind it
             # (and may be what it waits for), so it goes back to its owner to run elsewhere.
-            future.set_result((RESCHEDULE, None, 0.0, []))
+            future.set_result((RESCHEDULE, None, 0.0, [], 0.0))
         else:
             start_pulls(self.core, job)
             self.enqueue_main(job)
@@ -317,7 +320,7 @@ class TaskExecutor:
         def start() -> None:
             if job.cancelled:  # cancelled while it waited for a slot: it never runs
                 self._running.pop(job.task_id, None)
-                _settle(job.future, (CANCELLED, None, 0.0, []))
+                _settle(job.future, (CANCELLED, None, 0.0, [], 0.0))
                 limiter.release()
                 return
             job.async_task = self.runtime.loop.create_task(self._run_limited(job, limiter))
@@ -351,7 +354,7 @@ class TaskExecutor:
         try:
             reply = self._run_sync(job)
         except TaskCancelledSignal:
-            reply = (CANCELLED, None, 0.0, [])
+            reply = (CANCELLED, None, 0.0, [], 0.0)
         self._running.pop(job.task_id, None)
         self.runtime.call_soon(self._reply, job, reply)
 
@@ -361,6 +364,7 @@ class TaskExecutor:
         the caller's freeing of them."""
         for obj_id in job.opened:
             self.core.shared.release(obj_id, job=True)
+        reply = (reply[0], reply[1], reply[2], reply[3], job.started)
         self.core.after_borrows_settled(job.opened, lambda: _settle(job.future, reply))
 
     def running_names(self) -> list[str]:
@@ -384,7 +388,7 @@ class TaskExecutor:
             self.core.submitter.cancel_children(task_id, bool(force))
         job = self._unqueue(task_id)
         if job is not None:
-            job.future.set_result((CANCELLED, None, 0.0, []))
+            job.future.set_result((CANCELLED, None, 0.0, [], 0.0))
             return
         job = self._running.get(task_id)
         if job is None:
@@ -415,7 +419,7 @@ class TaskExecutor:
             for job in bounced:
                 del self._queued[job.task_id]
         for job in bounced:
-            job.future.set_result((RESCHEDULE, None, 0.0, []))
+            job.future.set_result((RESCHEDULE, None, 0.0, [], 0.0))
 
     # -- running (main thread for sync functions) -----------------------------------------------
 
@@ -437,7 +441,7 @@ class TaskExecutor:
             try:
                 reply = self._run_sync(job)
             except TaskCancelledSignal:  # the signal landed just after the function returned
-                reply = (CANCELLED, None, 0.0, [])
+                reply = (CANCELLED, None, 0.0, [], 0.0)
             self._running.pop(job.task_id, None)
             self.runtime.call_soon(self._reply, job, reply)
 
@@ -451,6 +455,7 @@ class TaskExecutor:
         name_token = current_task_name.set(job.fn_name)
         caller_token = current_caller.set(job.owner)
         group_token = current_placement_group_wire.set(job.placement_group)
+        job.started = time.time()
         start = time.perf_counter()
         try:
             args, kwargs = decode_args(self.core, job)
@@ -462,7 +467,7 @@ class TaskExecutor:
                     )
                     self.runtime.call_soon(job.call.stream, [index, wires[0], contained])
                     index += 1
-                return (OK, [], time.perf_counter() - start, [])
+                return (OK, [], time.perf_counter() - start, [], 0.0)
             value = job.fn(*args, **kwargs)
             if inspect.isgenerator(value):  # a generator called with a fixed num_returns
                 value, failure = _drain(value)
@@ -483,17 +488,17 @@ class TaskExecutor:
             wires, contained = serialize_returns(
                 self.core, value, job.num_returns, job.fn_name, job
             )
-            return (OK, wires, time.perf_counter() - start, contained)
+            return (OK, wires, time.perf_counter() - start, contained, 0.0)
         except TaskCancelledSignal:
-            return (CANCELLED, None, time.perf_counter() - start, [])
+            return (CANCELLED, None, time.perf_counter() - start, [], 0.0)
         except ActorExitSignal as exit_signal:
             return self._actor_exit_reply(start, exit_signal)
         except KeyboardInterrupt as exc:
             if job.cancelled:
-                return (CANCELLED, None, time.perf_counter() - start, [])
-            return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+                return (CANCELLED, None, time.perf_counter() - start, [], 0.0)
+            return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [], 0.0)
         except Exception as exc:
-            return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+            return (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [], 0.0)
         finally:
             current_placement_group_wire.reset(group_token)
             current_caller.reset(caller_token)
@@ -509,7 +514,7 @@ class TaskExecutor:
             wires += item_wires
             contained += item_contained
         wires += [task_error(job.fn_name, failure)] * (job.num_returns - len(items))
-        return (OK, wires, time.perf_counter() - start, contained)
+        return (OK, wires, time.perf_counter() - start, contained, 0.0)
 
     def _actor_exit_reply(self, start: float, exit_signal: ActorExitSignal) -> Reply:
         reason = str(exit_signal) or "the actor exited: exit_actor() was called"
@@ -521,7 +526,7 @@ class TaskExecutor:
 
     def _refused(self, start: float) -> Reply:
         error = errors.ActorDiedError(f"the actor is dead: {self.exit_reason}")
-        return (FAILED, serialization.serialize_error(error), time.perf_counter() - start, [])
+        return (FAILED, serialization.serialize_error(error), time.perf_counter() - start, [], 0.0)
 
     async def _run_limited(self, job: _Job, limiter: CallSlots) -> None:
         try:
@@ -538,6 +543,7 @@ class TaskExecutor:
         current_task_name.set(job.fn_name)
         current_caller.set(job.owner)
         current_placement_group_wire.set(job.placement_group)
+        job.started = time.time()
         start = time.perf_counter()
         reply: Reply
         try:
@@ -554,7 +560,7 @@ class TaskExecutor:
                     )
                     job.call.stream(StreamItem(index, wires[0], contained))
                     index += 1
-                reply = (OK, [], time.perf_counter() - start, [])
+                reply = (OK, [], time.perf_counter() - start, [], 0.0)
             else:
                 if inspect.isasyncgenfunction(job.fn):
                     value = [item async for item in job.fn(*args, **kwargs)]
@@ -565,13 +571,13 @@ class TaskExecutor:
                 wires, contained = serialize_returns(
                     self.core, value, job.num_returns, job.fn_name, job
                 )
-                reply = (OK, wires, time.perf_counter() - start, contained)
+                reply = (OK, wires, time.perf_counter() - start, contained, 0.0)
         except asyncio.CancelledError:
-            reply = (CANCELLED, None, time.perf_counter() - start, [])
+            reply = (CANCELLED, None, time.perf_counter() - start, [], 0.0)
         except ActorExitSignal as exit_signal:
             reply = self._actor_exit_reply(start, exit_signal)
         except Exception as exc:
-            reply = (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [])
+            reply = (FAILED, task_error(job.fn_name, exc), time.perf_counter() - start, [], 0.0)
         if job.cancelled and reply[0] == OK:
             # The coroutine swallowed its CancelledError: it was still cancelled. The error is
             # both a TaskError (Ray's RayTaskError) and a TaskCancelledError, so either catches.
@@ -579,7 +585,7 @@ class TaskExecutor:
                 job.task_id.hex(),
                 f"{job.fn_name}() was cancelled (it caught asyncio.CancelledError and returned)",
             )
-            reply = (FAILED, task_error(job.fn_name, cancelled), reply[2], [])
+            reply = (FAILED, task_error(job.fn_name, cancelled), reply[2], [], 0.0)
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
 

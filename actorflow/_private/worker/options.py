@@ -55,9 +55,9 @@ METHOD_OPTIONS = {
 }
 
 # Options Ray accepts that change nothing here (listed on the README's compatibility page):
-# there are no task events to turn off yet, labels and tensor transports are Ray features we do
-# not have, object_store_memory reserves nothing in Ray either, and generator back-pressure
-# knobs tune Ray's own streaming protocol.
+# labels and tensor transports are Ray features we do not have, object_store_memory reserves
+# nothing in Ray either, and generator back-pressure knobs tune Ray's own streaming protocol.
+# (enable_task_events, listed with them, does turn a call's task events off.)
 ACCEPTED_AND_IGNORED = {
     "enable_task_events",
     "_labels",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ class Submission:
         resolve_ref: Callable[[Any, Callable[[list], None]], None],
         keep_process: Callable[[], None],
         on_loop_thread: Callable[[], bool],
+        events_enabled: bool = True,
     ) -> None:
         self._runtime = runtime
         self._ownership = ownership
@@ -49,6 +51,7 @@ class Submission:
         self._resolve_ref = resolve_ref  # resolve_ref(ref, callback): on the runtime loop
         self._keep_process = keep_process  # this worker now owns an actor: not idle
         self._on_loop_thread = on_loop_thread
+        self._events_enabled = events_enabled  # Config.task_events_enabled
 
     def submit_task(
         self,
@@ -64,6 +67,7 @@ class Submission:
         retry_exceptions: Any,
         strategy: Any = None,
         runtime_env: ResolvedEnv | None = None,
+        task_events: bool = True,
     ) -> Any:
         """Submit a task; return its ref, list of refs, or generator. runtime_env: its env
         (RuntimeEnvs.resolve); None inherits this process's."""
@@ -84,6 +88,7 @@ class Submission:
             strategy=strategy,
             runtime_env=env.wire,
             env_key=env.key,
+            events=task_events and self._events_enabled,
         )
         if env.uploaded is not None:
             return self._start(task, self._envs.after_upload, env, self._tasks.submit, task)
@@ -100,6 +105,7 @@ class Submission:
         num_returns: int,
         max_retries: int,
         retry_exceptions: Any,
+        task_events: bool = True,
     ) -> Any:
         """Call a method of the actor behind handle; return its ref(s) or generator."""
         args_wire, slots, nested = self._packer.pack(fn_name, args, kwargs)
@@ -114,11 +120,15 @@ class Submission:
             retry_exceptions=retry_exceptions_option(retry_exceptions),
             pinned=[handle, *nested],  # the handle called keeps the actor alive meanwhile
             out_of_order=handle._meta.get("out_of_order", False),
+            actor_id=handle._actor_id,
+            events=task_events and self._events_enabled,
         )
         return self._start(call, self._actors.submit, handle._actor_id, call)
 
     def _start(self, call: CallRecord, submit: Callable[..., None], *submit_args: Any) -> Any:
         call.parent_task_id = current_task_id.get()
+        if call.events:
+            call.submitted_at = time.time()
         refs = [r for r in call.pinned if isinstance(r, ObjectRef)]
         refs += [slot[1] for slot in call.slots]
         if refs:  # most calls pass no refs: nothing to pin

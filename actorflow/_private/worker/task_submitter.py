@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -119,11 +120,15 @@ class TaskSubmitter:
         slot[1] = wire
         task.unresolved -= 1
         if task.unresolved == 0:
+            if task.events:
+                task.ready_at = time.time()
             self._enqueue(task)
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         task.state = QUEUED
-        key = (tuple(sorted(task.resources.items())), repr(task.strategy), task.env_key)
+        items = task.resource_items or tuple(sorted(task.resources.items()))
+        task.resource_items = items  # its queue's key, and its task events' request
+        key = (items, repr(task.strategy), task.env_key)
         shape = self._shapes.get(key)
         if shape is None:
             shape = self._shapes[key] = ShapeQueue(task.resources, task.strategy, task.runtime_env)
@@ -245,6 +250,7 @@ class TaskSubmitter:
         return [
             {
                 "task_id": t.task_id.hex(),
+                "attempt": t.attempt,
                 "name": t.fn_name,
                 "actor_id": "",
                 "state": STATE_NAMES.get(t.state, "finished"),
@@ -284,6 +290,8 @@ class TaskSubmitter:
     def _push(self, shape: ShapeQueue, task: PendingTask, worker: LeasedWorker) -> None:
         task.state = RUNNING
         task.worker = worker
+        if task.events:
+            task.pushed_at = time.time()
         worker.in_flight += 1
         slow = not self._is_short(task.fn_id)
         worker.slow_in_flight += slow
@@ -335,10 +343,15 @@ class TaskSubmitter:
             # The task could not be sent or answered (e.g. over the frame limit): its error.
             self._finish(task, task.errors_for_all(exc))
         elif exc is not None:
+            if task.events:
+                task.worker_address, task.worker_id = worker.address, worker.worker_id
             self._worker_lost(shape, worker)
             self._after_crash(task, exc)
         else:
-            status, payload, seconds, contained = future.result()
+            status, payload, seconds, contained, started = future.result()
+            if task.events:
+                task.started, task.seconds = started, seconds
+                task.worker_address, task.worker_id = worker.address, worker.worker_id
             old = self._fn_seconds.get(task.fn_id)
             self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
             if status == OK:
@@ -347,6 +360,7 @@ class TaskSubmitter:
             elif status == FAILED:
                 if self.completion.retries_on_error(task, payload):
                     task.retries_left -= 1
+                    self.completion.retrying(task, payload)
                     self._enqueue(task)
                 else:
                     self._finish(task, [payload] * len(task.return_ids))
@@ -374,6 +388,9 @@ class TaskSubmitter:
         elif task.retries_left != 0 and task.streamed == 0:
             task.retries_left -= 1
             logger.info("retrying task %s: its worker died (%s)", task.fn_name, exc)
+            self.completion.retrying(
+                task, errors.WorkerCrashedError(f"the worker running {task.fn_name}() died ({exc})")
+            )
             self._enqueue(task, front=True)
         else:
             error = errors.WorkerCrashedError(

@@ -29,6 +29,13 @@ from actorflow.util.state.api import (
     summarize_actors,
     summarize_objects,
     summarize_tasks,
+    task_events_dropped,
+)
+from actorflow.util.state.task_views import (
+    TASK_ATTEMPT_COLUMNS,
+    format_task_attempts,
+    format_task_summary,
+    task_attempts,
 )
 from actorflow.util.state.views import (
     ACTOR_COLUMNS,
@@ -57,6 +64,7 @@ from actorflow.util.state.views import (
 
 __all__ = [
     "ACTOR_COLUMNS",
+    "TASK_ATTEMPT_COLUMNS",
     "NODE_COLUMNS",
     "TASK_COLUMNS",
     "WORKER_COLUMNS",
@@ -68,6 +76,8 @@ __all__ = [
     "format_status",
     "format_summary",
     "format_table",
+    "format_task_attempts",
+    "format_task_summary",
     "get_actor",
     "get_job",
     "get_node",
@@ -91,6 +101,8 @@ __all__ = [
     "summarize_actors",
     "summarize_objects",
     "summarize_tasks",
+    "task_attempts",
+    "task_events_dropped",
     "task_lease_rows",
     "tasks_of",
     "worker_rows",

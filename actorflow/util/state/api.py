@@ -10,10 +10,10 @@ node whose raylet did not answer makes the query raise ``StateApiError`` (Ray's
 ``RayStateApiException``); with False it warns and lists what the others said. Processes that
 exit while being asked are skipped.
 
-Where actorflow differs from Ray: there are no task events yet, so ``list_tasks`` lists the
-tasks and actor calls the cluster's processes know of now (submitted by an owner and not
-finished, or running or queued on a worker), not finished ones; ``list_workers`` lists worker
-processes (not drivers).
+``list_tasks`` lists one row per attempt: ended attempts come from the task events their owners
+report to the GCS (``enable_task_events=False`` leaves a call out), unfinished ones from their
+owners and workers. Where actorflow differs from Ray: ``list_workers`` lists worker processes
+(not drivers); actors' constructors are not listed once they have run.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from actorflow._private.cluster import inspection
+from actorflow._private.cluster import inspection, task_history
 from actorflow.exceptions import StateApiError
 from actorflow.object_ref import ObjectRef
 from actorflow.util.state import views
@@ -66,12 +66,6 @@ S = TypeVar("S", bound=StateSchema)
 Filters = Sequence[tuple[str, str, Any]] | None
 
 ACTOR_STATES = {"PENDING": "PENDING_CREATION"}  # actorflow's name -> Ray's (others the same)
-TASK_STATES = {
-    "resolving": "PENDING_ARGS_AVAIL",
-    "queued": "PENDING_NODE_ASSIGNMENT",
-    "pushed": "SUBMITTED_TO_WORKER",
-    "running": "RUNNING",
-}
 
 
 def _ip(address: str) -> str:
@@ -254,66 +248,27 @@ def _objects(snapshot: inspection.Snapshot) -> tuple[list[ObjectState], list[str
 
 
 def _tasks(snapshot: inspection.TaskSnapshot) -> tuple[list[TaskState], list[str]]:
-    view = snapshot.view
-    hosts = {a["address"]: a["actor_id"] for a in view.actors if a.get("address")}
-    where: dict[str, tuple[str, dict[str, Any]]] = {
-        w["address"]: (node_id, w)
-        for node_id, info in view.node_infos.items()
-        for w in info.get("workers", [])
-        if w.get("address")
-    }
-
-    def place(row: TaskState, address: str) -> None:
-        node_id, worker = where.get(address, ("", {}))
-        row.node_id = node_id or None
-        row.worker_id = worker.get("worker_id") or row.worker_id or None
-        row.worker_pid = worker.get("pid")
-
-    rows: dict[str, TaskState] = {}
-    for owner, submitted in snapshot.submitted.items():
-        job_id = snapshot.drivers.get(owner) or where.get(owner, ("", {}))[1].get("job_id", "")
-        for t in submitted:
-            row = TaskState(
-                task_id=t["task_id"],
-                name=t["name"],
-                state=TASK_STATES.get(t["state"], "PENDING_NODE_ASSIGNMENT"),
-                job_id=job_id or "",
-                actor_id=t["actor_id"] or None,
-                type="ACTOR_TASK" if t["actor_id"] else "NORMAL_TASK",
-                func_or_class_name=t["name"],
-                parent_task_id=t["parent_task_id"],
-                worker_id=t["worker_id"] or None,
-                language="PYTHON",
-            )
-            if t["worker_address"] and row.state == "SUBMITTED_TO_WORKER":
-                place(row, t["worker_address"])
-            rows[row.task_id] = row
-    for address, running in snapshot.running.items():
-        _, worker = where.get(address, ("", {}))
-        for t in running:
-            # Not among its owner's: the owner did not answer, or it is an actor's constructor.
-            row = rows.get(t["task_id"]) or _unowned_task(t, worker, hosts.get(address))
-            rows[row.task_id] = row
-            if t["state"] == "running":
-                row.state = "RUNNING"
-            elif not row.state:  # queued on the worker; else its owner's word stands
-                row.state = "SUBMITTED_TO_WORKER"
-            place(row, address)
-    return list(rows.values()), list(view.unreachable)
+    fields = TaskState.columns()
+    rows = [
+        TaskState(**{k: v for k, v in row.items() if k in fields})
+        for row in task_history.attempt_rows(snapshot)
+    ]
+    dropped = sum(snapshot.dropped.values())
+    if dropped:
+        warnings.warn(
+            f"{dropped} task event(s) were dropped (an owner's buffer was full, or the GCS's "
+            f"table of a job: Config.task_events_buffer_size / task_events_max_per_job), so "
+            f"the result may be incomplete",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+    return rows, list(snapshot.view.unreachable)
 
 
-def _unowned_task(t: dict[str, Any], worker: dict[str, Any], actor_id: str | None) -> TaskState:
-    creating = t["name"].endswith(".__init__")
-    kind = "ACTOR_CREATION_TASK" if creating else "ACTOR_TASK" if actor_id else "NORMAL_TASK"
-    return TaskState(
-        task_id=t["task_id"],
-        name=t["name"],
-        job_id=worker.get("job_id", "") or "",
-        actor_id=actor_id,
-        type=kind,
-        func_or_class_name=t["name"],
-        language="PYTHON",
-    )
+def task_events_dropped(address: str | None = None, timeout: int = DEFAULT_RPC_TIMEOUT) -> int:
+    """How many task events the cluster lost (owners' full buffers, the GCS's evictions)."""
+    snapshot = inspection.run(address, inspection.collect_tasks, timeout)
+    return sum(snapshot.dropped.values())
 
 
 def _placement_groups(table: dict[str, Any]) -> tuple[list[PlacementGroupState], list]:
@@ -355,8 +310,10 @@ list_objects = _lister(ObjectState, _objects, inspection.collect)
 list_objects.__doc__ = """The references to objects, one row per process that holds one
 (``ObjectState`` rows)."""
 list_tasks = _lister(TaskState, _tasks, inspection.collect_tasks)
-list_tasks.__doc__ = """The tasks and actor calls the cluster's processes know of now
-(``TaskState`` rows): not finished ones (there are no task events yet)."""
+list_tasks.__doc__ = """The tasks and actor calls, one row per attempt (``TaskState``
+rows): the ended ones from the GCS's task events (FINISHED or FAILED, with error_type and
+error_message), oldest first, then the ones not ended yet, as their owners and workers know them
+now. A RuntimeWarning says how many events were dropped, if any were."""
 list_placement_groups = _lister(
     PlacementGroupState, _placement_groups, views.collect_placement_groups
 )
@@ -417,10 +374,15 @@ def get_task(
     timeout: int = DEFAULT_RPC_TIMEOUT,
     _explain: bool = False,
 ) -> TaskState | None:
-    """The task with this id (or the task that makes this ObjectRef) while the cluster knows
-    of it (submitted and not finished), else None."""
+    """The task with this id (or the task that makes this ObjectRef): its latest attempt, or
+    None if the cluster has no record of it."""
     task_id = id.task_id() if isinstance(id, ObjectRef) else id
-    return _get_one(list_tasks, "task_id", task_id, address, timeout)
+    if not isinstance(task_id, str) or not task_id:
+        raise ValueError(f"an id is a non-empty str, got {task_id!r}")
+    rows = list_tasks(
+        address, filters=[("task_id", "=", task_id)], timeout=timeout, detail=True, limit=2**31
+    )
+    return max(rows, key=lambda row: row.attempt_number) if rows else None
 
 
 def get_objects(
@@ -450,13 +412,27 @@ def summarize_tasks(
 ) -> dict[str, Any]:
     """The tasks of ``list_tasks`` counted per function (or method) and state, in Ray's shape:
     ``{"cluster": {"summary": {name: {"func_or_class_name", "type", "state_counts"}},
-    "total_tasks", "total_actor_tasks", "total_actor_scheduled", "summary_by"}}``."""
-    tasks = list_tasks(
+    "total_tasks", "total_actor_tasks", "total_actor_scheduled", "summary_by"}}``; a task is
+    counted once, in the state of its latest attempt. ``num_task_events_dropped`` (not Ray's)
+    says how many events the cluster lost."""
+    dropped = [0]
+
+    def build(snapshot: inspection.TaskSnapshot) -> tuple[list[TaskState], list[str]]:
+        dropped[0] = sum(snapshot.dropped.values())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the count goes in the summary
+            return _tasks(snapshot)
+
+    tasks = _lister(TaskState, build, inspection.collect_tasks)(
         address, limit=2**31, timeout=timeout, raise_on_missing_output=raise_on_missing_output
     )
     summary: dict[str, dict[str, Any]] = {}
     totals = {"NORMAL_TASK": 0, "ACTOR_TASK": 0, "ACTOR_CREATION_TASK": 0}
+    latest: dict[str, TaskState] = {}
     for task in tasks:
+        if task.task_id not in latest or task.attempt_number > latest[task.task_id].attempt_number:
+            latest[task.task_id] = task
+    for task in latest.values():
         entry = summary.setdefault(
             task.name, {"func_or_class_name": task.name, "type": task.type, "state_counts": {}}
         )
@@ -469,6 +445,7 @@ def summarize_tasks(
             "total_actor_tasks": totals["ACTOR_TASK"],
             "total_actor_scheduled": totals["ACTOR_CREATION_TASK"],
             "summary_by": "func_name",
+            "num_task_events_dropped": dropped[0],
         }
     }
 

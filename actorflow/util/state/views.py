@@ -89,9 +89,8 @@ def worker_rows(address: str | None = None) -> list[dict[str, Any]]:
 
 def task_lease_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per worker leased to run tasks (not hosting an actor): a lease runs the tasks of
-    one owner, one or several in turn. Single tasks are known only to their owners (there is no
-    central task table), so they are not listed one by one; queued lease requests are counted
-    per node in ``node_rows()`` and ``cluster_status()``.
+    one owner, one or several in turn (single tasks: ``list_tasks``, from task events); queued
+    lease requests are counted per node in ``node_rows()`` and ``cluster_status()``.
 
     Keys: node_id, worker_id, pid, address, job_id (None if the node does not report it).
     """
