@@ -676,3 +676,28 @@ def test_cancelling_an_async_call_that_waits_for_a_slot(cluster):
     signal.send.remote()
     assert actorflow.get(first, timeout=30) == "ran"
     assert actorflow.get(actor.wait.remote(signal), timeout=30) == "ran"  # its slot is free
+
+
+def test_instance_attribute_does_not_hide_a_method(cluster):
+    # Ray looks methods up on the class: Ray's streaming-generator test keeps a flag
+    # `self.should_kill` beside `def should_kill`.
+    @actorflow.remote
+    class Flagged:
+        def __init__(self):
+            self.should_kill = True
+
+        def should_kill(self):
+            return self.should_kill
+
+        @staticmethod
+        def twice(x):
+            return 2 * x
+
+        @classmethod
+        def kind(cls):
+            return cls.__name__
+
+    actor = Flagged.remote()
+    assert actorflow.get(actor.should_kill.remote(), timeout=30) is True
+    assert actorflow.get(actor.twice.remote(4), timeout=30) == 8
+    assert actorflow.get(actor.kind.remote(), timeout=30) == "Flagged"

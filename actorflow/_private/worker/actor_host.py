@@ -54,6 +54,7 @@ class ActorHost:
         self.runtime = core.runtime
         self.executor = executor
         self.instance: Any = None
+        self._methods: dict[str, Any] = {}  # method name -> bound method (_method)
         self.actor_id = ""
         self.gcs_address = ""
         self.class_name = ""
@@ -158,7 +159,7 @@ class ActorHost:
         elif method_name == CALL_METHOD and self.instance is not None:
             fn = functools.partial(_ray_call, self.instance)
         else:
-            fn = getattr(self.instance, method_name, None) if self.instance is not None else None
+            fn = self._methods.get(method_name) or self._method(method_name)
         if fn is None or self._exiting:
             future = self.runtime.loop.create_future()
             if self._exiting:
@@ -190,6 +191,22 @@ class ActorHost:
         else:
             self.executor.enqueue_main(job)
         return job.future
+
+    def _method(self, name: str) -> Any:
+        """The instance's method name, looked up on its class first (as Ray): an instance
+        attribute of the same name (``self.ready = True`` beside ``def ready``) does not hide
+        the method from callers. None if there is no such method."""
+        instance = self.instance
+        if instance is None:
+            return None
+        raw = inspect.getattr_static(type(instance), name, None)
+        if raw is not None and hasattr(raw, "__get__"):
+            fn = raw.__get__(instance, type(instance))
+            if callable(fn):
+                self._methods[name] = fn
+                return fn
+        fn = getattr(instance, name, None)  # made by __getattr__ or set on the instance
+        return fn if callable(fn) else None
 
     def handle_cancel(self, payload: list, call: Call | None) -> None:
         task_id, force = decode(CancelCall, payload)
