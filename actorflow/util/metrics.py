@@ -65,6 +65,9 @@ class Metric:
         check_family(name, self._family)  # (with the prefix it stays valid)
         self._defined_in: Any = None  # the recorder it was defined in (the process's)
 
+    def __reduce__(self) -> Any:  # Histogram adds its boundaries
+        return self.__class__, (self._name, self._description, self._tag_keys)
+
     def set_default_tags(self, default_tags: dict[str, str]) -> Metric:
         """Tags used by every record that does not give them; returns the metric itself."""
         for key, value in default_tags.items():
@@ -120,14 +123,6 @@ class Counter(Metric):
 
     _kind = COUNTER
 
-    def __init__(
-        self, name: str, description: str = "", tag_keys: tuple[str, ...] | None = None
-    ) -> None:
-        super().__init__(name, description, tag_keys)
-
-    def __reduce__(self) -> Any:
-        return self.__class__, (self._name, self._description, self._tag_keys)
-
     def inc(self, value: int | float = 1.0, tags: dict[str, str] | None = None) -> None:
         amount = _number(value)
         if amount <= 0:
@@ -140,14 +135,6 @@ class Gauge(Metric):
     """A value that goes up and down: the last one set is kept."""
 
     _kind = GAUGE
-
-    def __init__(
-        self, name: str, description: str = "", tag_keys: tuple[str, ...] | None = None
-    ) -> None:
-        super().__init__(name, description, tag_keys)
-
-    def __reduce__(self) -> Any:
-        return self.__class__, (self._name, self._description, self._tag_keys)
 
     def set(self, value: int | float | None, tags: dict[str, str] | None = None) -> None:
         if value is None:
