@@ -26,6 +26,7 @@ import asyncio
 import builtins
 import inspect
 import logging
+import reprlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -374,11 +375,18 @@ class Runtime:
                         self._timed(pending)
                     pending.future.set_exception(error_from_wire(msg[2]))
             else:
-                raise ValueError(f"unknown message kind {kind!r}")
+                raise ValueError(
+                    f"unknown message kind {kind!r}: a message is an array whose first item is "
+                    f"{REQUEST} (request), {RESPONSE}, {FAILURE}, {ONEWAY} or {STREAM}"
+                )
         except (TypeError, IndexError, KeyError, ValueError) as exc:
             # Malformed: this peer is broken or hostile; drop it, keep serving everyone else.
             logger.warning(
-                "malformed message from %s (%s); closing that connection", conn.peer_address, exc
+                "malformed message from %s: %s (%s: %s); closing that connection",
+                conn.peer_address,
+                reprlib.repr(msg),
+                type(exc).__name__,
+                exc,
             )
             conn.close()
 
