@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import cast
 
-from . import auth
+from . import auth, tls
 from .connection import Connection
-from .errors import CommClosedError
+from .errors import CommClosedError, ConnectError, TLSError
 
 __all__ = ["Describe", "StreamProtocol"]
 
@@ -109,6 +110,11 @@ class StreamProtocol(asyncio.Protocol):
     async def _read_exactly(self, n: int) -> bytes:
         while len(self._hs_buf) < n:
             if self._lost:
+                if isinstance(self._lost_exc, ssl.SSLError):
+                    # TLS 1.3: a client hears that its certificate was refused only here.
+                    raise TLSError(
+                        f"{self.peer_address}: {tls.describe_tls_error(self._lost_exc)}"
+                    ) from self._lost_exc
                 raise CommClosedError(
                     f"{self.peer_address} closed the connection during the handshake"
                 ) from self._lost_exc
@@ -125,6 +131,40 @@ class StreamProtocol(asyncio.Protocol):
     def _write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+    async def server_tls(self, ctx: ssl.SSLContext, timeout: float) -> None:
+        """Send the preamble and start TLS; raises HandshakeRejected naming the problem."""
+        if self._hs_buf:
+            raise auth.HandshakeRejected(
+                f"sent {len(self._hs_buf)} plaintext bytes before TLS: not a TLS client "
+                f"(first bytes {bytes(self._hs_buf[:8])!r})"
+            )
+        assert self.transport is not None
+        self._write(tls.PREAMBLE)
+        try:
+            self.transport = await tls.start_tls(
+                self.transport, self, ctx, server_side=True, timeout=timeout
+            )
+        except TLSError as exc:
+            raise auth.HandshakeRejected(f"TLS handshake failed: {exc}") from exc
+
+    async def client_tls(self, ctx: ssl.SSLContext, address: str, timeout: float) -> None:
+        """Read the server's preamble and start TLS; raises TLSError naming the problem."""
+        hello = await self._read_exactly(len(tls.PREAMBLE))
+        if hello[: len(auth.MAGIC)] != auth.MAGIC:
+            raise ConnectError(f"{address} is not an actorflow endpoint (bad handshake magic)")
+        if hello != tls.PREAMBLE:
+            raise TLSError(
+                f"{address} does not use TLS, and this process requires it (ACTORFLOW_TLS is "
+                "set here but its cluster was started without --tls)"
+            )
+        assert self.transport is not None
+        try:
+            self.transport = await tls.start_tls(
+                self.transport, self, ctx, server_side=False, timeout=timeout
+            )
+        except TLSError as exc:
+            raise TLSError(f"{address}: {exc}") from exc
 
     async def server_handshake(self) -> Connection:
         """Raises auth.HandshakeRejected / CommClosedError if the client must be dropped."""
@@ -144,6 +184,9 @@ class StreamProtocol(asyncio.Protocol):
             peer_address=self.peer_address,
             max_frame_size=self._max_frame_size,
         )
+        # What TLS proved about the peer: None without TLS, or if it presented no certificate.
+        conn.peer_certificate = self.transport.get_extra_info("peercert") or None
+        conn.tls = self.transport.get_extra_info("sslcontext") is not None
         self.connection = conn
         # The peer may have pipelined frames right behind its last handshake bytes.
         leftover, self._hs_buf = self._hs_buf, bytearray()
