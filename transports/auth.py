@@ -106,6 +106,7 @@ async def client_handshake(
     if hello[: len(MAGIC)] != MAGIC:
         raise ConnectError(f"{address} is not an actorflow endpoint (bad handshake magic)")
     if hello[len(MAGIC)] == TLS_MARKER:
+        write(_PREAMBLE)  # so that the server's TLS, too, sees plaintext and can say so
         raise TLSError(
             f"{address} requires TLS (its cluster was started with --tls) and this process "
             "connects without it: set ACTORFLOW_TLS=1 here"

@@ -53,6 +53,8 @@ class StreamProtocol(asyncio.Protocol):
         self._hs_limit = handshake_limit
         self._lost = False
         self._lost_exc: BaseException | None = None
+        self._client_tls: ssl.SSLContext | None = None  # set once a client's TLS is up
+        self._received = 0  # handshake bytes received since TLS began (or since connecting)
 
     # ------------------------------------------------------- asyncio callbacks
 
@@ -73,6 +75,7 @@ class StreamProtocol(asyncio.Protocol):
             conn._data_received(data)
             return
         self._hs_buf += data
+        self._received += len(data)
         if self._hs_limit is not None and len(self._hs_buf) > self._hs_limit:
             logger.warning(
                 "dropping %s: sent %d bytes before authenticating",
@@ -165,6 +168,7 @@ class StreamProtocol(asyncio.Protocol):
             )
         except TLSError as exc:
             raise TLSError(f"{address}: {exc}") from exc
+        self._client_tls, self._received = ctx, 0
 
     async def server_handshake(self) -> Connection:
         """Raises auth.HandshakeRejected / CommClosedError if the client must be dropped."""
@@ -172,7 +176,19 @@ class StreamProtocol(asyncio.Protocol):
         return self._open()
 
     async def client_handshake(self, address: str) -> Connection:
-        await auth.client_handshake(self._read_exactly, self._write, self._token, address)
+        try:
+            await auth.client_handshake(self._read_exactly, self._write, self._token, address)
+        except CommClosedError as exc:
+            if self._client_tls is None or self._received:
+                raise
+            # Closed as TLS began, before the server said a word: it refused our certificate.
+            problem = tls.own_certificate_problem(self._client_tls) or (
+                "not signed by its cluster's CA, expired, or none; its log says which"
+            )
+            raise TLSError(
+                f"{address} closed the connection as TLS began: it refused our certificate "
+                f"({problem})"
+            ) from exc
         return self._open()
 
     def _open(self) -> Connection:
