@@ -20,13 +20,14 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 from test_cli_cluster import CliCluster
-from test_cluster_netns import two_namespaces  # noqa: F401  (a fixture)
+
+# The fixture two_namespaces (pytest knows it by that name).
+from test_cluster_netns import two_namespaces as _two_namespaces  # noqa: F401
 
 import transports
 from actorflow._private.cluster import enrollment, pki
@@ -267,8 +268,9 @@ def test_tls_cluster_with_a_node_and_a_driver_from_other_machines(tmp_path):
         assert far_node in nodes and far_node in {n["node_id"] for n in away.node_files()}
 
         # Without ACTORFLOW_TLS, the same token is not enough: a clear error at init.
+        join = f"import actorflow; actorflow.init(address={head.gcs_address!r})"
         plain = subprocess.run(
-            [sys.executable, "-c", f"import actorflow; actorflow.init(address={head.gcs_address!r})"],
+            [sys.executable, "-c", join],
             env={**driver_root.env, "ACTORFLOW_TOKEN": head.token()},
             capture_output=True,
             text=True,
