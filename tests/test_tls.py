@@ -386,3 +386,49 @@ def test_tls_ports_refuse_a_plain_socket_on_a_real_node(local_cluster):
         sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
         assert sock.recv(100) == b""  # closed: no frame decoded
     assert json.loads(json.dumps(node["tls"])) is True
+
+
+EMBEDDED = """
+import socket, sys
+import numpy as np
+import actorflow
+import transports
+
+info = actorflow.init(num_cpus=1, _tls=True)
+
+@actorflow.remote
+def total(array):
+    return float(array.sum())
+
+@actorflow.remote
+class Counter:
+    def __init__(self):
+        self.n = 0
+    def add(self):
+        self.n += 1
+        return self.n
+
+assert actorflow.get(total.remote(np.ones(1_000_000)), timeout=60) == 1_000_000.0
+counter = Counter.remote()
+assert actorflow.get([counter.add.remote() for _ in range(5)], timeout=60) == [1, 2, 3, 4, 5]
+host, port = info["address"].split("://")[-1].rsplit(":", 1)
+with socket.create_connection((host, int(port)), timeout=10) as sock:
+    sock.settimeout(10)
+    got = b""
+    while len(got) < len(transports.tls.PREAMBLE):
+        got += sock.recv(100)
+assert got == transports.tls.PREAMBLE, got
+print("ok")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_the_embedded_cluster_runs_tls_with_init_tls(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORFLOW_")}
+    env["ACTORFLOW_SESSION_ROOT"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", EMBEDDED], env=env, capture_output=True, text=True, timeout=100
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+    sessions = [p for p in tmp_path.glob("session_*") if not p.is_symlink()]
+    assert len(sessions) == 1 and (sessions[0] / "tls" / "ca.key").exists()
