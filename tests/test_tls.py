@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 from test_cli_cluster import CliCluster
 
-# The fixture two_namespaces (pytest knows it by that name).
-from test_cluster_netns import two_namespaces as _two_namespaces  # noqa: F401
+# test_cluster_netns's fixture two_namespaces, known here as netns.
+from test_cluster_netns import two_namespaces as netns  # noqa: F401
 
 import transports
 from actorflow._private.cluster import enrollment, pki
@@ -348,20 +348,20 @@ def _capture(cluster, namespaces, payload: str, tls: bool, capture_file: Path) -
 
 @pytest.mark.timeout(300)
 def test_a_payload_crosses_the_veth_in_clear_only_without_tls(
-    local_cluster, two_namespaces, tmp_path
+    local_cluster,
+    netns,  # noqa: F811  (the fixture imported above)
+    tmp_path,
 ):
     if shutil.which("tcpdump") is None:
         pytest.skip("tcpdump is not installed (Debian package tcpdump, installed by .ci/run)")
     plain_marker = f"actorflow-plaintext-{secrets.token_hex(8)}"
     plain, plain_packets = _capture(
-        local_cluster, two_namespaces, plain_marker, False, tmp_path / "plain.pcap"
+        local_cluster, netns, plain_marker, False, tmp_path / "plain.pcap"
     )
     assert plain_packets > 0
     assert plain_marker.encode() in plain, "without TLS the payload should be visible"
     tls_marker = f"actorflow-tls-{secrets.token_hex(8)}"
-    sealed, sealed_packets = _capture(
-        local_cluster, two_namespaces, tls_marker, True, tmp_path / "tls.pcap"
-    )
+    sealed, sealed_packets = _capture(local_cluster, netns, tls_marker, True, tmp_path / "tls.pcap")
     assert sealed_packets > 0 and len(sealed) > 2_000, "the TLS run sent nothing across"
     assert tls_marker.encode() not in sealed, "the payload crossed the veth in clear with TLS"
     assert transports.tls.PREAMBLE in sealed  # it was TLS (the preamble is the one clear part)
