@@ -41,6 +41,9 @@ class WorkerSpec:
     shm_prefix: str  # names of the node's shared-memory segments ("" without a store)
     spill_dir: str  # where the node's store spills objects ("" without a store)
     token: bytes = field(repr=False)  # the cluster token (kept out of reprs and logs)
+    # The node's TLS directory (ca.pem, cert.pem, key.pem) when its cluster runs with TLS:
+    # the worker speaks TLS with the node's certificate ("" plaintext).
+    tls_dir: str = ""
     # The node's configuration: the worker uses the same tunables as its node.
     config: Config = field(default_factory=Config)
     # -- this worker --
@@ -160,6 +163,7 @@ _FIELD_TYPES: dict[str, type] = {
     "shm_prefix": str,
     "spill_dir": str,
     "token": bytes,
+    "tls_dir": str,
     "config": dict,
     "worker_id": str,
     "parent_pid": int,
