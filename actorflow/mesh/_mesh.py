@@ -250,12 +250,16 @@ def member_info(mesh_id: str, dims: tuple[tuple[str, int], ...], rank: int) -> d
 
 
 async def start_relays(
-    mesh_id: str, members: list[ActorHandle], nodes: list[str], lifetime: Any = None
+    mesh_id: str,
+    members: dict[int, ActorHandle],
+    nodes: dict[int, str],
+    lifetime: Any = None,
 ) -> tuple[tuple[ActorHandle, tuple[int, ...]], ...]:
-    """One relay per node that has members, pinned there; returns once they are ready."""
+    """One relay per node that has members (rank -> handle, rank -> node), pinned there;
+    returns once they are ready."""
     by_node: dict[str, list[int]] = {}
-    for rank, node in enumerate(nodes):
-        by_node.setdefault(node, []).append(rank)
+    for rank in sorted(members):
+        by_node.setdefault(nodes[rank], []).append(rank)
     relays = []
     for node, ranks in by_node.items():
         relay = RelayActor.options(
@@ -304,7 +308,10 @@ async def create_async(
                 )
         nodes = [str(node) for node in where]
         relays = await asyncio.wait_for(
-            start_relays(mesh_id, members, nodes, options.get("lifetime")), START_TIMEOUT
+            start_relays(
+                mesh_id, dict(enumerate(members)), dict(enumerate(nodes)), options.get("lifetime")
+            ),
+            START_TIMEOUT,
         )
     except BaseException as exc:
         for handle in [*members, *(relay for relay, _ in relays)]:

@@ -69,6 +69,8 @@ class _Call:
             error, MeshMemberDiedError
         ):
             return self.died(rank, error)
+        if isinstance(error, exceptions.TaskError):  # as get() raises it: also a ValueError...
+            return error.as_instanceof_cause()
         return error
 
 
