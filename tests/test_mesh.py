@@ -175,6 +175,11 @@ def test_errors_are_per_rank_and_clear(cluster):
     assert isinstance(dict(result)[1], ValueError)  # iteration yields the error
     with pytest.raises(ValueError, match="rank 1 refuses"):
         mesh.fail_on.reduce(max, 1).get()
+    alone = mesh[1:2]  # one member on its node: called straight, the same errors
+    assert isinstance(alone.fail_on.broadcast(1).get(return_exceptions=True)[0], ValueError)
+    with pytest.raises(ValueError, match="rank 1 refuses"):
+        alone.fail_on.sum(1).get()
+    assert alone.fail_on.sum(0).get() == 1
 
     with pytest.raises(AttributeError, match="no method 'nope'"):
         mesh.nope.broadcast()
@@ -246,6 +251,10 @@ def test_a_member_killed_mid_broadcast(cluster, tmp_path, poll_until):
     assert mesh.add.broadcast(0).get(return_exceptions=True)[2] == 2
     with pytest.raises(MeshMemberDiedError, match="rank 1"):
         mesh.add.sum(0).get()
+    with pytest.raises(MeshMemberDiedError, match="rank 1"):
+        mesh[1:].add.reduce(max, 0).get()
+    (alone,) = mesh[1:2].add.broadcast(0).get(return_exceptions=True)  # called straight
+    assert isinstance(alone, MeshMemberDiedError) and alone.rank == 1
     mesh.kill()
 
 
@@ -315,19 +324,23 @@ def test_mesh_over_two_nodes(local_cluster, monkeypatch):
     assert mesh.add.broadcast(1).get() == [1, 2, 3, 4, 5, 6]
     assert mesh.add.sum(0).get() == 15
     assert sent == {"run": 4}  # two broadcasts, two relays each: K per broadcast, not N
+
+    # A sub-mesh: one message per node it has members on (a node with only one of them gets
+    # the call straight: one message either way, one hop less), none to the others.
+    sub = mesh.slice(host=0)
+    per_node = collections.Counter(places[r][3] for r in sub.ranks)
+    runs = {s["ranks"][0]: s["runs"] for s in mesh.relay_stats()}
+    sent.clear()
+    assert sub.add.broadcast(0).get() == [0, 1, 2]
+    assert sum(sent.values()) == len(per_node)
     monkeypatch.setattr(core, "submit_actor_call", real_submit)
     stats = mesh.relay_stats()
-    assert sum(s["delivered"] for s in stats) == delivered + 12
-    assert sorted(s["runs"] for s in stats) == [3, 3]
-
-    # A sub-mesh sends only to the relays of the nodes its members are on.
-    runs = {s["ranks"][0]: s["runs"] for s in stats}
-    assert mesh.slice(gpu=1).add.broadcast(0).get() == [1, 4]
-    reached = {places[1][3], places[4][3]}
-    after = mesh.relay_stats()
-    for s in after:
+    for s in stats:
         node = places[s["ranks"][0]][3]
-        assert s["runs"] == runs[s["ranks"][0]] + (node in reached)
+        assert s["runs"] == runs[s["ranks"][0]] + (per_node[node] > 1)
+    assert sum(s["delivered"] for s in stats) == delivered + 12 + sum(
+        n for n in per_node.values() if n > 1
+    )
 
     # A task on the other node gets the mesh and broadcasts through it.
     @actorflow.remote(num_cpus=1)

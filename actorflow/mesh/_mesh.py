@@ -52,6 +52,7 @@ class ActorMesh:
         view: View,
         members: tuple[ActorHandle, ...],
         relays: tuple[tuple[ActorHandle, tuple[int, ...]], ...],
+        direct: bool = True,
     ) -> None:
         self._mesh_id = mesh_id
         self._class_name = class_name
@@ -59,6 +60,9 @@ class ActorMesh:
         self._view = view  # the part this handle covers
         self._members = members  # every member of the whole mesh, by global rank
         self._relays = relays  # (relay, the global ranks it delivers to), one per node
+        # A node with one member in a call gets that call straight (one message either way,
+        # one hop less); not in supervised meshes, whose relays know the restarted members.
+        self._direct = direct
 
     def __reduce__(self) -> Any:
         return (
@@ -70,6 +74,7 @@ class ActorMesh:
                 self._view,
                 self._members,
                 self._relays,
+                self._direct,
             ),
         )
 
@@ -107,7 +112,13 @@ class ActorMesh:
         if isinstance(picked, int):
             return self._members[picked]
         return ActorMesh(
-            self._mesh_id, self._class_name, self._dims, picked, self._members, self._relays
+            self._mesh_id,
+            self._class_name,
+            self._dims,
+            picked,
+            self._members,
+            self._relays,
+            self._direct,
         )
 
     def __repr__(self) -> str:
@@ -184,13 +195,17 @@ class MeshMethod:
         mesh = self._mesh
         payload = _share_large(args, kwargs)
         wanted = set(mesh._view.ranks)
-        parts: list[tuple[Any, tuple[int, ...]]] = []
+        parts: list[tuple[Any, tuple[int, ...], bool]] = []
         for relay, relay_ranks in mesh._relays:
             mine = tuple(r for r in relay_ranks if r in wanted)
             if not mine:
                 continue
-            ranks = None if len(mine) == len(relay_ranks) else list(mine)
-            parts.append((relay.run.remote(self._name, ranks, payload, reducer), mine))
+            if len(mine) == 1 and mesh._direct:
+                member = getattr(mesh._members[mine[0]], self._name)
+                parts.append((member.remote(*payload[0], **payload[1]), mine, True))
+                continue
+            ref = relay.run.remote(self._name, list(mine), payload, reducer)
+            parts.append((ref, mine, False))
         return _Call(self._label, mesh._dims, mesh._view.ranks, parts)
 
 

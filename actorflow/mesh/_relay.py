@@ -13,9 +13,6 @@ from typing import Any
 
 from actorflow import exceptions
 
-# What a relay answers for one member: (rank, ok, value or exception).
-Outcome = tuple[int, bool, Any]
-
 
 class MeshRelay:
     """Delivers calls to the members of one mesh that live on this node."""
@@ -23,48 +20,52 @@ class MeshRelay:
     def __init__(self, mesh_id: str, members: dict[int, Any]) -> None:
         self._mesh_id = mesh_id
         self._members: dict[int, Any] = dict(members)
+        self._methods: dict[tuple[int, str], Any] = {}  # (rank, name) -> its ActorMethod
         self._moved: set[int] = set()
         self.runs = 0  # run() messages received (one per broadcast that covers this node)
         self.delivered = 0  # member calls made
 
-    async def run(
-        self, method: str, ranks: list[int] | None, payload: tuple, reducer: Any = None
-    ) -> Any:
-        """Call ``method(*args, **kwargs)`` on the given ranks (None: all of this node's),
-        concurrently. Without a reducer: a list of outcomes in rank order. With one: (True,
-        the reduction over the ranks in order) or (False, (rank, exception)) for the lowest
-        rank that failed."""
+    async def run(self, method: str, ranks: list[int], payload: tuple, reducer: Any = None) -> Any:
+        """Call ``method(*args, **kwargs)`` on the given ranks, concurrently. Without a
+        reducer: ``[values, errors]``, the values in the order of ranks (None where one
+        failed) and ``[index, exception]`` per failure (plain values travel without
+        pickling). With one: (True, the reduction over the ranks in order) or (False, (rank,
+        exception)) for the first rank that failed."""
         self.runs += 1
         args, kwargs = payload
-        chosen = sorted(self._members) if ranks is None else ranks
-        calls: list[Any] = []
-        for rank in chosen:
-            handle = self._members.get(rank)
-            if handle is None:
-                calls.append(_missing(self._mesh_id, rank, rank in self._moved))
-                continue
-            calls.append(getattr(handle, method).remote(*args, **kwargs))
+        waits: list[Any] = []
+        for rank in ranks:
+            bound = self._methods.get((rank, method))
+            if bound is None:
+                handle = self._members.get(rank)
+                if handle is None:
+                    waits.append(_failed(_missing(self._mesh_id, rank, rank in self._moved)))
+                    continue
+                bound = self._methods[(rank, method)] = getattr(handle, method)
+            waits.append(bound.remote(*args, **kwargs).as_future())
             self.delivered += 1
-        values = await asyncio.gather(*(_settle(c) for c in calls), return_exceptions=True)
-        outcomes: list[Outcome] = [
-            (rank, not isinstance(v, BaseException), v) for rank, v in zip(chosen, values)
-        ]
-        if reducer is None:
-            return outcomes
-        for rank, ok, value in outcomes:
-            if not ok:
-                return (False, (rank, value))
-        return (True, functools.reduce(reducer, [v for _, _, v in outcomes]))
+        values = await asyncio.gather(*waits, return_exceptions=True)
+        errors = [[i, v] for i, v in enumerate(values) if isinstance(v, BaseException)]
+        if reducer is not None:
+            if errors:
+                index, error = errors[0]
+                return (False, (ranks[index], error))
+            return (True, functools.reduce(reducer, values))
+        for index, _ in errors:
+            values[index] = None
+        return [values, errors]
 
     async def set_member(self, rank: int, handle: Any) -> None:
         """A supervised member restarted (a new actor): deliver to the new one."""
         self._members[rank] = handle
         self._moved.discard(rank)
+        self._methods = {key: m for key, m in self._methods.items() if key[0] != rank}
 
     async def drop_member(self, rank: int) -> None:
         """A supervised member restarted on another node: its relay there delivers now."""
         self._members.pop(rank, None)
         self._moved.add(rank)
+        self._methods = {key: m for key, m in self._methods.items() if key[0] != rank}
 
     async def stats(self) -> dict[str, Any]:
         return {
@@ -75,10 +76,10 @@ class MeshRelay:
         }
 
 
-async def _settle(call: Any) -> Any:
-    if isinstance(call, BaseException):
-        raise call
-    return await call
+def _failed(error: BaseException) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
 
 
 def _missing(mesh_id: str, rank: int, moved: bool) -> BaseException:

@@ -46,13 +46,15 @@ class _Call:
         label: str,
         dims: tuple[tuple[str, int], ...],
         ranks: tuple[int, ...],
-        parts: list[tuple[Any, tuple[int, ...]]],
+        parts: list[tuple[Any, tuple[int, ...], bool]],
     ) -> None:
         self.label = label  # "Worker.step" for messages
         self.dims = dims  # the whole mesh's, to name a member's coordinates
         self.ranks = ranks  # global ranks, in the order of the (sub)mesh called
         self.position = {rank: i for i, rank in enumerate(ranks)}
-        self.parts = parts  # (relay ObjectRef, the global ranks it covers)
+        # (ObjectRef, the global ranks it covers, direct): a relay's call, or (direct) the one
+        # member of its node called straight (still one message for that node)
+        self.parts = parts
 
     def died(self, rank: int, cause: BaseException) -> MeshMemberDiedError:
         coords = coords_of(self.dims, rank)
@@ -63,6 +65,31 @@ class _Call:
             rank,
             coords,
         )
+
+    async def answer(self, index: int) -> tuple[Any, BaseException | None]:
+        """(the part's answer, None) or (None, why it failed)."""
+        ref, _, direct = self.parts[index]
+        try:
+            return await ref, None
+        except exceptions.ActorDiedError as exc:
+            return None, exc
+        except Exception as exc:  # a member called straight raised
+            if not direct:
+                raise
+            return None, exc
+
+    def get_answer(self, index: int, timeout: float | None) -> tuple[Any, BaseException | None]:
+        ref, _, direct = self.parts[index]
+        try:
+            return actorflow.get(ref, timeout=timeout), None
+        except exceptions.GetTimeoutError:
+            raise
+        except exceptions.ActorDiedError as exc:
+            return None, exc
+        except Exception as exc:
+            if not direct:
+                raise
+            return None, exc
 
     def member_error(self, rank: int, error: BaseException) -> BaseException:
         if isinstance(error, exceptions.ActorDiedError) and not isinstance(
@@ -109,13 +136,16 @@ class MeshResult:
 
     def _part(self, index: int, answer: Any, failed: BaseException | None) -> list[tuple[int, Any]]:
         call = self._call
-        _, ranks = call.parts[index]
+        _, ranks, direct = call.parts[index]
+        if direct:
+            value = answer if failed is None else call.member_error(ranks[0], failed)
+            return [(call.position[ranks[0]], value)]
         if failed is not None:  # the relay itself is gone (its node died, or it was killed)
             return [(call.position[r], call.died(r, failed)) for r in ranks]
-        out = []
-        for rank, ok, value in answer:
-            out.append((call.position[rank], value if ok else call.member_error(rank, value)))
-        return out
+        values, errors = answer
+        for i, error in errors:
+            values[i] = call.member_error(ranks[i], error)
+        return [(call.position[r], v) for r, v in zip(ranks, values)]
 
     def _ordered(self, pairs: list[tuple[int, Any]], return_exceptions: bool) -> list[Any]:
         values: list[Any] = [None] * len(self._call.ranks)
@@ -130,12 +160,7 @@ class MeshResult:
     # -- async ----------------------------------------------------------------------------------
 
     async def _answer(self, index: int) -> list[tuple[int, Any]]:
-        ref = self._call.parts[index][0]
-        try:
-            answer = await ref
-        except exceptions.ActorDiedError as exc:
-            return self._part(index, None, exc)
-        return self._part(index, answer, None)
+        return self._part(index, *await self._call.answer(index))
 
     async def gather(self, return_exceptions: bool = False) -> list[Any]:
         """Every member's value, in mesh order (see the class docstring for failures)."""
@@ -161,12 +186,7 @@ class MeshResult:
     # -- sync -----------------------------------------------------------------------------------
 
     def _get_part(self, index: int, timeout: float | None) -> list[tuple[int, Any]]:
-        ref = self._call.parts[index][0]
-        try:
-            answer = actorflow.get(ref, timeout=timeout)
-        except exceptions.ActorDiedError as exc:
-            return self._part(index, None, exc)
-        return self._part(index, answer, None)
+        return self._part(index, *self._call.get_answer(index, timeout))
 
     def get(self, timeout: float | None = None, return_exceptions: bool = False) -> list[Any]:
         """Every member's value in mesh order, waiting up to timeout seconds
@@ -182,7 +202,7 @@ class MeshResult:
         return self.get(timeout)
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
-        refs = [ref for ref, _ in self._call.parts]
+        refs = [ref for ref, _, _ in self._call.parts]
         waiting = list(refs)
         while waiting:
             ready, waiting = actorflow.wait(waiting, num_returns=1)
@@ -210,32 +230,31 @@ class MeshReduction:
     def __repr__(self) -> str:
         return f"MeshReduction({self._call.label}, {len(self._call.ranks)} members)"
 
-    def _combine(self, answers: list[tuple[bool, Any] | BaseException]) -> Any:
+    def _combine(self, answers: list[tuple[Any, BaseException | None]]) -> Any:
         call = self._call
         errors: list[tuple[int, BaseException]] = []
         partials = []
-        for (_, ranks), answer in zip(call.parts, answers):
-            if isinstance(answer, BaseException):
-                errors.append((call.position[ranks[0]], call.died(ranks[0], answer)))
-                continue
-            ok, value = answer
-            if ok:
-                partials.append(value)
+        for (_, ranks, direct), (answer, failed) in zip(call.parts, answers):
+            if failed is not None:
+                rank = ranks[0]
+                error = call.member_error(rank, failed) if direct else call.died(rank, failed)
+                errors.append((call.position[rank], error))
+            elif direct:
+                partials.append(answer)
             else:
-                rank, error = value
-                errors.append((call.position[rank], call.member_error(rank, error)))
+                ok, value = answer
+                if ok:
+                    partials.append(value)
+                else:
+                    rank, error = value
+                    errors.append((call.position[rank], call.member_error(rank, error)))
         if errors:
             raise min(errors, key=lambda e: e[0])[1]
         return functools.reduce(self._fn, partials)
 
-    async def _answer(self, ref: Any) -> Any:
-        try:
-            return await ref
-        except exceptions.ActorDiedError as exc:
-            return exc
-
     async def _result(self) -> Any:
-        answers = await asyncio.gather(*(self._answer(ref) for ref, _ in self._call.parts))
+        count = len(self._call.parts)
+        answers = await asyncio.gather(*(self._call.answer(i) for i in range(count)))
         return self._combine(list(answers))
 
     def __await__(self) -> Generator[Any, None, Any]:
@@ -243,13 +262,10 @@ class MeshReduction:
 
     def get(self, timeout: float | None = None) -> Any:
         deadline = None if timeout is None else time.monotonic() + timeout
-        answers: list[Any] = []
-        for ref, _ in self._call.parts:
+        answers = []
+        for index in range(len(self._call.parts)):
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                answers.append(actorflow.get(ref, timeout=left))
-            except exceptions.ActorDiedError as exc:
-                answers.append(exc)
+            answers.append(self._call.get_answer(index, left))
         return self._combine(answers)
 
     def __actorflow_get__(self, timeout: float | None) -> Any:

@@ -90,6 +90,7 @@ class MeshSupervisor(Supervisor):
             View.full(self._dims),
             tuple(self._handles),
             relays,
+            direct=False,  # the relays know the current members; old handles may be stale
         )
 
     async def _init(self, specs: list[ChildSpec]) -> None:
