@@ -39,6 +39,7 @@ _mesh_factory: dict[str, Any] = {}
 def set_mesh_factory(create: Any, create_async: Any) -> None:
     _mesh_factory.update(create=create, create_async=create_async)
 
+
 T = TypeVar("T")
 
 

@@ -271,7 +271,7 @@ def test_a_supervised_mesh_is_restarted(cluster, poll_until):
         before = mesh.pid.broadcast().get()
         actorflow.kill(mesh[1])
 
-        def restarted():
+        def restarted(mesh=mesh, before=before):
             now = mesh.pid.broadcast().get(return_exceptions=True)  # the old handle
             ok = all(isinstance(p, int) for p in now) and now[1] != before[1]
             return now if ok else None

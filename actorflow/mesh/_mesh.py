@@ -151,9 +151,7 @@ class ActorMesh:
 class MeshMethod:
     """A method of every member of a mesh."""
 
-    def __init__(
-        self, mesh: ActorMesh, name: str, signature: Any, options: dict[str, Any]
-    ) -> None:
+    def __init__(self, mesh: ActorMesh, name: str, signature: Any, options: dict[str, Any]) -> None:
         self._mesh = mesh
         self._name = name
         self._signature = signature
@@ -287,9 +285,7 @@ async def start_relays(
     return tuple(relays)
 
 
-async def create_async(
-    actor_class: ActorClass, shape: Any, args: tuple, kwargs: dict
-) -> ActorMesh:
+async def create_async(actor_class: ActorClass, shape: Any, args: tuple, kwargs: dict) -> ActorMesh:
     """Create the members and relays; the mesh once all are ready."""
     dims = parse_shape(shape)
     count = size_of(dims)
@@ -340,9 +336,7 @@ async def create_async(
                 f"{START_TIMEOUT:g} s (not enough resources for all of them?)"
             ) from None
         raise
-    return ActorMesh(
-        mesh_id, actor_class.__name__, dims, View.full(dims), tuple(members), relays
-    )
+    return ActorMesh(mesh_id, actor_class.__name__, dims, View.full(dims), tuple(members), relays)
 
 
 def create(actor_class: ActorClass, shape: Any, args: tuple, kwargs: dict) -> ActorMesh:

@@ -45,7 +45,9 @@ class MeshRelay:
             waits.append(bound.remote(*args, **kwargs).as_future())
             self.delivered += 1
         values = await asyncio.gather(*waits, return_exceptions=True)
-        errors = [[i, v] for i, v in enumerate(values) if isinstance(v, BaseException)]
+        errors: list[tuple[int, BaseException]] = [
+            (i, v) for i, v in enumerate(values) if isinstance(v, BaseException)
+        ]
         if reducer is not None:
             if errors:
                 index, error = errors[0]
@@ -53,7 +55,7 @@ class MeshRelay:
             return (True, functools.reduce(reducer, values))
         for index, _ in errors:
             values[index] = None
-        return [values, errors]
+        return [values, [list(e) for e in errors]]
 
     async def set_member(self, rank: int, handle: Any) -> None:
         """A supervised member restarted (a new actor): deliver to the new one."""

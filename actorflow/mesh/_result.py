@@ -145,7 +145,7 @@ class MeshResult:
         values, errors = answer
         for i, error in errors:
             values[i] = call.member_error(ranks[i], error)
-        return [(call.position[r], v) for r, v in zip(ranks, values)]
+        return [(call.position[r], v) for r, v in zip(ranks, values, strict=True)]
 
     def _ordered(self, pairs: list[tuple[int, Any]], return_exceptions: bool) -> list[Any]:
         values: list[Any] = [None] * len(self._call.ranks)
@@ -234,7 +234,7 @@ class MeshReduction:
         call = self._call
         errors: list[tuple[int, BaseException]] = []
         partials = []
-        for (_, ranks, direct), (answer, failed) in zip(call.parts, answers):
+        for (_, ranks, direct), (answer, failed) in zip(call.parts, answers, strict=True):
             if failed is not None:
                 rank = ranks[0]
                 error = call.member_error(rank, failed) if direct else call.died(rank, failed)

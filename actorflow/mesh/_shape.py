@@ -100,12 +100,12 @@ class View:
             stride *= size
         strides.reverse()
         offsets = [0]
-        for positions, step in zip(kept, strides):
+        for positions, step in zip(kept, strides, strict=True):
             offsets = [o + p * step for o in offsets for p in positions]
         ranks = tuple(self.ranks[o] for o in offsets)
         new_dims = tuple(
             (name, len(positions))
-            for (name, _), positions in zip(self.dims, kept)
+            for (name, _), positions in zip(self.dims, kept, strict=True)
             if isinstance(picks.get(name, slice(None)), slice)
         )
         if not new_dims:
@@ -120,4 +120,4 @@ class View:
             raise IndexError(
                 f"too many indices for a mesh of {len(self.dims)} dimension(s) {self.shape}"
             )
-        return self.select({name: k for (name, _), k in zip(self.dims, keys)})
+        return self.select({name: k for (name, _), k in zip(self.dims, keys, strict=False)})

@@ -36,6 +36,7 @@
 """
 
 from actorflow.exceptions import ChildStartError
+from actorflow.supervision._mesh import MeshSupervisor, mesh_spec
 from actorflow.supervision._specs import (
     CRASHED,
     GAVE_UP,
@@ -58,7 +59,6 @@ from actorflow.supervision._specs import (
     SupervisionEvent,
     exit_kind,
 )
-from actorflow.supervision._mesh import MeshSupervisor, mesh_spec
 from actorflow.supervision._supervisor import Supervisor, supervisor_spec
 
 __all__ = [
