@@ -9,6 +9,7 @@ import os
 import pickle
 
 import pytest
+from helpers import process_gone
 
 import actorflow
 from actorflow.exceptions import ActorDiedError, TaskError
@@ -196,6 +197,21 @@ def test_errors_are_per_rank_and_clear(cluster):
     mesh.kill()
 
 
+@pytest.mark.timeout(120)
+def test_a_dropped_mesh_ends_its_actors(cluster, poll_until):
+    import gc
+
+    mesh = Member.mesh(3)
+    pids = mesh.pid.broadcast().get()
+    relay_pids = [
+        actorflow.get(relay.__ray_call__.remote(lambda self: os.getpid()))
+        for relay, _ in mesh._relays
+    ]
+    del mesh
+    gc.collect()
+    poll_until(lambda: all(process_gone(p) for p in [*pids, *relay_pids]), timeout=60)
+
+
 @actorflow.remote
 class Driver:
     async def create_and_call(self):
@@ -361,3 +377,16 @@ def test_mesh_over_two_nodes(local_cluster, monkeypatch):
     with pytest.raises(ValueError, match="4 bundle"):
         Member.options(scheduling_strategy=PlacementGroupSchedulingStrategy(group)).mesh(5)
     mesh.kill()
+
+    # A node dies: its members (and its relay) fail their part, the other node's answer.
+    mesh = Member.options(scheduling_strategy="SPREAD").mesh(4)
+    places = mesh.place.broadcast().get()
+    second = local_cluster.nodes[1]
+    local_cluster.kill_node(second)
+    values = mesh.add.broadcast(0).get(return_exceptions=True, timeout=60)
+    for rank, value in enumerate(values):
+        if places[rank][3] == second["node_id"]:
+            assert isinstance(value, MeshMemberDiedError) and value.rank == rank
+        else:
+            assert value == rank
+    assert any(p[3] == second["node_id"] for p in places)
