@@ -10,8 +10,8 @@ Three ways to call n actors and wait for all n results, one broadcast at a time:
   * list: ``get([a.noop.remote() for a in actors])`` on the same actors (one message each);
   * Ray: the same list comprehension with ``ray.get`` (when Ray is importable from
     --ray-python, or /work/rayvenv/bin/python).
-Figures are broadcasts per second, medians of --rounds rounds, each in its own interpreter per
-framework and cluster; results go to bench/results/mesh-<timestamp>.json (and
+Figures are broadcasts per second, medians of --rounds rounds (mesh and list rounds
+alternate), each framework and cluster in an interpreter of its own; results go to bench/results/mesh-<timestamp>.json (and
 mesh-latest.json), with the load average before and after (other processes share the
 machine).
 """
@@ -41,14 +41,25 @@ def _loadavg() -> str:
 
 
 def _rate(fn: Callable[[], Any], count: int, rounds: int) -> list[float]:
-    for _ in range(max(3, count // 10)):  # warm up
-        fn()
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(count):
+    return _rates({"": fn}, count, rounds)[""]
+
+
+def _rates(fns: dict[str, Callable[[], Any]], count: int, rounds: int) -> dict[str, list[float]]:
+    """Broadcasts per second of each way, rounds alternating between them (which goes first
+    alternates too), so that the machine's drifts hit all alike."""
+    for fn in fns.values():
+        for _ in range(max(3, count // 10)):  # warm up
             fn()
-        samples.append(count / (time.perf_counter() - start))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    order = list(fns)
+    for _ in range(rounds):
+        for name in order:
+            fn = fns[name]
+            start = time.perf_counter()
+            for _ in range(count):
+                fn()
+            samples[name].append(count / (time.perf_counter() - start))
+        order.reverse()
     return samples
 
 
@@ -74,10 +85,11 @@ def actorflow_workloads(nodes: int, rounds: int) -> dict[str, list[float]]:
     for n in SIZES:
         part = mesh[:n]
         actors = list(part)
-        out[f"mesh {n}"] = _rate(lambda p=part: p.noop.broadcast().get(), CALLS[n], rounds)
-        out[f"list {n}"] = _rate(
-            lambda a=actors: actorflow.get([x.noop.remote() for x in a]), CALLS[n], rounds
-        )
+        ways = {
+            f"mesh {n}": lambda p=part: p.noop.broadcast().get(),
+            f"list {n}": lambda a=actors: actorflow.get([x.noop.remote() for x in a]),
+        }
+        out.update(_rates(ways, CALLS[n], rounds))
     out["relays"] = [float(len(mesh.relay_stats()))]
     mesh.kill()
     return out

@@ -50,6 +50,9 @@ class Member:
     def pid(self) -> int:
         return os.getpid()
 
+    def wait_own(self, folder: str) -> int:
+        return self.wait_for(os.path.join(folder, str(self.rank)))
+
     def wait_for(self, path: str) -> int:
         import time
 
@@ -274,6 +277,29 @@ def test_a_member_killed_mid_broadcast(cluster, tmp_path, poll_until):
     mesh.kill()
 
 
+@pytest.mark.timeout(120)
+def test_a_stream_yields_each_member_as_it_answers(cluster, tmp_path, poll_until):
+    mesh = Member.mesh(3)  # one node: one relay for all three
+    stream = mesh.wait_own.stream(str(tmp_path))
+    items = iter(stream)
+    (tmp_path / "2").touch()
+    assert next(items) == (2, 2)  # while ranks 0 and 1 still wait
+    actorflow.kill(mesh[1])
+    rank, died = next(items)
+    assert rank == 1 and isinstance(died, MeshMemberDiedError) and died.rank == 1
+    (tmp_path / "0").touch()
+    assert next(items) == (0, 0)
+    assert list(items) == []
+    with pytest.raises(RuntimeError, match="iterated already"):
+        list(stream)
+
+    async def streamed():
+        return sorted([pair async for pair in mesh[0:1].add.stream(1)])  # called straight
+
+    assert asyncio.run(streamed()) == [(0, 1)]
+    mesh.kill()
+
+
 @pytest.mark.timeout(180)
 def test_a_supervised_mesh_is_restarted(cluster, poll_until):
     for strategy in ("one_for_one", "one_for_all"):
@@ -357,6 +383,8 @@ def test_mesh_over_two_nodes(local_cluster, monkeypatch):
     assert sum(s["delivered"] for s in stats) == delivered + 12 + sum(
         n for n in per_node.values() if n > 1
     )
+
+    assert sorted(mesh.add.stream(0)) == [(r, r) for r in range(6)]
 
     # A task on the other node gets the mesh and broadcasts through it.
     @actorflow.remote(num_cpus=1)

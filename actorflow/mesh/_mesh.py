@@ -30,6 +30,7 @@ from actorflow.actor import ActorClass, ActorHandle
 from actorflow.mesh._relay import MeshRelay
 from actorflow.mesh._result import MeshReduction, MeshResult, _Call
 from actorflow.mesh._shape import View, parse_shape, size_of
+from actorflow.mesh._stream import MeshStream
 from actorflow.object_ref import ObjectRef
 
 MEMBER_OPTION = "_mesh_member"  # the actor option that tells a member its place in the mesh
@@ -172,6 +173,11 @@ class MeshMethod:
         """Call the method on every member; a MeshResult (await it, get() it, iterate it)."""
         return MeshResult(self._send(args, kwargs, None))
 
+    def stream(self, *args: Any, **kwargs: Any) -> MeshStream:
+        """Call the method on every member; a MeshStream that yields ``(rank, value)`` for
+        each member as soon as it answers (a broadcast answers a node at a time)."""
+        return MeshStream(self._send(args, kwargs, None, stream=True))
+
     def reduce(self, fn: Callable[[Any, Any], Any], *args: Any, **kwargs: Any) -> MeshReduction:
         """Call the method on every member and fold the values with fn near the data: each
         node's relay folds its members' values (in rank order), then the caller folds the
@@ -184,7 +190,7 @@ class MeshMethod:
         """reduce(operator.add, ...)."""
         return self.reduce(operator.add, *args, **kwargs)
 
-    def _send(self, args: tuple, kwargs: dict, reducer: Any) -> _Call:
+    def _send(self, args: tuple, kwargs: dict, reducer: Any, stream: bool = False) -> _Call:
         if self._signature is not None:
             try:
                 self._signature.bind(*args, **kwargs)
@@ -202,8 +208,12 @@ class MeshMethod:
                 member = getattr(mesh._members[mine[0]], self._name)
                 parts.append((member.remote(*payload[0], **payload[1]), mine, True))
                 continue
-            ref = relay.run.remote(self._name, list(mine), payload, reducer)
-            parts.append((ref, mine, False))
+            if stream:
+                streaming = relay.run_stream.options(num_returns="streaming")
+                source = streaming.remote(self._name, list(mine), payload)
+            else:
+                source = relay.run.remote(self._name, list(mine), payload, reducer)
+            parts.append((source, mine, False))
         return _Call(self._label, mesh._dims, mesh._view.ranks, parts)
 
 

@@ -57,6 +57,30 @@ class MeshRelay:
             values[index] = None
         return [values, [list(e) for e in errors]]
 
+    async def run_stream(self, method: str, ranks: list[int], payload: tuple) -> Any:
+        """run() for mesh.method.stream(): yields ``[[index, ok, value or exception], ...]``
+        each time some members have answered (those that answered together, together)."""
+        self.runs += 1
+        args, kwargs = payload
+        index: dict[asyncio.Future, int] = {}
+        for i, rank in enumerate(ranks):
+            handle = self._members.get(rank)
+            if handle is None:
+                future = _failed(_missing(self._mesh_id, rank, rank in self._moved))
+            else:
+                future = getattr(handle, method).remote(*args, **kwargs).as_future()
+                self.delivered += 1
+            index[future] = i
+        pending = set(index)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            batch = []
+            for future in done:
+                error = future.exception()
+                ok = error is None
+                batch.append([index[future], ok, future.result() if ok else error])
+            yield sorted(batch, key=lambda item: item[0])
+
     async def set_member(self, rank: int, handle: Any) -> None:
         """A supervised member restarted (a new actor): deliver to the new one."""
         self._members[rank] = handle
