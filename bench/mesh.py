@@ -11,9 +11,9 @@ Three ways to call n actors and wait for all n results, one broadcast at a time:
   * Ray: the same list comprehension with ``ray.get`` (when Ray is importable from
     --ray-python, or /work/rayvenv/bin/python).
 Figures are broadcasts per second, medians of --rounds rounds (mesh and list rounds
-alternate), each framework and cluster in an interpreter of its own; results go to bench/results/mesh-<timestamp>.json (and
-mesh-latest.json), with the load average before and after (other processes share the
-machine).
+alternate), each framework and cluster in an interpreter of its own; results go to
+bench/results/mesh-<timestamp>.json (and mesh-latest.json), with the load average before and
+after (other processes share the machine).
 """
 
 from __future__ import annotations
