@@ -166,7 +166,7 @@ class MeshMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         raise TypeError(
             f"mesh methods cannot be called directly: use {self._name}.broadcast(...), "
-            f".reduce(fn, ...) or .sum(...)"
+            f".stream(...), .reduce(fn, ...) or .sum(...)"
         )
 
     def broadcast(self, *args: Any, **kwargs: Any) -> MeshResult:
