@@ -215,6 +215,30 @@ def test_a_dropped_mesh_ends_its_actors(cluster, poll_until):
     poll_until(lambda: all(process_gone(p) for p in [*pids, *relay_pids]), timeout=60)
 
 
+@actorflow.remote(num_cpus=0)
+class Fussy:
+    def __init__(self) -> None:
+        if actorflow.get_runtime_context().mesh_rank == 1:
+            raise RuntimeError("rank 1 will not start")
+
+    def ping(self) -> int:
+        return 1
+
+
+@pytest.mark.timeout(120)
+def test_a_member_that_cannot_start_fails_the_mesh(cluster, poll_until):
+    with pytest.raises(ActorDiedError, match="mesh member rank 1 of Fussy did not start") as info:
+        Fussy.mesh(3)
+    assert "rank 1 will not start" in str(info.value)
+    from actorflow.util.state import list_actors
+
+    def all_dead():
+        rows = list_actors(filters=[("class_name", "=", "Fussy")])
+        return len(rows) == 3 and all(r["state"] == "DEAD" for r in rows)
+
+    poll_until(all_dead, timeout=30)  # the members that did start were killed
+
+
 @actorflow.remote
 class Driver:
     async def create_and_call(self):

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from actorflow._private.scheduling_strategies import NodeAffinitySchedulingStrategy
+from actorflow.actor import ActorClass
 from actorflow.mesh._mesh import (
     MEMBER_OPTION,
     ActorMesh,
@@ -53,7 +54,7 @@ class MeshSupervisor(Supervisor):
         core = context.ensure_core()
         self._mesh_id = str(core.extensions.get("actor_id") or "")[:16]
         options = dict(member_options or {})
-        base = getattr(mesh_class, "_options", {})
+        base = mesh_class._options if isinstance(mesh_class, ActorClass) else {}
         strategies = _member_strategies(
             options.get("scheduling_strategy", base.get("scheduling_strategy")), count
         )
