@@ -230,6 +230,9 @@ class ActorClass(Generic[T]):
             "namespace": o.get("namespace") or core.namespace,
             "get_if_exists": bool(o.get("get_if_exists")),
             "owner": core.address,
+            # Its fate is its creating actor's (not process's) when asked, in an actor.
+            "owner_actor_id": core.extensions.get("actor_id") or "",
+            "survives_owner_restart": bool(o.get("_survive_owner_restart")),
             "job_id": core.job_id,
             "node_id": core.node_id,
             "strategy": strategy_to_wire(

@@ -11,8 +11,9 @@
     worker = actorflow.get(top.get_child.remote("db"))    # or actorflow.get_actor("app.db")
 
 - Children start in order, each once the one before is ALIVE; the supervisor is ALIVE once
-  all are. They are created with max_restarts=0: the supervisor does the restarting. They are
-  owned by the supervisor's process, so they die with it.
+  all are. They are created with max_restarts=0: the supervisor does the restarting. They die
+  with the supervisor actor, not its process: a supervisor with max_restarts of its own that
+  is restarted adopts the children still alive (their ids are kept in the GCS).
 - Restart types: permanent (always restarted), transient (restarted unless it ended
   normally: exit_actor() or a graceful terminate), temporary (never restarted).
 - Strategies: one_for_one, one_for_all, rest_for_one. A group restart stops the running

@@ -45,6 +45,9 @@ ACTOR_OPTIONS = COMMON | {
     "get_if_exists",
     "concurrency_groups",
     "max_pending_calls",
+    # actorflow's own: the actor dies with the actor that created it, not with its process, so
+    # it outlives that actor's restarts (a supervisor's children: supervision/).
+    "_survive_owner_restart",
 }
 METHOD_OPTIONS = {
     "num_returns",
