@@ -260,6 +260,9 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
         )
     if isinstance(object_refs, CompiledDAGRef):
         return object_refs.get(timeout)
+    getter = getattr(type(object_refs), "__actorflow_get__", None)
+    if getter is not None:  # a result of several calls (an actor mesh's broadcast)
+        return getter(object_refs, timeout)
     if isinstance(object_refs, list) and object_refs and isinstance(object_refs[0], CompiledDAGRef):
         return [ref.get(timeout) for ref in object_refs]
     return _ensure_core().get(object_refs, timeout)

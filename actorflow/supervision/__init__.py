@@ -29,11 +29,15 @@
   which_children(), or, when the supervisor has a name, with
   ``actorflow.get_actor("<supervisor name>.<child name>")``: children of a named supervisor
   are named so (nested supervisors too: "app.workers.w1").
+- A mesh (actorflow.mesh) is one child with ``mesh_spec(name, cls, shape, strategy=...)``: a
+  nested MeshSupervisor whose children are the members (one_for_one restarts a member,
+  one_for_all the whole mesh); ``get_mesh()`` on it gives the current ActorMesh.
 - Custom decisions: subclass Supervisor and override ``decide(child, event) -> Directive``
   (RESTART, RESUME, STOP, ESCALATE); exit_kind(event) classifies the cause.
 """
 
 from actorflow.exceptions import ChildStartError
+from actorflow.supervision._mesh import MeshSupervisor, mesh_spec
 from actorflow.supervision._specs import (
     CRASHED,
     GAVE_UP,
@@ -78,8 +82,10 @@ __all__ = [
     "ChildSpec",
     "ChildStartError",
     "Directive",
+    "MeshSupervisor",
     "SupervisionEvent",
     "Supervisor",
     "exit_kind",
+    "mesh_spec",
     "supervisor_spec",
 ]
