@@ -300,6 +300,39 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "Starting a head again on the port of one whose GCS died resumes "
         "that cluster from its tables",
     )
+    parser.add_argument(
+        "--token-file",
+        default="",
+        metavar="PATH",
+        help="the cluster token (hex) in a file, e.g. a mounted Kubernetes Secret: a head "
+        "uses it instead of a new one, a node joins with it. The processes read it from "
+        "the file; it is never put on a command line or in an environment variable "
+        "(default: ACTORFLOW_TOKEN, else the head's session directory on this machine)",
+    )
+    parser.add_argument(
+        "--block",
+        action="store_true",
+        help="stay in the foreground with the node (and a head's GCS): SIGTERM drains the "
+        "node and exits 0; the exit code is non-zero when the node (or the GCS) dies",
+    )
+    parser.add_argument(
+        "--drain-grace-seconds",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM the node drains: no new leases or actors come to it, and its "
+        "running tasks get this long to finish before they are ended (and retried "
+        "elsewhere by their owners); 0 ends it at once (default 25, under Kubernetes' "
+        "30 s terminationGracePeriodSeconds)",
+    )
+    parser.add_argument(
+        "--gcs-metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="with --head: the port the GCS serves its /metrics and /healthz on (default 0: "
+        "a free port)",
+    )
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -317,10 +350,17 @@ def cmd_start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not 0 <= args.metrics_export_port <= 65535:
+    for flag, port in (
+        ("--metrics-export-port", args.metrics_export_port),
+        ("--gcs-metrics-port", args.gcs_metrics_port),
+    ):
+        if not 0 <= port <= 65535:
+            print(f"actorflow start: {flag} must be 0-65535, got {port}", file=sys.stderr)
+            return 2
+    if args.drain_grace_seconds < 0:
         print(
-            f"actorflow start: --metrics-export-port must be 0-65535, got "
-            f"{args.metrics_export_port}",
+            f"actorflow start: --drain-grace-seconds must be 0 or more, got "
+            f"{args.drain_grace_seconds:g}",
             file=sys.stderr,
         )
         return 2
@@ -336,6 +376,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         storage=args.storage,
         metrics_export_port=args.metrics_export_port,
         session_root=Config.from_env().session_root,
+        token_file=args.token_file,
+        drain_grace_seconds=args.drain_grace_seconds,
+        gcs_metrics_port=args.gcs_metrics_port,
     )
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
@@ -366,6 +409,12 @@ def cmd_start(args: argparse.Namespace) -> int:
             "A driver or node on another machine needs the token: ACTORFLOW_TOKEN=<the "
             "session's token file>."
         )
+    if args.block:
+        from actorflow._private.cluster.foreground import block
+
+        print("Running in the foreground (--block): SIGTERM drains the node and stops.")
+        sys.stdout.flush()
+        return block(info, args.drain_grace_seconds)
     print("Stop every node on this machine with: actorflow stop")
     return 0
 
@@ -402,7 +451,8 @@ class Command(NamedTuple):
 
 _COMMANDS: dict[str, Command] = {
     "start": Command(
-        "start a head node (--head) or a node that joins one (--address), in the background",
+        "start a head node (--head) or a node that joins one (--address), in the background "
+        "(or in the foreground with --block)",
         _start_arguments,
         cmd_start,
     ),
