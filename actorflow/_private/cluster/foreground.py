@@ -49,9 +49,7 @@ def block(info: dict[str, Any], drain_grace_seconds: float, out: Any = None) -> 
             asked.append(signum)
             node.send_signal(signal.SIGTERM)  # the node drains, then exits
 
-    previous = {
-        sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-    }
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         while True:
             code = node.poll()

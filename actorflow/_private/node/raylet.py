@@ -500,9 +500,8 @@ class Raylet:
             for lease in self.leases.values()
             if not lease.dedicated and lease.worker.address
         ]
-        asks = [
-            self.runtime.loop.create_task(self.runtime.ask(w.address, DrainWorker(self.draining)))
-            for w in busy
+        asks: list[asyncio.Future] = [
+            self.runtime.ask(w.address, DrainWorker(self.draining)) for w in busy
         ]
         if not asks:
             return 0
