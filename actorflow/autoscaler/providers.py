@@ -94,6 +94,7 @@ class LocalProvider:
             self.command += ["--token-file", token_file]
         self.env = dict(os.environ, **dict(env or {}))
         self.log_dir = log_dir or tempfile.mkdtemp(prefix="actorflow-autoscaler-")
+        os.makedirs(self.log_dir, exist_ok=True)
         self.processes: dict[str, subprocess.Popen] = {}  # handle (its pid) -> the process
         self.exit_codes: dict[str, int] = {}  # handles of ended nodes -> their exit code
 

@@ -78,7 +78,7 @@ class LeaseRequest:
     bundle: Key | None = None  # (placement group, bundle index or -1): lease from its bundle
     chosen: Key | None = None  # the bundle dispatch found room in
     short_of_resources: bool = False  # the last dispatch found no room for it (demand)
-    movable: bool = True  # may go to another node with room (no node affinity, not spilled)
+    movable: bool = True  # may go to another node with room (no node affinity or SPREAD)
 
 
 class Raylet:
@@ -140,6 +140,7 @@ class Raylet:
         self.heartbeat_error = ""  # why the last heartbeat failed ("" if it was answered)
         self.draining = ""  # why this node drains ("" while it does not)
         self.infeasible = demand.InfeasibleLog()
+        self._moved: list[tuple[float, str, dict[str, float]]] = []  # (when, to node, shape)
         self.primary_objects: Callable[[], int] = lambda: 0  # the node's store counts them
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
@@ -368,7 +369,7 @@ class Raylet:
             call.conn,
             pool,
             bundle,
-            movable=strategy is None and not spilled,
+            movable=strategy is None,
         )
         self.queue.append(request)
         self._dispatch()
@@ -408,6 +409,21 @@ class Raylet:
                 f"node {self.node_id} is draining ({self.draining}) and {exc}"
             ) from None
 
+    def _peers_after_moves(self) -> list[NodeView]:
+        """The peers, less what was moved to them lately: their reports may not count it yet
+        (a node's report is up to a heartbeat old), and a request moved on a stale view would
+        only queue there."""
+        horizon = time.monotonic() - 3 * self.config.heartbeat_seconds
+        self._moved = [m for m in self._moved if m[0] >= horizon]
+        peers = {
+            node_id: NodeView(p.node_id, p.address, p.total, dict(p.available))
+            for node_id, p in self.peers.items()
+        }
+        for _, node_id, resources in self._moved:
+            if node_id in peers:
+                peers[node_id].take(resources)
+        return list(peers.values())
+
     def _move_queued(self) -> None:
         """Requests waiting here for resources go to a node that has room for them now (one
         that joined since), and while draining every queued request goes elsewhere."""
@@ -420,7 +436,7 @@ class Raylet:
                 if self.draining:
                     target = self._elsewhere(request.resources, None)
                 else:
-                    fitting = [p for p in self.peers.values() if p.fits(request.resources)]
+                    fitting = [p for p in self._peers_after_moves() if p.fits(request.resources)]
                     if not fitting:
                         continue
                     target = self.scheduler.pick(fitting, request.resources, None, "")
@@ -429,6 +445,7 @@ class Raylet:
                 request.future.set_exception(exc)
                 continue
             target.take(request.resources)
+            self._moved.append((time.monotonic(), target.node_id, request.resources))
             self.queue.remove(request)
             request.future.set_result(raylet.Spillback("spillback", target.address, target.node_id))
 
