@@ -275,6 +275,14 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "--resources", default="{}", help="custom resources as JSON, e.g. '{\"accelerator\": 2}'"
     )
     parser.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the node's `memory` resource, what tasks and actors ask for with memory=... "
+        "(default: 70%% of the machine's RAM; in a container, give its memory limit)",
+    )
+    parser.add_argument(
         "--object-store-memory",
         type=int,
         default=0,
@@ -350,6 +358,13 @@ def cmd_start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.memory is not None:
+        if args.memory < 0:
+            print(
+                f"actorflow start: --memory must be 0 or more, got {args.memory}", file=sys.stderr
+            )
+            return 2
+        resources["memory"] = float(args.memory)
     for flag, port in (
         ("--metrics-export-port", args.metrics_export_port),
         ("--gcs-metrics-port", args.gcs_metrics_port),

@@ -45,6 +45,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-workers", type=int, default=10)
     parser.add_argument("--idle-timeout-seconds", type=float, default=60.0)
     parser.add_argument("--interval-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--health-file", default="", help="touched after every round (for a liveness probe)"
+    )
     return parser.parse_args(argv)
 
 
@@ -91,7 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.address, num_cpus=args.worker_cpus, num_gpus=args.worker_gpus or None
         )
     scaler = Autoscaler(
-        provider, policy, address=args.address, interval_seconds=args.interval_seconds
+        provider,
+        policy,
+        address=args.address,
+        interval_seconds=args.interval_seconds,
+        health_file=args.health_file,
     )
     signal.signal(signal.SIGTERM, lambda *_: scaler.stop(0))
     try:

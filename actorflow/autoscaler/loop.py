@@ -4,6 +4,7 @@ and have the provider launch or remove worker nodes (providers.py); again every 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ class Autoscaler:
         address: str | None = None,
         interval_seconds: float = 5.0,
         on_decision: Callable[[Decision, dict[str, Any]], None] | None = None,
+        health_file: str = "",
     ) -> None:
         if interval_seconds <= 0:
             raise ValueError(f"interval_seconds must be above 0, got {interval_seconds}")
@@ -37,6 +39,7 @@ class Autoscaler:
         self.address = address
         self.interval_seconds = interval_seconds
         self.on_decision = on_decision
+        self.health_file = health_file  # touched after every round, failed or not
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_unfit: set[str] = set()
@@ -87,6 +90,9 @@ class Autoscaler:
             except Exception as exc:
                 self.errors += 1
                 logger.warning("autoscaler round failed: %s", exc)
+            if self.health_file:
+                with open(self.health_file, "a"):
+                    os.utime(self.health_file)
             self._stop.wait(self.interval_seconds)
 
     def start(self) -> Autoscaler:
