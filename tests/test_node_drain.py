@@ -53,6 +53,7 @@ def _node_files(root: Path) -> list[dict]:
 def _start_blocking(root: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, ACTORFLOW_SESSION_ROOT=str(root))
     env.pop("ACTORFLOW_TOKEN", None)
+    env.pop("ACTORFLOW_TOKEN_FILE", None)
     return subprocess.Popen(
         [sys.executable, "-m", "actorflow.cli", "start", *args, "--block"],
         env=env,
@@ -76,7 +77,8 @@ def test_block_exit_codes_token_file_and_drain_on_sigterm(
     token_file = tmp_path / "token"
     token_file.write_text(os.urandom(32).hex() + "\n")
     token_file.chmod(0o600)
-    monkeypatch.setenv("ACTORFLOW_TOKEN", token_file.read_text().strip())  # for state.*
+    monkeypatch.delenv("ACTORFLOW_TOKEN", raising=False)
+    monkeypatch.setenv("ACTORFLOW_TOKEN_FILE", str(token_file))  # how state.* finds it here
     head = _start_blocking(
         root, "--head", "--port", "0", "--num-cpus", "1", "--token-file", str(token_file)
     )
