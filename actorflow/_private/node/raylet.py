@@ -427,6 +427,9 @@ class Raylet:
     def _move_queued(self) -> None:
         """Requests waiting here for resources go to a node that has room for them now (one
         that joined since), and while draining every queued request goes elsewhere."""
+        if not self.peers and not self.draining:
+            return
+        peers = self._peers_after_moves()
         for request in list(self.queue):
             if request.future.done() or request.bundle is not None:
                 continue
@@ -436,7 +439,7 @@ class Raylet:
                 if self.draining:
                     target = self._elsewhere(request.resources, None)
                 else:
-                    fitting = [p for p in self._peers_after_moves() if p.fits(request.resources)]
+                    fitting = [p for p in peers if p.fits(request.resources)]
                     if not fitting:
                         continue
                     target = self.scheduler.pick(fitting, request.resources, None, "")
