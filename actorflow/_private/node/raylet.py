@@ -355,8 +355,17 @@ class Raylet:
                     [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
                 )
             except errors.TaskUnschedulableError:
-                self.infeasible.add(resources, demand.ACTOR if dedicated else demand.TASK)
-                raise
+                # The view may predate a node that just joined: decide again on a fresh one.
+                if not await self._fresh_view():
+                    self.infeasible.add(resources, demand.ACTOR if dedicated else demand.TASK)
+                    raise
+                try:
+                    target = self.scheduler.pick(
+                        [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
+                    )
+                except errors.TaskUnschedulableError:
+                    self.infeasible.add(resources, demand.ACTOR if dedicated else demand.TASK)
+                    raise
             if target.node_id != self.node_id:
                 target.take(resources)
                 return raylet.Spillback("spillback", target.address, target.node_id)
@@ -562,19 +571,41 @@ class Raylet:
                 logger.debug("heartbeat failed: %s", exc)
                 self.heartbeat_error = str(exc) or type(exc).__name__
             else:
-                self.last_heartbeat_ok, self.heartbeat_error = time.monotonic(), ""
-                # Copies: from a GCS in this process these are its own dicts.
-                self.peers = {
-                    node_id: NodeView(node_id, address, dict(resources), dict(available))
-                    for node_id, address, resources, available in view
-                    if node_id != self.node_id
-                }
-                self._move_queued()
+                self._learn(view)
             self._beat_now.clear()
             try:
                 await asyncio.wait_for(self._beat_now.wait(), self.config.heartbeat_seconds)
             except asyncio.TimeoutError:
                 pass
+
+    def _learn(self, view: list) -> None:
+        """A heartbeat's answer: the live nodes, with what they have free."""
+        self.last_heartbeat_ok, self.heartbeat_error = time.monotonic(), ""
+        # Copies: from a GCS in this process these are its own dicts.
+        self.peers = {
+            node_id: NodeView(node_id, address, dict(resources), dict(available))
+            for node_id, address, resources, available in view
+            if node_id != self.node_id
+        }
+        self._move_queued()
+
+    async def _fresh_view(self) -> bool:
+        """Report and learn the cluster now (a request seemed to fit nowhere: a node may have
+        joined since the last heartbeat); False if the GCS did not answer."""
+        try:
+            view = await asyncio.wait_for(
+                self.runtime.ask(
+                    self.gcs_address,
+                    gcs.Heartbeat(
+                        self.node_id, self.resources.available, len(self.queue), self.report()
+                    ),
+                ),
+                self.config.connect_timeout,
+            )
+        except Exception:
+            return False
+        self._learn(view)
+        return True
 
     def handle_refresh_view(self, payload: Any, call: Call | None) -> None:
         """The GCS says a node joined or died: report and learn the new view now."""
