@@ -275,6 +275,14 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "--resources", default="{}", help="custom resources as JSON, e.g. '{\"accelerator\": 2}'"
     )
     parser.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the node's `memory` resource, what tasks and actors ask for with memory=... "
+        "(default: 70%% of the machine's RAM; in a container, give its memory limit)",
+    )
+    parser.add_argument(
         "--object-store-memory",
         type=int,
         default=0,
@@ -309,6 +317,39 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "node or driver joining from another machine needs ACTORFLOW_TLS=1 (or --tls) and "
         "the token, and gets its certificate from the head. Default: ACTORFLOW_TLS",
     )
+    parser.add_argument(
+        "--token-file",
+        default="",
+        metavar="PATH",
+        help="the cluster token (hex) in a file, e.g. a mounted Kubernetes Secret: a head "
+        "uses it instead of a new one, a node joins with it. The processes read it from "
+        "the file; it is never put on a command line or in an environment variable "
+        "(default: ACTORFLOW_TOKEN, else the head's session directory on this machine)",
+    )
+    parser.add_argument(
+        "--block",
+        action="store_true",
+        help="stay in the foreground with the node (and a head's GCS): SIGTERM drains the "
+        "node and exits 0; the exit code is non-zero when the node (or the GCS) dies",
+    )
+    parser.add_argument(
+        "--drain-grace-seconds",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM the node drains: no new leases or actors come to it, and its "
+        "running tasks get this long to finish before they are ended (and retried "
+        "elsewhere by their owners); 0 ends it at once (default 25, under Kubernetes' "
+        "30 s terminationGracePeriodSeconds)",
+    )
+    parser.add_argument(
+        "--gcs-metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="with --head: the port the GCS serves its /metrics and /healthz on (default 0: "
+        "a free port)",
+    )
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -326,10 +367,24 @@ def cmd_start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not 0 <= args.metrics_export_port <= 65535:
+    if args.memory is not None:
+        if args.memory < 0:
+            print(
+                f"actorflow start: --memory must be 0 or more, got {args.memory}", file=sys.stderr
+            )
+            return 2
+        resources["memory"] = float(args.memory)
+    for flag, port in (
+        ("--metrics-export-port", args.metrics_export_port),
+        ("--gcs-metrics-port", args.gcs_metrics_port),
+    ):
+        if not 0 <= port <= 65535:
+            print(f"actorflow start: {flag} must be 0-65535, got {port}", file=sys.stderr)
+            return 2
+    if args.drain_grace_seconds < 0:
         print(
-            f"actorflow start: --metrics-export-port must be 0-65535, got "
-            f"{args.metrics_export_port}",
+            f"actorflow start: --drain-grace-seconds must be 0 or more, got "
+            f"{args.drain_grace_seconds:g}",
             file=sys.stderr,
         )
         return 2
@@ -346,6 +401,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         metrics_export_port=args.metrics_export_port,
         session_root=Config.from_env().session_root,
         tls=args.tls,
+        token_file=args.token_file,
+        drain_grace_seconds=args.drain_grace_seconds,
+        gcs_metrics_port=args.gcs_metrics_port,
     )
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
@@ -383,6 +441,12 @@ def cmd_start(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    if args.block:
+        from actorflow._private.cluster.foreground import block
+
+        print("Running in the foreground (--block): SIGTERM drains the node and stops.")
+        sys.stdout.flush()
+        return block(info, args.drain_grace_seconds)
     print("Stop every node on this machine with: actorflow stop")
     return 0
 
@@ -419,7 +483,8 @@ class Command(NamedTuple):
 
 _COMMANDS: dict[str, Command] = {
     "start": Command(
-        "start a head node (--head) or a node that joins one (--address), in the background",
+        "start a head node (--head) or a node that joins one (--address), in the background "
+        "(or in the foreground with --block)",
         _start_arguments,
         cmd_start,
     ),

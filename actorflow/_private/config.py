@@ -13,6 +13,8 @@ from actorflow._private import errors
 # here only.
 ADDRESS_VARIABLE = "ACTORFLOW_ADDRESS"
 TOKEN_VARIABLE = "ACTORFLOW_TOKEN"
+# The path of a file holding the token (a mounted Kubernetes Secret), when ACTORFLOW_TOKEN is unset.
+TOKEN_FILE_VARIABLE = "ACTORFLOW_TOKEN_FILE"
 PARENT_PID_VARIABLE = "ACTORFLOW_PARENT_PID"
 
 
@@ -29,10 +31,20 @@ def env_parent_pid() -> int:
 
 
 def env_token(*, consume: bool = False) -> bytes | None:
-    """The cluster token given in ACTORFLOW_TOKEN (hex); None if it is unset or blank. consume:
-    also remove it from this process's environment, so that no child inherits it."""
+    """The cluster token given in ACTORFLOW_TOKEN (hex), else in the file ACTORFLOW_TOKEN_FILE
+    names (a mounted Secret); None if neither is set. consume: also remove ACTORFLOW_TOKEN from
+    this process's environment, so that no child inherits it."""
     raw = os.environ.pop(TOKEN_VARIABLE, "") if consume else os.environ.get(TOKEN_VARIABLE, "")
     raw = raw.strip()
+    path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip()
+    if not raw and path:
+        try:
+            with open(path) as f:
+                raw = f.read().strip()
+        except OSError as exc:
+            raise errors.AuthenticationError(
+                f"{TOKEN_FILE_VARIABLE}={path}: cannot read the token file ({exc.strerror})"
+            ) from None
     if not raw:
         return None
     try:

@@ -58,8 +58,10 @@ def host_of(_instance: Any) -> str:
     """In an actor's process: the interface its node serves on (where to listen)."""
     from actorflow._private.worker import context
 
-    address = context.core_or_none().address
-    return address.removeprefix("tcp://").rsplit(":", 1)[0]
+    core = context.core_or_none()
+    if core is None:
+        raise RuntimeError("socket channels are set up in actor processes only")
+    return core.address.removeprefix("tcp://").rsplit(":", 1)[0]
 
 
 class SocketChannel:

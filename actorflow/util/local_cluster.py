@@ -54,13 +54,15 @@ class LocalCluster:
         wrapper: list[str] | None = None,
         storage: str = "",
         metrics_export_port: int = 0,
+        drain_grace_seconds: float = 0.0,
     ) -> dict[str, Any]:
         """Start a node and return its info: node_id, address, pid, session_dir, log_path.
         Its /metrics is at ``http://{info["metrics_address"]}/metrics`` (a free port unless
         metrics_export_port is given). The first one is the head: the cluster's GCS (a
         process of its own, keeping its tables in ``storage``, default SQLite in the
         session) and the head's node. ``wrapper`` prefixes the command (e.g. ``ip netns
-        exec NS``)."""
+        exec NS``). With drain_grace_seconds above 0, SIGTERM drains the node first
+        (``kill_node(node, signal.SIGTERM)``: its running tasks get that long to finish)."""
         info = start_node(
             head=not self.nodes,
             address=self.address if self.nodes else "",
@@ -76,6 +78,7 @@ class LocalCluster:
             env=env,
             wrapper=wrapper,
             tls=self.tls,
+            drain_grace_seconds=drain_grace_seconds,
         )
         if info.get("gcs"):
             self.gcs = info["gcs"]

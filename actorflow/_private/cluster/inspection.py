@@ -267,19 +267,21 @@ class ClusterView:
     jobs: list[dict[str, Any]]
     node_infos: dict[str, dict[str, Any]]  # node_id -> its raylet's node_info (live ones)
     unreachable: list[str] = field(default_factory=list)  # live nodes whose raylet did not answer
+    demand: dict[str, Any] = field(default_factory=dict)  # the GCS's cluster_demand answer
 
 
 async def collect_cluster(ask: Ask, gcs_address: str) -> ClusterView:
-    nodes, actors, jobs = await asyncio.gather(
+    nodes, actors, jobs, demand = await asyncio.gather(
         _ask_gcs(ask, gcs_address, "get_nodes"),
         _ask_gcs(ask, gcs_address, "list_actors", "actors"),
         _ask_gcs(ask, gcs_address, "list_jobs"),
+        _ask_gcs(ask, gcs_address, "cluster_demand"),
     )
     live = [n for n in nodes if n.get("alive", True)]
     infos = await asyncio.gather(
         *[_ask_or_none(ask, n["address"], "raylet", "node_info") for n in live]
     )
-    view = ClusterView(gcs_address, nodes, actors, jobs, {})
+    view = ClusterView(gcs_address, nodes, actors, jobs, {}, demand=demand or {})
     for node, info in zip(live, infos, strict=True):
         if info is None:
             view.unreachable.append(node["address"])
@@ -302,6 +304,12 @@ class TaskSnapshot:
     # owners, which report what they buffered before they answer; and the events lost per job.
     events: list[list] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+
+
+async def collect_demand(ask: Ask, gcs_address: str) -> dict[str, Any]:
+    """The GCS's sum of the pending demand alone (cheap: one request, for autoscalers)."""
+    demand: dict[str, Any] = await _ask_gcs(ask, gcs_address, "cluster_demand")
+    return demand
 
 
 async def collect_tasks(ask: Ask, gcs_address: str) -> TaskSnapshot:

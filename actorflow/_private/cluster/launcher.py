@@ -28,11 +28,14 @@ def tcp_address(address: str) -> str:
     return address if "://" in address else "tcp://" + address
 
 
-def cluster_token(gcs_address: str, root: str) -> tuple[bytes, str | None]:
-    """The token of the cluster at gcs_address: ACTORFLOW_TOKEN, or the token file of its
-    session on this machine; and that session directory (None if not on this machine)."""
+def cluster_token(
+    gcs_address: str, root: str, given: bytes | None = None
+) -> tuple[bytes, str | None]:
+    """The token of the cluster at gcs_address: given (from --token-file), ACTORFLOW_TOKEN,
+    or the token file of its session on this machine; and that session directory (None if
+    not on this machine)."""
     found = session_dir.token_for(root, gcs_address)
-    given = env_token()
+    given = given if given is not None else env_token()
     if given is not None:
         return given, found[1] if found else None
     if found is None:
@@ -81,17 +84,24 @@ def start_gcs(
     env: dict[str, str] | None = None,
     wrapper: list[str] | None = None,
     timeout: float = 60.0,
+    metrics_port: int = 0,
+    token_file: str = "",
 ) -> dict[str, Any]:
     """Start (or restart) the cluster's GCS process (with TLS if its session has it); its
     info."""
     return _spawn(
-        ["--gcs", "--host", host, "--port", str(port), "--storage", storage, *_tls_args(session)],
+        [
+            *("--gcs", "--host", host, "--port", str(port), "--storage", storage),
+            *("--metrics-export-port", str(metrics_port)),
+            *_tls_args(session),
+        ],
         session=session,
         token=token,
         env=env,
         wrapper=wrapper,
         timeout=timeout,
         what="gcs",
+        token_file=token_file,
     )
 
 
@@ -112,6 +122,9 @@ def start_node(
     wrapper: list[str] | None = None,
     timeout: float = 60.0,
     tls: bool | None = None,
+    token_file: str = "",
+    drain_grace_seconds: float = 0.0,
+    gcs_metrics_port: int = 0,
 ) -> dict[str, Any]:
     """Start a node process and wait until it serves; its info (with "pid", "log_path" and
     "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
@@ -119,12 +132,19 @@ def start_node(
     session again (same token and storage, tables reloaded); then if that head's node still
     runs, its info comes back with "resumed" and no new node is started. tls (default:
     ACTORFLOW_TLS) makes a new head's cluster run TLS, and has a node joining a TLS cluster
-    from another machine get its certificate; a resumed session keeps what it was."""
+    from another machine get its certificate; a resumed session keeps what it was.
+    token_file: the cluster's token is in that file (hex), which the processes read (it is
+    never put in their environment); drain_grace_seconds: on SIGTERM the node drains first
+    (node_main)."""
+    given = session_dir.read_token_file(token_file) if token_file else None
     gcs_info = None
     if head:
         found = resumable_session(session_root, f"tcp://{host}:{port}") if port else None
         session = found or session_dir.create(session_root)
         token = session_dir.read_token(session) if found else None
+        if given is not None and token != given:
+            token = given
+            session_dir.write_token(session, token)
         if token is None:
             token = env_token() or secrets.token_bytes(32)
             session_dir.write_token(session, token)
@@ -146,6 +166,8 @@ def start_node(
             env=env,
             wrapper=wrapper,
             timeout=timeout,
+            metrics_port=gcs_metrics_port,
+            token_file=token_file,
         )
         address = gcs_info["gcs_address"]
         head_node = _running_head_node(session, address) if found else None
@@ -155,7 +177,7 @@ def start_node(
         if not address:
             raise ValueError("a node that is not the head needs the head's address")
         address = tcp_address(address)
-        token, found = cluster_token(address, session_root)
+        token, found = cluster_token(address, session_root, given)
         # A node whose head is on another machine keeps its logs in a session of its own,
         # which does not become "the latest session" (that one's token is another cluster's).
         session = found or session_dir.create(session_root, link_latest=False)
@@ -178,6 +200,8 @@ def start_node(
         str(metrics_export_port),
         *_tls_args(session),
     ]
+    if drain_grace_seconds > 0:
+        args += ["--drain-grace-seconds", str(drain_grace_seconds)]
     if head:
         args.append("--head")
     if num_cpus is not None:
@@ -195,6 +219,7 @@ def start_node(
             wrapper=wrapper,
             timeout=timeout,
             what="node",
+            token_file=token_file,
         )
     except BaseException:
         if gcs_info is not None:
@@ -232,8 +257,10 @@ def _spawn(
     wrapper: list[str] | None,
     timeout: float,
     what: str,
+    token_file: str = "",
 ) -> dict[str, Any]:
-    """Run node_main with args in the background; wait for its ready file."""
+    """Run node_main with args in the background; wait for its ready file. The token goes in
+    its environment, or, given token_file, the process reads it from there."""
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
     log_path = os.path.join(session, "logs", f"{what}-{stamp}.log")
@@ -250,7 +277,11 @@ def _spawn(
     ]
     full_env = dict(os.environ)
     full_env.update(env or {})
-    full_env[TOKEN_VARIABLE] = token.hex()  # not on the command line, where ps shows it
+    if token_file:
+        command += ["--token-file", os.path.abspath(token_file)]
+        full_env.pop(TOKEN_VARIABLE, None)
+    else:
+        full_env[TOKEN_VARIABLE] = token.hex()  # not on the command line, where ps shows it
     full_env["ACTORFLOW_SESSION_ROOT"] = os.path.dirname(session)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(

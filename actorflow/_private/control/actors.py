@@ -251,14 +251,19 @@ class ActorManager:
                 node.address,
                 RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job, env),
             )
-            if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
-                in_group = (
-                    strategy if isinstance(strategy, list) and strategy[:1] == ["pg"] else None
-                )
+            in_group = strategy if isinstance(strategy, list) and strategy[:1] == ["pg"] else None
+            for _ in range(8):
+                # That node cannot fit it at all, or it drains, or a node with room joined
+                # while it waited: try where it says.
+                if answer[0] != "spillback":
+                    break
+                node = NodeView(answer[2], answer[1], {})
                 answer = await self.runtime.ask(
                     answer[1],
                     RequestLease(spec["resources"], True, job_id, in_group, True, job, env),
                 )
+            if answer[0] == "spillback":
+                raise errors.ActorflowError("the nodes kept sending its lease request on")
         except errors.TaskUnschedulableError as exc:
             if record.state == DEAD:
                 return
@@ -317,12 +322,22 @@ class ActorManager:
         if isinstance(strategy, list) and strategy and strategy[0] == "pg":
             return await self._bundle_node(str(strategy[1]), int(strategy[2]), spec["resources"])
         nodes = [
-            NodeView(n["node_id"], n["address"], n["resources"], dict(n["available"]), n["alive"])
+            NodeView(
+                n["node_id"],
+                n["address"],
+                n["resources"],
+                dict(n["available"]),
+                self.gcs.schedulable(n),
+            )
             for n in self.gcs.nodes.values()
         ]
-        node = self.scheduler.pick(
-            nodes, spec["resources"], spec.get("strategy"), spec.get("node_id", "")
-        )
+        try:
+            node = self.scheduler.pick(
+                nodes, spec["resources"], spec.get("strategy"), spec.get("node_id", "")
+            )
+        except errors.TaskUnschedulableError:
+            self.gcs.infeasible_here.add(spec["resources"], "actor")
+            raise
         reported = self.gcs.nodes[node.node_id]["available"]
         for k, v in spec["resources"].items():  # until its next heartbeat counts it
             reported[k] = reported.get(k, 0.0) - v

@@ -292,6 +292,11 @@ class ObjectStore:
     def handle_stats(self, payload: Any, call: Call) -> dict:
         return {**self.state.stats(), **self.transfers.stats()}
 
+    def primary_count(self) -> int:
+        """Objects whose primary copy lives here (not a copy pulled from another node, not
+        freed by their owner): the node must stay while they do."""
+        return sum(1 for o in self.state.objects.values() if not o.pulled_from and not o.freed)
+
     def handle_list_objects(self, payload: Any, call: Call) -> list:
         return [
             {

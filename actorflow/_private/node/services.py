@@ -128,6 +128,8 @@ class NodeServices:
             node_info=self.info(),
         )
         self.raylet.on_worker_gone = store.process_gone
+        self.raylet.primary_objects = store.primary_count
+        metrics.server.health = self.raylet.health
         metrics.raylet, metrics.store = self.raylet, store
         runtime.register_actor("raylet", self.raylet)
         await self.raylet.start(prestart, prestart_job)

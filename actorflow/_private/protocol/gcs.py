@@ -31,6 +31,18 @@ class Heartbeat(NamedTuple):
     node_id: str
     available: dict
     queued: int  # lease requests waiting there
+    # What the autoscaler reads (node/demand.py): shapes waiting for resources, requests no
+    # node could fit, and what keeps the node busy (leases, kept workers, primary objects).
+    report: dict | None = None
+
+
+@message("gcs", "drain_node")
+class DrainNode(NamedTuple):
+    """A node is leaving (SIGTERM): no new leases or actors go to it; the node process ends
+    once its running tasks finish or its grace period is over."""
+
+    node_id: str
+    reason: str
 
 
 class PeerNode(NamedTuple):
