@@ -92,6 +92,42 @@ def start_gcs(
     )
 
 
+DASHBOARD_MODULE = "actorflow.dashboard"
+NODE_MODULE = "actorflow._private.cluster.node_main"
+DEFAULT_DASHBOARD_PORT = 8265  # Ray's
+
+
+def start_dashboard(
+    *,
+    session: str,
+    token: bytes,
+    gcs_address: str,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    watch_pid: int = 0,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Start the web dashboard of the cluster at gcs_address (a process of its own, which ends
+    when the process watch_pid does); its info: url, pid, popen. port None: Ray's 8265, or a
+    free one if that is taken."""
+    args = ["--gcs-address", gcs_address, "--host", host, "--watch-pid", str(watch_pid)]
+    if port is None:
+        args += ["--port", str(DEFAULT_DASHBOARD_PORT), "--port-fallback"]
+    else:
+        args += ["--port", str(port)]
+    return _spawn(
+        args,
+        session=session,
+        token=token,
+        env=env,
+        wrapper=None,
+        timeout=timeout,
+        what="dashboard",
+        module=DASHBOARD_MODULE,
+    )
+
+
 def start_node(
     *,
     head: bool,
@@ -108,12 +144,15 @@ def start_node(
     env: dict[str, str] | None = None,
     wrapper: list[str] | None = None,
     timeout: float = 60.0,
+    dashboard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a node process and wait until it serves; its info (with "pid", "log_path" and
     "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
     session with a new token, or, if a head with a GCS now gone listened at that address, its
     session again (same token and storage, tables reloaded); then if that head's node still
-    runs, its info comes back with "resumed" and no new node is started."""
+    runs, its info comes back with "resumed" and no new node is started. ``dashboard`` (with
+    head): start the web dashboard too, with these keyword arguments of start_dashboard (host,
+    port); its info under "dashboard"."""
     gcs_info = None
     if head:
         found = resumable_session(session_root, f"tcp://{host}:{port}") if port else None
@@ -142,7 +181,10 @@ def start_node(
         address = gcs_info["gcs_address"]
         head_node = _running_head_node(session, address) if found else None
         if head_node is not None:  # only the GCS had died: the head's node reconnects to it
-            return dict(head_node, gcs=gcs_info, resumed=True, popen=None, log_path="")
+            resumed = dict(head_node, gcs=gcs_info, resumed=True, popen=None, log_path="")
+            if dashboard is not None:
+                resumed["dashboard"] = _start_head_dashboard(session, token, gcs_info, dashboard)
+            return resumed
     else:
         if not address:
             raise ValueError("a node that is not the head needs the head's address")
@@ -189,7 +231,29 @@ def start_node(
             gcs_info["popen"].wait()
         raise
     info["gcs"] = gcs_info
+    if head and dashboard is not None:
+        assert gcs_info is not None
+        try:
+            info["dashboard"] = _start_head_dashboard(session, token, gcs_info, dashboard)
+        except BaseException:
+            for process in (info["popen"], gcs_info["popen"]):
+                process.kill()
+                process.wait()
+            raise
     return info
+
+
+def _start_head_dashboard(
+    session: str, token: bytes, gcs_info: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The head's dashboard: it ends with the GCS process."""
+    return start_dashboard(
+        session=session,
+        token=token,
+        gcs_address=gcs_info["gcs_address"],
+        watch_pid=int(gcs_info["pid"]),
+        **options,
+    )
 
 
 def _spawn(
@@ -201,8 +265,9 @@ def _spawn(
     wrapper: list[str] | None,
     timeout: float,
     what: str,
+    module: str = NODE_MODULE,
 ) -> dict[str, Any]:
-    """Run node_main with args in the background; wait for its ready file."""
+    """Run node_main (or module) with args in the background; wait for its ready file."""
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
     log_path = os.path.join(session, "logs", f"{what}-{stamp}.log")
@@ -210,11 +275,13 @@ def _spawn(
         *(wrapper or []),
         sys.executable,
         "-m",
-        "actorflow._private.cluster.node_main",
+        module,
         "--session-dir",
         session,
         "--ready-file",
         ready,
+        "--log-path",
+        log_path,
         *args,
     ]
     full_env = dict(os.environ)
@@ -266,12 +333,12 @@ def _log_tail(path: str, lines: int = 15) -> str:
 
 
 def _is_node_process(pid: int) -> bool:
-    """Is pid still one of our node processes (and not a reused pid)?"""
+    """Is pid still one of our node (or dashboard) processes (and not a reused pid)?"""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
+            arguments = f.read().split(b"\0")
         return (
-            b"actorflow._private.cluster.node_main" in cmdline
+            any(m.encode() in arguments for m in (NODE_MODULE, DASHBOARD_MODULE))
             and os.stat(f"/proc/{pid}").st_uid == os.getuid()
         )
     except OSError:

@@ -51,6 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--ready-file", default="")
+    parser.add_argument("--log-path", default="", help="this process's log, served by the node")
     return parser.parse_args(argv)
 
 
@@ -118,6 +119,7 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
         token=token,
         is_head=args.head,
         metrics_port=args.metrics_export_port,
+        log_path=args.log_path,
     )
     await node.start()
     assert node.raylet is not None

@@ -12,6 +12,7 @@ from typing import Any
 from actorflow._private import ids
 from actorflow._private.config import Config
 from actorflow._private.metrics.server import MetricsPortInUseError
+from actorflow._private.node.logs import LogService
 from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
@@ -74,6 +75,7 @@ class NodeServices:
         token: bytes,
         is_head: bool,
         metrics_port: int | None = 0,
+        log_path: str = "",
     ) -> None:
         self.runtime = runtime
         self.config = config
@@ -90,6 +92,7 @@ class NodeServices:
         self.metrics_port = metrics_port
         self.metrics_port_fallback = False  # a taken port: warn and take a free one
         self.metrics = NodeMetrics(runtime, self.node_id)
+        self.log_path = log_path  # the node process's own log file, served with its workers'
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         runtime = self.runtime
@@ -128,6 +131,7 @@ class NodeServices:
         self.raylet.on_worker_gone = store.process_gone
         metrics.raylet, metrics.store = self.raylet, store
         runtime.register_actor("raylet", self.raylet)
+        runtime.register_actor("logs", LogService(self.raylet.pool, self.log_path))
         await self.raylet.start(prestart, prestart_job)
 
     def info(self) -> dict[str, Any]:

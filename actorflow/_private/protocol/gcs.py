@@ -75,6 +75,11 @@ class JobInfo(NamedTuple):
 
 # -- key-value ----------------------------------------------------------------------------------
 
+# Where each supervisor (actorflow.supervision) keeps its report for the dashboard and
+# `actorflow list supervisors`: the key is its actor id, the value JSON (its children, its
+# recent restart history).
+SUPERVISION_NAMESPACE = "actorflow_supervision"
+
 
 @message("gcs", "kv_put")
 class KvPut(NamedTuple):
