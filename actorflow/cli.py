@@ -519,14 +519,18 @@ def _stop_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from actorflow._private.cluster.launcher import stop_nodes
+    from actorflow._private.cluster.launcher import stop_dashboards, stop_nodes
     from actorflow._private.config import Config
 
-    stopped = stop_nodes(Config.from_env().session_root, grace=args.grace)
+    root = Config.from_env().session_root
+    dashboards = stop_dashboards(root, grace=args.grace)
+    stopped = stop_nodes(root, grace=args.grace)
     print(
         f"Stopped {len(stopped)} actorflow node process(es)"
         + (f": pids {', '.join(str(p) for p in stopped)}." if stopped else ".")
     )
+    if dashboards:
+        print(f"Stopped the dashboard (pid {', '.join(str(p) for p in dashboards)}).")
     return 0
 
 

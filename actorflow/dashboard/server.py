@@ -4,7 +4,7 @@
 (started by ``launcher.start_dashboard``): the cluster token comes in ``ACTORFLOW_TOKEN``; it
 keeps one runtime connected to the cluster (``inspection.KeptConnection``) for every query,
 serves on HOST:PORT (loopback by default), writes its info (url, pid) to ``--ready-file`` and
-``<session>/nodes/dashboard.json``, and ends on SIGTERM or once the process ``--watch-pid``
+``<session>/dashboard.json``, and ends on SIGTERM or once the process ``--watch-pid``
 (the GCS's, or the driver's of ``init()``) has ended.
 """
 
@@ -123,7 +123,7 @@ async def serve(args: argparse.Namespace, token: bytes) -> None:
             "dashboard": True,
             "session_dir": args.session_dir,
         }
-        path = os.path.join(args.session_dir, "nodes", "dashboard.json")
+        path = os.path.join(args.session_dir, "dashboard.json")
         session_dir.write_json(path, info)
         if args.ready_file:
             session_dir.write_json(args.ready_file, info)

@@ -345,6 +345,33 @@ def _is_node_process(pid: int) -> bool:
         return False
 
 
+def stop_dashboards(session_root: str, grace: float = 5.0) -> list[int]:
+    """End every dashboard process started under session_root (SIGTERM, then SIGKILL after
+    grace); the pids that were running."""
+    import signal
+
+    pids = []
+    for session in session_dir.sessions(session_root):
+        info = session_dir.read_json(os.path.join(session, "dashboard.json")) or {}
+        pid = int(info.get("pid", 0))
+        if pid > 0 and _is_node_process(pid):
+            pids.append(pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_is_node_process(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _is_node_process(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return pids
+
+
 def stop_nodes(session_root: str, grace: float = 5.0) -> list[int]:
     """End every node process started under session_root (SIGTERM, then SIGKILL after grace);
     their workers end with them. Returns the pids that were running."""
