@@ -131,7 +131,7 @@ def _last_event(row: dict[str, Any]) -> str:
     return f"{e['kind']} {e['child']}".strip() + (f": {e['detail']}" if e["detail"] else "")
 
 
-def json_view(name: str, address: str | None = None, **filters: Any) -> Any:
+def json_view(name: str, address: str | None = None, /, **filters: Any) -> Any:
     """View ``name`` of the cluster at address, with the filters given (None: not given)."""
     view = VIEWS.get(name)
     if view is None:
