@@ -32,7 +32,8 @@
         rowAttrs ? rowAttrs(row) : {},
         columns.map((c) => {
           const value = c[1](row);
-          return el("td", { class: c[2] || "" }, value === "" || value === null ? "–" : value);
+          const empty = value === "" || value === null || value === undefined;
+          return el("td", { class: (c[2] || "") + (empty ? " empty" : "") }, empty ? "–" : value);
         })
       )
     );
@@ -395,7 +396,7 @@
       return;
     }
     show(
-      rows.map((s) => {
+      ...rows.map((s) => {
         const box = el(
           "section",
           { class: "supervisor", "data-supervisor-id": s.actor_id },
