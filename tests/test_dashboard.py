@@ -147,6 +147,17 @@ def test_the_api_is_the_command_lines_json(dash):
     kinds = [(e["kind"], e["child"]) for e in app["events"]]
     assert ("failed", "db") in kinds and ("restarted", "db") in kinds
 
+    # The command line's tables of the same rows.
+    for args, expected in [
+        (["list", "supervisors"], ["app", "one_for_one", "2/2 running", "restarted db"]),
+        (["list", "jobs"], ["SUCCEEDED", "DRIVER"]),
+        (["logs"], ["worker-", "node-"]),
+    ]:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert cli.main([*args, "--address", address]) == 0
+        assert all(word in out.getvalue() for word in expected), (args, out.getvalue())
+
     # The log of an actor, as `actorflow logs --actor` prints it.
     status, headers, body = client.request("/api/log?actor=greeter&tail=5")
     assert status == 200 and headers["Content-Type"].startswith("text/plain")

@@ -123,7 +123,8 @@ def run(
 ) -> T:
     """Run job(ask, gcs_address) on a runtime connected to the cluster at address (None: this
     process's cluster if it is part of one, else the latest session) and return its result;
-    ``GetTimeoutError`` if it takes longer than timeout seconds."""
+    ``GetTimeoutError`` if it takes longer than timeout seconds. Within a ``KeptConnection``'s
+    ``active()`` (the dashboard's), its runtime is used."""
     if timeout is not None:
         job = _bounded(job, timeout)
     kept = _kept_open.get()

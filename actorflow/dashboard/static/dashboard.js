@@ -119,7 +119,18 @@
     const url = "/api/events?" + views.map((v) => "view=" + v).join("&") + (q ? "&" + q : "");
     source = new EventSource(url);
     source.onopen = () => setLive(true, "live");
-    source.onerror = () => setLive(false, "reconnecting…");
+    source.onerror = () => {
+      setLive(false, "reconnecting…");
+      // The browser retries by itself unless the answer was not a stream (logged out: 401,
+      // or the server was away): then ask again now and then (a 401 goes to the login page).
+      if (source.readyState === EventSource.CLOSED) {
+        const retry = () =>
+          getJSON("/api/nodes")
+            .then(() => follow(views, params, render))
+            .catch(() => setTimeout(retry, 3000));
+        setTimeout(retry, 1000);
+      }
+    };
     source.onmessage = (event) => {
       const message = JSON.parse(event.data);
       latest[message.view] = message.error ? { error: message.error } : { data: message.data };
