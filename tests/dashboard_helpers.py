@@ -40,6 +40,13 @@ def fails():
     raise ValueError("on purpose")
 
 
+def leave_the_shared_cluster() -> None:
+    """The suite's shared embedded cluster ends (the next test that wants it starts another):
+    these tests connect drivers to a LocalCluster of their own."""
+    if actorflow.is_initialized():
+        actorflow.shutdown()
+
+
 def start_cluster(root: str) -> LocalCluster:
     cluster = LocalCluster(session_root=root)
     try:

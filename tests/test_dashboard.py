@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from dashboard_helpers import Client, connected, populate, start_cluster
+from dashboard_helpers import Client, connected, leave_the_shared_cluster, populate, start_cluster
 from helpers import poll_until, process_gone
 
 import actorflow
@@ -22,10 +22,7 @@ from actorflow import cli
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory):
-    from conftest import _settle_and_shutdown, _Shared
-
-    _settle_and_shutdown()
-    _Shared.info = None
+    leave_the_shared_cluster()
     root = str(tmp_path_factory.mktemp("dashsession"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ACTORFLOW_SESSION_ROOT", root)

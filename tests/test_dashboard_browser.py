@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from dashboard_helpers import connected, populate, start_cluster
+from dashboard_helpers import connected, leave_the_shared_cluster, populate, start_cluster
 
 import actorflow
 
@@ -44,10 +44,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory):
-    from conftest import _settle_and_shutdown, _Shared
-
-    _settle_and_shutdown()
-    _Shared.info = None
+    leave_the_shared_cluster()
     root = str(tmp_path_factory.mktemp("browsersession"))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ACTORFLOW_SESSION_ROOT", root)
