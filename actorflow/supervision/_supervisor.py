@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import time
 from collections import deque
@@ -16,7 +17,13 @@ import msgpack  # type: ignore[import-untyped]  # no stubs published
 import actorflow
 from actorflow import exceptions
 from actorflow._private.protocol.actors import KillActor
-from actorflow._private.protocol.gcs import ACTOR_STATE_NAMESPACE, KvGet, KvPut
+from actorflow._private.protocol.gcs import (
+    ACTOR_STATE_NAMESPACE,
+    SUPERVISION_NAMESPACE,
+    KvDel,
+    KvGet,
+    KvPut,
+)
 from actorflow._private.worker import context
 from actorflow.actor import ActorClass, ActorHandle, exit_actor
 from actorflow.supervision._specs import (
@@ -37,6 +44,8 @@ from actorflow.watching import ActorEvent
 logger = logging.getLogger("actorflow.supervision")
 
 LOG_SIZE = 1000  # events kept for events()
+REPORT_EVENTS = 50  # the latest events in the report to the GCS (the dashboard's history)
+REPORT_DELAY = 0.1  # seconds: changes within it go to the GCS in one report
 
 
 @dataclass(eq=False)
@@ -137,6 +146,7 @@ class Supervisor:
         self._log: deque[SupervisionEvent] = deque(maxlen=LOG_SIZE)
         self._seq = 0
         self._done = False  # gave up or shut down: events are ignored
+        self._report_handle: asyncio.TimerHandle | None = None
         # Children start in order before the constructor returns, so the supervisor is ALIVE
         # only once all of them are (as OTP's start_link); a child that cannot start fails it.
         future = asyncio.run_coroutine_threadsafe(self._init(specs), core.runtime.loop)
@@ -269,6 +279,7 @@ class Supervisor:
             self._done = True
             await self._stop_all()
             self._record("stopped", "", "shutdown()")
+        self._withdraw_report()
         host: Any = self._core.runtime.actors.get("actor")
         if host is None:
             exit_actor()
@@ -620,6 +631,7 @@ class Supervisor:
         cause = f"supervisor {self._label} gave up: {reason}"
         self._record("gave_up", "", cause)
         logger.error("%s", cause)
+        self._report()  # now: its last state, before it dies
         await asyncio.sleep(0.05)  # so that the replies to events() callers leave first
         core = self._core
         core.runtime.tell(core.gcs_address, KillActor(self._actor_id, True, cause))
@@ -636,6 +648,7 @@ class Supervisor:
         child.state = state
         self._changed.set()
         self._changed = asyncio.Event()
+        self._report_soon()
 
     def _record(self, kind: str, child: str, detail: str) -> None:
         self._seq += 1
@@ -644,6 +657,63 @@ class Supervisor:
         logger.info("%s", event)
         self._logged.set()
         self._logged = asyncio.Event()
+        self._report_soon()
+
+    # -- the report in the GCS (the dashboard, `actorflow list supervisors`) ---------------------
+
+    def _report_soon(self) -> None:
+        if self._report_handle is None:
+            loop = asyncio.get_running_loop()
+            self._report_handle = loop.call_later(REPORT_DELAY, self._report)
+
+    def _report(self) -> None:
+        if self._report_handle is not None:
+            self._report_handle.cancel()
+            self._report_handle = None
+        core = self._core
+        value = json.dumps(self._report_value()).encode()
+        key = self._actor_id.encode()
+        core.runtime.tell(core.gcs_address, KvPut(SUPERVISION_NAMESPACE, key, value, True))
+
+    def _withdraw_report(self) -> None:
+        if self._report_handle is not None:
+            self._report_handle.cancel()
+            self._report_handle = None
+        core = self._core
+        core.runtime.tell(core.gcs_address, KvDel(SUPERVISION_NAMESPACE, self._actor_id.encode()))
+
+    def _report_value(self) -> dict[str, Any]:
+        children = []
+        for child in self._children:
+            info = child.info()
+            children.append(
+                {
+                    "name": info.name,
+                    "restart": info.restart,
+                    "state": info.state,
+                    "restarts": info.restarts,
+                    "actor_id": info.actor_id,
+                    "actor_name": info.actor_name,
+                    "is_supervisor": child.is_supervisor,
+                }
+            )
+        events = list(self._log)[-REPORT_EVENTS:]
+        return {
+            "actor_id": self._actor_id,
+            "name": self.name,
+            "label": self._label,
+            "namespace": self.namespace or "",
+            "strategy": self.strategy,
+            "intensity": self.intensity,
+            "period": self.period,
+            "gave_up": self._done,
+            "updated": time.time(),
+            "children": children,
+            "events": [
+                {"seq": e.seq, "time": e.time, "kind": e.kind, "child": e.child, "detail": e.detail}
+                for e in events
+            ],
+        }
 
 
 def supervisor_spec(

@@ -14,8 +14,10 @@ cluster token found in the session directory (or ``ACTORFLOW_TOKEN``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -121,9 +123,15 @@ def run(
 ) -> T:
     """Run job(ask, gcs_address) on a runtime connected to the cluster at address (None: this
     process's cluster if it is part of one, else the latest session) and return its result;
-    ``GetTimeoutError`` if it takes longer than timeout seconds."""
+    ``GetTimeoutError`` if it takes longer than timeout seconds. Within a ``KeptConnection``'s
+    ``active()`` (the dashboard's), its runtime is used."""
     if timeout is not None:
         job = _bounded(job, timeout)
+    kept = _kept_open.get()
+    if kept is not None and (
+        address in (None, "", "auto") or _same_address(address, kept.target.gcs_address)
+    ):
+        return kept.run(job)
     core = context.core_or_none()
     if core is not None and (
         address in (None, "", "auto") or _same_address(address, core.gcs_address)
@@ -136,6 +144,60 @@ def run(
         coro = job(_asker(core.runtime, core.config), core.gcs_address)
         return asyncio.run_coroutine_threadsafe(coro, core.runtime.loop).result()
     return _run_outside(find_target(address), job)
+
+
+class KeptConnection:
+    """A runtime kept open to one cluster, on a loop the caller runs (the dashboard's): while
+    ``active()`` in a thread's context, ``run`` asks through it, instead of opening a runtime
+    (and a connection to every process) per query."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, target: Target) -> None:
+        self.loop = loop
+        self.target = target
+        self.config = Config.from_env()
+        self.runtime = Runtime(
+            loop,
+            target.token,
+            self.config.max_frame_size,
+            min(self.config.connect_timeout, self.config.inspection_request_timeout),
+        )
+
+    async def start(self) -> None:
+        await self.runtime.start("tcp://127.0.0.1:0")
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()
+
+    async def run_async(self, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+        """The job, on the kept runtime (called on its loop)."""
+        return await job(_asker(self.runtime, self.config), self.target.gcs_address)
+
+    def run(self, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+        """The job, from a thread other than the loop's (blocking it until done)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise errors.AsyncioContextError(
+                "cluster inspection blocks: call it from a thread (asyncio.to_thread), not on "
+                "the loop of the connection it uses"
+            )
+        return asyncio.run_coroutine_threadsafe(self.run_async(job), self.loop).result()
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Make ``run`` (and so every ``actorflow.util.state`` query) use this connection."""
+        token = _kept_open.set(self)
+        try:
+            yield
+        finally:
+            _kept_open.reset(token)
+
+
+_kept_open: contextvars.ContextVar[KeptConnection | None] = contextvars.ContextVar(
+    "actorflow_inspection_connection", default=None
+)
 
 
 def _bounded(

@@ -105,6 +105,42 @@ def start_gcs(
     )
 
 
+DASHBOARD_MODULE = "actorflow.dashboard"
+NODE_MODULE = "actorflow._private.cluster.node_main"
+DEFAULT_DASHBOARD_PORT = 8265  # Ray's
+
+
+def start_dashboard(
+    *,
+    session: str,
+    token: bytes,
+    gcs_address: str,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    watch_pid: int = 0,
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Start the web dashboard of the cluster at gcs_address (a process of its own, which ends
+    when the process watch_pid does); its info: url, pid, popen. port None: Ray's 8265, or a
+    free one if that is taken."""
+    args = ["--gcs-address", gcs_address, "--host", host, "--watch-pid", str(watch_pid)]
+    if port is None:
+        args += ["--port", str(DEFAULT_DASHBOARD_PORT), "--port-fallback"]
+    else:
+        args += ["--port", str(port)]
+    return _spawn(
+        args,
+        session=session,
+        token=token,
+        env=env,
+        wrapper=None,
+        timeout=timeout,
+        what="dashboard",
+        module=DASHBOARD_MODULE,
+    )
+
+
 def start_node(
     *,
     head: bool,
@@ -125,6 +161,7 @@ def start_node(
     token_file: str = "",
     drain_grace_seconds: float = 0.0,
     gcs_metrics_port: int = 0,
+    dashboard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a node process and wait until it serves; its info (with "pid", "log_path" and
     "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
@@ -135,7 +172,8 @@ def start_node(
     from another machine get its certificate; a resumed session keeps what it was.
     token_file: the cluster's token is in that file (hex), which the processes read (it is
     never put in their environment); drain_grace_seconds: on SIGTERM the node drains first
-    (node_main)."""
+    (node_main). ``dashboard`` (with head): start the web dashboard too, with
+    these keyword arguments of start_dashboard (host, port); its info under "dashboard"."""
     given = session_dir.read_token_file(token_file) if token_file else None
     gcs_info = None
     if head:
@@ -172,7 +210,10 @@ def start_node(
         address = gcs_info["gcs_address"]
         head_node = _running_head_node(session, address) if found else None
         if head_node is not None:  # only the GCS had died: the head's node reconnects to it
-            return dict(head_node, gcs=gcs_info, resumed=True, popen=None, log_path="")
+            resumed = dict(head_node, gcs=gcs_info, resumed=True, popen=None, log_path="")
+            if dashboard is not None:
+                resumed["dashboard"] = _start_head_dashboard(session, token, gcs_info, dashboard)
+            return resumed
     else:
         if not address:
             raise ValueError("a node that is not the head needs the head's address")
@@ -227,6 +268,15 @@ def start_node(
             gcs_info["popen"].wait()
         raise
     info["gcs"] = gcs_info
+    if head and dashboard is not None:
+        assert gcs_info is not None
+        try:
+            info["dashboard"] = _start_head_dashboard(session, token, gcs_info, dashboard)
+        except BaseException:
+            for process in (info["popen"], gcs_info["popen"]):
+                process.kill()
+                process.wait()
+            raise
     return info
 
 
@@ -248,6 +298,19 @@ def _enroll_node(address: str, token: bytes, session: str, timeout: float) -> No
     pki.write_member(os.path.join(session, pki.TLS_DIR), key, cert, ca)
 
 
+def _start_head_dashboard(
+    session: str, token: bytes, gcs_info: dict[str, Any], options: dict[str, Any]
+) -> dict[str, Any]:
+    """The head's dashboard: it ends with the GCS process."""
+    return start_dashboard(
+        session=session,
+        token=token,
+        gcs_address=gcs_info["gcs_address"],
+        watch_pid=int(gcs_info["pid"]),
+        **options,
+    )
+
+
 def _spawn(
     args: list[str],
     *,
@@ -258,9 +321,10 @@ def _spawn(
     timeout: float,
     what: str,
     token_file: str = "",
+    module: str = NODE_MODULE,
 ) -> dict[str, Any]:
-    """Run node_main with args in the background; wait for its ready file. The token goes in
-    its environment, or, given token_file, the process reads it from there."""
+    """Run node_main (or module) with args in the background; wait for its ready file. The
+    token goes in its environment, or, given token_file, the process reads it from there."""
     stamp = f"{time.strftime('%H%M%S')}-{os.urandom(3).hex()}"
     ready = os.path.join(session, f".ready-{stamp}.json")
     log_path = os.path.join(session, "logs", f"{what}-{stamp}.log")
@@ -268,11 +332,13 @@ def _spawn(
         *(wrapper or []),
         sys.executable,
         "-m",
-        "actorflow._private.cluster.node_main",
+        module,
         "--session-dir",
         session,
         "--ready-file",
         ready,
+        "--log-path",
+        log_path,
         *args,
     ]
     full_env = dict(os.environ)
@@ -328,16 +394,43 @@ def _log_tail(path: str, lines: int = 15) -> str:
 
 
 def _is_node_process(pid: int) -> bool:
-    """Is pid still one of our node processes (and not a reused pid)?"""
+    """Is pid still one of our node (or dashboard) processes (and not a reused pid)?"""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmdline = f.read()
+            arguments = f.read().split(b"\0")
         return (
-            b"actorflow._private.cluster.node_main" in cmdline
+            any(m.encode() in arguments for m in (NODE_MODULE, DASHBOARD_MODULE))
             and os.stat(f"/proc/{pid}").st_uid == os.getuid()
         )
     except OSError:
         return False
+
+
+def stop_dashboards(session_root: str, grace: float = 5.0) -> list[int]:
+    """End every dashboard process started under session_root (SIGTERM, then SIGKILL after
+    grace); the pids that were running."""
+    import signal
+
+    pids = []
+    for session in session_dir.sessions(session_root):
+        info = session_dir.read_json(os.path.join(session, "dashboard.json")) or {}
+        pid = int(info.get("pid", 0))
+        if pid > 0 and _is_node_process(pid):
+            pids.append(pid)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_is_node_process(p) for p in pids):
+        time.sleep(0.05)
+    for pid in pids:
+        if _is_node_process(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return pids
 
 
 def stop_nodes(session_root: str, grace: float = 5.0) -> list[int]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import subprocess
 import sys
 from typing import Any
 
 from actorflow._private import ids
-from actorflow._private.cluster import enrollment, pki, session_dir
+from actorflow._private.cluster import enrollment, launcher, pki, session_dir
 from actorflow._private.config import Config
 from actorflow._private.control.gcs import GCS
 from actorflow._private.control.host import host_gcs
@@ -64,8 +65,12 @@ class LocalSession:
         namespace: str | None,
         runtime_env: dict[str, Any] | None = None,
         metrics_export_port: int | None = None,
+        dashboard: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        # The web dashboard (a process of its own): start_dashboard's host and port, or None.
+        self.dashboard_options = dashboard
+        self.dashboard: dict[str, Any] | None = None  # its info once started (url, popen)
         # /metrics of this embedded node (and its GCS): None serves none unless the config
         # says (metrics_export_port >= 0).
         if metrics_export_port is None and config.metrics_export_port >= 0:
@@ -100,6 +105,15 @@ class LocalSession:
         self.loop_thread.start()
         try:
             self.loop_thread.run(self._start(), timeout=30)
+            if self.dashboard_options is not None:
+                assert self.runtime is not None
+                self.dashboard = launcher.start_dashboard(
+                    session=self.session_dir,
+                    token=self.token,
+                    gcs_address=self.runtime.address,
+                    watch_pid=os.getpid(),  # it ends with this process, however that ends
+                    **self.dashboard_options,
+                )
         except BaseException:
             self.shutdown()
             raise
@@ -164,6 +178,15 @@ class LocalSession:
         session_dir.write_node_info(self.session_dir, node.info())
 
     def shutdown(self) -> None:
+        if self.dashboard is not None:
+            process = self.dashboard["popen"]
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self.dashboard = None
         if self.loop_thread is not None:
             self.loop_thread.finish(self._shutdown(), "shutting down the local cluster")
             self.loop_thread = None
@@ -188,4 +211,10 @@ class LocalSession:
             "object_store_memory": self.store.state.capacity if self.store else 0,
             "metrics_export_port": self.node.metrics.server.port if self.node else 0,
             "metrics_address": self.node.metrics.server.address if self.node else "",
+            "dashboard_url": self._dashboard_url(),
+            "webui_url": self._dashboard_url(),
         }
+
+    def _dashboard_url(self) -> str:
+        """HOST:PORT, as Ray's dashboard_url ("" with no dashboard)."""
+        return str(self.dashboard["url"]).split("://", 1)[-1] if self.dashboard else ""

@@ -66,6 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token-file", default="", help="the cluster token, hex, in a file")
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--ready-file", default="")
+    parser.add_argument("--log-path", default="", help="this process's log, served by the node")
     return parser.parse_args(argv)
 
 
@@ -140,6 +141,7 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
         is_head=args.head,
         metrics_port=args.metrics_export_port,
         tls_dir=args.tls_dir,
+        log_path=args.log_path,
     )
     await node.start()
     assert node.raylet is not None

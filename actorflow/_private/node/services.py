@@ -12,6 +12,7 @@ from typing import Any
 from actorflow._private import ids
 from actorflow._private.config import Config
 from actorflow._private.metrics.server import MetricsPortInUseError
+from actorflow._private.node.logs import LogService
 from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
@@ -75,6 +76,7 @@ class NodeServices:
         is_head: bool,
         metrics_port: int | None = 0,
         tls_dir: str = "",
+        log_path: str = "",
     ) -> None:
         self.runtime = runtime
         self.tls_dir = tls_dir  # its workers' certificates ("" without TLS)
@@ -92,6 +94,7 @@ class NodeServices:
         self.metrics_port = metrics_port
         self.metrics_port_fallback = False  # a taken port: warn and take a free one
         self.metrics = NodeMetrics(runtime, self.node_id)
+        self.log_path = log_path  # the node process's own log file, served with its workers'
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         runtime = self.runtime
@@ -132,6 +135,7 @@ class NodeServices:
         metrics.server.health = self.raylet.health
         metrics.raylet, metrics.store = self.raylet, store
         runtime.register_actor("raylet", self.raylet)
+        runtime.register_actor("logs", LogService(self.raylet.pool, self.log_path))
         await self.raylet.start(prestart, prestart_job)
 
     def info(self) -> dict[str, Any]:

@@ -91,6 +91,11 @@ class JobInfo(NamedTuple):
 # state an actor keeps across its restarts (a supervisor's children, supervision/).
 ACTOR_STATE_NAMESPACE = "actor_state"
 
+# Where each supervisor (actorflow.supervision) keeps its report for the dashboard and
+# `actorflow list supervisors`: the key is its actor id, the value JSON (its children, its
+# recent restart history).
+SUPERVISION_NAMESPACE = "actorflow_supervision"
+
 
 @message("gcs", "kv_put")
 class KvPut(NamedTuple):
