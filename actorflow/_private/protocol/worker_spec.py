@@ -21,7 +21,7 @@ from actorflow._private.errors import MalformedMessageError
 
 # Bumped when the fields change: a worker and its node always run the same code, but a stale file
 # from another version should fail clearly rather than half-work.
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 class MalformedWorkerSpecError(MalformedMessageError):
@@ -40,6 +40,8 @@ class WorkerSpec:
     session_dir: str
     shm_prefix: str  # names of the node's shared-memory segments ("" without a store)
     spill_dir: str  # where the node's store spills objects ("" without a store)
+    # The unix socket the node's store hands out segments' fds on ("" without a store).
+    segment_socket: str
     token: bytes = field(repr=False)  # the cluster token (kept out of reprs and logs)
     # The node's configuration: the worker uses the same tunables as its node.
     config: Config = field(default_factory=Config)
@@ -159,6 +161,7 @@ _FIELD_TYPES: dict[str, type] = {
     "session_dir": str,
     "shm_prefix": str,
     "spill_dir": str,
+    "segment_socket": str,
     "token": bytes,
     "config": dict,
     "worker_id": str,
