@@ -1,7 +1,8 @@
 """Shared memory dies with its users (issue 17): the object store's segments are memfds, handed
-to the processes that map them over a unix socket, so however processes end -- SIGKILL of the
-driver, of a worker holding a mapping, of every node process at once -- nothing of ours is left
-in /dev/shm and no memory stays allocated.
+to the processes that map them over a unix socket, and compiled graphs' channels are memfds the
+driver holds, so however processes end -- SIGKILL of the driver, of a worker holding a mapping,
+of every node process at once -- nothing of ours is left in /dev/shm and no memory stays
+allocated.
 
 "No memory stays allocated" is checked where the kernel decides it: a memfd's memory is freed
 when no process has an fd or a mapping of it, so the tests look through every process's
@@ -155,9 +156,13 @@ def test_sigkill_of_the_driver_frees_every_segment(tmp_path):
         sizes = segment_sizes(info["driver"], prefix)
         assert sum(sizes.values()) >= info["stored_bytes"]
         assert ours_in_dev_shm(prefix, everyone) == []  # not even while it runs
+        graph = holders(info["graph"])  # the compiled graph's channels
+        assert info["driver"] in graph and info["actor"] in graph, graph
         process.kill()
         process.wait(timeout=30)
         assert_all_gone(prefix, everyone)
+        assert holders(info["graph"]) == {}
+        assert not [n for n in os.listdir("/dev/shm") if info["graph"] in n]
     finally:
         kill_all([info["driver"], *info["descendants"]])
         process.wait(timeout=30)

@@ -4,9 +4,11 @@
 
 Starts a local cluster (or joins the one at ADDRESS), puts large numpy arrays and bytes, reads
 them back (checking they are read-only views of the store's shared memory), has an actor keep
-views of them and a task return a large result, then prints one JSON line:
+views of them, compiles a graph through that actor (its channels are shared memory too) and has
+a task return a large result, then prints one JSON line:
 
-    {"driver": pid, "prefix": "<node>:", "actor": pid, "workers": [pid, ...],
+    {"driver": pid, "prefix": "<node>:", "graph": "<graph's channel name>", "actor": pid,
+     "workers": [pid, ...],
      "descendants": [pid, ...], "stored_bytes": N}
 
 and blocks until killed (reads stdin, which the test never writes to).
@@ -22,6 +24,7 @@ import numpy as np
 
 import actorflow
 from actorflow._private.worker import context
+from actorflow.dag import InputNode
 
 MiB = 1 << 20
 SEGMENT_MARK = "/memfd:actorflow:"
@@ -43,6 +46,9 @@ class Holder:
     def keep(self, refs: list) -> tuple[int, list[str]]:
         self.values = actorflow.get(refs)  # views onto the segments, kept
         return os.getpid(), [mapping_of(v.ctypes.data) for v in self.values]
+
+    def echo(self, value: bytes) -> bytes:
+        return value
 
 
 @actorflow.remote
@@ -92,6 +98,10 @@ def main() -> None:
     holder = Holder.remote()
     actor_pid, actor_maps = actorflow.get(holder.keep.remote(refs[:4]), timeout=60)
     assert all(m.startswith(SEGMENT_MARK) for m in actor_maps), actor_maps
+    with InputNode() as inp:
+        graph = holder.echo.bind(inp).experimental_compile()  # channels: memfds too
+    large = b"y" * (2 * MiB)  # larger than a channel's slot: a memfd of its own
+    assert graph.execute(large).get(timeout=60) == large
     result = make.remote(64 * MiB)  # a worker's result: a segment it filled
     assert float(actorflow.get(result, timeout=60)[0]) == 7.0
     worker_pid = actorflow.get(getpid.remote(), timeout=60)
@@ -102,6 +112,7 @@ def main() -> None:
             {
                 "driver": os.getpid(),
                 "prefix": prefix,
+                "graph": graph._name,
                 "actor": actor_pid,
                 "workers": sorted({actor_pid, worker_pid}),
                 "descendants": descendants(os.getpid()),
