@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import poll_until
 
 import actorflow
-from helpers import poll_until
 from actorflow._private.node import segment_socket, segments
 from actorflow._private.worker import context
 from actorflow.util.local_cluster import LocalCluster
@@ -214,16 +214,17 @@ def test_sigkill_of_a_worker_holding_a_mapping(cluster):
     keeper = Keeper.remote()
     pid, segment = actorflow.get(keeper.keep.remote([ref]), timeout=60)
     prefix = context.session().store.prefix
+    obj_hex = ref.hex()
     assert segment.startswith(SEGMENT_MARK + prefix)
     assert pid in holders(prefix)
-    poll_until(lambda: (_stored_row(ref.hex()) or {}).get("readers", 0) >= 2, timeout=30)
+    poll_until(lambda: (_stored_row(obj_hex) or {}).get("readers", 0) >= 2, timeout=30)
     os.kill(pid, signal.SIGKILL)
     poll_until(lambda: not alive(pid), timeout=30, message="the actor's worker did not end")
     # The store counts the dead reader out; our own view still holds the object.
     eventually(
-        lambda: (_stored_row(ref.hex()) or {}).get("readers") == 1,
+        lambda: (_stored_row(obj_hex) or {}).get("readers") == 1,
         30,
-        lambda: f"the store still counts the dead reader: {_stored_row(ref.hex())}",
+        lambda: f"the store still counts the dead reader: {_stored_row(obj_hex)}",
     )
     assert float(local.sum()) == 3.0 * (24 * MiB // 8)
     del local, ref

@@ -50,8 +50,8 @@ class Config:
     # node's object store once it exists (the seam is serialization.is_inline).
     inline_object_max_bytes: int = 100 * 1024
     # Bytes of shared memory the node's object store may use; 0: 30% of RAM (bounded by the
-    # size of /dev/shm where segments must be files there, without memfd). When full, objects are spilled to object_spilling_directory (default:
-    # the session directory's spill/).
+    # size of /dev/shm where segments must be files there, without memfd). When full, objects
+    # are spilled to object_spilling_directory (default: the session directory's spill/).
     object_store_memory: int = 0
     object_spilling_directory: str = ""
     # The share of a node's RAM it offers as the ``memory`` resource (tasks and actors ask for

@@ -15,8 +15,8 @@ from actorflow._private.metrics.server import MetricsPortInUseError
 from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
-from actorflow._private.node.segment_socket import socket_path
 from actorflow._private.node.resources import normalize
+from actorflow._private.node.segment_socket import socket_path
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Runtime
 
