@@ -263,6 +263,35 @@ def test_sigkill_of_the_whole_cluster_frees_every_segment(tmp_path, descendants)
         cluster.shutdown()
 
 
+@actorflow.remote
+def make_array(nbytes: int) -> np.ndarray:
+    return np.full(nbytes // 8, 5.0)
+
+
+def test_sigkill_of_a_node_its_driver_lets_go(local_cluster):
+    """A driver outlives its node: the fds and writable mappings it kept of the node's segments
+    (for its next puts) are let go once the node is gone, so none of that memory stays."""
+    head = local_cluster.add_node(num_cpus=1)
+    actorflow.init(address=local_cluster.address)
+    prefix = head["node_id"][:8] + ":"
+    refs = [actorflow.put(np.full(8 * MiB // 8, float(i))) for i in range(3)]
+    for _ in range(2):  # freed and put again: a writable mapping of a pooled segment is kept
+        refs.append(actorflow.put(np.zeros(8 * MiB // 8)))
+        del refs[-1]
+    assert float(actorflow.get(refs[1])[0]) == 1.0
+    assert float(actorflow.get(make_array.remote(8 * MiB), timeout=60)[0]) == 5.0
+    workers = [p for p in holders(prefix) if p not in (os.getpid(), head["pid"])]
+    assert os.getpid() in holders(prefix)
+    del refs
+    local_cluster.kill_node(head)
+    eventually(
+        lambda: not holders(prefix) and not [p for p in workers if alive(p)],
+        30,
+        lambda: f"segments still held (their memory allocated): {holders(prefix)}",
+    )
+    assert ours_in_dev_shm(prefix, [head["pid"], *workers]) == []
+
+
 # -- the fd socket ------------------------------------------------------------------------------
 
 

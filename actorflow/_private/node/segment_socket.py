@@ -217,10 +217,11 @@ class SegmentClient:
         with self._lock:
             self._request(b"P" + name.encode(), [fd])
 
-    def forget(self, names: list[str]) -> None:
-        """The store dropped these segments: close our fds of them."""
+    def forget(self, names: list[str] | None) -> None:
+        """The store dropped these segments (None: every one, the store is gone): close our
+        fds of them."""
         with self._lock:
-            for name in names:
+            for name in list(self._fds) if names is None else names:
                 fd = self._fds.pop(name, None)
                 if fd is not None:
                     os.close(fd)

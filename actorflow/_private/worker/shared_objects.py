@@ -95,6 +95,8 @@ class SharedObjects:
         self.segments = SegmentClient(
             segment_socket, runtime.address, local=local_segments, keep=config.segment_fds_kept
         )
+        if raylet_address and raylet_address != runtime.address:
+            self._watch_store()
         self._copies: dict[bytes, set[str]] = {}  # our objects -> stores holding copies
         self.nodes = NodeDirectory(lambda: self._control.gcs_request("gcs", "get_nodes", None))
 
@@ -188,16 +190,27 @@ class SharedObjects:
         self._write_maps[name] = (capacity, mapping)
         return mapping
 
-    def segments_gone(self, names: list[str]) -> None:
-        """The store dropped these segments: close our fds and writable mappings of them, which
-        would keep their memory alive (loop thread). A write in progress (into another
-        segment) is not waited for: retried shortly."""
+    def _watch_store(self) -> None:
+        """If our node's store goes (its process killed), let go of every fd and writable
+        mapping of its segments: they would keep its memory alive as long as we live."""
+        self.runtime.on_peer_lost(self.store_address, self._store_lost)
+
+    def _store_lost(self) -> None:
+        self.segments.forget(None)
+        self.segments_gone(None)
+        if not self.runtime.closed:
+            self._watch_store()  # a store reached again later may be lost again
+
+    def segments_gone(self, names: list[str] | None) -> None:
+        """The store dropped these segments (None: all of them): close our fds and writable
+        mappings of them, which would keep their memory alive (loop thread). A write in
+        progress (into another segment) is not waited for: retried shortly."""
         self.segments.forget(names)
         if not self._write_lock.acquire(blocking=False):
             self.runtime.loop.call_later(0.05, self.segments_gone, names)
             return
         try:
-            for name in names:
+            for name in list(self._write_maps) if names is None else names:
                 kept = self._write_maps.pop(name, None)
                 if kept is not None:
                     kept[1].close()
