@@ -880,6 +880,8 @@ def test_segment_socket_serves_fds_to_this_user(tmp_path):
         client.forget(["n:s0", "n:w0"])
         assert client.held() == 0 and client.open("n:s0") is None
         assert server.refused == 0
+        # n:s0, n:missing (answered "no"), n:w0, n:s0 again once dropped (answered "no")
+        assert server.served == 4
     finally:
         client.close()
         server.close()

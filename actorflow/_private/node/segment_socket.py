@@ -62,6 +62,7 @@ class SegmentServer:
         self.table = table
         self.path = path
         self.refused = 0  # connections of another user, closed unread
+        self.served = 0  # fds handed out
         self._listener: socket.socket | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
@@ -167,6 +168,7 @@ class SegmentServer:
                     socket.send_fds(conn, [b"y"], [fd])
 
             self.table.send(body, holder, send)
+            self.served += 1
         elif op == b"P" and len(fds) == 1:
             self.table.give(body, fds.pop(), holder)
             conn.sendall(b"k")
