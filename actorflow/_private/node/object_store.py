@@ -4,8 +4,8 @@ It hands out shared-memory segments to writers, learns which processes map which
 objects when their owners say so, spills to disk when full, and answers inspection queries. The
 bytes never pass through it: writers and readers map the segments themselves (shm.py), with fds
 the store's socket hands them (segments.py, segment_socket.py), and the accounting lives in
-store_state.py. Objects of other nodes are pulled into it in chunks, and
-it serves chunks of its own to other nodes' stores (object_transfer.py).
+store_state.py. Objects of other nodes are pulled into it in chunks, and it serves chunks of its
+own to other nodes' stores (transfer.py).
 """
 
 from __future__ import annotations
