@@ -45,6 +45,8 @@ _IGNORED_INIT_ARGS = {
     "_system_config",
     "_metrics_export_port",
 }
+# actorflow's own: _tls=True runs the embedded cluster (or this driver) with TLS (ACTORFLOW_TLS).
+_OWN_INIT_ARGS = {"_tls"}
 
 
 def init(
@@ -64,7 +66,7 @@ def init(
     ``actorflow start``). The token comes from ACTORFLOW_TOKEN or the head's session directory
     on this machine. runtime_env: the job's (Ray's fields), inherited by all its tasks and
     actors; its working_dir and py_modules are uploaded to the cluster here."""
-    unknown = set(ray_compat) - _IGNORED_INIT_ARGS
+    unknown = set(ray_compat) - _IGNORED_INIT_ARGS - _OWN_INIT_ARGS
     if unknown:
         raise TypeError(f"init() got unknown argument(s): {', '.join(sorted(unknown))}")
     if address not in (None, "", "local") and ray_compat.get("_system_config"):
@@ -86,6 +88,8 @@ def init(
         config = Config.from_env()
         if ray_compat.get("_temp_dir"):
             config = config.replace(session_root=ray_compat["_temp_dir"])
+        if ray_compat.get("_tls") is not None:  # as ACTORFLOW_TLS (README, "TLS")
+            config = config.replace(tls=bool(ray_compat["_tls"]))
         if address is None and env_address():
             address = env_address()  # as RAY_ADDRESS: join that cluster
         if address not in (None, "local"):
@@ -256,6 +260,9 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
         )
     if isinstance(object_refs, CompiledDAGRef):
         return object_refs.get(timeout)
+    getter = getattr(type(object_refs), "__actorflow_get__", None)
+    if getter is not None:  # a result of several calls (an actor mesh's broadcast)
+        return getter(object_refs, timeout)
     if isinstance(object_refs, list) and object_refs and isinstance(object_refs[0], CompiledDAGRef):
         return [ref.get(timeout) for ref in object_refs]
     return _ensure_core().get(object_refs, timeout)

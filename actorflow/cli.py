@@ -300,6 +300,15 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "Starting a head again on the port of one whose GCS died resumes "
         "that cluster from its tables",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="with --head: every connection between the cluster's processes runs TLS 1.3 "
+        "with certificates of a CA made for this cluster (in the session directory); a "
+        "node or driver joining from another machine needs ACTORFLOW_TLS=1 (or --tls) and "
+        "the token, and gets its certificate from the head. Default: ACTORFLOW_TLS",
+    )
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -336,6 +345,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         storage=args.storage,
         metrics_export_port=args.metrics_export_port,
         session_root=Config.from_env().session_root,
+        tls=args.tls,
     )
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
@@ -350,6 +360,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}."
         )
     print(f"Session directory: {info['session_dir']} (logs, token)")
+    if info.get("tls"):
+        print("TLS: on, with the cluster CA's certificates in the session's tls/ directory.")
     metrics = [f"http://{info['metrics_address']}/metrics"] if info.get("metrics_address") else []
     if args.head and (info.get("gcs") or {}).get("metrics_address"):
         metrics.append(f"http://{info['gcs']['metrics_address']}/metrics (the GCS)")
@@ -365,6 +377,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(
             "A driver or node on another machine needs the token: ACTORFLOW_TOKEN=<the "
             "session's token file>."
+            + (
+                " With TLS, also ACTORFLOW_TLS=1 (its certificate comes from the head)."
+                if info.get("tls")
+                else ""
+            )
         )
     print("Stop every node on this machine with: actorflow stop")
     return 0

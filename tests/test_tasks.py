@@ -164,6 +164,13 @@ def gen_numbers(n: int, gate: str | None = None):
 
 
 @actorflow.remote
+def gen_counting_then_fail(path, count):
+    attempt = count_attempt(path)
+    yield from range(count)
+    raise ValueError(f"attempt {attempt} failed after {count} items")
+
+
+@actorflow.remote
 def gen_then_fail(n: int):
     yield from range(n)
     raise ValueError("generator failed after items")
@@ -548,6 +555,33 @@ def test_generator_exception_is_the_next_refs_error(cluster):
     assert isinstance(info.value, exceptions.TaskError)
     with pytest.raises(StopIteration):
         next(gen)
+
+
+def test_retried_generator_ends_with_the_last_attempts_error(cluster, tmp_path):
+    # The retry replays items 0..2, which the reader already has; the reader must then get the
+    # second attempt's error, not an early end of the stream.
+    attempts = str(tmp_path / "attempts")
+    gen = gen_counting_then_fail.options(retry_exceptions=[ValueError], max_retries=1).remote(
+        attempts, 3
+    )
+    assert [actorflow.get(next(gen), timeout=30) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="attempt 2") as info:
+        actorflow.get(next(gen), timeout=30)
+    assert isinstance(info.value, exceptions.TaskError)
+    with pytest.raises(StopIteration):
+        next(gen)
+
+
+async def test_retried_generator_ends_with_its_error_under_async_for(cluster, tmp_path):
+    attempts = str(tmp_path / "attempts")
+    gen = gen_counting_then_fail.options(retry_exceptions=[ValueError], max_retries=1).remote(
+        attempts, 2
+    )
+    refs = [ref async for ref in gen]
+    assert [await ref for ref in refs[:2]] == [0, 1]
+    assert len(refs) == 3
+    with pytest.raises(ValueError, match="attempt 2"):
+        await refs[2]
 
 
 def test_generator_with_fixed_num_returns(cluster):

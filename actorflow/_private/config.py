@@ -81,6 +81,9 @@ class Config:
     # How long a new worker process may take to register before it is counted as failed.
     worker_register_timeout: float = 30.0
     connect_timeout: float = 10.0
+    # TLS on every tcp connection (ACTORFLOW_TLS=1): a driver or node joining a cluster started
+    # with `actorflow start --head --tls` gets its certificate from the head with the token.
+    tls: bool = False
     # Nodes report to the GCS this often; one silent for node_timeout_seconds is marked dead
     # (its actors restart elsewhere, its tasks are retried, it is told to exit if it returns).
     heartbeat_seconds: float = 0.5

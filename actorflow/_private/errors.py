@@ -29,6 +29,7 @@ __all__ = [
     "NodeDiedError",
     "SerializationError",
     "AuthenticationError",
+    "TLSError",
     "RuntimeNotInitializedError",
     "AsyncioContextError",
     "PeerUnreachableError",
@@ -240,6 +241,11 @@ class MalformedMessageError(ActorflowError, ValueError):
 
 class ClusterNotFoundError(ActorflowError, ConnectionError):
     """No running actorflow cluster could be found or reached."""
+
+
+class TLSError(AuthenticationError):
+    """TLS refused a connection: TLS on one side only, or a certificate not of this cluster,
+    expired, or missing (the message says which)."""
 
 
 class NodeStartError(ActorflowError):

@@ -11,11 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]  # no stubs published
+
 import actorflow
 from actorflow import exceptions
 from actorflow._private.protocol.actors import KillActor
+from actorflow._private.protocol.gcs import ACTOR_STATE_NAMESPACE, KvGet, KvPut
 from actorflow._private.worker import context
-from actorflow.actor import ActorClass, exit_actor
+from actorflow.actor import ActorClass, ActorHandle, exit_actor
 from actorflow.supervision._specs import (
     NORMAL,
     ONE_FOR_ALL,
@@ -282,6 +285,9 @@ class Supervisor:
         self._logged = asyncio.Event()
         self._changed = asyncio.Event()  # set (and replaced) at every child state change
         self._main = asyncio.ensure_future(self._run())
+        # After a restart of this supervisor (its own max_restarts), the children its previous
+        # process started are still alive: they are adopted instead of started again.
+        self._saved = await self._load_children()
         async with self._lock:  # a failure meanwhile is handled once all have started
             for spec in specs:
                 child = self._make_child(spec)
@@ -300,6 +306,9 @@ class Supervisor:
         actor_class = spec.cls if isinstance(spec.cls, ActorClass) else actorflow.remote(plain)
         options = dict(spec.options)
         options.setdefault("max_restarts", 0)
+        # It dies with this supervisor actor, not with its process: a restarted supervisor
+        # finds it alive and adopts it.
+        options.setdefault("_survive_owner_restart", True)
         if self.name and "name" not in options:
             options["name"] = f"{self.name}.{spec.name}"
             if self.namespace:
@@ -319,6 +328,9 @@ class Supervisor:
             kwargs.setdefault("name", child.actor_name)
             kwargs.setdefault("namespace", spec.options.get("namespace", self.namespace))
         self._set_state(child, "starting")
+        saved = self._saved.pop(spec.name, None)
+        if saved is not None and await self._adopt(child, *saved):
+            return
         try:
             handle = child.actor_class.remote(*spec.args, **kwargs)
         except Exception as exc:
@@ -341,6 +353,57 @@ class Supervisor:
         inc.started_at = time.monotonic()
         self._set_state(child, "running")
         self._record("started", spec.name, f"actor {handle.actor_id}")
+        self._save_children()
+
+    async def _adopt(self, child: _Child, actor_id: str, meta: dict, restarts: int) -> bool:
+        """Take over a child that a previous process of this supervisor started, if it is
+        still alive; False if it is not (it is then started afresh)."""
+        inc = _Incarnation(ActorHandle(actor_id, meta), asyncio.get_running_loop().create_future())
+        child.inc = inc
+        inc.task = asyncio.ensure_future(self._watch(child, inc))
+        try:
+            first = await asyncio.wait_for(asyncio.shield(inc.alive), child.spec.start_timeout)
+        except asyncio.TimeoutError:
+            first = None
+        if first is None or first.state != "ALIVE":
+            inc.task.cancel()
+            child.inc = None
+            return False
+        inc.started_at = time.monotonic()
+        child.restarts = restarts
+        self._set_state(child, "running")
+        self._record("adopted", child.spec.name, f"actor {actor_id}, alive across a restart")
+        self._save_children()
+        return True
+
+    # -- what a restarted supervisor adopts ------------------------------------------------------
+
+    async def _load_children(self) -> dict[str, list]:
+        """{child name: [actor id, meta, restarts]} saved by this actor's previous process."""
+        raw = await self._core.gcs_request(
+            "gcs", "kv_get", KvGet(ACTOR_STATE_NAMESPACE, self._actor_id.encode())
+        )
+        return {} if raw is None else dict(msgpack.unpackb(raw))
+
+    def _save_children(self) -> None:
+        """Keep the running children in the GCS, under this actor's id (the GCS drops them
+        when this actor is dead for good). Requests go in order: the last one wins."""
+        saved = {
+            c.spec.name: [c.inc.handle.actor_id, c.inc.handle._meta, c.restarts]
+            for c in self._children
+            if c.inc is not None and c.state == "running"
+        }
+        message = KvPut(ACTOR_STATE_NAMESPACE, self._actor_id.encode(), msgpack.packb(saved), True)
+        self._core.gcs_request("gcs", "kv_put", message).add_done_callback(self._saved_or_logged)
+
+    def _saved_or_logged(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning(
+                "supervisor %s: its children could not be saved (a restart of it would start "
+                "them again): %s",
+                self._label,
+                future.exception(),
+            )
 
     async def _stop(self, child: _Child, graceful: bool = True) -> None:
         """End the child's current actor (if it runs) and wait until it is dead."""
@@ -539,6 +602,7 @@ class Supervisor:
                     member.spec.name,
                     f"restart {member.restarts}, actor {member.info().actor_id}",
                 )
+            self._save_children()
             return
 
     def _count_restart(self) -> bool:

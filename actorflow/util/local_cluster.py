@@ -20,9 +20,14 @@ from actorflow._private.config import Config
 
 
 class LocalCluster:
-    def __init__(self, session_root: str | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, session_root: str | None = None, host: str = "127.0.0.1", tls: bool = False
+    ) -> None:
         self.session_root = session_root or Config.from_env().session_root
         self.host = host
+        # TLS between all its processes (`actorflow start --head --tls`); nodes share the
+        # head's session on this machine, and so its certificates.
+        self.tls = tls
         self.nodes: list[dict[str, Any]] = []  # node infos, the head first
         self.gcs: dict[str, Any] | None = None  # the GCS process's info
 
@@ -70,6 +75,7 @@ class LocalCluster:
             session_root=self.session_root,
             env=env,
             wrapper=wrapper,
+            tls=self.tls,
         )
         if info.get("gcs"):
             self.gcs = info["gcs"]

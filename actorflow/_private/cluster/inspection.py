@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from actorflow._private import errors
-from actorflow._private.cluster import session_dir
+from actorflow._private.cluster import enrollment, session_dir
 from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.config import Config
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
@@ -176,6 +176,9 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
     )
 
     async def main() -> T:
+        runtime.tls = await enrollment.client_tls(
+            target.gcs_address, target.token, target.session, config, name="inspect"
+        )
         await runtime.start("tcp://127.0.0.1:0")
         try:
             return await job(_asker(runtime, config), target.gcs_address)
@@ -199,6 +202,8 @@ async def _ask_gcs(ask: Ask, gcs_address: str, method: str, target: str = "gcs")
     """Ask the GCS process (target "gcs": nodes, jobs; "actors": the actor table)."""
     try:
         return await ask(gcs_address, target, method, None)
+    except errors.TLSError:
+        raise
     except errors.AuthenticationError as exc:
         raise errors.AuthenticationError(
             f"authentication with the cluster at {gcs_address} failed: the token does not match "

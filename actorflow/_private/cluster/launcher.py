@@ -3,6 +3,8 @@
 A node is a detached ``node_main`` process in a session directory: the head's session is new
 (with a fresh token, mode 0600); a node that joins a head started on this machine shares its
 session (logs, token), and one whose head is elsewhere gets a session of its own for its logs.
+A session with a ``tls/`` directory runs TLS: the head's holds the cluster CA it made; a node
+whose head is elsewhere gets its certificate from the GCS with the token (enrollment.py).
 ``start_node`` returns once the node serves, or raises with the end of its log.
 """
 
@@ -17,7 +19,7 @@ import time
 from typing import Any
 
 from actorflow._private import errors
-from actorflow._private.cluster import session_dir
+from actorflow._private.cluster import enrollment, pki, session_dir
 from actorflow._private.config import TOKEN_VARIABLE, Config, env_token
 
 
@@ -80,9 +82,10 @@ def start_gcs(
     wrapper: list[str] | None = None,
     timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """Start (or restart) the cluster's GCS process; its info."""
+    """Start (or restart) the cluster's GCS process (with TLS if its session has it); its
+    info."""
     return _spawn(
-        ["--gcs", "--host", host, "--port", str(port), "--storage", storage],
+        ["--gcs", "--host", host, "--port", str(port), "--storage", storage, *_tls_args(session)],
         session=session,
         token=token,
         env=env,
@@ -108,12 +111,15 @@ def start_node(
     env: dict[str, str] | None = None,
     wrapper: list[str] | None = None,
     timeout: float = 60.0,
+    tls: bool | None = None,
 ) -> dict[str, Any]:
     """Start a node process and wait until it serves; its info (with "pid", "log_path" and
     "popen"). With head, first the cluster's GCS on host:port (its info under "gcs"): a new
     session with a new token, or, if a head with a GCS now gone listened at that address, its
     session again (same token and storage, tables reloaded); then if that head's node still
-    runs, its info comes back with "resumed" and no new node is started."""
+    runs, its info comes back with "resumed" and no new node is started. tls (default:
+    ACTORFLOW_TLS) makes a new head's cluster run TLS, and has a node joining a TLS cluster
+    from another machine get its certificate; a resumed session keeps what it was."""
     gcs_info = None
     if head:
         found = resumable_session(session_root, f"tcp://{host}:{port}") if port else None
@@ -122,6 +128,8 @@ def start_node(
         if token is None:
             token = env_token() or secrets.token_bytes(32)
             session_dir.write_token(session, token)
+            if tls if tls is not None else Config.from_env().tls:
+                pki.create_head_dir(os.path.join(session, pki.TLS_DIR))
         before = session_dir.read_json(os.path.join(session, "node.json")) if found else None
         storage = (
             storage
@@ -153,6 +161,10 @@ def start_node(
         session = found or session_dir.create(session_root, link_latest=False)
         if found is None:
             session_dir.write_token(session, token)
+        if enrollment.session_tls_dir(session) is None and (
+            tls if tls is not None else Config.from_env().tls
+        ):
+            _enroll_node(address, token, session, timeout)
     args = [
         "--host",
         host,
@@ -164,6 +176,7 @@ def start_node(
         json.dumps(resources or {}),
         "--metrics-export-port",
         str(metrics_export_port),
+        *_tls_args(session),
     ]
     if head:
         args.append("--head")
@@ -190,6 +203,24 @@ def start_node(
         raise
     info["gcs"] = gcs_info
     return info
+
+
+def _tls_args(session: str) -> list[str]:
+    directory = enrollment.session_tls_dir(session)
+    return ["--tls-dir", directory] if directory else []
+
+
+def _enroll_node(address: str, token: bytes, session: str, timeout: float) -> None:
+    """A certificate for a node whose head is elsewhere, into its session's TLS directory."""
+    import asyncio
+
+    try:
+        key, cert, ca = asyncio.run(
+            enrollment.enroll(address, token, min(timeout, 30.0), name="node")
+        )
+    except (errors.AuthenticationError, OSError, ValueError) as exc:
+        raise errors.NodeStartError(f"no TLS certificate from {address}: {exc}") from None
+    pki.write_member(os.path.join(session, pki.TLS_DIR), key, cert, ca)
 
 
 def _spawn(

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from actorflow._private import ids
-from actorflow._private.cluster import session_dir
+from actorflow._private.cluster import enrollment, pki, session_dir
 from actorflow._private.config import Config
 from actorflow._private.control.gcs import GCS
 from actorflow._private.control.host import host_gcs
@@ -28,6 +28,7 @@ from actorflow._private.protocol import gcs
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.runtime_envs import RuntimeEnvs
+from transports import TLSConfig
 
 
 async def upload_job_env(
@@ -107,12 +108,18 @@ class LocalSession:
 
     async def _start(self) -> None:
         assert self.loop_thread is not None
+        tls_dir = ""
+        if self.config.tls:  # a CA of its own, as `start --head --tls`; it hosts the GCS
+            tls_dir = pki.create_head_dir(os.path.join(self.session_dir, pki.TLS_DIR))
         runtime = self.runtime = Runtime(
             self.loop_thread.loop,
             self.token,
             self.config.max_frame_size,
             self.config.connect_timeout,
+            TLSConfig.from_dir(tls_dir, require_client_cert=False) if tls_dir else None,
         )
+        if tls_dir:
+            runtime.on_uncertified = enrollment.EnrollmentService(self.token, tls_dir).serve
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = host_gcs(runtime, self.config)
         config = job_config(self.config, runtime.address)
@@ -131,6 +138,7 @@ class LocalSession:
             token=self.token,
             is_head=True,
             metrics_port=self.metrics_export_port,
+            tls_dir=tls_dir,
         )
         node.metrics_port_fallback = True  # as Ray's, whose metrics agent logs and goes on
         node.metrics.add_collector(GCSCollector(self.gcs))

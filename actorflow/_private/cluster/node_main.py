@@ -23,6 +23,7 @@ import sys
 import uvloop
 
 from actorflow._private.cluster import session_dir
+from actorflow._private.cluster.enrollment import EnrollmentService
 from actorflow._private.config import Config, env_token
 from actorflow._private.control.host import host_gcs
 from actorflow._private.control.metrics import GCSCollector
@@ -30,6 +31,7 @@ from actorflow._private.control.storage import open_storage
 from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.services import NodeServices, node_resources
 from actorflow._private.runtime import Runtime
+from transports import TLSConfig
 
 logger = logging.getLogger("actorflow.node")
 
@@ -49,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--metrics-export-port", type=int, default=0, help="the port of /metrics (0: a free one)"
     )
+    parser.add_argument(
+        "--tls-dir", default="", help="TLS on every connection, with the certificates here"
+    )
     parser.add_argument("--session-dir", required=True)
     parser.add_argument("--ready-file", default="")
     return parser.parse_args(argv)
@@ -56,9 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event) -> None:
     config = Config.from_env()
+    # The GCS's port also takes peers without a certificate: members enrolling (enrollment.py).
+    tls = TLSConfig.from_dir(args.tls_dir, require_client_cert=False) if args.tls_dir else None
     runtime = Runtime(
-        asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout
+        asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout, tls
     )
+    if args.tls_dir:
+        runtime.on_uncertified = EnrollmentService(token, args.tls_dir).serve
     storage = open_storage(args.storage)
     await runtime.start(f"tcp://{args.host}:{args.port}")
     gcs = host_gcs(runtime, config, storage)
@@ -78,6 +87,7 @@ async def serve_gcs(args: argparse.Namespace, token: bytes, stop: asyncio.Event)
         "storage": args.storage,
         "session_dir": args.session_dir,
         "metrics_address": metrics.server.address,
+        "tls": tls is not None,
     }
     session_dir.write_json(os.path.join(args.session_dir, "nodes", "gcs.json"), info)
     session_dir.write_node_info(args.session_dir, info)
@@ -105,8 +115,9 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
     resources = node_resources(
         args.num_cpus, args.num_gpus, json.loads(args.resources), config.memory_resource_fraction
     )
+    tls = TLSConfig.from_dir(args.tls_dir) if args.tls_dir else None
     runtime = Runtime(
-        asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout
+        asyncio.get_running_loop(), token, config.max_frame_size, config.connect_timeout, tls
     )
     await runtime.start(f"tcp://{args.host}:{args.port}")
     node = NodeServices(
@@ -118,6 +129,7 @@ async def serve_node(args: argparse.Namespace, token: bytes, stop: asyncio.Event
         token=token,
         is_head=args.head,
         metrics_port=args.metrics_export_port,
+        tls_dir=args.tls_dir,
     )
     await node.start()
     assert node.raylet is not None

@@ -295,6 +295,12 @@ class GCS:
         self.storage.delete("kv", f"{namespace}\x1f{key.hex()}")
         return self.kv.get(namespace, {}).pop(key, None) is not None
 
+    def drop_actor_state(self, actor_id: str) -> None:
+        """The actor is dead for good: what it kept across restarts goes."""
+        key = actor_id.encode()
+        if self.kv.get(gcs.ACTOR_STATE_NAMESPACE, {}).pop(key, None) is not None:
+            self.storage.delete("kv", f"{gcs.ACTOR_STATE_NAMESPACE}\x1f{key.hex()}")
+
     def handle_kv_keys(self, payload: list, call: Call) -> list:
         namespace, prefix = decode(gcs.KvKeys, payload)
         return [k for k in self.kv.get(namespace, {}) if k.startswith(prefix)]

@@ -75,8 +75,10 @@ class NodeServices:
         token: bytes,
         is_head: bool,
         metrics_port: int | None = 0,
+        tls_dir: str = "",
     ) -> None:
         self.runtime = runtime
+        self.tls_dir = tls_dir  # its workers' certificates ("" without TLS)
         self.config = config
         self.resources = resources
         self.session_dir = session_dir
@@ -148,6 +150,7 @@ class NodeServices:
             "object_store_memory": self.store.state.capacity if self.store else 0,
             "resources": self.resources,
             "metrics_address": self.metrics.server.address,  # HOST:PORT of /metrics, or ""
+            "tls": bool(self.tls_dir),
         }
 
     def _worker_spec(self) -> WorkerSpec:
@@ -163,6 +166,7 @@ class NodeServices:
             spill_dir=self.store.spill_dir if self.store else "",
             segment_socket=self.store.socket_path if self.store else "",
             token=self.token,
+            tls_dir=self.tls_dir,
             config=self.config,
         )
 

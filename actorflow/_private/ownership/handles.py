@@ -15,6 +15,7 @@ Named and detached actors are not collected: they live until killed (or their ow
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 from actorflow._private.protocol import core
 from actorflow._private.protocol.actors import KillActor
 from actorflow._private.runtime import Call, Runtime
+
+logger = logging.getLogger("actorflow.handles")
 
 
 class HandleCounts:
@@ -41,6 +44,7 @@ class HandleCounts:
         self._owner: dict[str, str] = {}
         self._collectable: set[str] = set()  # owned here, unnamed, not detached
         self._borrowers: dict[str, set[str]] = {}
+        self._watched: set[str] = set()  # borrower processes whose end we watch
 
     def owned_and_collectable(self, actor_id: str) -> None:
         with self._lock:
@@ -80,6 +84,23 @@ class HandleCounts:
         self._borrowers.setdefault(actor_id, set()).add(borrower)
         if call is not None:
             call.on_caller_lost(lambda: self.released(actor_id, borrower))
+        else:  # a one-way message: no connection to watch, so watch the borrower's process
+            self._watch(borrower)
+
+    def _watch(self, borrower: str) -> None:
+        """Release what borrower holds once it is gone (our connection to it closes or cannot
+        be opened): a process killed never sends its releases."""
+        if not borrower or borrower == self.runtime.address or borrower in self._watched:
+            return
+        self._watched.add(borrower)
+        self.runtime.on_peer_lost(borrower, lambda: self._borrower_gone(borrower))
+        opened = self.runtime.request(borrower, "core", "ping", None)  # opens the connection
+        opened.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _borrower_gone(self, borrower: str) -> None:
+        self._watched.discard(borrower)
+        for actor_id in [a for a, who in self._borrowers.items() if borrower in who]:
+            self.released(actor_id, borrower)
 
     def released(self, actor_id: str, borrower: str) -> None:
         borrowers = self._borrowers.get(actor_id)
@@ -108,4 +129,11 @@ class HandleCounts:
                 "actors",
                 "kill_actor",
                 KillActor(actor_id, True, "every handle to it is gone (it went out of scope)"),
-            )
+            ).add_done_callback(_log_if_failed)
+
+
+def _log_if_failed(future: asyncio.Future) -> None:
+    """Ending an out-of-scope actor is best effort: an unreachable GCS (which would end it
+    with its owner anyway) is logged, not left as an unread error."""
+    if not future.cancelled() and future.exception() is not None:
+        logger.debug("an out-of-scope actor could not be ended: %s", future.exception())

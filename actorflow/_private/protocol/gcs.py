@@ -75,6 +75,10 @@ class JobInfo(NamedTuple):
 
 # -- key-value ----------------------------------------------------------------------------------
 
+# Entries of this namespace are keyed by an actor id and go when that actor is dead for good:
+# state an actor keeps across its restarts (a supervisor's children, supervision/).
+ACTOR_STATE_NAMESPACE = "actor_state"
+
 
 @message("gcs", "kv_put")
 class KvPut(NamedTuple):

@@ -43,6 +43,9 @@ class WorkerSpec:
     # The unix socket the node's store hands out segments' fds on ("" without a store).
     segment_socket: str
     token: bytes = field(repr=False)  # the cluster token (kept out of reprs and logs)
+    # The node's TLS directory (ca.pem, cert.pem, key.pem) when its cluster runs with TLS:
+    # the worker speaks TLS with the node's certificate ("" plaintext).
+    tls_dir: str = ""
     # The node's configuration: the worker uses the same tunables as its node.
     config: Config = field(default_factory=Config)
     # -- this worker --
@@ -163,6 +166,7 @@ _FIELD_TYPES: dict[str, type] = {
     "spill_dir": str,
     "segment_socket": str,
     "token": bytes,
+    "tls_dir": str,
     "config": dict,
     "worker_id": str,
     "parent_pid": int,

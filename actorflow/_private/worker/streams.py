@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 from actorflow._private import errors, ids
@@ -41,6 +42,10 @@ class StreamTable:
     def item(self, task_id: bytes, index: int, wire: list) -> None:
         """Loop thread: item number index of the stream arrived."""
         obj_id = ids.object_id(task_id, index + 1)
+        with self._lock:
+            stream = self._streams.get(task_id)
+            if stream is not None and index < stream.produced:
+                return  # a retried generator replays items the reader already has: keep the first
         self._set_object(obj_id, wire)
         with self._lock:
             stream = self._streams.get(task_id)
@@ -93,10 +98,17 @@ class StreamTable:
         found = self._ready(task_id, index, waker.release)
         if found is not None:
             return found
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._blocking.blocked(only_in_a_task=False):
-            if not waker.acquire(timeout=-1 if timeout is None else timeout):
-                raise errors.GetTimeoutError(f"no next item of the generator within {timeout} s")
-        return bool(self._ready(task_id, index, None))
+            while True:  # a wake-up is a hint, not an answer: look again until there is one
+                left = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+                if not waker.acquire(timeout=left):
+                    raise errors.GetTimeoutError(
+                        f"no next item of the generator within {timeout} s"
+                    )
+                found = self._ready(task_id, index, waker.release)
+                if found is not None:
+                    return found
 
     async def wait_next_async(self, task_id: bytes, index: int) -> bool:
         loop = asyncio.get_running_loop()
@@ -109,11 +121,12 @@ class StreamTable:
         def wake() -> None:
             loop.call_soon_threadsafe(settle)
 
-        found = self._ready(task_id, index, wake)
-        if found is not None:
-            return found
-        await future
-        return bool(self._ready(task_id, index, None))
+        while True:  # a wake-up is a hint, not an answer: look again until there is one
+            found = self._ready(task_id, index, wake)
+            if found is not None:
+                return found
+            await future
+            future = loop.create_future()
 
     def is_finished(self, task_id: bytes) -> bool:
         with self._lock:
