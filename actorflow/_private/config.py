@@ -61,9 +61,9 @@ class Config:
     # Values at or below this many bytes travel inline with their owner; larger ones go to the
     # node's object store once it exists (the seam is serialization.is_inline).
     inline_object_max_bytes: int = 100 * 1024
-    # Bytes of shared memory the node's object store may use; 0: 30% of RAM, bounded by the
-    # size of /dev/shm. When full, objects are spilled to object_spilling_directory (default:
-    # the session directory's spill/).
+    # Bytes of shared memory the node's object store may use; 0: 30% of RAM (bounded by the
+    # size of /dev/shm where segments must be files there, without memfd). When full, objects
+    # are spilled to object_spilling_directory (default: the session directory's spill/).
     object_store_memory: int = 0
     object_spilling_directory: str = ""
     # The share of a node's RAM it offers as the ``memory`` resource (tasks and actors ask for
@@ -181,6 +181,8 @@ class Config:
     mapping_sweep_seconds: float = 1.0
     # Writable mappings of pooled segments a process keeps for its next writes.
     write_mappings_kept: int = 4
+    # Fds of the node's segments a process keeps (mapping one again is then one lookup).
+    segment_fds_kept: int = 64
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

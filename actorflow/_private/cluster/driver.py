@@ -174,6 +174,7 @@ class ClusterDriver:
             namespace=self.namespace,
             shm_prefix=node.get("shm_prefix", ""),
             spill_dir=node.get("spill_dir", ""),
+            segment_socket=node.get("segment_socket", ""),
         )
         self.core.job_info = {"namespace": self.namespace, "config": config}
         self.core.runtime_envs.adopt(env_wire)

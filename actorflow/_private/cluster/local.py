@@ -171,6 +171,8 @@ class LocalSession:
             namespace=self.namespace,
             shm_prefix=node.store.prefix,
             spill_dir=node.store.spill_dir,
+            segment_socket=node.store.socket_path,
+            local_segments=node.store.segments,
         )
         self.core.job_info = {"namespace": self.namespace, "config": config}
         self.core.runtime_envs.adopt(env_wire)

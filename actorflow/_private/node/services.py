@@ -17,6 +17,7 @@ from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
 from actorflow._private.node.resources import normalize
+from actorflow._private.node.segment_socket import socket_path
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Runtime
 
@@ -117,6 +118,7 @@ class NodeServices:
             capacity=self.config.object_store_memory or default_capacity(),
             spill_dir=self.config.object_spilling_directory
             or os.path.join(self.session_dir, "spill"),
+            socket_path=socket_path(self.session_dir, self.node_id),
         )
         store.start()
         runtime.register_actor("store", store)
@@ -150,6 +152,7 @@ class NodeServices:
             "session_dir": self.session_dir,
             "shm_prefix": self.store.prefix if self.store else "",
             "spill_dir": self.store.spill_dir if self.store else "",
+            "segment_socket": self.store.socket_path if self.store else "",
             "object_store_memory": self.store.state.capacity if self.store else 0,
             "resources": self.resources,
             "metrics_address": self.metrics.server.address,  # HOST:PORT of /metrics, or ""
@@ -167,6 +170,7 @@ class NodeServices:
             session_dir=self.session_dir,
             shm_prefix=self.store.prefix if self.store else "",
             spill_dir=self.store.spill_dir if self.store else "",
+            segment_socket=self.store.socket_path if self.store else "",
             token=self.token,
             tls_dir=self.tls_dir,
             config=self.config,

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         namespace=spec.namespace,
         shm_prefix=spec.shm_prefix,
         spill_dir=spec.spill_dir,
+        segment_socket=spec.segment_socket,
     )
     core.job_info = {
         "namespace": spec.namespace,
