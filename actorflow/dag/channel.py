@@ -154,6 +154,11 @@ class Channel:
             raise Stopped
         return self.take()
 
+    def pending(self) -> bool:
+        """Whether a message is here that polling the fd would not show (never: the pipe
+        carries one byte per message)."""
+        return False
+
     def stop(self) -> None:
         try:
             os.write(self.fd, STOP)

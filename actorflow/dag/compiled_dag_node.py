@@ -23,6 +23,7 @@ import cloudpickle
 
 from actorflow._private import errors
 from actorflow.dag import channel as ch
+from actorflow.dag import socket_channel as sc
 from actorflow.dag.class_node import ClassMethodNode
 from actorflow.dag.compiled_dag_ref import CompiledDAGFuture, CompiledDAGRef
 from actorflow.dag.dag_node import DAGNode
@@ -57,6 +58,7 @@ class CompiledDAG:
         enable_asyncio: bool = False,
         max_inflight_executions: int | None = None,
         max_buffered_results: int | None = None,
+        socket_channels: bool = False,
     ) -> CompiledDAG:
         inflight = (
             DEFAULT_MAX_INFLIGHT if max_inflight_executions is None else max_inflight_executions
@@ -67,6 +69,7 @@ class CompiledDAG:
         if not isinstance(size, int) or size < 64:
             raise ValueError(f"_buffer_size_bytes must be an int >= 64, got {size!r}")
         graph = cls(inflight, size, enable_asyncio)
+        graph._socket_channels = socket_channels
         graph._compile(root)
         return graph
 
@@ -74,9 +77,10 @@ class CompiledDAG:
         self._max_inflight = max_inflight
         self._slot_size = slot_size
         self._enable_asyncio = enable_asyncio
+        self._socket_channels = False  # sockets even between ends on one machine
         self._name = f"actorflow-cgraph-{uuid.uuid4().hex[:12]}"
         self._memories: list[ch.ChannelMemory] = []  # held here; the ends open them by pid/fd
-        self._ends: dict[int, ch.Channel] = {}  # the driver's end of every channel
+        self._ends: dict[int, ch.Channel | sc.SocketChannel] = {}  # the driver's end of each
         self._inputs: list[tuple[Any, int]] = []  # (input part node, channel id)
         self._outputs: list[int] = []  # channel id of each output
         self._multi = False
@@ -227,25 +231,61 @@ class CompiledDAG:
         here = host_key(None)
         handles = [p.handle for p in plans.values()]
         keys = core.get([h.__ray_call__.remote(host_key) for h in handles], None)
-        for handle, key in zip(handles, keys, strict=True):
-            if key != here:
-                raise ValueError(
-                    f"compiled graphs use shared-memory channels on one machine; actor "
-                    f"{handle!r} is on another machine than this driver"
+        host_of = {id(plan): key for plan, key in zip(plans.values(), keys, strict=True)}
+        wires = {id(plan): self._shm_wire(plan) for plan in plans.values()}
+        # A channel whose ends are not both on this machine (the driver's memory holds every
+        # shared-memory channel) is a socket: the reader listens, the writer dials it.
+        accepts: list[tuple[int, str, bytes]] = []
+        for cid, (writer, reader) in self._ends_of(plans).items():
+            on_this_machine = host_of.get(id(writer), here) == host_of.get(id(reader), here) == here
+            if on_this_machine and not self._socket_channels:
+                continue
+            self._ends.pop(cid).close()
+            key, secret = f"{self._name}-{cid}", sc.new_secret()
+            if reader is None:
+                address = sc.listen(None, key, _host_of(core.address))
+                accepts.append((cid, key, secret))
+            else:
+                handle = reader.handle
+                address = core.get(
+                    handle.__ray_call__.remote(
+                        sc.listen, key, core.get(handle.__ray_call__.remote(sc.host_of), None)
+                    ),
+                    None,
                 )
+                wires[id(reader)]["channels"][cid] = ["in", key, secret]
+            if writer is None:
+                self._ends[cid] = sc.SocketChannel.connect(address, secret)
+            else:
+                wires[id(writer)]["channels"][cid] = ["out", address, secret]
         for plan in plans.values():
-            wire = {
-                "ops": plan.ops,
-                "channels": {
-                    cid: (self._memories[cid].locator, self._max_inflight, self._slot_size)
-                    for cid in plan.channels
-                },
-                "is_async": bool(plan.handle._meta.get("is_async")),
-            }
-            ref = plan.handle.__ray_call__.remote(run_actor_loop, wire)
+            ref = plan.handle.__ray_call__.remote(run_actor_loop, wires[id(plan)])
             ref.add_done_callback(self._loop_ended)
             self._loop_refs.append(ref)
             self._actors.append(plan.handle)
+        for cid, key, secret in accepts:  # outputs from actors elsewhere: they dial in now
+            self._ends[cid] = sc.SocketChannel.accept(key, secret)
+
+    def _shm_wire(self, plan: _ActorPlan) -> dict[str, Any]:
+        return {
+            "ops": plan.ops,
+            "channels": {
+                cid: ["shm", self._memories[cid].locator, self._max_inflight, self._slot_size]
+                for cid in plan.channels
+            },
+            "is_async": bool(plan.handle._meta.get("is_async")),
+        }
+
+    def _ends_of(self, plans: dict[str, _ActorPlan]) -> dict[int, list[Any]]:
+        """cid -> [writer plan, reader plan] (None: the driver) of every channel."""
+        ends: dict[int, list[Any]] = {cid: [None, None] for cid in self._ends}
+        for plan in plans.values():
+            for op in plan.ops:
+                for cid in op["outs"]:
+                    ends[cid][0] = plan
+                for cid in op["reads"]:
+                    ends[cid][1] = plan
+        return ends
 
     def _loop_ended(self, ref: Any) -> None:
         try:
@@ -355,6 +395,8 @@ class CompiledDAG:
 
     def _ready(self, cid: int, timeout: float) -> bool:
         """Whether output channel cid has a message; an actor's loop ending wakes this too."""
+        if self._ends[cid].pending():
+            return True
         poller = self._pollers.get(cid)
         if poller is None:
             poller = self._pollers[cid] = select.poll()
@@ -498,3 +540,7 @@ def _topological(outputs: list[DAGNode]) -> list[DAGNode]:
 
 
 __all__ = ["CompiledDAG", "CompiledDAGFuture", "CompiledDAGRef"]
+
+
+def _host_of(address: str) -> str:
+    return address.removeprefix("tcp://").rsplit(":", 1)[0]

@@ -115,9 +115,12 @@ class DAGNode:
         _max_buffered_results: int | None = None,
         _overlap_gpu_communication: bool | None = None,
         _default_communicator: Any = "create",
+        _socket_channels: bool = False,
     ) -> Any:
         """A compiled graph of this DAG of actor method calls: channels between the actors set
-        up once, each actor running its part in a loop (see ``compiled_dag_node``)."""
+        up once, each actor running its part in a loop (see ``compiled_dag_node``).
+        ``_socket_channels`` (actorflow's): sockets between all ends, as between machines,
+        even where shared memory would do."""
         if not _compiler:
             raise RuntimeError("compiled graphs are not loaded: import actorflow.dag")
         if self.__dict__.get("is_cgraph_output_node"):
@@ -132,6 +135,7 @@ class DAGNode:
             buffer_size_bytes=_buffer_size_bytes,
             enable_asyncio=enable_asyncio,
             max_inflight_executions=_max_inflight_executions,
+            socket_channels=_socket_channels,
             max_buffered_results=_max_buffered_results,
         )
 

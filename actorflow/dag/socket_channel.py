@@ -14,7 +14,6 @@ the writer's stream (its loop ended, or the driver stopped it) stops the reader.
 from __future__ import annotations
 
 import hmac
-import os
 import secrets
 import select
 import socket
@@ -65,66 +64,81 @@ def host_of(_instance: Any) -> str:
 
 
 class SocketChannel:
-    """One end of a socket channel."""
+    """One end of a socket channel.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Opening an end only makes the TCP connection (a writer's connect completes on the reader's
+    listen backlog, so no end waits for another to be opened). The writer's first write runs
+    the TLS handshake and sends the secret; the reader's first read checks them.
+    """
+
+    def __init__(self, sock: socket.socket, secret: bytes, writer: bool, host: str = "") -> None:
         self.sock = sock
         self.fd = sock.fileno()
+        self._secret = secret
+        self._writer = writer
+        self._host = host
+        self._checked = False  # the TLS handshake done and the secret sent or verified
         self._buffer = bytearray()
         self._stopped = False
 
     @classmethod
     def accept(cls, key: str, secret: bytes, nonblocking: bool = False) -> SocketChannel:
-        """The reader's end: wait for the writer on the listener opened by ``listen``."""
+        """The reader's end: the writer's connection on the listener opened by ``listen``."""
         with _lock:
             server = _listeners.pop(key, None)
         if server is None:
             raise RuntimeError(f"no listener for compiled-graph channel {key} in this process")
         server.settimeout(ACCEPT_TIMEOUT)
         try:
-            while True:
-                try:
-                    conn, _ = server.accept()
-                except TimeoutError:
-                    raise RuntimeError(
-                        f"the writer of compiled-graph channel {key} did not connect "
-                        f"within {ACCEPT_TIMEOUT:g} s"
-                    ) from None
-                conn.settimeout(ACCEPT_TIMEOUT)
-                tls = _tls()
-                try:
-                    if tls is not None:
-                        conn = tls.server.wrap_socket(conn, server_side=True)
-                    if hmac.compare_digest(_recv_exactly(conn, SECRET_SIZE), secret):
-                        break
-                except (OSError, ssl.SSLError, Stopped):
-                    pass
-                conn.close()  # not the writer: keep waiting for it
+            conn, _ = server.accept()
+        except TimeoutError:
+            raise RuntimeError(
+                f"the writer of compiled-graph channel {key} did not connect within "
+                f"{ACCEPT_TIMEOUT:g} s"
+            ) from None
         finally:
             server.close()
-        return cls._ready_socket(conn, nonblocking)
+        return cls(_prepared(conn, nonblocking), secret, writer=False)
 
     @classmethod
     def connect(cls, address: str, secret: bytes, nonblocking: bool = False) -> SocketChannel:
-        """The writer's end: dial the reader and prove the channel's secret."""
+        """The writer's end: dial the reader."""
         host, port = address.rsplit(":", 1)
         sock = socket.create_connection((host, int(port)), timeout=ACCEPT_TIMEOUT)
-        tls = _tls()
-        if tls is not None:
-            sock = tls.client.wrap_socket(sock, server_hostname=host)
-        sock.sendall(secret)
-        return cls._ready_socket(sock, nonblocking)
+        return cls(_prepared(sock, nonblocking), secret, writer=True, host=host)
 
-    @classmethod
-    def _ready_socket(cls, sock: socket.socket, nonblocking: bool) -> SocketChannel:
-        sock.settimeout(None)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.setblocking(not nonblocking)
-        return cls(sock)
+    def _check(self) -> None:
+        """Once, before the first message: TLS if the cluster has it, then the secret."""
+        self._checked = True
+        blocking = self.sock.getblocking()
+        self.sock.setblocking(True)  # a short exchange, with the other end already writing
+        self.sock.settimeout(ACCEPT_TIMEOUT)
+        tls = _tls()
+        try:
+            if self._writer:
+                if tls is not None:
+                    self.sock = tls.client.wrap_socket(self.sock, server_hostname=self._host)
+                self.sock.sendall(self._secret)
+            else:
+                if tls is not None:
+                    self.sock = tls.server.wrap_socket(self.sock, server_side=True)
+                if not hmac.compare_digest(_recv_exactly(self.sock, SECRET_SIZE), self._secret):
+                    raise ConnectionError(
+                        "a compiled-graph socket channel was opened by a peer without its "
+                        "secret; the channel is closed"
+                    )
+        except (OSError, ssl.SSLError) as exc:
+            self.close()
+            raise ConnectionError(f"compiled-graph socket channel: {exc}") from None
+        self.sock.settimeout(None)
+        self.sock.setblocking(blocking)
+        self.fd = self.sock.fileno()
 
     # -- writing --------------------------------------------------------------------------------
 
     def write(self, kind: int, payload: bytes) -> None:
+        if not self._checked:
+            self._check()
         frame = _HEADER.pack(len(payload), kind) + payload
         if self.sock.getblocking():
             self.sock.sendall(frame)
@@ -142,41 +156,47 @@ class SocketChannel:
 
     def read(self) -> tuple[int, bytes]:
         """Block until the next message; Stopped when the writer's stream ended."""
+        if not self._checked:
+            self._check()
         length, kind = _HEADER.unpack(self._take(_HEADER.size))
         return kind, self._take(length)
 
     async def aread(self, loop: Any) -> tuple[int, bytes]:
         """read() for an end on an event loop (opened nonblocking)."""
+        if not self._checked:
+            await self._readable(loop)
+            self._check()
         length, kind = _HEADER.unpack(await self._atake(_HEADER.size, loop))
         return kind, await self._atake(length, loop)
 
-    def ready(self, timeout: float | None) -> bool:
-        if self._buffer or (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
-            return True
-        ms = -1 if timeout is None else max(0, int(timeout * 1000))
-        poller = select.poll()
-        poller.register(self.fd, select.POLLIN)
-        return bool(poller.poll(ms))
+    def pending(self) -> bool:
+        """Whether a message (or part of one) is here already, where polling the fd would not
+        see it (read ahead inside TLS)."""
+        return isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
 
     def _take(self, n: int) -> bytes:
+        # Exactly what is asked for, no read-ahead: a poll of the fd then tells the truth.
         while len(self._buffer) < n:
-            self._fill(self.sock.recv(max(65536, n - len(self._buffer))))
+            self._fill(self.sock.recv(n - len(self._buffer)))
         return self._cut(n)
 
     async def _atake(self, n: int, loop: Any) -> bytes:
         while len(self._buffer) < n:
             try:
-                data = self.sock.recv(max(65536, n - len(self._buffer)))
+                data = self.sock.recv(n - len(self._buffer))
             except (BlockingIOError, ssl.SSLWantReadError):
-                waiter = loop.create_future()
-                loop.add_reader(self.fd, waiter.set_result, None)
-                try:
-                    await waiter
-                finally:
-                    loop.remove_reader(self.fd)
+                await self._readable(loop)
                 continue
             self._fill(data)
         return self._cut(n)
+
+    async def _readable(self, loop: Any) -> None:
+        waiter = loop.create_future()
+        loop.add_reader(self.fd, waiter.set_result, None)
+        try:
+            await waiter
+        finally:
+            loop.remove_reader(self.fd)
 
     def _fill(self, data: bytes) -> None:
         if not data:
@@ -192,7 +212,7 @@ class SocketChannel:
 
     def stop(self) -> None:
         """Stop the reader of this end's stream (the driver's teardown)."""
-        if self._stopped:
+        if self._stopped or not self._writer:
             return
         self._stopped = True
         try:
@@ -207,6 +227,13 @@ class SocketChannel:
             pass
 
 
+def _prepared(sock: socket.socket, nonblocking: bool) -> socket.socket:
+    sock.settimeout(None)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setblocking(not nonblocking)
+    return sock
+
+
 def _recv_exactly(sock: socket.socket, n: int) -> bytes:
     data = b""
     while len(data) < n:
@@ -215,7 +242,3 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
             raise Stopped
         data += chunk
     return data
-
-
-def channel_key(graph_id: str, cid: int) -> str:
-    return f"{graph_id}-{cid}-{os.getpid()}"

@@ -19,6 +19,7 @@ import cloudpickle
 
 from actorflow._private.worker.executor import task_error
 from actorflow.dag import channel as ch
+from actorflow.dag import socket_channel as sc
 
 
 def host_key(instance: Any) -> str:
@@ -41,10 +42,7 @@ class _Loop:
         self.instance = instance
         self.class_name = type(instance).__name__
         self.ops = plan["ops"]
-        self.channels = {
-            cid: ch.Channel(tuple(locator), slots, size, nonblocking)  # type: ignore[arg-type]
-            for cid, (locator, slots, size) in plan["channels"].items()
-        }
+        self.channels = _open_channels(plan["channels"], nonblocking)
         self.methods = [getattr(instance, op["method"]) for op in self.ops]
 
     def resolve(self, spec: Any, inputs: dict, results: list) -> tuple[Any, Any]:
@@ -90,6 +88,28 @@ class _Loop:
     def close(self) -> None:
         for channel in self.channels.values():
             channel.close()
+
+
+def _open_channels(wire: dict, nonblocking: bool) -> dict[Any, Any]:
+    """This actor's ends: shared memory, or sockets to and from other machines. Socket
+    writers dial first (their readers already listen), then readers take their writers'
+    connections, so no two actors wait on each other."""
+    channels: dict[Any, Any] = {}
+    order = sorted(wire.items(), key=lambda item: item[1][0] == "in")
+    try:
+        for cid, (kind, *where) in order:
+            if kind == "shm":
+                locator, slots, size = where
+                channels[cid] = ch.Channel(tuple(locator), slots, size, nonblocking)  # type: ignore[arg-type]
+            elif kind == "out":
+                channels[cid] = sc.SocketChannel.connect(where[0], where[1], nonblocking)
+            else:
+                channels[cid] = sc.SocketChannel.accept(where[0], where[1], nonblocking)
+    except BaseException:
+        for channel in channels.values():
+            channel.close()
+        raise
+    return channels
 
 
 def run_sync(instance: Any, plan: dict[str, Any]) -> None:
