@@ -186,8 +186,8 @@ class ActorClass(Generic[T]):
         if o.get("get_if_exists") and not o.get("name"):
             raise ValueError("get_if_exists=True needs a name=... for the actor")
         name = o.get("name")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"an actor name must be a non-empty string, got {name!r}")
+        _check_name("name", name)
+        _check_name("namespace", o.get("namespace"))
         core = context.ensure_core()
         env = core.runtime_envs.resolve(o.get("runtime_env"))  # a bad path fails here
         blob, meta = self._exported()
@@ -258,6 +258,13 @@ class ActorClass(Generic[T]):
 
     def __repr__(self) -> str:
         return f"ActorClass({self.__name__})"
+
+
+def _check_name(option: str, value: str | None) -> None:
+    """As Ray: an empty name or namespace is a ValueError (the option table already made
+    another type a TypeError), rather than quietly meaning "none" or "the job's"."""
+    if value is not None and not value:
+        raise ValueError(f"an actor's {option} cannot be an empty string")
 
 
 def exit_actor() -> None:

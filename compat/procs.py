@@ -4,10 +4,14 @@ since Ray and actorflow start daemons that may leave the group)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # How often the descendants of a running command are noted.
@@ -168,3 +172,18 @@ def base_env(python: str, alias_dirs: list[str], extra_path: list[str]) -> dict[
     env["PYTHONPATH"] = os.pathsep.join(alias_dirs + extra_path)
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+@contextlib.contextmanager
+def private_ray_tmpdir(env: dict[str, str]) -> Iterator[str]:
+    """A temp root of its own for one run (RAY_TMPDIR in ``env``), removed after. Ray's
+    ``init()`` without an address joins the cluster named in <temp root>/ray/ray_current_cluster,
+    which any other Ray user on the machine writes (``ray start``, ``cluster_utils.Cluster``):
+    with the shared /tmp a run could land on someone else's cluster. Short, under /tmp, since
+    Ray's socket paths below it must fit in a Unix socket address."""
+    path = tempfile.mkdtemp(prefix="cr-", dir="/tmp")
+    env["RAY_TMPDIR"] = path
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -41,14 +41,15 @@ def run_one(script: Path, python: str, alias: bool, timeout: float, scratch: Pat
     workdir.mkdir(parents=True, exist_ok=True)
     alias_dirs = [str(ALIAS_DIR), str(REPO)] if alias else []
     env = procs.base_env(python, alias_dirs, [str(script.parent)])
-    done = procs.run(
-        [python, str(script)],
-        timeout=timeout,
-        cwd=str(workdir),
-        env=env,
-        stdout_path=str(workdir / "stdout.txt"),
-        stderr_path=str(workdir / "stderr.txt"),
-    )
+    with procs.private_ray_tmpdir(env):
+        done = procs.run(
+            [python, str(script)],
+            timeout=timeout,
+            cwd=str(workdir),
+            env=env,
+            stdout_path=str(workdir / "stdout.txt"),
+            stderr_path=str(workdir / "stderr.txt"),
+        )
     if done.timed_out:
         status, reason = "timeout", f"no exit within {timeout:.0f} s"
         tail = procs.last_error_line(done.stderr)

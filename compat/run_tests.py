@@ -100,14 +100,15 @@ def run_file(
         f"--timeout={timeout:g}",
         "--timeout-method=signal",
     ]
-    done = procs.run(
-        argv,
-        timeout=budget,
-        cwd=str(workdir),
-        env=env,
-        stdout_path=str(workdir / "stdout.txt"),
-        stderr_path=str(workdir / "stderr.txt"),
-    )
+    with procs.private_ray_tmpdir(env):
+        done = procs.run(
+            argv,
+            timeout=budget,
+            cwd=str(workdir),
+            env=env,
+            stdout_path=str(workdir / "stdout.txt"),
+            stderr_path=str(workdir / "stderr.txt"),
+        )
     records = []
     if report.exists():
         records = [json.loads(line) for line in report.read_text().splitlines() if line]

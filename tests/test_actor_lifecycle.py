@@ -105,6 +105,19 @@ def test_get_if_exists_needs_a_name(cluster):
         Box.options(get_if_exists=True).remote()
 
 
+@pytest.mark.parametrize("option", ["name", "namespace"])
+def test_name_and_namespace_must_be_non_empty_strings(cluster, option):
+    # As Ray: a name or namespace that is not a string is a TypeError, an empty one a
+    # ValueError, both raised before anything is created.
+    others = {"name": unique()} if option == "namespace" else {}
+    with pytest.raises(TypeError, match=option):
+        Box.options(**others, **{option: object()}, get_if_exists=True).remote()
+    with pytest.raises(ValueError, match=option):
+        Box.options(**others, **{option: ""}).remote()
+    created = [entry["name"] for entry in actorflow.list_named_actors(all_namespaces=True)]
+    assert others.get("name", "") not in created
+
+
 def test_namespaces_separate_names(cluster):
     name = unique()
     ns_a, ns_b = unique("ns"), unique("ns")

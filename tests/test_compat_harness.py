@@ -111,6 +111,30 @@ def test_script_runner_reports_pass_fail_and_timeout(tmp_path: Path) -> None:
     assert results["hang.py"]["seconds"] < 30
 
 
+def test_each_run_has_a_ray_temp_root_of_its_own(tmp_path: Path) -> None:
+    # A Ray cluster someone else started on the machine (its ray_current_cluster file under
+    # the shared /tmp/ray) must not be what a run's ray.init() joins.
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    code = (
+        "import os, pathlib\n"
+        "root = os.environ['RAY_TMPDIR']\n"
+        "assert root != '/tmp' and os.path.isdir(root), root\n"
+        "pathlib.Path(root, 'marker').write_text('x')\n"
+        "print(root)\n"
+    )
+    write(scripts, "a.py", code)
+    write(scripts, "b.py", code)
+    out = tmp_path / "out.json"
+    args = [str(scripts), "--python", sys.executable, "--json", str(out), "--timeout", "20"]
+    assert run_scripts.main(args) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [r["status"] for r in results] == ["pass", "pass"]
+    roots = [(tmp_path / "out" / "work" / s / "stdout.txt").read_text().strip() for s in "ab"]
+    assert roots[0] != roots[1]
+    assert not any(os.path.exists(root) for root in roots)  # removed after the run
+
+
 def _alive(pid: int) -> bool:
     stat = procs._stat(pid)
     return stat is not None and stat[2] != "Z"
