@@ -27,7 +27,13 @@ from collections import deque
 
 RAY_PYTHON = "/work/rayvenv/bin/python"
 GRAPHS = ("linear1", "linear3", "fanout4")
-MODES = ("compiled_inflight1", "compiled_inflight8", "uncompiled", "remote_chain")
+MODES = (
+    "compiled_inflight1",
+    "compiled_inflight8",
+    "compiled_sockets_inflight1",
+    "uncompiled",
+    "remote_chain",
+)
 
 
 def _stats(lat_ns: list[int], wall: float) -> dict:
@@ -131,6 +137,14 @@ def _run_side(framework: str, n: int, n_slow: int) -> dict:
                     )
             except Exception as exc:  # recorded, the run goes on
                 rows[f"compiled_inflight{depth}"] = {"error": repr(exc)[:200]}
+            finally:
+                compiled.teardown()
+        if framework == "actorflow":  # what ends on different machines use, here on one
+            compiled = make_dag().experimental_compile(_socket_channels=True)
+            try:
+                rows["compiled_sockets_inflight1"] = one_at_a_time(
+                    lambda c=compiled: c.execute(1), ray.get, n
+                )
             finally:
                 compiled.teardown()
         rows["uncompiled"] = one_at_a_time(lambda d=dag: d.execute(1), ray.get, n_slow)
