@@ -5,6 +5,7 @@ are not made again and say why. Nodes are ended by pid (LocalCluster.kill_node).
 
 from __future__ import annotations
 
+import concurrent.futures
 import glob
 import os
 
@@ -77,6 +78,13 @@ def start(local_cluster, extra: int = 1) -> list[dict]:
     return nodes
 
 
+def lineage_stats(core) -> dict:
+    """The driver's lineage stats, read on its runtime loop (where lineage is kept)."""
+    answer: concurrent.futures.Future = concurrent.futures.Future()
+    core.runtime.call_soon(lambda: answer.set_result(core.ownership.lineage.stats()))
+    return answer.result(timeout=30)
+
+
 def made_there(ref) -> None:
     """Wait until the task behind ref has finished, without reading its value here."""
     ready, _ = actorflow.wait([ref], timeout=120)
@@ -139,7 +147,7 @@ def test_max_retries_zero_is_not_made_again(local_cluster, tmp_path):
 def test_retries_spent_are_counted(local_cluster, tmp_path):
     # Only the two nodes with "x" can run it: made on the first, made again on the second
     # (its one retry), then lost again with no retries left.
-    head = local_cluster.add_node(num_cpus=2)
+    local_cluster.add_node(num_cpus=2)  # the head, where the driver is
     first = local_cluster.add_node(num_cpus=2, resources={"x": 1})
     second = local_cluster.add_node(num_cpus=2, resources={"x": 1})
     actorflow.init(address=local_cluster.address)
@@ -298,3 +306,33 @@ def test_reconstruction_errors_are_object_lost_errors_and_pickle():
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is cls and isinstance(back, exceptions.ObjectLostError)
         assert back.reason == err.reason and str(back) == "object 00 is lost"
+
+
+def test_system_config_turns_lineage_off(make_cluster):
+    make_cluster(num_cpus=1, _system_config={"lineage_pinning_enabled": False})
+    core = context.core_or_none()
+    assert core is not None and not core.ownership.lineage.enabled
+    ref = last.remote(np.arange(4, dtype=np.float64))
+    assert actorflow.get(ref, timeout=60) == 3.0
+    assert lineage_stats(core)["specs"] == 0
+
+
+def test_system_config_of_the_wrong_type_is_refused(no_cluster):
+    with pytest.raises(ValueError, match="max_lineage_bytes"):
+        actorflow.init(num_cpus=1, _system_config={"max_lineage_bytes": "big"})
+    assert not actorflow.is_initialized()
+
+
+def test_lineage_is_kept_while_results_live_and_freed_after(make_cluster, poll_until):
+    make_cluster(num_cpus=1)
+    core = context.core_or_none()
+    assert core is not None
+    refs = [last.remote(np.arange(4, dtype=np.float64)) for _ in range(5)]
+    assert actorflow.get(refs, timeout=60) == [3.0] * 5
+    assert lineage_stats(core)["specs"] == 5
+    del refs
+
+    def freed() -> bool:
+        return lineage_stats(core)["specs"] == 0
+
+    poll_until(freed, timeout=30, message="lineage kept after its results went")
