@@ -127,6 +127,24 @@ def test_a_task_reading_a_lost_argument_gets_it_made_again(local_cluster, tmp_pa
     assert len(runs(log)) == 2
 
 
+@actorflow.remote
+class Reader:
+    def read(self, refs: list) -> float:
+        return float(actorflow.get(refs[0], timeout=180)[-1])
+
+
+def test_a_borrower_reading_a_lost_object_asks_its_owner(local_cluster, tmp_path):
+    head, other = start(local_cluster)
+    log = str(tmp_path / "make")
+    ref = prefer(other, make).remote(log, N)
+    made_there(ref)
+    reader = on(head, Reader).remote()
+    local_cluster.kill_node(other)
+    # The actor borrows the ref (inside a list): its pull fails, it asks the driver.
+    assert actorflow.get(reader.read.remote([ref]), timeout=180) == N - 1
+    assert len(runs(log)) == 2
+
+
 def test_max_retries_zero_is_not_made_again(local_cluster, tmp_path):
     head, other = start(local_cluster)
     log = str(tmp_path / "make")

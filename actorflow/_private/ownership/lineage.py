@@ -80,20 +80,30 @@ class Lineage:
 
     def record(self, spec: TaskSpec) -> None:
         """A task was submitted: keep its spec (loop thread)."""
-        self.apply_drops()
-        if not self.enabled or spec.task_id in self.specs:
+        if self._dropped:
+            self.apply_drops()
+        specs = self.specs
+        task = spec.task
+        if not self.enabled or task.task_id in specs:
             return
-        spec.live = spec.task.num_returns
-        spec.size = SPEC_OVERHEAD + _wire_bytes(spec.task.args_wire) + 64 * len(spec.arg_refs)
-        for _position, obj_id, _owner in spec.arg_refs:
-            dep = self.specs.get(ids.task_id_of(obj_id))
-            if dep is not None and dep.task_id not in spec.deps:
-                dep.dependents += 1
-                spec.deps.append(dep.task_id)
-        self.specs[spec.task_id] = spec
-        self.bytes += spec.size
-        while self.bytes > self.max_bytes and self.specs:
-            self._evict(next(iter(self.specs.values())))
+        spec.live = task.num_returns
+        args = task.args_wire[1]
+        size = SPEC_OVERHEAD + (len(args) if isinstance(args, (bytes, str)) else 64)
+        if len(task.args_wire) > 2 and task.args_wire[2]:
+            size += sum(memoryview(b).nbytes for b in task.args_wire[2])
+        if spec.arg_refs:
+            size += 64 * len(spec.arg_refs)
+            for _position, obj_id, _owner in spec.arg_refs:
+                dep = specs.get(obj_id[: ids.TASK_ID_BYTES])
+                if dep is not None and dep.task_id not in spec.deps:
+                    dep.dependents += 1
+                    spec.deps.append(dep.task_id)
+        spec.size = size
+        specs[task.task_id] = spec
+        self.bytes += size
+        if self.bytes > self.max_bytes:
+            while self.bytes > self.max_bytes and specs:
+                self._evict(next(iter(specs.values())))
 
     def note_dropped(self, obj_id: bytes) -> None:
         """The owner's table let go of obj_id (any thread: applied later on the loop)."""
@@ -199,13 +209,3 @@ class Lineage:
     def stats(self) -> dict[str, int]:
         self.apply_drops()
         return {"specs": len(self.specs), "bytes": self.bytes, "evicted": len(self.evicted)}
-
-
-def _wire_bytes(wire: Any) -> int:
-    """About how many bytes a serialized value keeps alive."""
-    if not isinstance(wire, list) or len(wire) < 2:
-        return 0
-    size = len(wire[1]) if isinstance(wire[1], (bytes, bytearray, str)) else 64
-    if len(wire) > 2 and isinstance(wire[2], list):
-        size += sum(memoryview(b).nbytes for b in wire[2] if isinstance(b, (bytes, memoryview)))
-    return size
