@@ -237,6 +237,23 @@ def test_gcs_killed_and_restarted_under_load(local_cluster):
     assert actorflow.get(after.deposit.remote(5), timeout=60) == 5
 
 
+def test_a_gcs_that_stays_down_fails_control_calls_naming_it(local_cluster, monkeypatch):
+    """Calls to live actors keep working without the GCS; what needs it (a name lookup, a new
+    actor) waits out gcs_reconnect_seconds, then fails saying the GCS could not be reached."""
+    monkeypatch.setenv("ACTORFLOW_GCS_RECONNECT_SECONDS", "1")
+    local_cluster.add_node(num_cpus=1)
+    actorflow.init(address=local_cluster.address)
+    account = Account.options(name="kept").remote()
+    assert actorflow.get(account.deposit.remote(3), timeout=60) == 3
+    local_cluster.kill_gcs()
+    assert actorflow.get(account.deposit.remote(1), timeout=30) == 4
+    with pytest.raises(actorflow.exceptions.PeerUnreachableError, match=r"control store \(GCS\)"):
+        actorflow.get_actor("kept")
+    fresh = Account.remote()
+    with pytest.raises(actorflow.exceptions.ActorDiedError, match=r"could not be created.*GCS"):
+        actorflow.get(fresh.deposit.remote(1), timeout=60)
+
+
 @actorflow.remote
 class SlowStart:
     def __init__(self, marker: str) -> None:

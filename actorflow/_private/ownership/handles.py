@@ -15,6 +15,7 @@ Named and detached actors are not collected: they live until killed (or their ow
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,8 @@ from typing import Any
 from actorflow._private.protocol import core
 from actorflow._private.protocol.actors import KillActor
 from actorflow._private.runtime import Call, Runtime
+
+logger = logging.getLogger("actorflow.handles")
 
 
 class HandleCounts:
@@ -108,4 +111,11 @@ class HandleCounts:
                 "actors",
                 "kill_actor",
                 KillActor(actor_id, True, "every handle to it is gone (it went out of scope)"),
-            )
+            ).add_done_callback(_log_if_failed)
+
+
+def _log_if_failed(future: asyncio.Future) -> None:
+    """Ending an out-of-scope actor is best effort: an unreachable GCS (which would end it
+    with its owner anyway) is logged, not left as an unread error."""
+    if not future.cancelled() and future.exception() is not None:
+        logger.debug("an out-of-scope actor could not be ended: %s", future.exception())

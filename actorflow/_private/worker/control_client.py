@@ -29,9 +29,18 @@ class ControlClient:
         return self.runtime.loop.create_task(self._gcs_retrying(target, method, payload))
 
     async def _gcs_retrying(self, target: str, method: str, payload: Any) -> Any:
-        return await self.runtime.request_until_reachable(
-            self.gcs_address, target, method, payload, self.config.gcs_reconnect_seconds
-        )
+        seconds = self.config.gcs_reconnect_seconds
+        try:
+            return await self.runtime.request_until_reachable(
+                self.gcs_address, target, method, payload, seconds
+            )
+        except errors.PeerUnreachableError as exc:
+            error = errors.PeerUnreachableError(
+                f"the control store (GCS) at {self.gcs_address} could not be reached for "
+                f"{seconds:g} s (gcs_reconnect_seconds): {exc}"
+            )
+            error.delivered = exc.delivered
+            raise error from None
 
     async def _ask(self, address: str, target: str, method: str, payload: Any) -> Any:
         if address == self.gcs_address:

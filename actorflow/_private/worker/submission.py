@@ -161,6 +161,9 @@ class Submission:
         answer: list = []
 
         def replied(future: asyncio.Future) -> None:
+            exc = future.exception()
+            if exc is not None:  # its calls fail naming why (and the error is not left unread)
+                self._actors.creation_failed(channel, exc)
             answer.append(future)
             done.set()
 
@@ -190,7 +193,6 @@ class Submission:
         future = answer[0]
         exc = future.exception()
         if exc is not None:
-            self._runtime.call_soon(self._actors.creation_failed, channel, exc)
             raise exc
         actor_id, _existed, meta = future.result()
         return actor_id, meta
