@@ -145,6 +145,21 @@ def test_a_borrower_reading_a_lost_object_asks_its_owner(local_cluster, tmp_path
     assert len(runs(log)) == 2
 
 
+@actorflow.remote
+def echo(x: np.ndarray) -> np.ndarray:
+    return x
+
+
+def test_a_task_given_a_large_value_by_value_says_why_it_cannot_run_again(local_cluster):
+    head, other = start(local_cluster)
+    ref = prefer(other, echo).remote(np.arange(N, dtype=np.float64))  # by value, in the store
+    made_there(ref)
+    local_cluster.kill_node(other)
+    with pytest.raises(exceptions.ObjectReconstructionFailedError) as lost:
+        actorflow.get(ref, timeout=120)
+    assert lost.value.reason == "DEPENDENCY" and "by value" in str(lost.value)
+
+
 def test_max_retries_zero_is_not_made_again(local_cluster, tmp_path):
     head, other = start(local_cluster)
     log = str(tmp_path / "make")
@@ -354,3 +369,16 @@ def test_lineage_is_kept_while_results_live_and_freed_after(make_cluster, poll_u
         return lineage_stats(core)["specs"] == 0
 
     poll_until(freed, timeout=30, message="lineage kept after its results went")
+
+
+def test_spec_size_counts_the_arguments_wire_of_every_kind():
+    from actorflow._private import serialization
+
+    lineage = Lineage()
+    pickled, shared = _Task(), _Task()
+    pickled.args_wire = [serialization.PICKLED, b"p" * 100, [b"b" * 1000]]
+    shared.args_wire = [serialization.SHARED, "node", "segment", b"o" * 20, 10, []]
+    lineage.record(_spec(pickled))
+    lineage.record(_spec(shared))
+    assert lineage.specs[pickled.task_id].size >= 1100
+    assert lineage.specs[shared.task_id].size < 1100

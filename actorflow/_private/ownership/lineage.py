@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from actorflow._private import ids
+from actorflow._private import ids, serialization
 
 # Bytes counted for a spec beyond its arguments' wire: the record and its small fields.
 SPEC_OVERHEAD = 512
@@ -87,10 +87,10 @@ class Lineage:
         if not self.enabled or task.task_id in specs:
             return
         spec.live = task.num_returns
-        args = task.args_wire[1]
-        size = SPEC_OVERHEAD + (len(args) if isinstance(args, (bytes, str)) else 64)
-        if len(task.args_wire) > 2 and task.args_wire[2]:
-            size += sum(memoryview(b).nbytes for b in task.args_wire[2])
+        wire = task.args_wire
+        size = SPEC_OVERHEAD + (len(wire[1]) if isinstance(wire[1], (bytes, str)) else 64)
+        if wire[0] == serialization.PICKLED and len(wire) > 2 and wire[2]:  # buffers
+            size += sum(memoryview(b).nbytes for b in wire[2])
         if spec.arg_refs:
             size += 64 * len(spec.arg_refs)
             for _position, obj_id, _owner in spec.arg_refs:

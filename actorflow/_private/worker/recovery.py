@@ -120,6 +120,18 @@ class Recovery:
                     f"object {obj_id.hex()} is lost ({cause}) and cannot be made again: {text}",
                 ),
             )
+        args = spec.task.args_wire
+        if args[0] == SHARED and not self._objects.is_known(args[3]):
+            return self._fail(
+                obj_id,
+                errors.ObjectReconstructionFailedError(
+                    f"object {obj_id.hex()} is lost ({cause}) and cannot be made again: the "
+                    f"arguments {spec.fn_name}() was given by value (over the inline limit, so "
+                    f"kept in the object store) were freed once it ran; pass them as a ref "
+                    f"(put, or a task's result) to let it be re-run",
+                    "DEPENDENCY",
+                ),
+            )
         logger.info("re-running %s() to make lost object %s again", spec.fn_name, obj_id.hex())
         try:
             await self._run_again(spec, lost_wire[1], cause)
