@@ -21,6 +21,7 @@ from actorflow.api import (
     timeline,
     wait,
 )
+from actorflow.mesh import ActorMesh
 from actorflow.object_ref import DynamicObjectRefGenerator, ObjectRef, ObjectRefGenerator
 from actorflow.runtime_context import RuntimeContext, get_runtime_context
 from actorflow.scope import Scope, scope
@@ -30,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActorEvent",
+    "ActorMesh",
     "ActorWatch",
     "DynamicObjectRefGenerator",
     "ObjectRef",
@@ -51,6 +53,7 @@ __all__ = [
     "is_initialized",
     "kill",
     "list_named_actors",
+    "mesh",
     "method",
     "nodes",
     "put",

@@ -32,6 +32,14 @@ __all__ = [
 ActorClassInheritanceException = errors.ActorClassInheritanceError
 set_method_binder(bind_actor_method)  # handle.method.bind(...) makes a DAG ClassMethodNode
 
+# What ``Cls.mesh(...)`` / ``Cls.mesh_async(...)`` call: set by actorflow.mesh (a layer above).
+_mesh_factory: dict[str, Any] = {}
+
+
+def set_mesh_factory(create: Any, create_async: Any) -> None:
+    _mesh_factory.update(create=create, create_async=create_async)
+
+
 T = TypeVar("T")
 
 
@@ -134,6 +142,21 @@ class ActorClass(Generic[T]):
                 raise TypeError(f"{self.__name__}.__init__(): {exc}") from None
         return ClassNode(self, args, kwargs, {})
 
+    def mesh(self, shape: int | dict[str, int], *args: Any, **kwargs: Any) -> Any:
+        """Create ``shape`` actors of this class together (an int, or named dimensions such
+        as ``{"host": 2, "gpu": 4}``), each with ``*args, **kwargs``; an ``ActorMesh`` once
+        all have started (see actorflow.mesh)."""
+        return self._mesh_call("create")(self, shape, args, kwargs)
+
+    async def mesh_async(self, shape: int | dict[str, int], *args: Any, **kwargs: Any) -> Any:
+        """mesh() for async code (including async actors)."""
+        return await self._mesh_call("create_async")(self, shape, args, kwargs)
+
+    def _mesh_call(self, which: str) -> Any:
+        if which not in _mesh_factory:
+            raise RuntimeError("actor meshes are not loaded: import actorflow first")
+        return _mesh_factory[which]
+
     def _exported(self) -> tuple[bytes, dict[str, Any]]:
         """(pickled class, metadata every handle carries), computed once."""
         if self._export is None:
@@ -175,6 +198,8 @@ class ActorClass(Generic[T]):
             "out_of_order": concurrent if out_of_order is None else out_of_order,
             "task_events": o.get("enable_task_events", True),  # its methods' default
         }
+        if o.get("_mesh_member"):  # a mesh member: its rank, read by get_runtime_context()
+            meta["mesh"] = o["_mesh_member"]
         actor_id = ids.new_id(16).hex()
         args_wire, slots, nested = core.serialize_args(f"{self.__name__}.__init__", args, kwargs)
         groups = o.get("concurrency_groups") or {}
@@ -205,6 +230,9 @@ class ActorClass(Generic[T]):
             "namespace": o.get("namespace") or core.namespace,
             "get_if_exists": bool(o.get("get_if_exists")),
             "owner": core.address,
+            # Its fate is its creating actor's (not process's) when asked, in an actor.
+            "owner_actor_id": core.extensions.get("actor_id") or "",
+            "survives_owner_restart": bool(o.get("_survive_owner_restart")),
             "job_id": core.job_id,
             "node_id": core.node_id,
             "strategy": strategy_to_wire(

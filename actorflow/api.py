@@ -6,6 +6,7 @@ import asyncio
 import atexit
 import inspect
 import os
+import sys
 import threading
 import types
 from collections.abc import Callable, Coroutine
@@ -32,7 +33,8 @@ P = ParamSpec("P")
 _init_lock = threading.RLock()
 _atexit_registered = False
 
-# Ray's init() arguments that have no meaning here and are accepted so Ray code runs unchanged.
+# Ray's init() arguments that have no meaning here and are accepted so Ray code runs unchanged
+# (and the few read from ray_compat: the dashboard's, _temp_dir, log_to_driver, ...).
 _IGNORED_INIT_ARGS = {
     "include_dashboard",
     "dashboard_host",
@@ -45,6 +47,8 @@ _IGNORED_INIT_ARGS = {
     "_system_config",
     "_metrics_export_port",
 }
+# actorflow's own: _tls=True runs the embedded cluster (or this driver) with TLS (ACTORFLOW_TLS).
+_OWN_INIT_ARGS = {"_tls"}
 
 
 def init(
@@ -58,13 +62,17 @@ def init(
     object_store_memory: int | None = None,
     runtime_env: dict[str, Any] | None = None,
     **ray_compat: Any,
-) -> dict[str, Any]:
+) -> InitContext:
     """Connect this process as a driver: to a new embedded local cluster (address None), or to
     a running cluster ("HOST:PORT", or "auto" for the one started on this machine by
     ``actorflow start``). The token comes from ACTORFLOW_TOKEN or the head's session directory
     on this machine. runtime_env: the job's (Ray's fields), inherited by all its tasks and
-    actors; its working_dir and py_modules are uploaded to the cluster here."""
-    unknown = set(ray_compat) - _IGNORED_INIT_ARGS
+    actors; its working_dir and py_modules are uploaded to the cluster here.
+
+    ``include_dashboard=True`` (Ray's; the embedded cluster only): serve the web dashboard on
+    ``dashboard_host`` (127.0.0.1) and ``dashboard_port`` (8265, or a free port if that one is
+    taken); its address is the returned context's ``dashboard_url``, as Ray's."""
+    unknown = set(ray_compat) - _IGNORED_INIT_ARGS - _OWN_INIT_ARGS
     if unknown:
         raise TypeError(f"init() got unknown argument(s): {', '.join(sorted(unknown))}")
     if address not in (None, "", "local") and ray_compat.get("_system_config"):
@@ -86,6 +94,8 @@ def init(
         config = Config.from_env()
         if ray_compat.get("_temp_dir"):
             config = config.replace(session_root=ray_compat["_temp_dir"])
+        if ray_compat.get("_tls") is not None:  # as ACTORFLOW_TLS (README, "TLS")
+            config = config.replace(tls=bool(ray_compat["_tls"]))
         if address is None and env_address():
             address = env_address()  # as RAY_ADDRESS: join that cluster
         if address not in (None, "local"):
@@ -129,11 +139,44 @@ def init(
             namespace=namespace,
             runtime_env=job_env,
             metrics_export_port=_metrics_port(ray_compat.get("_metrics_export_port")),
+            dashboard=_dashboard_options(ray_compat),
         )
         core = session.start()
         context.set_core(core, session)
         _register_atexit()
-        return _info()
+        info = _info()
+        if info.dashboard_url:
+            print(f"View the dashboard at http://{info.dashboard_url}", file=sys.stderr)
+        return info
+
+
+class InitContext(dict):  # type: ignore[type-arg]
+    """What ``init()`` returns: the session's info as a dict (session_dir, address, node_id,
+    resources, ...), and ``dashboard_url`` as an attribute too (Ray's ``RayContext``)."""
+
+    @property
+    def dashboard_url(self) -> str:
+        """HOST:PORT of the web dashboard ("" when none is served), as Ray's."""
+        return str(self.get("dashboard_url") or "")
+
+    @property
+    def address_info(self) -> dict[str, Any]:
+        return dict(self)
+
+
+def _dashboard_options(ray_compat: dict[str, Any]) -> dict[str, Any] | None:
+    """init(include_dashboard=True, dashboard_host=..., dashboard_port=...): how to serve it."""
+    if not ray_compat.get("include_dashboard"):
+        return None
+    host = ray_compat.get("dashboard_host") or "127.0.0.1"
+    port = ray_compat.get("dashboard_port")
+    if not isinstance(host, str):
+        raise ValueError(f"dashboard_host must be a str, got {host!r}")
+    if port is not None and (
+        isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+    ):
+        raise ValueError(f"dashboard_port must be a port number 0-65535, got {port!r}")
+    return {"host": host, "port": port}
 
 
 # Ray's _system_config keys that have a Config field of the same meaning; others are ignored.
@@ -172,9 +215,9 @@ def _register_atexit() -> None:
         _atexit_registered = True
 
 
-def _info() -> dict[str, Any]:
+def _info() -> InitContext:
     session = context.session()
-    return session.info() if session is not None else {}
+    return InitContext(session.info() if session is not None else {})
 
 
 def shutdown() -> None:
@@ -277,6 +320,9 @@ def get(object_refs: Any, *, timeout: float | None = None) -> Any:
         )
     if isinstance(object_refs, CompiledDAGRef):
         return object_refs.get(timeout)
+    getter = getattr(type(object_refs), "__actorflow_get__", None)
+    if getter is not None:  # a result of several calls (an actor mesh's broadcast)
+        return getter(object_refs, timeout)
     if isinstance(object_refs, list) and object_refs and isinstance(object_refs[0], CompiledDAGRef):
         return [ref.get(timeout) for ref in object_refs]
     return _ensure_core().get(object_refs, timeout)

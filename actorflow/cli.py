@@ -1,5 +1,5 @@
 """The ``actorflow`` command line: ``start``, ``stop``, ``status``, ``list``, ``memory``,
-``summary`` and ``timeline``.
+``summary``, ``logs`` and ``timeline``.
 
 Each subcommand is a function ``cmd_<name>(args) -> int`` registered in ``_COMMANDS`` with a
 function that adds its arguments to its parser. Errors a user can act on (no cluster, wrong
@@ -44,7 +44,7 @@ def _status_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from actorflow.util import state
 
-    status = state.cluster_status(args.address)
+    status = state.json_view("status", args.address)
     if args.format == "json":
         print(json.dumps(status, indent=2))
     else:
@@ -57,7 +57,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 class Listing(NamedTuple):
     help: str
-    rows: str  # the name of the function of actorflow.util.state that lists the rows
+    view: str  # its rows: actorflow.util.state.json_view(view), the dashboard's /api/<view>
     columns: str  # the name of its table's columns in actorflow.util.state ("" for objects)
 
 
@@ -66,33 +66,45 @@ _LISTINGS: dict[str, Listing] = {
         "the nodes the GCS knows, dead ones too: id, address, head or not, "
         "resources used/total, worker processes, leases, queued lease requests, "
         "state (a dead node's with its cause)",
-        "node_rows",
+        "nodes",
         "NODE_COLUMNS",
     ),
     "actors": Listing(
         "the actors the GCS knows, dead ones too: id, class, name, namespace, "
         "state, node, pid, restarts, death cause",
-        "actor_rows",
+        "actors",
         "ACTOR_COLUMNS",
+    ),
+    "jobs": Listing(
+        "the drivers' jobs, finished ones too: id, status, start and end, driver",
+        "jobs",
+        "JOB_COLUMNS",
+    ),
+    "supervisors": Listing(
+        "the supervisors (actorflow.supervision), each tree from its root: state, "
+        "strategy, children running, restarts, the latest event (the children and their "
+        "restart history are in the JSON)",
+        "supervisors",
+        "SUPERVISOR_COLUMNS",
     ),
     "leases": Listing(
         "the workers leased to run tasks (not those hosting actors), one row per "
         "lease: worker, node, pid, job. A lease runs the tasks of one owner, one or "
         "several in turn (single tasks: `list tasks`; queued lease requests: see "
         "`list nodes`)",
-        "task_lease_rows",
+        "leases",
         "TASK_COLUMNS",
     ),
     "workers": Listing(
         "every worker process on the live nodes: worker, node, pid, state "
         "(starting, idle, leased), job, the actor it hosts",
-        "worker_rows",
+        "workers",
         "WORKER_COLUMNS",
     ),
     "objects": Listing(
         "the objects in the cluster: where each lives, its size, its owner and "
         "refs (as `actorflow memory`)",
-        "object_rows",
+        "objects",
         "",
     ),
 }
@@ -119,9 +131,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         return _cmd_list_tasks(args)
     listing = _LISTINGS[args.kind]
     if args.format == "json":
-        print(json.dumps(getattr(state, listing.rows)(args.address), indent=2))
+        print(json.dumps(state.json_view(listing.view, args.address), indent=2))
     elif listing.columns:
-        rows = getattr(state, listing.rows)(args.address)
+        rows = state.json_view(listing.view, args.address)
         print(state.format_table(rows, getattr(state, listing.columns)))
         print(f"{len(rows)} {args.kind}")
     else:
@@ -157,15 +169,18 @@ def _list_tasks_arguments(kinds: argparse._SubParsersAction) -> None:
 def _cmd_list_tasks(args: argparse.Namespace) -> int:
     from actorflow.util import state
 
+    if args.format == "json":
+        rows_json, dropped = state.listings.task_rows(
+            args.address, state=args.state, name=args.name, job=args.job, limit=args.limit
+        )
+        print(json.dumps(rows_json, indent=2))
+        if dropped:
+            print(f"{dropped} task event(s) dropped: not listed", file=sys.stderr)
+        return 0
     rows, dropped = state.task_attempts(
         args.address, state=args.state, name=args.name, job=args.job, limit=args.limit
     )
-    if args.format == "json":
-        print(json.dumps([row.asdict() for row in rows], indent=2))
-        if dropped:
-            print(f"{dropped} task event(s) dropped: not listed", file=sys.stderr)
-    else:
-        print(state.format_task_attempts(rows, dropped))
+    print(state.format_task_attempts(rows, dropped))
     return 0
 
 
@@ -184,7 +199,7 @@ def _summary_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_summary(args: argparse.Namespace) -> int:
     from actorflow.util import state
 
-    summary = state.summarize_tasks(args.address)
+    summary = state.json_view("task_summary", args.address)
     if args.format == "json":
         print(json.dumps(summary, indent=2))
     else:
@@ -207,10 +222,9 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     import tempfile
     import time
 
-    from actorflow._private.cluster import inspection, task_history
+    from actorflow.util import state
 
-    snapshot = inspection.run(args.address, inspection.collect_tasks)
-    events = task_history.trace_events(task_history.attempt_rows(snapshot))
+    events = state.json_view("timeline", args.address)
     path = args.output or os.path.join(
         tempfile.gettempdir(), time.strftime("actorflow-timeline-%Y-%m-%d_%H-%M-%S.json")
     )
@@ -232,15 +246,88 @@ def _memory_arguments(parser: argparse.ArgumentParser) -> None:
         default="table",
         help="a table with a line of totals (default), or JSON rows",
     )
+    parser.add_argument(
+        "--stats",
+        action="store_true",
+        help="only the object store's figures (bytes used, capacity, objects, spilled), "
+        "summed over the nodes",
+    )
 
 
 def cmd_memory(args: argparse.Namespace) -> int:
     from actorflow.util import state
 
-    if args.format == "json":
-        print(json.dumps(state.object_rows(args.address), indent=2))
+    if args.stats:
+        stats = state.json_view("object_store", args.address)
+        if args.format == "json":
+            print(json.dumps(stats, indent=2))
+        else:
+            print("\n".join(f"{key}: {value}" for key, value in stats.items()))
+    elif args.format == "json":
+        print(json.dumps(state.json_view("objects", args.address), indent=2))
     else:
         print(state.memory_summary(args.address))
+    return 0
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+_LOGS_HELP = (
+    "read the log file of a worker (its stdout and stderr) or node on any node, through the "
+    "cluster: an actor's (--actor ID or NAME), the worker's that ran a task (--task ID), a "
+    "worker's (--pid), or a file by name (FILENAME, on --node or the head's node); with none of "
+    "them, list the log files of every node (or --node's)"
+)
+
+
+def _logs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = _LOGS_HELP
+    parser.add_argument("filename", nargs="?", default=None, help="a log file's name")
+    parser.add_argument("--address", default=None, help=_ADDRESS_HELP)
+    parser.add_argument("--node", default=None, metavar="NODE_ID", help="the node (an id prefix)")
+    parser.add_argument("--actor", default=None, metavar="ID|NAME", help="an actor's log")
+    parser.add_argument("--task", default=None, metavar="TASK_ID", help="a task's worker's log")
+    parser.add_argument("--pid", type=int, default=None, help="the log of the worker with pid")
+    parser.add_argument(
+        "--follow", "-f", action="store_true", help="go on printing what is written (Ctrl-C ends)"
+    )
+    parser.add_argument(
+        "--tail",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="print the last N lines (default 1000; -1: the whole file)",
+    )
+    parser.add_argument(
+        "--format", choices=["table", "json"], default="table", help="the listing: " + _FORMAT_HELP
+    )
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from actorflow.util import state
+
+    if not (args.filename or args.actor or args.task or args.pid):
+        rows = state.json_view("logs", args.address, node=args.node)
+        if args.format == "json":
+            print(json.dumps(rows, indent=2))
+        else:
+            print(state.format_table(rows, state.LOG_COLUMNS))
+            print(f"{len(rows)} log file(s)")
+        return 0
+    pieces = state.get_log(
+        args.address,
+        node_id=args.node,
+        filename=args.filename,
+        actor_id=args.actor,
+        task_id=args.task,
+        pid=args.pid,
+        follow=args.follow,
+        tail=args.tail,
+        errors="replace",
+    )
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
     return 0
 
 
@@ -275,6 +362,14 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "--resources", default="{}", help="custom resources as JSON, e.g. '{\"accelerator\": 2}'"
     )
     parser.add_argument(
+        "--memory",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the node's `memory` resource, what tasks and actors ask for with memory=... "
+        "(default: 70%% of the machine's RAM; in a container, give its memory limit)",
+    )
+    parser.add_argument(
         "--object-store-memory",
         type=int,
         default=0,
@@ -300,6 +395,82 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
         "Starting a head again on the port of one whose GCS died resumes "
         "that cluster from its tables",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=None,
+        help="with --head: every connection between the cluster's processes runs TLS 1.3 "
+        "with certificates of a CA made for this cluster (in the session directory); a "
+        "node or driver joining from another machine needs ACTORFLOW_TLS=1 (or --tls) and "
+        "the token, and gets its certificate from the head. Default: ACTORFLOW_TLS",
+    )
+    parser.add_argument(
+        "--token-file",
+        default="",
+        metavar="PATH",
+        help="the cluster token (hex) in a file, e.g. a mounted Kubernetes Secret: a head "
+        "uses it instead of a new one, a node joins with it. The processes read it from "
+        "the file; it is never put on a command line or in an environment variable "
+        "(default: ACTORFLOW_TOKEN, else the head's session directory on this machine)",
+    )
+    parser.add_argument(
+        "--block",
+        action="store_true",
+        help="stay in the foreground with the node (and a head's GCS): SIGTERM drains the "
+        "node and exits 0; the exit code is non-zero when the node (or the GCS) dies",
+    )
+    parser.add_argument(
+        "--drain-grace-seconds",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM the node drains: no new leases or actors come to it, and its "
+        "running tasks get this long to finish before they are ended (and retried "
+        "elsewhere by their owners); 0 ends it at once (default 25, under Kubernetes' "
+        "30 s terminationGracePeriodSeconds)",
+    )
+    parser.add_argument(
+        "--gcs-metrics-port",
+        type=int,
+        default=0,
+        metavar="PORT",
+        help="with --head: the port the GCS serves its /metrics and /healthz on (default 0: "
+        "a free port)",
+    )
+    parser.add_argument(
+        "--include-dashboard",
+        type=_yes_no,
+        default=True,
+        metavar="true|false",
+        help="with --head: serve the web dashboard (default true)",
+    )
+    parser.add_argument(
+        "--no-dashboard",
+        dest="include_dashboard",
+        action="store_false",
+        help="with --head: no web dashboard",
+    )
+    parser.add_argument(
+        "--dashboard-host",
+        default="127.0.0.1",
+        help="the interface the dashboard listens on (default 127.0.0.1: this machine only)",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="the dashboard's port (default 8265, or a free one if that is taken; 0: a free one)",
+    )
+
+
+def _yes_no(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -317,13 +488,38 @@ def cmd_start(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    if not 0 <= args.metrics_export_port <= 65535:
+    if args.memory is not None:
+        if args.memory < 0:
+            print(
+                f"actorflow start: --memory must be 0 or more, got {args.memory}", file=sys.stderr
+            )
+            return 2
+        resources["memory"] = float(args.memory)
+    for flag, port in (
+        ("--metrics-export-port", args.metrics_export_port),
+        ("--gcs-metrics-port", args.gcs_metrics_port),
+    ):
+        if not 0 <= port <= 65535:
+            print(f"actorflow start: {flag} must be 0-65535, got {port}", file=sys.stderr)
+            return 2
+    if args.drain_grace_seconds < 0:
         print(
-            f"actorflow start: --metrics-export-port must be 0-65535, got "
-            f"{args.metrics_export_port}",
+            f"actorflow start: --drain-grace-seconds must be 0 or more, got "
+            f"{args.drain_grace_seconds:g}",
             file=sys.stderr,
         )
         return 2
+    if args.dashboard_port is not None and not 0 <= args.dashboard_port <= 65535:
+        print(
+            f"actorflow start: --dashboard-port must be 0-65535, got {args.dashboard_port}",
+            file=sys.stderr,
+        )
+        return 2
+    dashboard = (
+        {"host": args.dashboard_host, "port": args.dashboard_port}
+        if args.head and args.include_dashboard
+        else None
+    )
     info = start_node(
         head=args.head,
         address=args.address or "",
@@ -336,6 +532,11 @@ def cmd_start(args: argparse.Namespace) -> int:
         storage=args.storage,
         metrics_export_port=args.metrics_export_port,
         session_root=Config.from_env().session_root,
+        tls=args.tls,
+        token_file=args.token_file,
+        drain_grace_seconds=args.drain_grace_seconds,
+        gcs_metrics_port=args.gcs_metrics_port,
+        dashboard=dashboard,
     )
     gcs = str(info["gcs_address"]).split("://")[-1]
     what = "head node" if args.head else "node"
@@ -350,6 +551,8 @@ def cmd_start(args: argparse.Namespace) -> int:
             f"{info['address'].split('://')[-1]}, resources {json.dumps(info['resources'])}."
         )
     print(f"Session directory: {info['session_dir']} (logs, token)")
+    if info.get("tls"):
+        print("TLS: on, with the cluster CA's certificates in the session's tls/ directory.")
     metrics = [f"http://{info['metrics_address']}/metrics"] if info.get("metrics_address") else []
     if args.head and (info.get("gcs") or {}).get("metrics_address"):
         metrics.append(f"http://{info['gcs']['metrics_address']}/metrics (the GCS)")
@@ -357,6 +560,12 @@ def cmd_start(args: argparse.Namespace) -> int:
         print("Prometheus metrics at " + ", ".join(metrics))
     if args.head and info.get("gcs"):
         print(f"GCS (pid {info['gcs']['pid']}) at {gcs}, tables in {info['gcs']['storage']}.")
+    if info.get("dashboard"):
+        token_file = f"{info['session_dir']}/token"
+        print(
+            f"Dashboard at {info['dashboard']['url']} (log in with the cluster token: the "
+            f"contents of {token_file})"
+        )
     if args.head:
         print("Connect a driver on this machine with:")
         print(f'    actorflow.init(address="{gcs}")   (or address="auto")')
@@ -365,7 +574,18 @@ def cmd_start(args: argparse.Namespace) -> int:
         print(
             "A driver or node on another machine needs the token: ACTORFLOW_TOKEN=<the "
             "session's token file>."
+            + (
+                " With TLS, also ACTORFLOW_TLS=1 (its certificate comes from the head)."
+                if info.get("tls")
+                else ""
+            )
         )
+    if args.block:
+        from actorflow._private.cluster.foreground import block
+
+        print("Running in the foreground (--block): SIGTERM drains the node and stops.")
+        sys.stdout.flush()
+        return block(info, args.drain_grace_seconds)
     print("Stop every node on this machine with: actorflow stop")
     return 0
 
@@ -380,14 +600,18 @@ def _stop_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from actorflow._private.cluster.launcher import stop_nodes
+    from actorflow._private.cluster.launcher import stop_dashboards, stop_nodes
     from actorflow._private.config import Config
 
-    stopped = stop_nodes(Config.from_env().session_root, grace=args.grace)
+    root = Config.from_env().session_root
+    dashboards = stop_dashboards(root, grace=args.grace)
+    stopped = stop_nodes(root, grace=args.grace)
     print(
         f"Stopped {len(stopped)} actorflow node process(es)"
         + (f": pids {', '.join(str(p) for p in stopped)}." if stopped else ".")
     )
+    if dashboards:
+        print(f"Stopped the dashboard (pid {', '.join(str(p) for p in dashboards)}).")
     return 0
 
 
@@ -402,7 +626,8 @@ class Command(NamedTuple):
 
 _COMMANDS: dict[str, Command] = {
     "start": Command(
-        "start a head node (--head) or a node that joins one (--address), in the background",
+        "start a head node (--head) or a node that joins one (--address), in the background "
+        "(or in the foreground with --block)",
         _start_arguments,
         cmd_start,
     ),
@@ -432,6 +657,12 @@ _COMMANDS: dict[str, Command] = {
         "count the tasks and actor calls per function and state (`summary tasks`)",
         _summary_arguments,
         cmd_summary,
+    ),
+    "logs": Command(
+        "print a worker's or node's log from any node (--actor, --task, --pid, FILENAME), "
+        "--follow it, or list the log files",
+        _logs_arguments,
+        cmd_logs,
     ),
     "timeline": Command(
         "write the task events as a Chrome trace (chrome://tracing, Perfetto): a row per "

@@ -108,6 +108,35 @@ class RuntimeContext:
         """Whether this actor is a restart (it died and was started again)."""
         return bool(self._core.extensions.get("actor_restarts", 0))
 
+    def _mesh(self) -> dict[str, Any] | None:
+        meta = self._core.extensions.get("actor_meta") or {}
+        return meta.get("mesh")
+
+    @property
+    def mesh_rank(self) -> int | None:
+        """This actor's rank in its mesh (actorflow.mesh), 0..N-1 in row-major order; None
+        outside a mesh member."""
+        info = self._mesh()
+        return None if info is None else int(info["rank"])
+
+    @property
+    def mesh_shape(self) -> dict[str, int] | None:
+        """The shape of the mesh this actor is a member of ({name: size}); None outside one."""
+        info = self._mesh()
+        return None if info is None else {str(n): int(s) for n, s in info["shape"]}
+
+    @property
+    def mesh_coords(self) -> dict[str, int] | None:
+        """This member's coordinates in its mesh ({name: index}); None outside a mesh."""
+        info = self._mesh()
+        if info is None:
+            return None
+        coords: dict[str, int] = {}
+        rank = int(info["rank"])
+        for name, size in reversed(info["shape"]):
+            rank, coords[str(name)] = divmod(rank, int(size))
+        return dict(reversed(list(coords.items())))
+
     @property
     def current_actor(self) -> ActorHandle:
         """A handle to the actor this code runs in."""

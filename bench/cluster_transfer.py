@@ -1,6 +1,7 @@
 """Cross-node object transfer: a 1 GiB numpy array made on one node, read by a task on another.
 
     python -m bench.cluster_transfer [--rounds 5] [--size-mib 1024] [--ray-python PATH] [--no-ray]
+                                     [--tls]
 
 A 2-node cluster on this machine (loopback); the driver joins the first node and puts a fresh
 array there each round (not timed), then times a task pinned to the second node that takes the
@@ -9,7 +10,8 @@ second node's store (in chunks, over the nodes' TCP connection) plus one task ro
 are GB/s (10^9 bytes per second), the median of --rounds rounds. Ray (from --ray-python, or
 /work/rayvenv/bin/python if it exists) runs the same workload on a 2-node
 ``ray.cluster_utils.Cluster``, in its own interpreter. Results go to
-bench/results/cluster-transfer-latest.json.
+bench/results/cluster-transfer-latest.json. --tls runs actorflow's cluster with TLS
+(``start --head --tls``); ``python -m bench.cluster_tls`` compares the two.
 """
 
 from __future__ import annotations
@@ -51,14 +53,14 @@ def _rounds(api, affinity, size: int, rounds: int, settle) -> dict[str, list[flo
     return out
 
 
-def run_actorflow(size: int, rounds: int) -> dict[str, list[float]]:
+def run_actorflow(size: int, rounds: int, tls: bool = False) -> dict[str, list[float]]:
     import actorflow
     from actorflow.util.local_cluster import LocalCluster
     from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     with (
         tempfile.TemporaryDirectory(prefix="af-bench-") as root,
-        LocalCluster(session_root=root) as cluster,
+        LocalCluster(session_root=root, tls=tls) as cluster,
     ):
         cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)
         other = cluster.add_node(num_cpus=2, object_store_memory=STORE_BYTES)
@@ -110,14 +112,18 @@ def run_ray(size: int, rounds: int) -> dict[str, list[float]]:
         cluster.shutdown()
 
 
-def _child(framework: str, size: int, rounds: int) -> None:
-    figures = (run_ray if framework == "ray" else run_actorflow)(size, rounds)
-    report(figures)
+def _child(framework: str, size: int, rounds: int, tls: bool) -> None:
+    if framework == "ray":
+        report(run_ray(size, rounds))
+    else:
+        report(run_actorflow(size, rounds, tls))
 
 
-def _measure(python: str, framework: str, size: int, rounds: int) -> dict[str, list[float]]:
+def _measure(
+    python: str, framework: str, size: int, rounds: int, tls: bool
+) -> dict[str, list[float]]:
     args = ["--child", framework, "--size-mib", str(size >> 20), "--rounds", str(rounds)]
-    return run_child(python, "bench.cluster_transfer", args, timeout=600)
+    return run_child(python, "bench.cluster_transfer", args + ["--tls"] * tls, timeout=600)
 
 
 def main() -> None:
@@ -126,19 +132,20 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--ray-python", default="")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--tls", action="store_true", help="actorflow's cluster with TLS")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     size = args.size_mib << 20
     if args.child:
-        _child(args.child, size, args.rounds)
+        _child(args.child, size, args.rounds, args.tls)
         return
     ray = ray_python(args.ray_python)
     frameworks = [("actorflow", sys.executable)]
     if ray and not args.no_ray:
         frameworks.append(("ray", ray))
-    results: dict = {"rounds": args.rounds, "bytes": size, "figures": {}}
+    results: dict = {"rounds": args.rounds, "bytes": size, "tls": args.tls, "figures": {}}
     for framework, python in frameworks:
-        samples = _measure(python, framework, size, args.rounds)
+        samples = _measure(python, framework, size, args.rounds, args.tls)
         results["figures"][framework] = {
             "GB/s": statistics.median(samples["GB/s"]),
             "seconds": statistics.median(samples["seconds"]),

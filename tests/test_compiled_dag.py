@@ -6,11 +6,12 @@ import asyncio
 import os
 
 import pytest
+from conftest import descendants
 from helpers import Signal
 
 import actorflow
 from actorflow import exceptions
-from actorflow.dag import CompiledDAGRef, InputNode, MultiOutputNode, channel
+from actorflow.dag import CompiledDAGRef, InputNode, MultiOutputNode
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,7 +47,19 @@ class AsyncStage:
 
 
 def leftovers() -> list[str]:
-    return [e for e in os.listdir(channel.shm_dir()) if e.startswith("actorflow-cgraph-")]
+    """Channels' memory still held (an fd or a mapping) by this process or the processes below
+    it (the actors' workers): channels are memfds, so once none holds them they are gone, and
+    nothing of theirs is ever in /dev/shm."""
+    found = []
+    for pid in ["self", *descendants()]:
+        try:
+            targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            with open(f"/proc/{pid}/maps") as f:
+                targets += [line.split(maxsplit=5)[-1] for line in f]
+        except OSError:  # it ended meanwhile
+            continue
+        found += [t.strip() for t in targets if t.startswith("/memfd:actorflow:actorflow-cgraph-")]
+    return found
 
 
 def open_fds() -> int:

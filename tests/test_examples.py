@@ -206,6 +206,23 @@ def test_actor_pool():
 
 
 @pytest.mark.timeout(120)
+def test_actor_mesh():
+    out = run_example("actor_mesh.py")
+    expect(
+        out,
+        "mesh {'host': 2, 'gpu': 2}, 4 members",
+        "rank 3 at {'host': 1, 'gpu': 1}",
+        "arrived: rank 3 loss",
+        "slice host=1: shape {'gpu': 2}, ranks [2, 3]",
+        "mesh[0, 1] is one actor: rank 1 at {'host': 0, 'gpu': 1}",
+        "after killing rank 2: 3 answered, failed: 2",
+        "supervised mesh after a restart: [\"rank 0 at {'rank': 0}\", \"rank 1 at {'rank': 1}\"",
+        "restarts per member: [0, 1, 0]",
+    )
+    sums = re.search(r"sum of losses ([0-9.]+) \(== ([0-9.]+)\)", out)
+    assert sums and sums.group(1) == sums.group(2), out
+
+
 def test_pool_actor():
     out = run_example("pool_actor.py")
     expect(

@@ -1,7 +1,7 @@
 """The node's shared-memory object store (issue 4), through the public API.
 
 Covered: zero-copy reads (values larger than ``inline_object_max_bytes`` are mapped read-only from
-/dev/shm/actorflow-* files, in the driver and in workers); freeing (the store's ``in_use`` goes
+/memfd:actorflow:* memory, in the driver and in workers); freeing (the store's ``in_use`` goes
 back to its baseline once no ref is left anywhere: driver, tasks, actors, refs nested in objects,
 and readers let go of their mappings); spilling to disk when ``object_store_memory`` is exceeded
 and ObjectStoreFullError when nothing can make room; refs inside objects keeping their targets
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 
 MiB = 1 << 20
 BIG = 4 * MiB  # well above the 100 KiB inline limit
-SHM_PREFIX = "/dev/shm/actorflow-"
+SHM_PREFIX = "/memfd:actorflow:"  # how /proc/PID/maps names a store's segments
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -76,11 +76,8 @@ def stored(ref) -> dict | None:
 
 
 def store_files() -> int:
-    """Bytes of the local store's segment files in /dev/shm."""
-    prefix = context.session().store.prefix
-    return sum(
-        entry.stat().st_size for entry in os.scandir("/dev/shm") if entry.name.startswith(prefix)
-    )
+    """Bytes of the local store's segments (the memory its own fds keep alive)."""
+    return _on_store(lambda store: store.segments.nbytes())
 
 
 def borrowers_at_owner(obj_hex: str, owner: str) -> list[str]:
@@ -102,7 +99,7 @@ def mapping_of(address: int) -> str:
             fields = line.split(maxsplit=5)
             start, end = (int(x, 16) for x in fields[0].split("-"))
             if start <= address < end:
-                return fields[5].strip() if len(fields) == 6 else ""
+                return fields[5].strip().removesuffix(" (deleted)") if len(fields) == 6 else ""
     return ""
 
 

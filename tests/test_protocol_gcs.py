@@ -25,6 +25,13 @@ ADDRESS = "tcp://127.0.0.1:1"
 SAMPLES: list[Any] = [
     gcs.RegisterNode("n" * 16, ADDRESS, {"CPU": 4.0}, {"host": "127.0.0.1", "pid": 7}),
     gcs.Heartbeat("n" * 16, {"CPU": 2.5}, 3),
+    gcs.Heartbeat(
+        "n" * 16,
+        {"CPU": 0.0},
+        1,
+        {"demand": [{"shape": {"CPU": 1.0}, "count": 1, "kind": "task"}], "busy": {}},
+    ),
+    gcs.DrainNode("n" * 16, "the node process got SIGTERM"),
     gcs.WaitNodeDeaths(2),
     gcs.RegisterJob(ADDRESS, "ns", {"sys_path": ["/x"], "log_address": ADDRESS}),
     gcs.JobInfo("00000001"),
@@ -78,7 +85,11 @@ def test_replies_are_plain_arrays_too():
 @pytest.mark.parametrize(
     ("kind", "payload", "says"),
     [
-        (gcs.Heartbeat, ["n", {"CPU": 1.0}], "must be an array [node_id, available, queued]"),
+        (
+            gcs.Heartbeat,
+            ["n", {"CPU": 1.0}],
+            "must be an array [node_id, available, queued, report]",
+        ),
         (gcs.KvGet, ["ns", "not bytes"], "field key must be bytes, got str 'not bytes'"),
         (gcs.RegisterNode, {"node_id": "n"}, "got dict"),
         (actors.WaitActor, [ACTOR, "1"], "field known_version must be int, got str '1'"),

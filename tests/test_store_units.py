@@ -1,8 +1,9 @@
-"""Unit tests of the object store's pieces that need no cluster: the bookkeeping (store_state.py)
-and the segment files and byte layout of an object (shm.py).
+"""Unit tests of the object store's pieces that need no cluster: the bookkeeping (store_state.py),
+the byte layout of an object (shm.py), anonymous segments and their table (segments.py) and the
+socket that hands their fds out (segment_socket.py).
 
-No processes, no sockets, no /dev/shm: segment files go to pytest's tmp dir, and the store's
-clock is a fake one that ticks on every read, so least-recently-used orders are deterministic.
+No cluster: files go to pytest's tmp dir, and the store's clock is a fake one that ticks on every
+read, so least-recently-used orders are deterministic.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from actorflow._private.node import shm, store_state
+from actorflow._private import errors
+from actorflow._private.node import segment_socket, segments, shm, store_state
 from actorflow._private.node.store_state import (
     SEALED,
     SEGMENT_GRANULE,
@@ -692,7 +694,8 @@ def write_object(path: str, obj_id: bytes, value: Any, how: str) -> tuple[int, l
     raws = [b.raw() for b in buffers]
     buffer_lens = [r.nbytes for r in raws]
     offsets, total = shm.layout(len(data), buffer_lens)
-    fd = shm.create_file(path, total)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.ftruncate(fd, total)
     try:
         if how == "fd":
             shm.write_parts(fd, obj_id, data, raws, offsets)
@@ -712,7 +715,7 @@ def test_write_then_map_and_load_round_trips(tmp_path, how):
     assert len(buffer_lens) == 3  # the three arrays went out of band
     assert os.path.getsize(path) == total
 
-    mapping = shm.map_for_reading([path], oid(1))
+    mapping = shm.map_file(path, oid(1))
     assert mapping is not None
     got = shm.loads(mapping, data_len, buffer_lens)
     assert set(got) == set(value)
@@ -747,7 +750,7 @@ def test_write_then_map_and_load_round_trips(tmp_path, how):
 def test_views_are_the_parts_at_their_offsets(tmp_path):
     path = str(tmp_path / "actorflow-seg")
     data_len, buffer_lens, _ = write_object(path, oid(1), sample_value(), "fd")
-    mapping = shm.map_for_reading([path], oid(1))
+    mapping = shm.map_file(path, oid(1))
     assert mapping is not None
     data, buffers = shm.views(mapping, data_len, buffer_lens)
     assert data.readonly and data.nbytes == data_len
@@ -762,51 +765,137 @@ def test_views_are_the_parts_at_their_offsets(tmp_path):
 def test_map_for_reading_checks_the_object_id(tmp_path):
     path = str(tmp_path / "actorflow-seg")
     write_object(path, oid(1), {"a": np.zeros(4)}, "fd")
-    assert shm.map_for_reading([path], oid(2)) is None  # the segment holds another object
-    mapping = shm.map_for_reading([path], oid(1))
+    assert shm.map_file(path, oid(2)) is None  # the segment holds another object
+    mapping = shm.map_file(path, oid(1))
     assert mapping is not None
     mapping.close()
 
 
-def test_map_for_reading_missing_paths_and_fallback(tmp_path):
-    segment = str(tmp_path / "actorflow-seg")
-    spilled = str(tmp_path / "spill" / oid(1).hex())
-    assert shm.map_for_reading([segment, spilled], oid(1)) is None  # neither exists
-    os.mkdir(tmp_path / "spill")
-    data_len, buffer_lens, _ = write_object(spilled, oid(1), {"x": np.arange(5)}, "fd")
-    mapping = shm.map_for_reading([segment, spilled], oid(1))  # segment gone: the spill file
-    assert mapping is not None
-    np.testing.assert_array_equal(shm.loads(mapping, data_len, buffer_lens)["x"], np.arange(5))
+def test_map_file_of_a_missing_file_is_none(tmp_path):
+    assert shm.map_file(str(tmp_path / "spill" / oid(1).hex()), oid(1)) is None
+
+
+def test_map_fd_of_anonymous_memory(tmp_path):
+    """A segment as the store makes it: anonymous memory, written through its fd, mapped
+    through another fd of it (as a reader gets one over the socket)."""
+    value = {"x": np.arange(5)}
+    buffers: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(value, protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    offsets, total = shm.layout(len(data), [r.nbytes for r in raws])
+    fd = segments.anonymous_memory("test:s0", total)
+    try:
+        shm.write_parts(fd, oid(1), data, raws, offsets)
+        assert shm.map_fd(fd, oid(2)) is None  # it holds another object
+        reader = os.dup(fd)
+        mapping = shm.map_fd(reader, oid(1))
+        os.close(reader)
+    finally:
+        os.close(fd)
+    assert mapping is not None  # the mapping outlives every fd of it
+    got = shm.loads(mapping, len(data), [r.nbytes for r in raws])
+    np.testing.assert_array_equal(got["x"], np.arange(5))
+    del got
     gc.collect()
     mapping.close()
-    # A segment reused for another object also falls through to the spill file.
-    write_object(segment, oid(2), {"y": np.ones(3)}, "fd")
-    mapping = shm.map_for_reading([segment, spilled], oid(1))
-    assert mapping is not None
-    np.testing.assert_array_equal(shm.loads(mapping, data_len, buffer_lens)["x"], np.arange(5))
-    gc.collect()
-    mapping.close()
 
 
-def test_create_file_is_exclusive_and_sized(tmp_path):
-    path = str(tmp_path / "actorflow-seg")
-    fd = shm.create_file(path, 3 * G)
-    os.close(fd)
-    assert os.path.getsize(path) == 3 * G
-    assert (os.stat(path).st_mode & 0o777) == 0o600
-    with pytest.raises(FileExistsError):
-        shm.create_file(path, G)
-    assert os.path.getsize(path) == 3 * G
+@pytest.mark.parametrize("fallback", [False, True])
+def test_anonymous_memory_is_sized_and_has_no_name(monkeypatch, fallback):
+    if fallback:  # no memfd: a file unlinked at once
+        monkeypatch.setattr(segments, "memfd_available", lambda: False)
+    before = set(os.listdir(segments.SHM_ROOT)) if os.path.isdir(segments.SHM_ROOT) else set()
+    fd = segments.anonymous_memory("test:s1", 3 * G)
+    try:
+        assert os.fstat(fd).st_size == 3 * G
+        assert os.fstat(fd).st_nlink == 0  # reachable by no path: it dies with its fds
+        assert not os.get_inheritable(fd)
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if fallback:
+            assert "(deleted)" in target or target.startswith(segments.SHM_ROOT)
+        else:
+            assert target.startswith("/memfd:actorflow:test:s1")
+        after = set(os.listdir(segments.SHM_ROOT)) if os.path.isdir(segments.SHM_ROOT) else set()
+        assert not {n for n in after - before if n.startswith("actorflow")}
+    finally:
+        os.close(fd)
 
 
-# -- shm: segment names and stale segments ------------------------------------------------------
+def test_segment_table_hands_out_copies_and_tells_holders():
+    table = segments.SegmentTable()
+    table.create("n:s0", 4096)
+    table.create("n:s1", 4096)
+    assert "n:s0" in table and len(table) == 2
+    mine = table.open("n:s0", holder="tcp://a")
+    assert mine is not None and os.fstat(mine).st_size == 4096
+    os.close(mine)
+    sent: list = []
+    table.send("n:s1", "tcp://b", lambda fd: sent.append(fd is not None))
+    table.send("n:nope", "tcp://b", lambda fd: sent.append(fd))
+    assert sent == [True, None]
+    assert table.open("n:nope") is None
+    assert table.drop(["n:s0", "n:s1"]) == {"tcp://a": ["n:s0"], "tcp://b": ["n:s1"]}
+    assert len(table) == 0 and table.open("n:s0") is None
+    # A writer's own segment waits for its adopt; a gone writer's is named for dropping.
+    fd = segments.anonymous_memory("n:w1", 4096)
+    table.give("n:w1", fd, "tcp://w")
+    assert table.holder_gone("tcp://w") == ["n:w1"]
+    assert table.adopted("n:w1") and table.holder_gone("tcp://w") == []
+    assert not table.adopted("n:never")
+    table.close()
+    with pytest.raises(OSError):
+        table.create("n:s2", 4096)
 
 
-def test_segment_prefix_and_path(tmp_path, monkeypatch):
-    monkeypatch.setattr(shm, "SHM_ROOT", str(tmp_path))
-    prefix = shm.segment_prefix("sess1234")
-    assert prefix == f"actorflow-{os.getpid()}-sess1234-"
-    assert shm.segment_path(prefix, "s3") == os.path.join(str(tmp_path), prefix + "s3")
+def test_segment_socket_serves_fds_to_this_user(tmp_path):
+    table = segments.SegmentTable()
+    table.create("n:s0", 8192)
+    path = str(tmp_path / ("d" * 120) / "store.sock")  # longer than sun_path allows
+    os.makedirs(os.path.dirname(path), mode=0o700)
+    server = segment_socket.SegmentServer(table, path)
+    server.start()
+    client = segment_socket.SegmentClient(path, "tcp://me", keep=1)
+    try:
+        assert (os.stat(path).st_mode & 0o777) == 0o600
+        fd = client.open("n:s0")
+        assert fd is not None and os.fstat(fd).st_size == 8192
+        os.pwrite(fd, b"hello", 0)
+        os.close(fd)
+        assert client.held() == 1
+        assert client.open("n:missing") is None
+        own = segments.anonymous_memory("n:w0", 4096)
+        os.pwrite(own, b"mine", 0)
+        client.give("n:w0", own)
+        os.close(own)
+        assert table.adopted("n:w0")
+        check = table.open("n:w0")
+        assert check is not None and os.pread(check, 4, 0) == b"mine"
+        os.close(check)
+        fd = client.open("n:w0")  # keep=1: n:s0's fd was let go
+        assert fd is not None
+        os.close(fd)
+        assert client.held() == 1
+        # The store dropped them: the holder is named, and forgets.
+        assert table.drop(["n:s0", "n:w0"]) == {"tcp://me": ["n:s0", "n:w0"]}
+        client.forget(["n:s0", "n:w0"])
+        assert client.held() == 0 and client.open("n:s0") is None
+        assert server.refused == 0
+        # n:s0, n:missing (answered "no"), n:w0, n:s0 again once dropped (answered "no")
+        assert server.served == 4
+    finally:
+        client.close()
+        server.close()
+        table.close()
+    assert not os.path.exists(path)
+    with pytest.raises(errors.ActorflowError, match="cannot be reached"):
+        segment_socket.SegmentClient(path, "tcp://me").open("n:s0")
+
+
+# -- shm: stale segments of older versions ------------------------------------------------------
+
+
+def test_segment_prefix():
+    assert shm.segment_prefix("sess1234") == "sess1234:"
 
 
 def dead_pid() -> int:

@@ -580,3 +580,72 @@ def test_exit_kind_reads_rays_kill_wording():
         exit_kind("The actor is dead because it was killed by `ray.kill` (actorflow.kill())")
         == KILLED
     )
+
+
+# -- a supervisor that survives its process -------------------------------------------------------
+
+
+class PidSupervisor(Supervisor):
+    async def pid(self) -> int:
+        return os.getpid()
+
+
+@actorflow.remote
+class Tally:
+    def __init__(self) -> None:
+        self.total = 0
+
+    def add(self, n: int) -> int:
+        self.total += n
+        return self.total
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _answers(method):
+    try:
+        return actorflow.get(method.remote(), timeout=30)
+    except actorflow.exceptions.ActorDiedError:
+        return None
+
+
+def test_a_restarted_supervisor_adopts_its_live_children(supervisors, poll_until):
+    """Its process dies, its max_restarts brings it back: the children it had are still the
+    same processes with their state, adopted, not started again; when the supervisor dies
+    for good, they die with it."""
+    sup = PidSupervisor.start(
+        [ChildSpec("tally", Tally), ChildSpec("w", Worker, args=("w",))],
+        backoff=FAST,
+        max_restarts=1,
+    )
+    supervisors.append(sup)
+    tally = actorflow.get(sup.get_child.remote("tally"), timeout=30)
+    assert actorflow.get(tally.add.remote(5), timeout=30) == 5
+    before = children(sup)
+    child_pid = actorflow.get(tally.pid.remote(), timeout=30)
+    sup_pid = kill_process(sup)
+    # Calls in flight when it died fail; the next ones wait for the restart.
+    poll_until(lambda: _answers(sup.pid) not in (None, sup_pid), timeout=60)
+    log_until(sup, lambda e: count("adopted")(e) == 2)
+    after = children(sup)
+    assert {n: c.actor_id for n, c in after.items()} == {n: c.actor_id for n, c in before.items()}
+    assert [c.state for c in after.values()] == ["running", "running"]
+    assert actorflow.get(tally.add.remote(1), timeout=30) == 6  # the same state
+    assert actorflow.get(tally.pid.remote(), timeout=30) == child_pid
+    # A child failure after the adoption is handled as before.
+    after["w"].handle.crash.remote()
+    log_until(sup, lambda e: count("restarted", "w")(e) == 1)
+
+    actorflow.kill(sup)  # dead for good: its children go with it
+    event = death(tally)
+    assert "owner" in event.cause and sup.actor_id in event.cause
+
+
+def test_a_supervisor_without_restarts_takes_its_children_along(supervisors):
+    sup = PidSupervisor.start([ChildSpec("tally", Tally)], backoff=FAST)
+    supervisors.append(sup)
+    tally = actorflow.get(sup.get_child.remote("tally"), timeout=30)
+    kill_process(sup)
+    event = death(tally)
+    assert "owner" in event.cause

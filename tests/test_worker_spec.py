@@ -28,6 +28,7 @@ def _spec(**changes) -> WorkerSpec:
         session_dir="/tmp/actorflow-sessions/session_x",
         shm_prefix="af_abc",
         spill_dir="/tmp/actorflow-sessions/session_x/spill",
+        segment_socket="/tmp/actorflow-sessions/session_x/store-abababab.sock",
         token=bytes(range(32)),
         config=Config(pipeline_depth=3, lease_idle_seconds=0.25, use_forkserver=False),
         worker_id="cd" * 8,

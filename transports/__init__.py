@@ -19,12 +19,14 @@ from .errors import (
     ConnectError,
     FrameError,
     FrameTooLargeError,
+    TLSError,
     TransportError,
 )
 from .framing import DEFAULT_MAX_FRAME_SIZE
 from .inproc import InprocBackend
 from .listener import Listener
 from .tcp import TCPBackend
+from .tls import TLSConfig, client_context, server_context
 from .unix import UnixBackend
 
 __all__ = [
@@ -37,11 +39,15 @@ __all__ = [
     "FrameError",
     "FrameTooLargeError",
     "Listener",
+    "TLSConfig",
+    "TLSError",
     "TransportError",
+    "client_context",
     "connect",
     "listen",
     "parse_address",
     "register_backend",
+    "server_context",
 ]
 
 register_backend("tcp", TCPBackend())

@@ -21,7 +21,7 @@ import hmac
 import os
 from collections.abc import Awaitable, Callable
 
-from .errors import AuthenticationError, ConnectError
+from .errors import AuthenticationError, ConnectError, TLSError
 
 __all__ = [
     "ACCEPT",
@@ -31,6 +31,7 @@ __all__ = [
     "REJECT",
     "REJECT_VERSION",
     "SERVER_RECEIVE_LIMIT",
+    "TLS_MARKER",
     "VERSION",
     "client_handshake",
     "client_mac",
@@ -45,6 +46,8 @@ MAC_SIZE = 32
 ACCEPT = b"\x01"
 REJECT = b"\x00"
 REJECT_VERSION = b"\x02"
+# In the version byte's place, the first bytes of a TLS port (tls.py): "speak TLS first".
+TLS_MARKER = 0xF1
 
 _PREAMBLE = MAGIC + bytes([VERSION])
 _SERVER_HELLO_SIZE = len(_PREAMBLE) + NONCE_SIZE
@@ -102,6 +105,12 @@ async def client_handshake(
     hello = await read_exactly(_SERVER_HELLO_SIZE)
     if hello[: len(MAGIC)] != MAGIC:
         raise ConnectError(f"{address} is not an actorflow endpoint (bad handshake magic)")
+    if hello[len(MAGIC)] == TLS_MARKER:
+        write(_PREAMBLE)  # so that the server's TLS, too, sees plaintext and can say so
+        raise TLSError(
+            f"{address} requires TLS (its cluster was started with --tls) and this process "
+            "connects without it: set ACTORFLOW_TLS=1 here"
+        )
     if hello[len(MAGIC)] != VERSION:
         raise ConnectError(
             f"{address} speaks wire protocol version {hello[len(MAGIC)]}, we speak {VERSION}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -17,7 +18,10 @@ __all__ = ["Backend", "connect", "get_backend", "listen", "open_stream", "regist
 
 
 class Backend(Protocol):
-    """What a transport implementation provides. Both methods get the full address."""
+    """What a transport implementation provides. Both methods get the full address.
+
+    ``tls`` (a server context for listen, a client one for connect) is for backends whose
+    traffic leaves the machine (tcp); local ones (unix, inproc) never do, and ignore it."""
 
     async def listen(
         self,
@@ -27,10 +31,17 @@ class Backend(Protocol):
         token: bytes,
         max_frame_size: int,
         handshake_timeout: float,
+        tls: ssl.SSLContext | None = None,
     ) -> Listener: ...
 
     async def connect(
-        self, address: str, *, token: bytes, timeout: float, max_frame_size: int
+        self,
+        address: str,
+        *,
+        token: bytes,
+        timeout: float,
+        max_frame_size: int,
+        tls: ssl.SSLContext | None = None,
     ) -> Connection: ...
 
 
@@ -67,8 +78,12 @@ async def listen(
     token: bytes,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     handshake_timeout: float = 5.0,
+    tls: ssl.SSLContext | None = None,
 ) -> Listener:
     """Serve ``address``; ``on_connection(conn)`` runs for each authenticated connection.
+
+    With ``tls`` (a server context, see tls.py) a tcp:// listener speaks TLS only: the token
+    handshake and every frame run inside it, and plaintext clients are refused.
 
     ``on_connection`` may be a plain function or return an awaitable (run as a task);
     if it raises, the error is logged and that connection closed. Clients that do
@@ -82,6 +97,7 @@ async def listen(
         token=bytes(token),
         max_frame_size=max_frame_size,
         handshake_timeout=handshake_timeout,
+        tls=tls,
     )
 
 
@@ -91,15 +107,17 @@ async def connect(
     token: bytes,
     timeout: float = 10.0,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    tls: ssl.SSLContext | None = None,
 ) -> Connection:
-    """Open an authenticated connection to ``address``.
+    """Open an authenticated connection to ``address`` (over TLS with a client context).
 
-    Raises AuthenticationError on a token mismatch (either direction), ConnectError
-    (with the address in the message) on any other failure, including timeout.
+    Raises AuthenticationError on a token mismatch (either direction), TLSError (one) when
+    TLS refuses the connection, ConnectError (with the address in the message) on any other
+    failure, including timeout.
     """
     _check_token(token)
     return await get_backend(address).connect(
-        address, token=bytes(token), timeout=timeout, max_frame_size=max_frame_size
+        address, token=bytes(token), timeout=timeout, max_frame_size=max_frame_size, tls=tls
     )
 
 
@@ -116,8 +134,9 @@ async def open_stream(
     token: bytes,
     timeout: float,
     max_frame_size: int,
+    tls: ssl.SSLContext | None = None,
 ) -> Connection:
-    """Client side for socket-like backends: connect, authenticate, map errors."""
+    """Client side for socket-like backends: connect, (start TLS,) authenticate, map errors."""
     loop = asyncio.get_running_loop()
 
     def factory() -> StreamProtocol:
@@ -126,9 +145,11 @@ async def open_stream(
     async def attempt() -> Connection:
         transport, proto = await create(factory)
         try:
+            if tls is not None:
+                await proto.client_tls(tls, address, timeout)
             return await proto.client_handshake(address)
         except BaseException:
-            transport.abort()  # type: ignore[attr-defined]
+            (proto.transport or transport).abort()  # type: ignore[attr-defined]
             raise
 
     try:

@@ -46,6 +46,8 @@ class Connection:
         self._transport: Any = transport  # Any: tests swap in a spy
         self.local_address = local_address
         self.peer_address = peer_address
+        self.tls = False  # set by the stream once authenticated: over TLS?
+        self.peer_certificate: dict[str, Any] | None = None  # the peer's, checked by TLS
         self._encoder = Encoder(max_frame_size)
         self._decoder = FrameDecoder(max_frame_size)
 

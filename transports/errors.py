@@ -12,6 +12,7 @@ __all__ = [
     "ConnectError",
     "FrameError",
     "FrameTooLargeError",
+    "TLSError",
     "TransportError",
 ]
 
@@ -38,6 +39,11 @@ class AuthenticationError(TransportError):
     Deliberately not a ConnectError: retry loops around ConnectError should not
     spin on a wrong token.
     """
+
+
+class TLSError(AuthenticationError):
+    """TLS refused the connection: one side speaks TLS and the other not, or a certificate is
+    not the cluster's, has expired, or is missing. The message names which."""
 
 
 class FrameError(TransportError):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import itertools
+import ssl
 from typing import Any
 
 from .address import parse_address
@@ -169,6 +170,7 @@ class InprocBackend:
         token: bytes,
         max_frame_size: int,
         handshake_timeout: float,
+        tls: ssl.SSLContext | None = None,  # same machine only: no TLS needed
     ) -> Listener:
         name = _name(address)
         if not name:
@@ -196,7 +198,13 @@ class InprocBackend:
         return Listener(f"inproc://{name}", close)
 
     async def connect(
-        self, address: str, *, token: bytes, timeout: float, max_frame_size: int
+        self,
+        address: str,
+        *,
+        token: bytes,
+        timeout: float,
+        max_frame_size: int,
+        tls: ssl.SSLContext | None = None,  # same machine only: no TLS needed
     ) -> Connection:
         name = _name(address)
         endpoint = _listeners.get(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -69,6 +70,7 @@ class Acceptor:
         token: bytes,
         max_frame_size: int,
         handshake_timeout: float,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not callable(on_connection):
             raise TypeError("on_connection must be callable")
@@ -77,6 +79,7 @@ class Acceptor:
         self._token = token
         self._max_frame_size = max_frame_size
         self._handshake_timeout = handshake_timeout
+        self._tls = tls
         self._handshaking: set[StreamProtocol] = set()
         # Strong references: the loop only keeps weak ones to tasks.
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -111,9 +114,14 @@ class Acceptor:
         self._handshaking.add(proto)
         self._spawn(self._authenticate(proto))
 
+    async def _handshake(self, proto: StreamProtocol) -> Connection:
+        if self._tls is not None:  # TLS first: the token handshake runs inside it
+            await proto.server_tls(self._tls, self._handshake_timeout)
+        return await proto.server_handshake()
+
     async def _authenticate(self, proto: StreamProtocol) -> None:
         try:
-            conn = await asyncio.wait_for(proto.server_handshake(), self._handshake_timeout)
+            conn = await asyncio.wait_for(self._handshake(proto), self._handshake_timeout)
         except HandshakeRejected as exc:
             logger.warning("rejected connection from %s: %s", proto.peer_address, exc)
             proto.close()  # close, not abort: the REJECT byte must get out

@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from typing import cast
 
-from . import auth
+from . import auth, tls
 from .connection import Connection
-from .errors import CommClosedError
+from .errors import CommClosedError, ConnectError, TLSError
 
 __all__ = ["Describe", "StreamProtocol"]
 
@@ -52,6 +53,8 @@ class StreamProtocol(asyncio.Protocol):
         self._hs_limit = handshake_limit
         self._lost = False
         self._lost_exc: BaseException | None = None
+        self._client_tls: ssl.SSLContext | None = None  # set once a client's TLS is up
+        self._received = 0  # handshake bytes received since TLS began (or since connecting)
 
     # ------------------------------------------------------- asyncio callbacks
 
@@ -72,6 +75,7 @@ class StreamProtocol(asyncio.Protocol):
             conn._data_received(data)
             return
         self._hs_buf += data
+        self._received += len(data)
         if self._hs_limit is not None and len(self._hs_buf) > self._hs_limit:
             logger.warning(
                 "dropping %s: sent %d bytes before authenticating",
@@ -109,6 +113,11 @@ class StreamProtocol(asyncio.Protocol):
     async def _read_exactly(self, n: int) -> bytes:
         while len(self._hs_buf) < n:
             if self._lost:
+                if isinstance(self._lost_exc, ssl.SSLError):
+                    # TLS 1.3: a client hears that its certificate was refused only here.
+                    raise TLSError(
+                        f"{self.peer_address}: {tls.describe_tls_error(self._lost_exc)}"
+                    ) from self._lost_exc
                 raise CommClosedError(
                     f"{self.peer_address} closed the connection during the handshake"
                 ) from self._lost_exc
@@ -126,13 +135,60 @@ class StreamProtocol(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    async def server_tls(self, ctx: ssl.SSLContext, timeout: float) -> None:
+        """Send the preamble and start TLS; raises HandshakeRejected naming the problem."""
+        if self._hs_buf:
+            raise auth.HandshakeRejected(
+                f"sent {len(self._hs_buf)} plaintext bytes before TLS: not a TLS client "
+                f"(first bytes {bytes(self._hs_buf[:8])!r})"
+            )
+        assert self.transport is not None
+        self._write(tls.PREAMBLE)
+        try:
+            self.transport = await tls.start_tls(
+                self.transport, self, ctx, server_side=True, timeout=timeout
+            )
+        except TLSError as exc:
+            raise auth.HandshakeRejected(f"TLS handshake failed: {exc}") from exc
+
+    async def client_tls(self, ctx: ssl.SSLContext, address: str, timeout: float) -> None:
+        """Read the server's preamble and start TLS; raises TLSError naming the problem."""
+        hello = await self._read_exactly(len(tls.PREAMBLE))
+        if hello[: len(auth.MAGIC)] != auth.MAGIC:
+            raise ConnectError(f"{address} is not an actorflow endpoint (bad handshake magic)")
+        if hello != tls.PREAMBLE:
+            raise TLSError(
+                f"{address} does not use TLS, and this process requires it (ACTORFLOW_TLS is "
+                "set here but its cluster was started without --tls)"
+            )
+        assert self.transport is not None
+        try:
+            self.transport = await tls.start_tls(
+                self.transport, self, ctx, server_side=False, timeout=timeout
+            )
+        except TLSError as exc:
+            raise TLSError(f"{address}: {exc}") from exc
+        self._client_tls, self._received = ctx, 0
+
     async def server_handshake(self) -> Connection:
         """Raises auth.HandshakeRejected / CommClosedError if the client must be dropped."""
         await auth.server_handshake(self._read_exactly, self._write, self._token)
         return self._open()
 
     async def client_handshake(self, address: str) -> Connection:
-        await auth.client_handshake(self._read_exactly, self._write, self._token, address)
+        try:
+            await auth.client_handshake(self._read_exactly, self._write, self._token, address)
+        except CommClosedError as exc:
+            if self._client_tls is None or self._received:
+                raise
+            # Closed as TLS began, before the server said a word: it refused our certificate.
+            problem = tls.own_certificate_problem(self._client_tls) or (
+                "not signed by its cluster's CA, expired, or none; its log says which"
+            )
+            raise TLSError(
+                f"{address} closed the connection as TLS began: it refused our certificate "
+                f"({problem})"
+            ) from exc
         return self._open()
 
     def _open(self) -> Connection:
@@ -144,6 +200,9 @@ class StreamProtocol(asyncio.Protocol):
             peer_address=self.peer_address,
             max_frame_size=self._max_frame_size,
         )
+        # What TLS proved about the peer: None without TLS, or if it presented no certificate.
+        conn.peer_certificate = self.transport.get_extra_info("peercert") or None
+        conn.tls = self.transport.get_extra_info("sslcontext") is not None
         self.connection = conn
         # The peer may have pipelined frames right behind its last handshake bytes.
         leftover, self._hs_buf = self._hs_buf, bytearray()

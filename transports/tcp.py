@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 from .address import format_host_port, parse_address, split_host_port
@@ -41,6 +42,7 @@ class TCPBackend:
         token: bytes,
         max_frame_size: int,
         handshake_timeout: float,
+        tls: ssl.SSLContext | None = None,
     ) -> Listener:
         host, port = _location(address)
         loop = asyncio.get_running_loop()
@@ -50,6 +52,7 @@ class TCPBackend:
             token=token,
             max_frame_size=max_frame_size,
             handshake_timeout=handshake_timeout,
+            tls=tls,
         )
         server = await loop.create_server(
             lambda: acceptor.protocol(_describe), host, port, backlog=_BACKLOG
@@ -63,7 +66,13 @@ class TCPBackend:
         return Listener(bound, close)
 
     async def connect(
-        self, address: str, *, token: bytes, timeout: float, max_frame_size: int
+        self,
+        address: str,
+        *,
+        token: bytes,
+        timeout: float,
+        max_frame_size: int,
+        tls: ssl.SSLContext | None = None,
     ) -> Connection:
         host, port = _location(address)
         loop = asyncio.get_running_loop()
@@ -74,4 +83,5 @@ class TCPBackend:
             token=token,
             timeout=timeout,
             max_frame_size=max_frame_size,
+            tls=tls,
         )

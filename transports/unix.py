@@ -7,6 +7,7 @@ import errno
 import itertools
 import os
 import socket
+import ssl
 import stat
 
 from .address import parse_address
@@ -58,6 +59,7 @@ class UnixBackend:
         token: bytes,
         max_frame_size: int,
         handshake_timeout: float,
+        tls: ssl.SSLContext | None = None,  # same machine only: no TLS needed
     ) -> Listener:
         path = _path(address)
         _clear_stale_socket(path, address)
@@ -92,7 +94,13 @@ class UnixBackend:
         return Listener(local, close)
 
     async def connect(
-        self, address: str, *, token: bytes, timeout: float, max_frame_size: int
+        self,
+        address: str,
+        *,
+        token: bytes,
+        timeout: float,
+        max_frame_size: int,
+        tls: ssl.SSLContext | None = None,  # same machine only: no TLS needed
     ) -> Connection:
         path = _path(address)
         loop = asyncio.get_running_loop()

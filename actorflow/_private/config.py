@@ -13,6 +13,8 @@ from actorflow._private import errors
 # here only.
 ADDRESS_VARIABLE = "ACTORFLOW_ADDRESS"
 TOKEN_VARIABLE = "ACTORFLOW_TOKEN"
+# The path of a file holding the token (a mounted Kubernetes Secret), when ACTORFLOW_TOKEN is unset.
+TOKEN_FILE_VARIABLE = "ACTORFLOW_TOKEN_FILE"
 PARENT_PID_VARIABLE = "ACTORFLOW_PARENT_PID"
 
 
@@ -29,10 +31,20 @@ def env_parent_pid() -> int:
 
 
 def env_token(*, consume: bool = False) -> bytes | None:
-    """The cluster token given in ACTORFLOW_TOKEN (hex); None if it is unset or blank. consume:
-    also remove it from this process's environment, so that no child inherits it."""
+    """The cluster token given in ACTORFLOW_TOKEN (hex), else in the file ACTORFLOW_TOKEN_FILE
+    names (a mounted Secret); None if neither is set. consume: also remove ACTORFLOW_TOKEN from
+    this process's environment, so that no child inherits it."""
     raw = os.environ.pop(TOKEN_VARIABLE, "") if consume else os.environ.get(TOKEN_VARIABLE, "")
     raw = raw.strip()
+    path = os.environ.get(TOKEN_FILE_VARIABLE, "").strip()
+    if not raw and path:
+        try:
+            with open(path) as f:
+                raw = f.read().strip()
+        except OSError as exc:
+            raise errors.AuthenticationError(
+                f"{TOKEN_FILE_VARIABLE}={path}: cannot read the token file ({exc.strerror})"
+            ) from None
     if not raw:
         return None
     try:
@@ -49,9 +61,9 @@ class Config:
     # Values at or below this many bytes travel inline with their owner; larger ones go to the
     # node's object store once it exists (the seam is serialization.is_inline).
     inline_object_max_bytes: int = 100 * 1024
-    # Bytes of shared memory the node's object store may use; 0: 30% of RAM, bounded by the
-    # size of /dev/shm. When full, objects are spilled to object_spilling_directory (default:
-    # the session directory's spill/).
+    # Bytes of shared memory the node's object store may use; 0: 30% of RAM (bounded by the
+    # size of /dev/shm where segments must be files there, without memfd). When full, objects
+    # are spilled to object_spilling_directory (default: the session directory's spill/).
     object_store_memory: int = 0
     object_spilling_directory: str = ""
     # The share of a node's RAM it offers as the ``memory`` resource (tasks and actors ask for
@@ -81,6 +93,9 @@ class Config:
     # How long a new worker process may take to register before it is counted as failed.
     worker_register_timeout: float = 30.0
     connect_timeout: float = 10.0
+    # TLS on every tcp connection (ACTORFLOW_TLS=1): a driver or node joining a cluster started
+    # with `actorflow start --head --tls` gets its certificate from the head with the token.
+    tls: bool = False
     # Nodes report to the GCS this often; one silent for node_timeout_seconds is marked dead
     # (its actors restart elsewhere, its tasks are retried, it is told to exit if it returns).
     heartbeat_seconds: float = 0.5
@@ -172,6 +187,8 @@ class Config:
     mapping_sweep_seconds: float = 1.0
     # Writable mappings of pooled segments a process keeps for its next writes.
     write_mappings_kept: int = 4
+    # Fds of the node's segments a process keeps (mapping one again is then one lookup).
+    segment_fds_kept: int = 64
 
     def replace(self, **changes: Any) -> Config:
         return dataclasses.replace(self, **changes)

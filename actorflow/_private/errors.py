@@ -32,6 +32,7 @@ __all__ = [
     "NodeDiedError",
     "SerializationError",
     "AuthenticationError",
+    "TLSError",
     "RuntimeNotInitializedError",
     "AsyncioContextError",
     "PeerUnreachableError",
@@ -275,6 +276,11 @@ class MalformedMessageError(ActorflowError, ValueError):
 
 class ClusterNotFoundError(ActorflowError, ConnectionError):
     """No running actorflow cluster could be found or reached."""
+
+
+class TLSError(AuthenticationError):
+    """TLS refused a connection: TLS on one side only, or a certificate not of this cluster,
+    expired, or missing (the message says which)."""
 
 
 class NodeStartError(ActorflowError):

@@ -26,6 +26,7 @@ import asyncio
 import builtins
 import inspect
 import logging
+import reprlib
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -119,9 +120,15 @@ class Runtime:
         token: bytes,
         max_frame_size: int,
         connect_timeout: float = 10.0,
+        tls: transports.TLSConfig | None = None,
     ) -> None:
         self.loop = loop
         self.token = token
+        # TLS on every tcp connection, accepted and opened (None: plaintext, token only).
+        self.tls = tls
+        # With TLS, what to do with an authenticated connection whose peer showed no
+        # certificate (only the GCS accepts those, to enroll members); None: close it.
+        self.on_uncertified: Callable[[Connection], Any] | None = None
         self.max_frame_size = max_frame_size
         self.connect_timeout = connect_timeout
         self.address = ""
@@ -147,7 +154,11 @@ class Runtime:
     async def start(self, listen_address: str) -> None:
         self.loop_thread_id = threading.get_ident()
         self._listener = await transports.listen(
-            listen_address, self._on_accept, token=self.token, max_frame_size=self.max_frame_size
+            listen_address,
+            self._on_accept,
+            token=self.token,
+            max_frame_size=self.max_frame_size,
+            tls=self.tls.server if self.tls is not None else None,
         )
         self.address = self._listener.address
 
@@ -272,6 +283,7 @@ class Runtime:
                 token=self.token,
                 timeout=self.connect_timeout,
                 max_frame_size=self.max_frame_size,
+                tls=self.tls.client if self.tls is not None else None,
             )
         except Exception as exc:
             self._fail_outbox(address, exc)
@@ -292,8 +304,10 @@ class Runtime:
                 self._fail_request(message, exc)
 
     def _fail_outbox(self, address: str, exc: BaseException) -> None:
-        if isinstance(exc, transports.AuthenticationError):
-            error: BaseException = errors.AuthenticationError(str(exc))
+        if isinstance(exc, transports.TLSError):
+            error: BaseException = errors.TLSError(str(exc))
+        elif isinstance(exc, transports.AuthenticationError):
+            error = errors.AuthenticationError(str(exc))
         else:
             error = errors.PeerUnreachableError(f"cannot reach {address}: {exc}")
             error.delivered = False
@@ -324,7 +338,13 @@ class Runtime:
 
     # -- receiving ------------------------------------------------------------------------------
 
-    def _on_accept(self, conn: Connection) -> None:
+    def _on_accept(self, conn: Connection) -> Any:
+        if conn.tls and conn.peer_certificate is None:
+            if self.on_uncertified is not None:
+                return self.on_uncertified(conn)
+            logger.warning("closing %s: it presented no TLS certificate", conn.peer_address)
+            conn.close()
+            return None
         self._accepted.add(conn)
         conn.set_handler(
             lambda msg: self._on_message(conn, msg), lambda exc: self._on_closed(conn, exc)
@@ -374,11 +394,18 @@ class Runtime:
                         self._timed(pending)
                     pending.future.set_exception(error_from_wire(msg[2]))
             else:
-                raise ValueError(f"unknown message kind {kind!r}")
+                raise ValueError(
+                    f"unknown message kind {kind!r}: a message is an array whose first item is "
+                    f"{REQUEST} (request), {RESPONSE}, {FAILURE}, {ONEWAY} or {STREAM}"
+                )
         except (TypeError, IndexError, KeyError, ValueError) as exc:
             # Malformed: this peer is broken or hostile; drop it, keep serving everyone else.
             logger.warning(
-                "malformed message from %s (%s); closing that connection", conn.peer_address, exc
+                "malformed message from %s: %s (%s: %s); closing that connection",
+                conn.peer_address,
+                reprlib.repr(msg),
+                type(exc).__name__,
+                exc,
             )
             conn.close()
 

@@ -1,12 +1,20 @@
 """Shared-memory channels of a compiled graph: one writer, one reader, on one machine.
 
-A channel is a file in /dev/shm mapped by both ends, cut into ``slots`` slots (one per execution
-that may be in flight), and a named pipe (FIFO) beside it. The writer fills slot ``seq % slots``
-and writes one byte to the FIFO; the reader blocks in ``read(2)`` on the FIFO, with no event loop
-in between, then reads the slot. The FIFO orders messages and carries the wake-up; the slot
-count bounds what can be unread at once (the driver never lets more executions be in flight), so
-a writer never waits. A value too large for a slot goes in a file of its own, named in the slot.
-A ``b"s"`` byte in the FIFO (from the driver, at teardown) stops the reader.
+A channel is anonymous shared memory (a memfd) mapped by both ends, cut into ``slots`` slots
+(one per execution that may be in flight), and a pipe beside it. The writer fills slot
+``seq % slots`` and writes one byte to the pipe; the reader blocks in ``read(2)`` on the pipe,
+with no event loop in between, then reads the slot. The pipe orders messages and carries the
+wake-up; the slot count bounds what can be unread at once (the driver never lets more executions
+be in flight), so a writer never waits. A ``b"s"`` byte in the pipe (from the driver, at
+teardown) stops the reader.
+
+The driver makes both (``ChannelMemory``) and keeps their fds; each end, the driver's included,
+opens them as ``/proc/<driver pid>/fd/<n>`` (which a process of the same user may do). Nothing
+has a name in any file system, so nothing outlives the processes using it, however they end.
+
+A value too large for a slot goes in a memfd of its own that the writer keeps; the slot names it
+(``pid:fd``) and the reader opens it the same way. The writer lets go of it when it writes that
+slot again: by then the reader has read it (the slot count bounds what is unread).
 """
 
 from __future__ import annotations
@@ -15,8 +23,9 @@ import mmap
 import os
 import select
 import struct
-import tempfile
 from typing import Any
+
+from actorflow._private.node.segments import anonymous_memory
 
 DATA = b"d"
 STOP = b"s"
@@ -26,58 +35,70 @@ _SPILLED = 2
 _HEADER = struct.Struct("<IB")  # payload length, kind
 _DATA_OFFSET = 8
 
-
-def shm_dir() -> str:
-    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+# Where a channel's memory and pipe are: (pid of the process holding them, memory fd, pipe fd).
+Locator = tuple[int, int, int]
 
 
 class Stopped(Exception):
     """The channel was told to stop (the graph is being torn down)."""
 
 
-def create(path: str, slots: int, slot_size: int) -> None:
-    """Make the channel's files (the driver does, before any end opens them)."""
-    with open(path, "wb") as f:
-        f.truncate(slots * slot_size)
-    os.mkfifo(path + ".fifo", 0o600)
+class ChannelMemory:
+    """A channel's memory and pipe, made and held by the driver (before any end opens them)."""
 
+    def __init__(self, name: str, slots: int, slot_size: int) -> None:
+        self.memory = anonymous_memory(name, slots * slot_size)
+        self.pipe_r, self.pipe_w = os.pipe()
+        self.locator: Locator = (os.getpid(), self.memory, self.pipe_r)
 
-def remove(path: str) -> None:
-    for leftover in (path, path + ".fifo"):
-        try:
-            os.unlink(leftover)
-        except FileNotFoundError:
-            pass
-    directory, name = os.path.split(path)
-    for entry in os.listdir(directory):
-        if entry.startswith(name + ".spill"):
+    def close(self) -> None:
+        for fd in (self.memory, self.pipe_r, self.pipe_w):
             try:
-                os.unlink(os.path.join(directory, entry))
-            except FileNotFoundError:
+                os.close(fd)
+            except OSError:
                 pass
+
+
+def _open_held(pid: int, fd: int) -> int:
+    """Our own fd of what process pid holds as fd (read-write)."""
+    return os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR)
 
 
 class Channel:
     """One end of a channel (either end; a channel's ends each keep their own sequence)."""
 
-    def __init__(self, path: str, slots: int, slot_size: int, nonblocking: bool = False) -> None:
-        self.path = path
+    def __init__(
+        self, locator: Locator, slots: int, slot_size: int, nonblocking: bool = False
+    ) -> None:
+        pid, memory, pipe = locator
         self.slots = slots
         self.slot_size = slot_size
-        flags = os.O_RDWR | (os.O_NONBLOCK if nonblocking else 0)
-        # O_RDWR on a FIFO (Linux) opens without waiting for the other end.
-        self.fd = os.open(path + ".fifo", flags)
-        with open(path, "r+b") as f:
-            self.buf = mmap.mmap(f.fileno(), slots * slot_size)
+        # A pipe opened through /proc is opened as a FIFO: O_RDWR (Linux) does not wait for the
+        # other end.
+        self.fd = _open_held(pid, pipe)
+        if nonblocking:
+            os.set_blocking(self.fd, False)
+        shared = _open_held(pid, memory)
+        try:
+            self.buf = mmap.mmap(shared, slots * slot_size)
+        finally:
+            os.close(shared)
         self.seq = 0
+        self._spills: dict[int, int] = {}  # slot -> memfd of the large value written there
 
     def write(self, kind: int, payload: bytes) -> None:
-        offset = (self.seq % self.slots) * self.slot_size
+        slot = self.seq % self.slots
+        offset = slot * self.slot_size
+        old = self._spills.pop(slot, None)
+        if old is not None:  # the value written there before has been read
+            os.close(old)
         if len(payload) > self.slot_size - _DATA_OFFSET:
-            spill = f"{self.path}.spill{self.seq}"
-            with open(spill, "wb") as f:
-                f.write(payload)
-            payload = spill.encode()
+            spill = anonymous_memory("actorflow-cgraph-value", len(payload))
+            self._spills[slot] = spill
+            written = 0
+            while written < len(payload):  # pwrite may write less than asked for huge values
+                written += os.pwrite(spill, memoryview(payload)[written:], written)
+            payload = f"{os.getpid()}:{spill}".encode()
             kind |= _SPILLED
         _HEADER.pack_into(self.buf, offset, len(payload), kind)
         start = offset + _DATA_OFFSET
@@ -93,10 +114,13 @@ class Channel:
         payload = bytes(self.buf[start : start + length])
         self.seq += 1
         if kind & _SPILLED:
-            spill = payload.decode()
-            with open(spill, "rb") as f:
-                payload = f.read()
-            os.unlink(spill)
+            pid, fd = (int(part) for part in payload.decode().split(":"))
+            spill = _open_held(pid, fd)
+            try:
+                with os.fdopen(spill, "rb", closefd=False) as f:
+                    payload = f.read()
+            finally:
+                os.close(spill)
             kind &= ~_SPILLED
         return kind, payload
 
@@ -137,6 +161,9 @@ class Channel:
             pass
 
     def close(self) -> None:
+        for spill in self._spills.values():
+            os.close(spill)
+        self._spills.clear()
         try:
             os.close(self.fd)
         except OSError:

@@ -74,8 +74,8 @@ class CompiledDAG:
         self._max_inflight = max_inflight
         self._slot_size = slot_size
         self._enable_asyncio = enable_asyncio
-        self._prefix = os.path.join(ch.shm_dir(), f"actorflow-cgraph-{uuid.uuid4().hex[:12]}")
-        self._paths: list[str] = []
+        self._name = f"actorflow-cgraph-{uuid.uuid4().hex[:12]}"
+        self._memories: list[ch.ChannelMemory] = []  # held here; the ends open them by pid/fd
         self._ends: dict[int, ch.Channel] = {}  # the driver's end of every channel
         self._inputs: list[tuple[Any, int]] = []  # (input part node, channel id)
         self._outputs: list[int] = []  # channel id of each output
@@ -94,16 +94,15 @@ class CompiledDAG:
         self._partial: dict[int, tuple[int, bytes]] = {}  # outputs read before a timeout
         self._death_r, self._death_w = os.pipe()
         self._pollers: dict[int, Any] = {}
-        self._finalizer = weakref.finalize(self, _remove_files, self._paths)
+        self._finalizer = weakref.finalize(self, _close_memories, self._memories)
 
     # -- compiling ------------------------------------------------------------------------------
 
     def _new_channel(self) -> int:
-        cid = len(self._paths)
-        path = f"{self._prefix}-{cid}"
-        ch.create(path, self._max_inflight, self._slot_size)
-        self._paths.append(path)
-        self._ends[cid] = ch.Channel(path, self._max_inflight, self._slot_size)
+        cid = len(self._memories)
+        memory = ch.ChannelMemory(f"{self._name}-{cid}", self._max_inflight, self._slot_size)
+        self._memories.append(memory)
+        self._ends[cid] = ch.Channel(memory.locator, self._max_inflight, self._slot_size)
         return cid
 
     def _compile(self, root: DAGNode) -> None:
@@ -238,7 +237,7 @@ class CompiledDAG:
             wire = {
                 "ops": plan.ops,
                 "channels": {
-                    cid: (self._paths[cid], self._max_inflight, self._slot_size)
+                    cid: (self._memories[cid].locator, self._max_inflight, self._slot_size)
                     for cid in plan.channels
                 },
                 "is_async": bool(plan.handle._meta.get("is_async")),
@@ -421,8 +420,7 @@ class CompiledDAG:
         for end in self._ends.values():
             end.close()
         self._ends.clear()
-        _remove_files(self._paths)
-        self._paths.clear()
+        _close_memories(self._memories)
         for fd in (self._death_r, self._death_w):
             try:
                 os.close(fd)
@@ -455,9 +453,10 @@ class _Input:
         return self.kwargs[name]
 
 
-def _remove_files(paths: list[str]) -> None:
-    for path in paths:
-        ch.remove(path)
+def _close_memories(memories: list[ch.ChannelMemory]) -> None:
+    for memory in memories:
+        memory.close()
+    memories.clear()
 
 
 def _now() -> float:

@@ -22,13 +22,18 @@ from actorflow.dag import channel as ch
 
 
 def host_key(instance: Any) -> str:
-    """Which machine this process is on (channels in shared memory need the same one)."""
+    """Which machine this process is on (channels in shared memory need the same one), and
+    which pid namespace (each end opens the driver's fds as /proc/<driver pid>/fd/<n>)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
     except OSError:
         boot = ""
-    return f"{socket.gethostname()}/{boot}"
+    try:
+        pids = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pids = ""
+    return f"{socket.gethostname()}/{boot}/{pids}"
 
 
 class _Loop:
@@ -37,8 +42,8 @@ class _Loop:
         self.class_name = type(instance).__name__
         self.ops = plan["ops"]
         self.channels = {
-            cid: ch.Channel(path, slots, size, nonblocking)
-            for cid, (path, slots, size) in plan["channels"].items()
+            cid: ch.Channel(tuple(locator), slots, size, nonblocking)  # type: ignore[arg-type]
+            for cid, (locator, slots, size) in plan["channels"].items()
         }
         self.methods = [getattr(instance, op["method"]) for op in self.ops]
 

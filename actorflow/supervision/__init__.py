@@ -11,8 +11,9 @@
     worker = actorflow.get(top.get_child.remote("db"))    # or actorflow.get_actor("app.db")
 
 - Children start in order, each once the one before is ALIVE; the supervisor is ALIVE once
-  all are. They are created with max_restarts=0: the supervisor does the restarting. They are
-  owned by the supervisor's process, so they die with it.
+  all are. They are created with max_restarts=0: the supervisor does the restarting. They die
+  with the supervisor actor, not its process: a supervisor with max_restarts of its own that
+  is restarted adopts the children still alive (their ids are kept in the GCS).
 - Restart types: permanent (always restarted), transient (restarted unless it ended
   normally: exit_actor() or a graceful terminate), temporary (never restarted).
 - Strategies: one_for_one, one_for_all, rest_for_one. A group restart stops the running
@@ -28,11 +29,15 @@
   which_children(), or, when the supervisor has a name, with
   ``actorflow.get_actor("<supervisor name>.<child name>")``: children of a named supervisor
   are named so (nested supervisors too: "app.workers.w1").
+- A mesh (actorflow.mesh) is one child with ``mesh_spec(name, cls, shape, strategy=...)``: a
+  nested MeshSupervisor whose children are the members (one_for_one restarts a member,
+  one_for_all the whole mesh); ``get_mesh()`` on it gives the current ActorMesh.
 - Custom decisions: subclass Supervisor and override ``decide(child, event) -> Directive``
   (RESTART, RESUME, STOP, ESCALATE); exit_kind(event) classifies the cause.
 """
 
 from actorflow.exceptions import ChildStartError
+from actorflow.supervision._mesh import MeshSupervisor, mesh_spec
 from actorflow.supervision._specs import (
     CRASHED,
     GAVE_UP,
@@ -77,8 +82,10 @@ __all__ = [
     "ChildSpec",
     "ChildStartError",
     "Directive",
+    "MeshSupervisor",
     "SupervisionEvent",
     "Supervisor",
     "exit_kind",
+    "mesh_spec",
     "supervisor_spec",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import time
 from collections import deque
@@ -11,11 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]  # no stubs published
+
 import actorflow
 from actorflow import exceptions
 from actorflow._private.protocol.actors import KillActor
+from actorflow._private.protocol.gcs import (
+    ACTOR_STATE_NAMESPACE,
+    SUPERVISION_NAMESPACE,
+    KvDel,
+    KvGet,
+    KvPut,
+)
 from actorflow._private.worker import context
-from actorflow.actor import ActorClass, exit_actor
+from actorflow.actor import ActorClass, ActorHandle, exit_actor
 from actorflow.supervision._specs import (
     NORMAL,
     ONE_FOR_ALL,
@@ -34,6 +44,8 @@ from actorflow.watching import ActorEvent
 logger = logging.getLogger("actorflow.supervision")
 
 LOG_SIZE = 1000  # events kept for events()
+REPORT_EVENTS = 50  # the latest events in the report to the GCS (the dashboard's history)
+REPORT_DELAY = 0.1  # seconds: changes within it go to the GCS in one report
 
 
 @dataclass(eq=False)
@@ -134,6 +146,7 @@ class Supervisor:
         self._log: deque[SupervisionEvent] = deque(maxlen=LOG_SIZE)
         self._seq = 0
         self._done = False  # gave up or shut down: events are ignored
+        self._report_handle: asyncio.TimerHandle | None = None
         # Children start in order before the constructor returns, so the supervisor is ALIVE
         # only once all of them are (as OTP's start_link); a child that cannot start fails it.
         future = asyncio.run_coroutine_threadsafe(self._init(specs), core.runtime.loop)
@@ -266,6 +279,7 @@ class Supervisor:
             self._done = True
             await self._stop_all()
             self._record("stopped", "", "shutdown()")
+        self._withdraw_report()
         host: Any = self._core.runtime.actors.get("actor")
         if host is None:
             exit_actor()
@@ -282,6 +296,9 @@ class Supervisor:
         self._logged = asyncio.Event()
         self._changed = asyncio.Event()  # set (and replaced) at every child state change
         self._main = asyncio.ensure_future(self._run())
+        # After a restart of this supervisor (its own max_restarts), the children its previous
+        # process started are still alive: they are adopted instead of started again.
+        self._saved = await self._load_children()
         async with self._lock:  # a failure meanwhile is handled once all have started
             for spec in specs:
                 child = self._make_child(spec)
@@ -300,6 +317,9 @@ class Supervisor:
         actor_class = spec.cls if isinstance(spec.cls, ActorClass) else actorflow.remote(plain)
         options = dict(spec.options)
         options.setdefault("max_restarts", 0)
+        # It dies with this supervisor actor, not with its process: a restarted supervisor
+        # finds it alive and adopts it.
+        options.setdefault("_survive_owner_restart", True)
         if self.name and "name" not in options:
             options["name"] = f"{self.name}.{spec.name}"
             if self.namespace:
@@ -319,6 +339,9 @@ class Supervisor:
             kwargs.setdefault("name", child.actor_name)
             kwargs.setdefault("namespace", spec.options.get("namespace", self.namespace))
         self._set_state(child, "starting")
+        saved = self._saved.pop(spec.name, None)
+        if saved is not None and await self._adopt(child, *saved):
+            return
         try:
             handle = child.actor_class.remote(*spec.args, **kwargs)
         except Exception as exc:
@@ -341,6 +364,57 @@ class Supervisor:
         inc.started_at = time.monotonic()
         self._set_state(child, "running")
         self._record("started", spec.name, f"actor {handle.actor_id}")
+        self._save_children()
+
+    async def _adopt(self, child: _Child, actor_id: str, meta: dict, restarts: int) -> bool:
+        """Take over a child that a previous process of this supervisor started, if it is
+        still alive; False if it is not (it is then started afresh)."""
+        inc = _Incarnation(ActorHandle(actor_id, meta), asyncio.get_running_loop().create_future())
+        child.inc = inc
+        inc.task = asyncio.ensure_future(self._watch(child, inc))
+        try:
+            first = await asyncio.wait_for(asyncio.shield(inc.alive), child.spec.start_timeout)
+        except asyncio.TimeoutError:
+            first = None
+        if first is None or first.state != "ALIVE":
+            inc.task.cancel()
+            child.inc = None
+            return False
+        inc.started_at = time.monotonic()
+        child.restarts = restarts
+        self._set_state(child, "running")
+        self._record("adopted", child.spec.name, f"actor {actor_id}, alive across a restart")
+        self._save_children()
+        return True
+
+    # -- what a restarted supervisor adopts ------------------------------------------------------
+
+    async def _load_children(self) -> dict[str, list]:
+        """{child name: [actor id, meta, restarts]} saved by this actor's previous process."""
+        raw = await self._core.gcs_request(
+            "gcs", "kv_get", KvGet(ACTOR_STATE_NAMESPACE, self._actor_id.encode())
+        )
+        return {} if raw is None else dict(msgpack.unpackb(raw))
+
+    def _save_children(self) -> None:
+        """Keep the running children in the GCS, under this actor's id (the GCS drops them
+        when this actor is dead for good). Requests go in order: the last one wins."""
+        saved = {
+            c.spec.name: [c.inc.handle.actor_id, c.inc.handle._meta, c.restarts]
+            for c in self._children
+            if c.inc is not None and c.state == "running"
+        }
+        message = KvPut(ACTOR_STATE_NAMESPACE, self._actor_id.encode(), msgpack.packb(saved), True)
+        self._core.gcs_request("gcs", "kv_put", message).add_done_callback(self._saved_or_logged)
+
+    def _saved_or_logged(self, future: asyncio.Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            logger.warning(
+                "supervisor %s: its children could not be saved (a restart of it would start "
+                "them again): %s",
+                self._label,
+                future.exception(),
+            )
 
     async def _stop(self, child: _Child, graceful: bool = True) -> None:
         """End the child's current actor (if it runs) and wait until it is dead."""
@@ -539,6 +613,7 @@ class Supervisor:
                     member.spec.name,
                     f"restart {member.restarts}, actor {member.info().actor_id}",
                 )
+            self._save_children()
             return
 
     def _count_restart(self) -> bool:
@@ -556,6 +631,7 @@ class Supervisor:
         cause = f"supervisor {self._label} gave up: {reason}"
         self._record("gave_up", "", cause)
         logger.error("%s", cause)
+        self._report()  # now: its last state, before it dies
         await asyncio.sleep(0.05)  # so that the replies to events() callers leave first
         core = self._core
         core.runtime.tell(core.gcs_address, KillActor(self._actor_id, True, cause))
@@ -572,6 +648,7 @@ class Supervisor:
         child.state = state
         self._changed.set()
         self._changed = asyncio.Event()
+        self._report_soon()
 
     def _record(self, kind: str, child: str, detail: str) -> None:
         self._seq += 1
@@ -580,6 +657,63 @@ class Supervisor:
         logger.info("%s", event)
         self._logged.set()
         self._logged = asyncio.Event()
+        self._report_soon()
+
+    # -- the report in the GCS (the dashboard, `actorflow list supervisors`) ---------------------
+
+    def _report_soon(self) -> None:
+        if self._report_handle is None:
+            loop = asyncio.get_running_loop()
+            self._report_handle = loop.call_later(REPORT_DELAY, self._report)
+
+    def _report(self) -> None:
+        if self._report_handle is not None:
+            self._report_handle.cancel()
+            self._report_handle = None
+        core = self._core
+        value = json.dumps(self._report_value()).encode()
+        key = self._actor_id.encode()
+        core.runtime.tell(core.gcs_address, KvPut(SUPERVISION_NAMESPACE, key, value, True))
+
+    def _withdraw_report(self) -> None:
+        if self._report_handle is not None:
+            self._report_handle.cancel()
+            self._report_handle = None
+        core = self._core
+        core.runtime.tell(core.gcs_address, KvDel(SUPERVISION_NAMESPACE, self._actor_id.encode()))
+
+    def _report_value(self) -> dict[str, Any]:
+        children = []
+        for child in self._children:
+            info = child.info()
+            children.append(
+                {
+                    "name": info.name,
+                    "restart": info.restart,
+                    "state": info.state,
+                    "restarts": info.restarts,
+                    "actor_id": info.actor_id,
+                    "actor_name": info.actor_name,
+                    "is_supervisor": child.is_supervisor,
+                }
+            )
+        events = list(self._log)[-REPORT_EVENTS:]
+        return {
+            "actor_id": self._actor_id,
+            "name": self.name,
+            "label": self._label,
+            "namespace": self.namespace or "",
+            "strategy": self.strategy,
+            "intensity": self.intensity,
+            "period": self.period,
+            "gave_up": self._done,
+            "updated": time.time(),
+            "children": children,
+            "events": [
+                {"seq": e.seq, "time": e.time, "kind": e.kind, "child": e.child, "detail": e.detail}
+                for e in events
+            ],
+        }
 
 
 def supervisor_spec(

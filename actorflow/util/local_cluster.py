@@ -20,9 +20,14 @@ from actorflow._private.config import Config
 
 
 class LocalCluster:
-    def __init__(self, session_root: str | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, session_root: str | None = None, host: str = "127.0.0.1", tls: bool = False
+    ) -> None:
         self.session_root = session_root or Config.from_env().session_root
         self.host = host
+        # TLS between all its processes (`actorflow start --head --tls`); nodes share the
+        # head's session on this machine, and so its certificates.
+        self.tls = tls
         self.nodes: list[dict[str, Any]] = []  # node infos, the head first
         self.gcs: dict[str, Any] | None = None  # the GCS process's info
 
@@ -32,6 +37,12 @@ class LocalCluster:
         if not self.nodes:
             raise RuntimeError("the cluster has no head yet: call add_node() first")
         return str(self.nodes[0]["gcs_address"]).split("://")[-1]
+
+    @property
+    def dashboard_url(self) -> str:
+        """http://HOST:PORT of the head's dashboard ("" if it serves none)."""
+        dashboard = self.nodes[0].get("dashboard") if self.nodes else None
+        return str(dashboard["url"]) if dashboard else ""
 
     @property
     def head(self) -> dict[str, Any]:
@@ -49,13 +60,20 @@ class LocalCluster:
         wrapper: list[str] | None = None,
         storage: str = "",
         metrics_export_port: int = 0,
+        drain_grace_seconds: float = 0.0,
+        dashboard: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Start a node and return its info: node_id, address, pid, session_dir, log_path.
+        ``dashboard`` (the head only): also serve the web dashboard, e.g. ``{"port": 0}``
+        (host and port; its url is then ``info["dashboard"]["url"]``).
         Its /metrics is at ``http://{info["metrics_address"]}/metrics`` (a free port unless
         metrics_export_port is given). The first one is the head: the cluster's GCS (a
         process of its own, keeping its tables in ``storage``, default SQLite in the
         session) and the head's node. ``wrapper`` prefixes the command (e.g. ``ip netns
-        exec NS``)."""
+        exec NS``). With drain_grace_seconds above 0, SIGTERM drains the node first
+        (``kill_node(node, signal.SIGTERM)``: its running tasks get that long to finish)."""
+        if dashboard is not None and self.nodes:
+            raise ValueError("only the head serves the dashboard: pass dashboard= to its add_node")
         info = start_node(
             head=not self.nodes,
             address=self.address if self.nodes else "",
@@ -70,6 +88,9 @@ class LocalCluster:
             session_root=self.session_root,
             env=env,
             wrapper=wrapper,
+            tls=self.tls,
+            drain_grace_seconds=drain_grace_seconds,
+            dashboard=dashboard,
         )
         if info.get("gcs"):
             self.gcs = info["gcs"]
@@ -115,7 +136,8 @@ class LocalCluster:
 
     def shutdown(self) -> None:
         """End every node this cluster started: SIGTERM, then SIGKILL for those that linger."""
-        processes = [node["popen"] for node in reversed(self.nodes)]
+        processes = [n["dashboard"]["popen"] for n in self.nodes if n.get("dashboard")]
+        processes += [node["popen"] for node in reversed(self.nodes)]
         if self.gcs is not None:
             processes.append(self.gcs["popen"])
         for process in processes:

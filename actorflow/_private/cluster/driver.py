@@ -13,7 +13,7 @@ import socket
 from typing import Any
 
 from actorflow._private import errors, ids
-from actorflow._private.cluster import session_dir
+from actorflow._private.cluster import enrollment, session_dir
 from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.cluster.local import job_config, upload_job_env
 from actorflow._private.config import Config, env_address
@@ -134,9 +134,14 @@ class ClusterDriver:
             self.config.connect_timeout,
         )
         host = local_ip_towards(self.gcs_address)
+        runtime.tls = await enrollment.client_tls(
+            self.gcs_address, self.token, self.session_dir, self.config, name="driver"
+        )
         await runtime.start(f"tcp://{host}:0")
         try:
             nodes = await runtime.request(self.gcs_address, "gcs", "get_nodes", None)
+        except errors.TLSError as exc:
+            raise errors.TLSError(f"init(address={self.gcs_address!r}): {exc}") from None
         except errors.AuthenticationError as exc:
             raise errors.AuthenticationError(
                 f"init(address={self.gcs_address!r}): the cluster refused this driver's token "
@@ -169,6 +174,7 @@ class ClusterDriver:
             namespace=self.namespace,
             shm_prefix=node.get("shm_prefix", ""),
             spill_dir=node.get("spill_dir", ""),
+            segment_socket=node.get("segment_socket", ""),
         )
         self.core.job_info = {"namespace": self.namespace, "config": config}
         self.core.runtime_envs.adopt(env_wire)

@@ -14,13 +14,15 @@ cluster token found in the session directory (or ``ACTORFLOW_TOKEN``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from actorflow._private import errors
-from actorflow._private.cluster import session_dir
+from actorflow._private.cluster import enrollment, session_dir
 from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.config import Config
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
@@ -121,9 +123,15 @@ def run(
 ) -> T:
     """Run job(ask, gcs_address) on a runtime connected to the cluster at address (None: this
     process's cluster if it is part of one, else the latest session) and return its result;
-    ``GetTimeoutError`` if it takes longer than timeout seconds."""
+    ``GetTimeoutError`` if it takes longer than timeout seconds. Within a ``KeptConnection``'s
+    ``active()`` (the dashboard's), its runtime is used."""
     if timeout is not None:
         job = _bounded(job, timeout)
+    kept = _kept_open.get()
+    if kept is not None and (
+        address in (None, "", "auto") or _same_address(address, kept.target.gcs_address)
+    ):
+        return kept.run(job)
     core = context.core_or_none()
     if core is not None and (
         address in (None, "", "auto") or _same_address(address, core.gcs_address)
@@ -136,6 +144,60 @@ def run(
         coro = job(_asker(core.runtime, core.config), core.gcs_address)
         return asyncio.run_coroutine_threadsafe(coro, core.runtime.loop).result()
     return _run_outside(find_target(address), job)
+
+
+class KeptConnection:
+    """A runtime kept open to one cluster, on a loop the caller runs (the dashboard's): while
+    ``active()`` in a thread's context, ``run`` asks through it, instead of opening a runtime
+    (and a connection to every process) per query."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, target: Target) -> None:
+        self.loop = loop
+        self.target = target
+        self.config = Config.from_env()
+        self.runtime = Runtime(
+            loop,
+            target.token,
+            self.config.max_frame_size,
+            min(self.config.connect_timeout, self.config.inspection_request_timeout),
+        )
+
+    async def start(self) -> None:
+        await self.runtime.start("tcp://127.0.0.1:0")
+
+    async def aclose(self) -> None:
+        await self.runtime.aclose()
+
+    async def run_async(self, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+        """The job, on the kept runtime (called on its loop)."""
+        return await job(_asker(self.runtime, self.config), self.target.gcs_address)
+
+    def run(self, job: Callable[[Ask, str], Coroutine[Any, Any, T]]) -> T:
+        """The job, from a thread other than the loop's (blocking it until done)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            raise errors.AsyncioContextError(
+                "cluster inspection blocks: call it from a thread (asyncio.to_thread), not on "
+                "the loop of the connection it uses"
+            )
+        return asyncio.run_coroutine_threadsafe(self.run_async(job), self.loop).result()
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Make ``run`` (and so every ``actorflow.util.state`` query) use this connection."""
+        token = _kept_open.set(self)
+        try:
+            yield
+        finally:
+            _kept_open.reset(token)
+
+
+_kept_open: contextvars.ContextVar[KeptConnection | None] = contextvars.ContextVar(
+    "actorflow_inspection_connection", default=None
+)
 
 
 def _bounded(
@@ -176,6 +238,9 @@ def _run_outside(target: Target, job: Callable[[Ask, str], Coroutine[Any, Any, T
     )
 
     async def main() -> T:
+        runtime.tls = await enrollment.client_tls(
+            target.gcs_address, target.token, target.session, config, name="inspect"
+        )
         await runtime.start("tcp://127.0.0.1:0")
         try:
             return await job(_asker(runtime, config), target.gcs_address)
@@ -199,6 +264,8 @@ async def _ask_gcs(ask: Ask, gcs_address: str, method: str, target: str = "gcs")
     """Ask the GCS process (target "gcs": nodes, jobs; "actors": the actor table)."""
     try:
         return await ask(gcs_address, target, method, None)
+    except errors.TLSError:
+        raise
     except errors.AuthenticationError as exc:
         raise errors.AuthenticationError(
             f"authentication with the cluster at {gcs_address} failed: the token does not match "
@@ -262,19 +329,21 @@ class ClusterView:
     jobs: list[dict[str, Any]]
     node_infos: dict[str, dict[str, Any]]  # node_id -> its raylet's node_info (live ones)
     unreachable: list[str] = field(default_factory=list)  # live nodes whose raylet did not answer
+    demand: dict[str, Any] = field(default_factory=dict)  # the GCS's cluster_demand answer
 
 
 async def collect_cluster(ask: Ask, gcs_address: str) -> ClusterView:
-    nodes, actors, jobs = await asyncio.gather(
+    nodes, actors, jobs, demand = await asyncio.gather(
         _ask_gcs(ask, gcs_address, "get_nodes"),
         _ask_gcs(ask, gcs_address, "list_actors", "actors"),
         _ask_gcs(ask, gcs_address, "list_jobs"),
+        _ask_gcs(ask, gcs_address, "cluster_demand"),
     )
     live = [n for n in nodes if n.get("alive", True)]
     infos = await asyncio.gather(
         *[_ask_or_none(ask, n["address"], "raylet", "node_info") for n in live]
     )
-    view = ClusterView(gcs_address, nodes, actors, jobs, {})
+    view = ClusterView(gcs_address, nodes, actors, jobs, {}, demand=demand or {})
     for node, info in zip(live, infos, strict=True):
         if info is None:
             view.unreachable.append(node["address"])
@@ -297,6 +366,12 @@ class TaskSnapshot:
     # owners, which report what they buffered before they answer; and the events lost per job.
     events: list[list] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)
+
+
+async def collect_demand(ask: Ask, gcs_address: str) -> dict[str, Any]:
+    """The GCS's sum of the pending demand alone (cheap: one request, for autoscalers)."""
+    demand: dict[str, Any] = await _ask_gcs(ask, gcs_address, "cluster_demand")
+    return demand
 
 
 async def collect_tasks(ask: Ask, gcs_address: str) -> TaskSnapshot:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import math
 import os
 import secrets
+import subprocess
 import sys
 from typing import Any
 
 from actorflow._private import ids
-from actorflow._private.cluster import session_dir
+from actorflow._private.cluster import enrollment, launcher, pki, session_dir
 from actorflow._private.config import Config
 from actorflow._private.control.gcs import GCS
 from actorflow._private.control.host import host_gcs
@@ -28,6 +29,7 @@ from actorflow._private.protocol import gcs
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.runtime_envs import RuntimeEnvs
+from transports import TLSConfig
 
 
 async def upload_job_env(
@@ -63,8 +65,12 @@ class LocalSession:
         namespace: str | None,
         runtime_env: dict[str, Any] | None = None,
         metrics_export_port: int | None = None,
+        dashboard: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
+        # The web dashboard (a process of its own): start_dashboard's host and port, or None.
+        self.dashboard_options = dashboard
+        self.dashboard: dict[str, Any] | None = None  # its info once started (url, popen)
         # /metrics of this embedded node (and its GCS): None serves none unless the config
         # says (metrics_export_port >= 0).
         if metrics_export_port is None and config.metrics_export_port >= 0:
@@ -99,6 +105,15 @@ class LocalSession:
         self.loop_thread.start()
         try:
             self.loop_thread.run(self._start(), timeout=30)
+            if self.dashboard_options is not None:
+                assert self.runtime is not None
+                self.dashboard = launcher.start_dashboard(
+                    session=self.session_dir,
+                    token=self.token,
+                    gcs_address=self.runtime.address,
+                    watch_pid=os.getpid(),  # it ends with this process, however that ends
+                    **self.dashboard_options,
+                )
         except BaseException:
             self.shutdown()
             raise
@@ -107,12 +122,18 @@ class LocalSession:
 
     async def _start(self) -> None:
         assert self.loop_thread is not None
+        tls_dir = ""
+        if self.config.tls:  # a CA of its own, as `start --head --tls`; it hosts the GCS
+            tls_dir = pki.create_head_dir(os.path.join(self.session_dir, pki.TLS_DIR))
         runtime = self.runtime = Runtime(
             self.loop_thread.loop,
             self.token,
             self.config.max_frame_size,
             self.config.connect_timeout,
+            TLSConfig.from_dir(tls_dir, require_client_cert=False) if tls_dir else None,
         )
+        if tls_dir:
+            runtime.on_uncertified = enrollment.EnrollmentService(self.token, tls_dir).serve
         await runtime.start("tcp://127.0.0.1:0")
         self.gcs = host_gcs(runtime, self.config)
         config = job_config(self.config, runtime.address)
@@ -131,6 +152,7 @@ class LocalSession:
             token=self.token,
             is_head=True,
             metrics_port=self.metrics_export_port,
+            tls_dir=tls_dir,
         )
         node.metrics_port_fallback = True  # as Ray's, whose metrics agent logs and goes on
         node.metrics.add_collector(GCSCollector(self.gcs))
@@ -149,6 +171,8 @@ class LocalSession:
             namespace=self.namespace,
             shm_prefix=node.store.prefix,
             spill_dir=node.store.spill_dir,
+            segment_socket=node.store.socket_path,
+            local_segments=node.store.segments,
         )
         self.core.job_info = {"namespace": self.namespace, "config": config}
         self.core.runtime_envs.adopt(env_wire)
@@ -156,6 +180,15 @@ class LocalSession:
         session_dir.write_node_info(self.session_dir, node.info())
 
     def shutdown(self) -> None:
+        if self.dashboard is not None:
+            process = self.dashboard["popen"]
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            self.dashboard = None
         if self.loop_thread is not None:
             self.loop_thread.finish(self._shutdown(), "shutting down the local cluster")
             self.loop_thread = None
@@ -180,4 +213,10 @@ class LocalSession:
             "object_store_memory": self.store.state.capacity if self.store else 0,
             "metrics_export_port": self.node.metrics.server.port if self.node else 0,
             "metrics_address": self.node.metrics.server.address if self.node else "",
+            "dashboard_url": self._dashboard_url(),
+            "webui_url": self._dashboard_url(),
         }
+
+    def _dashboard_url(self) -> str:
+        """HOST:PORT, as Ray's dashboard_url ("" with no dashboard)."""
+        return str(self.dashboard["url"]).split("://", 1)[-1] if self.dashboard else ""

@@ -134,3 +134,22 @@ def token_for(root: str, gcs_address: str) -> tuple[bytes, str] | None:
                 if token is not None:
                     return token, path
     return None
+
+
+def read_token_file(path: str) -> bytes:
+    """The cluster token in a file (hex, as in a session directory's token file): a clear
+    error when the file is missing, empty or not hex."""
+    try:
+        with open(path) as f:
+            raw = f.read().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not raw:
+        raise ValueError(f"the token file {path} is empty")
+    try:
+        return bytes.fromhex(raw)
+    except ValueError:
+        raise ValueError(
+            f"the token file {path} does not hold a hex string (the cluster token, e.g. "
+            f"from `python -c 'import secrets; print(secrets.token_hex(32))'`)"
+        ) from None

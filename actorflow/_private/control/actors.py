@@ -95,6 +95,8 @@ class ActorManager:
         self.names: dict[tuple[str, str], str] = {}
         self._by_worker: dict[str, ActorRecord] = {}
         self._owned_by: dict[Any, set[str]] = {}
+        # owner actor id -> actors it created that outlived its process (_owner_process_gone)
+        self._kept_for: dict[str, set[str]] = {}
         self.scheduler = Scheduler()
         gcs.actor_manager = self
 
@@ -128,7 +130,7 @@ class ActorManager:
             owner = record.spec.get("owner", "")
             detached = record.spec.get("lifetime") == "detached"
             if owner and not detached and owner not in reachable:
-                self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
+                self._owner_process_gone(record)
             elif record.state == ALIVE and record.worker_id:
                 self._by_worker[record.worker_id] = record
                 if record.address in reachable:
@@ -210,7 +212,7 @@ class ActorManager:
         for actor_id in self._owned_by.pop(conn, set()):
             record = self.actors.get(actor_id)
             if record is not None and record.state != DEAD:
-                self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
+                self._owner_process_gone(record)
 
     def owner_gone_by_address(self, owner_address: str) -> None:
         for record in list(self.actors.values()):
@@ -219,7 +221,21 @@ class ActorManager:
                 and record.state != DEAD
                 and record.spec.get("lifetime") != "detached"
             ):
-                self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
+                self._owner_process_gone(record)
+
+    def _owner_process_gone(self, record: ActorRecord) -> None:
+        """The process that created the actor exited: the actor dies with it, unless it was
+        made to share the fate of the actor that created it (survives_owner_restart): then it
+        lives on while that actor restarts, and dies when it is dead for good."""
+        owner_actor_id = record.spec.get("owner_actor_id") or ""
+        survives = record.spec.get("survives_owner_restart")
+        owner = self.actors.get(owner_actor_id) if survives else None
+        if owner is None:
+            self._kill(record, "its owner (the process that created it) exited", OWNER_DIED)
+        elif owner.state == DEAD:
+            self._kill(record, f"its owner, actor {owner_actor_id}, is dead", OWNER_DIED)
+        else:
+            self._kept_for.setdefault(owner_actor_id, set()).add(record.actor_id)
 
     async def _create(self, record: ActorRecord) -> None:
         spec = record.spec
@@ -235,14 +251,19 @@ class ActorManager:
                 node.address,
                 RequestLease(spec["resources"], True, job_id, spec.get("strategy"), True, job, env),
             )
-            if answer[0] == "spillback":  # that node cannot fit it at all: try where it says
-                in_group = (
-                    strategy if isinstance(strategy, list) and strategy[:1] == ["pg"] else None
-                )
+            in_group = strategy if isinstance(strategy, list) and strategy[:1] == ["pg"] else None
+            for _ in range(8):
+                # That node cannot fit it at all, or it drains, or a node with room joined
+                # while it waited: try where it says.
+                if answer[0] != "spillback":
+                    break
+                node = NodeView(answer[2], answer[1], {})
                 answer = await self.runtime.ask(
                     answer[1],
                     RequestLease(spec["resources"], True, job_id, in_group, True, job, env),
                 )
+            if answer[0] == "spillback":
+                raise errors.ActorflowError("the nodes kept sending its lease request on")
         except errors.TaskUnschedulableError as exc:
             if record.state == DEAD:
                 return
@@ -301,12 +322,22 @@ class ActorManager:
         if isinstance(strategy, list) and strategy and strategy[0] == "pg":
             return await self._bundle_node(str(strategy[1]), int(strategy[2]), spec["resources"])
         nodes = [
-            NodeView(n["node_id"], n["address"], n["resources"], dict(n["available"]), n["alive"])
+            NodeView(
+                n["node_id"],
+                n["address"],
+                n["resources"],
+                dict(n["available"]),
+                self.gcs.schedulable(n),
+            )
             for n in self.gcs.nodes.values()
         ]
-        node = self.scheduler.pick(
-            nodes, spec["resources"], spec.get("strategy"), spec.get("node_id", "")
-        )
+        try:
+            node = self.scheduler.pick(
+                nodes, spec["resources"], spec.get("strategy"), spec.get("node_id", "")
+            )
+        except errors.TaskUnschedulableError:
+            self.gcs.infeasible_here.add(spec["resources"], "actor")
+            raise
         reported = self.gcs.nodes[node.node_id]["available"]
         for k, v in spec["resources"].items():  # until its next heartbeat counts it
             reported[k] = reported.get(k, 0.0) - v
@@ -431,6 +462,11 @@ class ActorManager:
         self._publish(record, DEAD, cause, kind)
         if self.gcs.placement_groups is not None:  # the groups it created go with it
             self.gcs.placement_groups.actor_dead(record.actor_id)
+        self.gcs.drop_actor_state(record.actor_id)
+        for kept_id in sorted(self._kept_for.pop(record.actor_id, ())):
+            kept = self.actors.get(kept_id)
+            if kept is not None and kept.state != DEAD:
+                self._kill(kept, f"its owner, actor {record.actor_id}, died: {cause}", OWNER_DIED)
 
     def _publish(self, record: ActorRecord, state: str, cause: str = "", kind: str = "") -> None:
         record.state = state

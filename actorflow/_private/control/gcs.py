@@ -18,6 +18,7 @@ from typing import Any
 from actorflow._private import errors
 from actorflow._private.control.storage import MemoryStorage, Storage
 from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.node import demand
 from actorflow._private.protocol import gcs
 from actorflow._private.protocol.gcs import DeadNode, PeerNode
 from actorflow._private.protocol.message import decode
@@ -27,7 +28,8 @@ from actorflow._private.runtime import Call, Runtime
 logger = logging.getLogger("actorflow.gcs")
 
 
-_RUNTIME_ONLY = ("last_heartbeat",)  # node fields that mean nothing to another process
+# Node fields that mean nothing to another process (or after a restart).
+_RUNTIME_ONLY = ("last_heartbeat", "idle_since_monotonic")
 
 
 async def is_reachable(runtime: Runtime, address: str) -> bool:
@@ -56,6 +58,7 @@ class GCS:
         self.placement_groups: Any = None  # told of nodes, reports and ended jobs
         self.dead_nodes: list[DeadNode] = []  # in the order they died
         self._death_waiters: list[asyncio.Future] = []
+        self.infeasible_here = demand.InfeasibleLog()  # actors no node could ever host
         self._next_job = 0
         self._monitor: asyncio.Task | None = None
 
@@ -141,6 +144,9 @@ class GCS:
             registered_at=time.time(),
             last_heartbeat=time.monotonic(),
             death_cause="",
+            draining="",
+            report={},
+            idle_since_monotonic=time.monotonic(),
         )
         self._save_node(self.nodes[node_id])
         self._watch_node_connection(node_id, call)
@@ -173,7 +179,7 @@ class GCS:
 
     def handle_heartbeat(self, payload: list, call: Call) -> list[PeerNode]:
         """A node's report of its free resources; answered with every live node's."""
-        node_id, available, queued = decode(gcs.Heartbeat, payload)
+        node_id, available, queued, report = decode(gcs.Heartbeat, payload)
         node = self.nodes.get(node_id)
         if node is None or not node["alive"]:
             cause = node["death_cause"] if node else "it is not registered"
@@ -182,15 +188,94 @@ class GCS:
             )
         # A copy: from a raylet in this process the dict is the raylet's own.
         node["available"], node["queued"] = dict(available), queued
-        node["last_heartbeat"] = time.monotonic()
+        now = node["last_heartbeat"] = time.monotonic()
+        if report is not None:
+            node["report"] = report
+            idle = demand.is_idle(report) and not self._hosts_actors(node_id)
+            if not idle:
+                node["idle_since_monotonic"] = None
+            elif node.get("idle_since_monotonic") is None:
+                node["idle_since_monotonic"] = now
         self._watch_node_connection(node_id, call)
         if self.placement_groups is not None and self.placement_groups.has_pending():
             self._resources_changed()
         return [
             PeerNode(n["node_id"], n["address"], n["resources"], n["available"])
             for n in self.nodes.values()
-            if n["alive"]
+            if n["alive"] and not n.get("draining")
         ]
+
+    def _hosts_actors(self, node_id: str) -> bool:
+        manager = self.actor_manager
+        if manager is None:
+            return False
+        return any(r.node_id == node_id and r.state != "DEAD" for r in manager.actors.values())
+
+    def handle_drain_node(self, payload: list, call: Call) -> None:
+        """A node is leaving: nothing new is placed there (it is left out of the views the
+        nodes and the actor scheduler see); it is dead once its process ends."""
+        node_id, reason = decode(gcs.DrainNode, payload)
+        node = self.nodes.get(node_id)
+        if node is None or not node["alive"]:
+            return
+        node["draining"] = reason or "draining"
+        self._save_node(node)
+        logger.warning("node %s at %s drains: %s", node_id, node["address"], node["draining"])
+        self._views_changed(node_id)
+
+    def schedulable(self, node: dict[str, Any]) -> bool:
+        """Alive and not draining: new work and actors may go there."""
+        return bool(node["alive"]) and not node.get("draining")
+
+    def demand(self) -> dict[str, Any]:
+        """The cluster's pending demand (node/demand.py): resource shapes of the lease
+        requests short of resources (tasks and actors) summed over the nodes, the actors not
+        placed yet, requests no node could fit (the last minute's), and per live node whether
+        it is idle and since when, for the autoscaler."""
+        now = time.monotonic()
+        live = [n for n in self.nodes.values() if n["alive"]]
+        pending_actors: list[tuple[dict, str]] = []
+        if self.actor_manager is not None:
+            pending_actors = [
+                (r.spec.get("resources") or {}, demand.ACTOR)
+                for r in self.actor_manager.actors.values()
+                if r.state in ("PENDING", "RESTARTING") and not r.worker_id
+            ]
+        nodes = []
+        for n in live:
+            report = n.get("report") or {}
+            since = n.get("idle_since_monotonic")
+            nodes.append(
+                {
+                    "node_id": n["node_id"],
+                    "address": n["address"],
+                    "is_head": bool(n.get("is_head")),
+                    "pid": n.get("pid"),
+                    "host": n.get("host", ""),
+                    "resources": n["resources"],
+                    "available": n["available"],
+                    "draining": n.get("draining") or "",
+                    "idle": since is not None,
+                    "idle_seconds": round(now - since, 3) if since is not None else 0.0,
+                    "busy": report.get("busy") or {},
+                    "hosts_actors": self._hosts_actors(n["node_id"]),
+                    "labels": n.get("labels") or {},
+                }
+            )
+        return {
+            "pending": demand.merge(
+                row for n in live for row in (n.get("report") or {}).get("demand", [])
+            ),
+            "pending_actors": demand.count_shapes(pending_actors),
+            "infeasible": demand.merge(
+                row for n in live for row in (n.get("report") or {}).get("infeasible", [])
+            )
+            + self.infeasible_here.rows(),
+            "nodes": nodes,
+        }
+
+    def handle_cluster_demand(self, payload: Any, call: Call) -> dict[str, Any]:
+        return self.demand()
 
     async def _watch_heartbeats(self) -> None:
         while True:
@@ -201,7 +286,11 @@ class GCS:
                     self.node_dead(node["node_id"], f"no heartbeat for {self.node_timeout:g} s")
 
     def _node_lost(self, node_id: str) -> None:
-        self.node_dead(node_id, "its connection to the GCS closed (the node process ended)")
+        draining = (self.nodes.get(node_id) or {}).get("draining")
+        if draining:
+            self.node_dead(node_id, f"drained and ended ({draining})")
+        else:
+            self.node_dead(node_id, "its connection to the GCS closed (the node process ended)")
 
     def node_dead(self, node_id: str, cause: str) -> None:
         node = self.nodes.get(node_id)
@@ -232,7 +321,7 @@ class GCS:
         return self.dead_nodes[known:]
 
     def handle_get_nodes(self, payload: Any, call: Call) -> list:
-        return [{k: v for k, v in n.items() if k != "last_heartbeat"} for n in self.nodes.values()]
+        return [{k: v for k, v in n.items() if k not in _RUNTIME_ONLY} for n in self.nodes.values()]
 
     # -- jobs -----------------------------------------------------------------------------------
 
@@ -294,6 +383,12 @@ class GCS:
         namespace, key = decode(gcs.KvDel, payload)
         self.storage.delete("kv", f"{namespace}\x1f{key.hex()}")
         return self.kv.get(namespace, {}).pop(key, None) is not None
+
+    def drop_actor_state(self, actor_id: str) -> None:
+        """The actor is dead for good: what it kept across restarts goes."""
+        key = actor_id.encode()
+        if self.kv.get(gcs.ACTOR_STATE_NAMESPACE, {}).pop(key, None) is not None:
+            self.storage.delete("kv", f"{gcs.ACTOR_STATE_NAMESPACE}\x1f{key.hex()}")
 
     def handle_kv_keys(self, payload: list, call: Call) -> list:
         namespace, prefix = decode(gcs.KvKeys, payload)

@@ -68,8 +68,50 @@ class GCSCollector:
             for (name, op), count in sorted(storage.writes.items()):
                 writes.add_metric([name, op], count)
         yield writes
+        yield from self._demand()
         yield GaugeMetricFamily(
             "actorflow_gcs_storage_durable",
             "1 if the GCS keeps its tables in durable storage (SQLite or Redis), else 0",
             value=1 if gcs.storage.durable else 0,
+        )
+
+    def _demand(self) -> Iterator[Metric]:
+        """The pending demand an autoscaler reads (control/gcs.py GCS.demand)."""
+        demand = self.gcs.demand()
+        requests = GaugeMetricFamily(
+            "actorflow_pending_requests",
+            "Lease requests waiting for resources (State=pending) and requests no node could "
+            "fit in the last minute (State=infeasible), by Kind (task, actor)",
+            labels=["State", "Kind"],
+        )
+        resources = GaugeMetricFamily(
+            "actorflow_pending_resources",
+            "Resources asked by the requests waiting for resources (State=pending) or that no "
+            "node could fit (State=infeasible), by resource Name",
+            labels=["State", "Name"],
+        )
+        for state in ("pending", "infeasible"):
+            counts: dict[str, int] = {"task": 0, "actor": 0}
+            amounts: dict[str, float] = {}
+            for row in demand[state]:
+                counts[row["kind"]] = counts.get(row["kind"], 0) + row["count"]
+                for name, value in row["shape"].items():
+                    amounts[name] = amounts.get(name, 0.0) + value * row["count"]
+            for kind, count in sorted(counts.items()):
+                requests.add_metric([state, kind], count)
+            for name, amount in sorted(amounts.items()):
+                resources.add_metric([state, name], amount)
+        yield requests
+        yield resources
+        nodes = demand["nodes"]
+        yield GaugeMetricFamily(
+            "actorflow_idle_nodes",
+            "Live nodes with nothing anyone needs (no lease, queued request, actor, kept "
+            "worker or primary object copy)",
+            value=sum(1 for n in nodes if n["idle"]),
+        )
+        yield GaugeMetricFamily(
+            "actorflow_draining_nodes",
+            "Live nodes that drain (no new work goes to them)",
+            value=sum(1 for n in nodes if n["draining"]),
         )

@@ -300,7 +300,8 @@ class PlacementGroupManager:
     async def _try_place(self, record: GroupRecord) -> None:
         alive = {n["node_id"]: n for n in self.gcs.nodes.values() if n["alive"]}
         placed = {i: n for i, n in enumerate(record.bundle_nodes) if n and n in alive}
-        free = {node_id: n["available"] for node_id, n in alive.items()}
+        # New bundles go to nodes that are not draining (those that are are leaving).
+        free = {node_id: n["available"] for node_id, n in alive.items() if not n.get("draining")}
         chosen = bundle_policy.place(record.bundles, record.strategy, free, placed)
         if chosen is None:
             totals = {node_id: n["resources"] for node_id, n in alive.items()}

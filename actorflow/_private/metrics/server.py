@@ -2,6 +2,9 @@
 process's own loop: a scrape runs the registry's collectors there, so they read the live state
 of the raylet, store and GCS without locks or copies made ahead of time.
 
+``/healthz`` answers 200 when the process is healthy and 503 otherwise, with a JSON body that
+says why (a node: alive and registered with the GCS, not draining); Kubernetes probes use it.
+
 The endpoint is plain HTTP without the cluster token (Prometheus scrapes it as it scrapes
 Ray's): it shows counts and names, never values or code, and listens on the node's interface
 (loopback unless the node was given another host).
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -28,6 +32,8 @@ class MetricsServer:
         self.host = ""
         self.port = 0
         self._runner: Any = None
+        # (healthy, a JSON-able body) for /healthz; None: healthy while it serves.
+        self.health: Callable[[], tuple[bool, dict[str, Any]]] | None = None
 
     @property
     def address(self) -> str:
@@ -44,6 +50,7 @@ class MetricsServer:
 
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/", self._index)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -73,10 +80,22 @@ class MetricsServer:
             return web.Response(status=500, text=f"collecting metrics failed: {exc}\n")
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def _healthz(self, request: Any) -> Any:
+        from aiohttp import web
+
+        healthy, body = True, {"status": "ok", "reason": "serving"}
+        if self.health is not None:
+            try:
+                healthy, body = self.health()
+            except Exception as exc:  # a check that fails is an unhealthy answer, not a 500
+                logger.exception("the health check failed")
+                healthy, body = False, {"status": "unhealthy", "reason": f"check failed: {exc}"}
+        return web.json_response(body, status=200 if healthy else 503)
+
     async def _index(self, request: Any) -> Any:
         from aiohttp import web
 
-        return web.Response(text="actorflow metrics: see /metrics\n")
+        return web.Response(text="actorflow metrics: see /metrics (and /healthz)\n")
 
     async def aclose(self) -> None:
         if self._runner is not None:

@@ -2,9 +2,10 @@
 
 It hands out shared-memory segments to writers, learns which processes map which objects, frees
 objects when their owners say so, spills to disk when full, and answers inspection queries. The
-bytes never pass through it: writers and readers map the segment files themselves (shm.py), and
-the accounting lives in store_state.py. Objects of other nodes are pulled into it in chunks, and
-it serves chunks of its own to other nodes' stores (object_transfer.py).
+bytes never pass through it: writers and readers map the segments themselves (shm.py), with fds
+the store's socket hands them (segments.py, segment_socket.py), and the accounting lives in
+store_state.py. Objects of other nodes are pulled into it in chunks, and it serves chunks of its
+own to other nodes' stores (transfer.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from actorflow._private import errors
 from actorflow._private.config import Config
-from actorflow._private.node import shm
+from actorflow._private.node import segments, shm
+from actorflow._private.node.segment_socket import SegmentServer
 from actorflow._private.node.store_state import (
     SEALED,
     WRITING,
@@ -28,20 +30,27 @@ from actorflow._private.node.store_state import (
     StoreState,
 )
 from actorflow._private.node.transfer import TRANSFER_READER, Transfers
-from actorflow._private.protocol import store
+from actorflow._private.protocol import core, store
 from actorflow._private.protocol.message import decode
 from actorflow._private.runtime import Call, Runtime
 
 logger = logging.getLogger("actorflow.store")
 
+# How long a segment a writer handed in stays without its "adopt" once the writer is gone (the
+# message may still be on its way).
+_GIVEN_GRACE_SECONDS = 10.0
+
 
 def default_capacity() -> int:
-    """30% of RAM, as in Ray, and never more than 90% of what /dev/shm can hold."""
+    """30% of RAM, as in Ray; where segments must be files in /dev/shm (no memfd), never more
+    than 90% of what it can hold."""
     try:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         ram = 8 << 30
     capacity = int(ram * 0.3)
+    if segments.memfd_available():
+        return capacity
     try:
         st = os.statvfs(shm.SHM_ROOT)
         capacity = min(capacity, int(st.f_blocks * st.f_frsize * 0.9))
@@ -52,7 +61,14 @@ def default_capacity() -> int:
 
 class ObjectStore:
     def __init__(
-        self, runtime: Runtime, config: Config, *, node_id: str, capacity: int, spill_dir: str
+        self,
+        runtime: Runtime,
+        config: Config,
+        *,
+        node_id: str,
+        capacity: int,
+        spill_dir: str,
+        socket_path: str,
     ) -> None:
         self.runtime = runtime
         self.config = config
@@ -60,6 +76,8 @@ class ObjectStore:
         self.state = StoreState(capacity)
         self.prefix = shm.segment_prefix(node_id[:8])
         self.spill_dir = spill_dir
+        self.segments = segments.SegmentTable()
+        self.server = SegmentServer(self.segments, socket_path)
         self._room = asyncio.Lock()
         self._sealed_wires: dict[bytes, list] = {}
         self._timer: asyncio.TimerHandle | None = None
@@ -68,22 +86,42 @@ class ObjectStore:
     def start(self) -> None:
         removed = shm.remove_stale_segments(os.getpid())
         if removed:
-            logger.info("removed %d shared-memory segments left by a dead node", removed)
+            logger.info("removed %d shared-memory files left by an older version", removed)
         os.makedirs(self.spill_dir, mode=0o700, exist_ok=True)
+        self.server.start()
         self._schedule_expiry()
 
     def shutdown(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self.transfers.close()
-        names = {s.name for s in self.state.pool}
-        names |= {o.segment.name for o in self.state.objects.values() if o.segment is not None}
-        for name in names:
-            _unlink(shm.segment_path(self.prefix, name))
+        self.server.close()
+        self.segments.close()  # the memory goes once the last process mapping it lets go
         shutil.rmtree(self.spill_dir, ignore_errors=True)
 
-    def path(self, segment: Segment) -> str:
-        return shm.segment_path(self.prefix, segment.name)
+    @property
+    def socket_path(self) -> str:
+        return self.server.path
+
+    def name_of(self, segment: Segment) -> str:
+        """The segment's name in wires and in the segment table."""
+        return self.prefix + segment.name
+
+    def open_segment(self, segment: Segment) -> int:
+        """A new fd of the segment, for the caller to close (OSError if it is gone)."""
+        fd = self.segments.open(self.name_of(segment))
+        if fd is None:
+            raise FileNotFoundError(f"segment {self.name_of(segment)} is gone")
+        return fd
+
+    def create_segment(self, segment: Segment, what: str) -> None:
+        """The memory of a fresh segment; ObjectStoreFullError if the kernel refuses it."""
+        try:
+            self.segments.create(self.name_of(segment), segment.capacity)
+        except OSError as exc:
+            raise errors.ObjectStoreFullError(
+                f"could not create a {segment.capacity}-byte shared-memory segment{what}: {exc}"
+            ) from None
 
     # -- writers --------------------------------------------------------------------------------
 
@@ -104,15 +142,11 @@ class ObjectStore:
             raise self.full_error(full) from None
         if fresh:
             try:
-                fd = shm.create_file(self.path(segment), segment.capacity)
-                os.close(fd)
-            except OSError as exc:
+                self.create_segment(segment, "")
+            except errors.ObjectStoreFullError:
                 self.state.abort(obj_id)
-                raise errors.ObjectStoreFullError(
-                    f"could not create a {segment.capacity}-byte shared-memory segment in "
-                    f"{shm.SHM_ROOT}: {exc}"
-                ) from None
-        return [self.prefix + segment.name, segment.capacity, fresh]
+                raise
+        return [self.name_of(segment), segment.capacity, fresh]
 
     def handle_seal(self, payload: list, call: Call | None) -> None:
         obj_id, wire = decode(store.Seal, payload)
@@ -131,6 +165,9 @@ class ObjectStore:
         obj_id, nbytes, owner, name, wire = decode(store.Adopt, payload)
         if obj_id in self.state.objects:
             self.abort(obj_id)
+        if not self.segments.adopted(name):
+            logger.warning("object %s: its writer's segment %s never arrived", obj_id.hex(), name)
+            return
         self.state.adopt(obj_id, nbytes, owner, name[len(self.prefix) :])
         self._sealed_wires[obj_id] = wire
         self.transfers.watch_owner(owner)
@@ -196,9 +233,16 @@ class ObjectStore:
         self._drop_wires()
 
     def process_gone(self, address: str) -> None:
-        """A worker on this node ended (called by the raylet)."""
+        """A worker on this node ended (called by the raylet), or an owner elsewhere."""
         self._unlink_segments(self.state.reader_gone(address))
         self._drop_wires()
+        given = self.segments.holder_gone(address)
+        if given:  # handed in, and its "adopt" not here (yet): give it a moment
+            self.runtime.loop.call_later(_GIVEN_GRACE_SECONDS, self._drop_unadopted, given)
+
+    def _drop_unadopted(self, names: list[str]) -> None:
+        adopted = {self.name_of(o.segment) for o in self.state.objects.values() if o.segment}
+        self._tell_holders(self.segments.drop([n for n in names if n not in adopted]))
 
     def _drop_wires(self) -> None:
         for path in self.state.dead_spill_files:
@@ -253,10 +297,13 @@ class ObjectStore:
 
     async def _spill(self, obj: StoredObject) -> None:
         assert obj.segment is not None
-        source = self.path(obj.segment)
         target = os.path.join(self.spill_dir, obj.obj_id.hex())
         try:
-            await asyncio.to_thread(_copy_file, source, target)
+            source = self.open_segment(obj.segment)
+            try:
+                await asyncio.to_thread(_copy_segment, source, obj.segment.capacity, target)
+            finally:
+                os.close(source)
             ok = True
         except OSError as exc:
             logger.warning("could not spill object %s to %s: %s", obj.obj_id.hex(), target, exc)
@@ -278,9 +325,16 @@ class ObjectStore:
         if segment is not None:
             self._unlink_segments([segment])
 
-    def _unlink_segments(self, segments: list[Segment]) -> None:
-        for segment in segments:
-            _unlink(self.path(segment))
+    def _unlink_segments(self, dropped: list[Segment]) -> None:
+        if dropped:
+            self._tell_holders(self.segments.drop([self.name_of(s) for s in dropped]))
+
+    def _tell_holders(self, holders: dict[str, list[str]]) -> None:
+        """Processes handed fds of dropped segments close theirs (the memory goes then)."""
+        if self.runtime.closed:
+            return
+        for holder, names in holders.items():
+            self.runtime.tell(holder, core.SegmentsGone(names))
 
     def _schedule_expiry(self) -> None:
         idle = self.config.store_pool_idle_seconds
@@ -295,6 +349,11 @@ class ObjectStore:
 
     def handle_stats(self, payload: Any, call: Call) -> dict:
         return {**self.state.stats(), **self.transfers.stats()}
+
+    def primary_count(self) -> int:
+        """Objects whose primary copy lives here (not a copy pulled from another node, not
+        freed by their owner): the node must stay while they do."""
+        return sum(1 for o in self.state.objects.values() if not o.pulled_from and not o.freed)
 
     def handle_list_objects(self, payload: Any, call: Call) -> list:
         return [
@@ -312,9 +371,18 @@ class ObjectStore:
         ]
 
 
-def _copy_file(source: str, target: str) -> None:
+def _copy_segment(source: int, size: int, target: str) -> None:
     partial = target + ".partial"
-    shutil.copyfile(source, partial)
+    out = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        offset = 0
+        while offset < size:  # in the kernel, no copy through Python
+            sent = os.sendfile(out, source, offset, min(size - offset, 1 << 30))
+            if sent == 0:
+                break
+            offset += sent
+    finally:
+        os.close(out)
     os.replace(partial, target)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from actorflow._private import errors, ids
 from actorflow._private.config import Config
+from actorflow._private.node import demand
 from actorflow._private.node.bundles import BundleTable, Key, bundle_node
 from actorflow._private.node.env_pools import EnvPools, Pool
 from actorflow._private.node.resources import NodeResources, normalize
@@ -41,6 +42,7 @@ from actorflow._private.node.worker_pool import (
 )
 from actorflow._private.protocol import actors, gcs, placement_groups, raylet
 from actorflow._private.protocol.message import decode, spec_of
+from actorflow._private.protocol.worker import DrainWorker
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Call, Runtime
 from actorflow._private.runtime_env.agent import EnvAgent
@@ -75,6 +77,8 @@ class LeaseRequest:
     pool: Pool  # the workers it may use: its job's, of its runtime_env (env_pools.py)
     bundle: Key | None = None  # (placement group, bundle index or -1): lease from its bundle
     chosen: Key | None = None  # the bundle dispatch found room in
+    short_of_resources: bool = False  # the last dispatch found no room for it (demand)
+    movable: bool = True  # may go to another node with room (no node affinity or SPREAD)
 
 
 class Raylet:
@@ -129,6 +133,15 @@ class Raylet:
         self.scheduler = Scheduler()
         self.peers: dict[str, NodeView] = {}  # other live nodes, as of the last heartbeat
         self._beat_now = asyncio.Event()
+        # Health (/healthz) and draining (drain()): registered with the GCS, the last
+        # heartbeat's outcome, and whether this node is leaving.
+        self.registered = False
+        self.last_heartbeat_ok = 0.0  # monotonic time of the last answered heartbeat
+        self.heartbeat_error = ""  # why the last heartbeat failed ("" if it was answered)
+        self.draining = ""  # why this node drains ("" while it does not)
+        self.infeasible = demand.InfeasibleLog()
+        self._moved: list[tuple[float, str, dict[str, float]]] = []  # (when, to node, shape)
+        self.primary_objects: Callable[[], int] = lambda: 0  # the node's store counts them
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         await self.runtime.ask(
@@ -137,6 +150,7 @@ class Raylet:
                 self.node_id, self.runtime.address, self.resources.total, self.node_info
             ),
         )
+        self.registered, self.last_heartbeat_ok = True, time.monotonic()
         self.prestart, self.prestart_job = prestart, prestart_job
         if prestart_job:
             await self._ensure_job_env(prestart_job)
@@ -331,10 +345,27 @@ class Raylet:
         await self._ensure_job_env(job_id, asked.job)
         if bundle is not None:
             pass  # it runs here, in the group's bundle
+        elif self.draining:
+            target = self._elsewhere(resources, strategy)
+            target.take(resources)
+            return raylet.Spillback("spillback", target.address, target.node_id)
         elif not (spilled and self.resources.feasible(resources)):
-            target = self.scheduler.pick(
-                [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
-            )
+            try:
+                target = self.scheduler.pick(
+                    [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
+                )
+            except errors.TaskUnschedulableError:
+                # The view may predate a node that just joined: decide again on a fresh one.
+                if not await self._fresh_view():
+                    self.infeasible.add(resources, demand.ACTOR if dedicated else demand.TASK)
+                    raise
+                try:
+                    target = self.scheduler.pick(
+                        [self._self_view(), *self.peers.values()], resources, strategy, self.node_id
+                    )
+                except errors.TaskUnschedulableError:
+                    self.infeasible.add(resources, demand.ACTOR if dedicated else demand.TASK)
+                    raise
             if target.node_id != self.node_id:
                 target.take(resources)
                 return raylet.Spillback("spillback", target.address, target.node_id)
@@ -347,10 +378,13 @@ class Raylet:
             call.conn,
             pool,
             bundle,
+            movable=strategy is None,
         )
         self.queue.append(request)
         self._dispatch()
-        lease: Lease = await request.future
+        lease: Lease | raylet.Spillback = await request.future
+        if isinstance(lease, raylet.Spillback):  # moved on: a node with room joined, or draining
+            return lease
         if call.conn is not None:
             held = self._leases_by_holder.get(call.conn)
             if held is None:
@@ -372,6 +406,149 @@ class Raylet:
                 available[k] = available.get(k, 0.0) - v
         return NodeView(self.node_id, self.runtime.address, self.resources.total, available)
 
+    def _elsewhere(self, resources: dict[str, float], strategy: Any) -> NodeView:
+        """While draining: another node for a request (TaskUnschedulableError if none could
+        ever fit it)."""
+        if isinstance(strategy, list) and strategy[:1] == ["node"]:
+            strategy = None  # this node is leaving: affinity to it cannot hold
+        try:
+            return self.scheduler.pick(list(self.peers.values()), resources, strategy, "")
+        except errors.TaskUnschedulableError as exc:
+            raise errors.TaskUnschedulableError(
+                f"node {self.node_id} is draining ({self.draining}) and {exc}"
+            ) from None
+
+    def _peers_after_moves(self) -> list[NodeView]:
+        """The peers, less what was moved to them lately: their reports may not count it yet
+        (a node's report is up to a heartbeat old), and a request moved on a stale view would
+        only queue there."""
+        horizon = time.monotonic() - 3 * self.config.heartbeat_seconds
+        self._moved = [m for m in self._moved if m[0] >= horizon]
+        peers = {
+            node_id: NodeView(p.node_id, p.address, p.total, dict(p.available))
+            for node_id, p in self.peers.items()
+        }
+        for _, node_id, resources in self._moved:
+            if node_id in peers:
+                peers[node_id].take(resources)
+        return list(peers.values())
+
+    def _move_queued(self) -> None:
+        """Requests waiting here for resources go to a node that has room for them now (one
+        that joined since), and while draining every queued request goes elsewhere."""
+        if not self.peers and not self.draining:
+            return
+        peers = self._peers_after_moves()
+        for request in list(self.queue):
+            if request.future.done() or request.bundle is not None:
+                continue
+            if not self.draining and not (request.short_of_resources and request.movable):
+                continue
+            try:
+                if self.draining:
+                    target = self._elsewhere(request.resources, None)
+                else:
+                    fitting = [p for p in peers if p.fits(request.resources)]
+                    if not fitting:
+                        continue
+                    target = self.scheduler.pick(fitting, request.resources, None, "")
+            except errors.TaskUnschedulableError as exc:
+                self.queue.remove(request)
+                request.future.set_exception(exc)
+                continue
+            target.take(request.resources)
+            self._moved.append((time.monotonic(), target.node_id, request.resources))
+            self.queue.remove(request)
+            request.future.set_result(raylet.Spillback("spillback", target.address, target.node_id))
+
+    def report(self) -> dict[str, Any]:
+        """What the GCS sums for the autoscaler: the queued requests short of resources (not
+        those only waiting for a worker process to start), the infeasible ones of late, and
+        what keeps the node busy (node/demand.py)."""
+        queued = [
+            (r.resources, demand.ACTOR if r.dedicated else demand.TASK)
+            for r in self.queue
+            if r.short_of_resources and not r.future.done()
+        ]
+        return {
+            "demand": demand.count_shapes(queued),
+            "infeasible": self.infeasible.rows(),
+            "busy": {
+                "leases": len(self.leases),
+                "queued": len(self.queue),
+                "kept_workers": sum(
+                    1
+                    for w in self.pool.workers.values()
+                    if w.extra.get("keep") and w.state in (STARTING, IDLE, LEASED)
+                ),
+                "primary_objects": self.primary_objects(),
+            },
+            "draining": self.draining,
+        }
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Alive and registered with the GCS (its last heartbeat was answered, and recently):
+        (healthy, the reason as a JSON-able dict) for /healthz."""
+        since = time.monotonic() - self.last_heartbeat_ok
+        body: dict[str, Any] = {
+            "node_id": self.node_id,
+            "gcs_address": self.gcs_address,
+            "registered": self.registered,
+            "draining": bool(self.draining),
+            "seconds_since_heartbeat": round(since, 3) if self.registered else None,
+        }
+        if not self.registered:
+            reason = "not registered with the GCS yet"
+        elif self.draining:
+            reason = f"draining: {self.draining}"
+        elif self.heartbeat_error:
+            reason = f"the GCS is unreachable: {self.heartbeat_error}"
+        elif since > self.config.node_timeout_seconds:
+            reason = f"no heartbeat answered for {since:.1f} s"
+        else:
+            return True, dict(body, status="ok", reason="alive and registered with the GCS")
+        return False, dict(body, status="unhealthy", reason=reason)
+
+    async def drain(self, reason: str, grace: float) -> int:
+        """Leave the cluster gracefully: tell the GCS (no new leases or actors come here),
+        send queued requests elsewhere, let the task workers finish what they run (they send
+        new tasks back to their owners), for at most grace seconds. Returns how many task
+        workers were still running when the grace period ended (the node's shutdown kills
+        them; their owners retry the tasks elsewhere)."""
+        self.draining = reason or "the node is draining"
+        try:
+            await asyncio.wait_for(
+                self._ask_gcs(gcs.DrainNode(self.node_id, self.draining)), max(grace, 1.0)
+            )
+        except Exception as exc:  # the GCS is away: drain anyway
+            logger.warning("could not tell the GCS this node drains: %s", exc)
+        self._beat_now.set()
+        self._move_queued()
+        busy = [
+            lease.worker
+            for lease in self.leases.values()
+            if not lease.dedicated and lease.worker.address
+        ]
+        asks: list[asyncio.Future] = [
+            self.runtime.ask(w.address, DrainWorker(self.draining)) for w in busy
+        ]
+        if not asks:
+            return 0
+        done, pending = await asyncio.wait(asks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.debug("a worker did not drain: %s", task.exception())
+        if pending:
+            logger.warning(
+                "%d task worker(s) still running after the %g s drain grace period: ended "
+                "(their tasks are retried elsewhere)",
+                len(pending),
+                grace,
+            )
+        return len(pending)
+
     # -- the cluster ----------------------------------------------------------------------------
 
     async def _heartbeats(self) -> None:
@@ -381,7 +558,9 @@ class Raylet:
             try:
                 view = await self.runtime.ask(
                     self.gcs_address,
-                    gcs.Heartbeat(self.node_id, self.resources.available, len(self.queue)),
+                    gcs.Heartbeat(
+                        self.node_id, self.resources.available, len(self.queue), self.report()
+                    ),
                 )
             except errors.NodeDiedError as exc:
                 logger.error("%s", exc)
@@ -390,18 +569,43 @@ class Raylet:
                 return
             except Exception as exc:  # the GCS is unreachable for now: keep serving
                 logger.debug("heartbeat failed: %s", exc)
+                self.heartbeat_error = str(exc) or type(exc).__name__
             else:
-                # Copies: from a GCS in this process these are its own dicts.
-                self.peers = {
-                    node_id: NodeView(node_id, address, dict(resources), dict(available))
-                    for node_id, address, resources, available in view
-                    if node_id != self.node_id
-                }
+                self._learn(view)
             self._beat_now.clear()
             try:
                 await asyncio.wait_for(self._beat_now.wait(), self.config.heartbeat_seconds)
             except asyncio.TimeoutError:
                 pass
+
+    def _learn(self, view: list) -> None:
+        """A heartbeat's answer: the live nodes, with what they have free."""
+        self.last_heartbeat_ok, self.heartbeat_error = time.monotonic(), ""
+        # Copies: from a GCS in this process these are its own dicts.
+        self.peers = {
+            node_id: NodeView(node_id, address, dict(resources), dict(available))
+            for node_id, address, resources, available in view
+            if node_id != self.node_id
+        }
+        self._move_queued()
+
+    async def _fresh_view(self) -> bool:
+        """Report and learn the cluster now (a request seemed to fit nowhere: a node may have
+        joined since the last heartbeat); False if the GCS did not answer."""
+        try:
+            view = await asyncio.wait_for(
+                self.runtime.ask(
+                    self.gcs_address,
+                    gcs.Heartbeat(
+                        self.node_id, self.resources.available, len(self.queue), self.report()
+                    ),
+                ),
+                self.config.connect_timeout,
+            )
+        except Exception:
+            return False
+        self._learn(view)
+        return True
 
     def handle_refresh_view(self, payload: Any, call: Call | None) -> None:
         """The GCS says a node joined or died: report and learn the new view now."""
@@ -511,6 +715,7 @@ class Raylet:
                 self.queue.remove(request)
                 continue
             room = self._pool_for(request, promised, in_bundles)
+            request.short_of_resources = room is None
             if room is None:
                 continue
             worker = self._pop_idle(request.pool)

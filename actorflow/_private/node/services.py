@@ -12,10 +12,12 @@ from typing import Any
 from actorflow._private import ids
 from actorflow._private.config import Config
 from actorflow._private.metrics.server import MetricsPortInUseError
+from actorflow._private.node.logs import LogService
 from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.object_store import ObjectStore, default_capacity
 from actorflow._private.node.raylet import Raylet
 from actorflow._private.node.resources import normalize
+from actorflow._private.node.segment_socket import socket_path
 from actorflow._private.protocol.worker_spec import WorkerSpec
 from actorflow._private.runtime import Runtime
 
@@ -74,8 +76,11 @@ class NodeServices:
         token: bytes,
         is_head: bool,
         metrics_port: int | None = 0,
+        tls_dir: str = "",
+        log_path: str = "",
     ) -> None:
         self.runtime = runtime
+        self.tls_dir = tls_dir  # its workers' certificates ("" without TLS)
         self.config = config
         self.resources = resources
         self.session_dir = session_dir
@@ -90,6 +95,7 @@ class NodeServices:
         self.metrics_port = metrics_port
         self.metrics_port_fallback = False  # a taken port: warn and take a free one
         self.metrics = NodeMetrics(runtime, self.node_id)
+        self.log_path = log_path  # the node process's own log file, served with its workers'
 
     async def start(self, prestart: int = 0, prestart_job: str = "") -> None:
         runtime = self.runtime
@@ -112,6 +118,7 @@ class NodeServices:
             capacity=self.config.object_store_memory or default_capacity(),
             spill_dir=self.config.object_spilling_directory
             or os.path.join(self.session_dir, "spill"),
+            socket_path=socket_path(self.session_dir, self.node_id),
         )
         store.start()
         runtime.register_actor("store", store)
@@ -126,8 +133,11 @@ class NodeServices:
             node_info=self.info(),
         )
         self.raylet.on_worker_gone = store.process_gone
+        self.raylet.primary_objects = store.primary_count
+        metrics.server.health = self.raylet.health
         metrics.raylet, metrics.store = self.raylet, store
         runtime.register_actor("raylet", self.raylet)
+        runtime.register_actor("logs", LogService(self.raylet.pool, self.log_path))
         await self.raylet.start(prestart, prestart_job)
 
     def info(self) -> dict[str, Any]:
@@ -142,9 +152,11 @@ class NodeServices:
             "session_dir": self.session_dir,
             "shm_prefix": self.store.prefix if self.store else "",
             "spill_dir": self.store.spill_dir if self.store else "",
+            "segment_socket": self.store.socket_path if self.store else "",
             "object_store_memory": self.store.state.capacity if self.store else 0,
             "resources": self.resources,
             "metrics_address": self.metrics.server.address,  # HOST:PORT of /metrics, or ""
+            "tls": bool(self.tls_dir),
         }
 
     def _worker_spec(self) -> WorkerSpec:
@@ -158,7 +170,9 @@ class NodeServices:
             session_dir=self.session_dir,
             shm_prefix=self.store.prefix if self.store else "",
             spill_dir=self.store.spill_dir if self.store else "",
+            segment_socket=self.store.socket_path if self.store else "",
             token=self.token,
+            tls_dir=self.tls_dir,
             config=self.config,
         )
 

@@ -1,6 +1,7 @@
-"""Shared-memory segment files and the layout of an object inside one.
+"""The layout of an object inside a shared-memory segment, and mapping one to read it.
 
-A segment is a file in /dev/shm (tmpfs) that processes on the node map. An object in a segment
+A segment is anonymous shared memory (a memfd, see segments.py) that processes on the node map
+through fds the store hands them (segment_socket.py). An object in a segment
 is laid out as a 64-byte header (magic and object id, so a reader can tell it found the right
 object), the pickle stream, then each out-of-band buffer, every part starting at a multiple of
 64 bytes so that numpy arrays read from it are aligned; large buffers start on a page, which
@@ -46,14 +47,10 @@ def header(obj_id: bytes) -> bytes:
     return (_MAGIC + obj_id).ljust(HEADER_BYTES, b"\x00")
 
 
-def segment_prefix(session: str) -> str:
-    """File-name prefix of every segment of one node's store: the pid of the process hosting
-    the store comes first, so that segments left behind by a killed node can be found."""
-    return f"actorflow-{os.getpid()}-{session}-"
-
-
-def segment_path(prefix: str, name: str) -> str:
-    return os.path.join(SHM_ROOT, prefix + name)
+def segment_prefix(node: str) -> str:
+    """The prefix of the names of one node's segments (names, not paths: segments are in no
+    file system)."""
+    return f"{node}:"
 
 
 def write_parts(
@@ -76,35 +73,26 @@ def write_parts(
         view.release()
 
 
-def create_file(path: str, size: int) -> int:
-    """A new segment file of size bytes; returns its fd (read-write)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+def map_fd(fd: int, obj_id: bytes) -> mmap.mmap | None:
+    """Map fd read-only (the caller closes fd), after checking that it holds obj_id; None if
+    it holds another object (a segment reused: this one is gone)."""
+    mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    if mapping[: len(_MAGIC) + len(obj_id)] != _MAGIC + obj_id:
+        mapping.close()
+        return None
+    return mapping
+
+
+def map_file(path: str, obj_id: bytes) -> mmap.mmap | None:
+    """map_fd of the file at path (a spilled object); None if there is none."""
     try:
-        os.ftruncate(fd, size)
-    except BaseException:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        return map_fd(fd, obj_id)
+    finally:
         os.close(fd)
-        os.unlink(path)
-        raise
-    return fd
-
-
-def map_for_reading(paths: list[str], obj_id: bytes) -> mmap.mmap | None:
-    """Map the first of paths that exists, read-only, after checking that it holds obj_id.
-    None if none exists (the object was freed)."""
-    for path in paths:
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
-        finally:
-            os.close(fd)
-        if mapping[: len(_MAGIC) + len(obj_id)] != _MAGIC + obj_id:
-            mapping.close()
-            continue  # a segment reused for another object: this one is gone
-        return mapping
-    return None
 
 
 def views(mapping: mmap.mmap, data_len: int, buffer_lens: list[int]) -> tuple[memoryview, list]:
@@ -129,8 +117,9 @@ def loads(mapping: mmap.mmap, data_len: int, buffer_lens: list[int]) -> Any:
 
 
 def remove_stale_segments(keep_pid: int) -> int:
-    """Unlink segments of stores whose process is gone (a node killed with SIGKILL cannot clean
-    up after itself). Returns how many were removed."""
+    """Unlink segment files of older versions' stores whose process is gone (they kept
+    segments as named files in /dev/shm, which outlived a node killed with SIGKILL; today's
+    segments die with their processes). Returns how many were removed."""
     removed = 0
     for path in glob.glob(os.path.join(SHM_ROOT, "actorflow-*-*")):
         try:

@@ -30,7 +30,6 @@ from typing import Any, Protocol
 from actorflow._private import errors
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
-from actorflow._private.node import shm
 from actorflow._private.node.store_state import (
     SEALED,
     SPILLED,
@@ -53,7 +52,11 @@ class TransferStore(Protocol):
     node_id: str
     prefix: str
 
-    def path(self, segment: Segment) -> str: ...
+    def name_of(self, segment: Segment) -> str: ...
+
+    def open_segment(self, segment: Segment) -> int: ...
+
+    def create_segment(self, segment: Segment, what: str) -> None: ...
 
     def sealed_wire(self, obj_id: bytes) -> list | None: ...
 
@@ -199,9 +202,11 @@ class Transfers:
         here = describe(obj_id, self.store.node_id)
         if obj is None or obj.state not in (SEALED, SPILLING, SPILLED):
             raise errors.ObjectLostError(f"{here} is lost: that node no longer has it")
-        path = self.store.path(obj.segment) if obj.segment is not None else obj.spill_path
         try:
-            fd = os.open(path, os.O_RDONLY)
+            if obj.segment is not None:
+                fd = self.store.open_segment(obj.segment)
+            else:
+                fd = os.open(obj.spill_path, os.O_RDONLY)
             try:  # chunks are answered as views of it: packed straight from shared memory
                 mapping = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
             finally:
@@ -315,15 +320,15 @@ class Transfers:
             raise store.full_error(full) from None
         obj = state.objects[obj_id]
         obj.pulled_from = wire[1]
-        path = store.path(segment)
         try:
-            fd = shm.create_file(path, segment.capacity) if fresh else os.open(path, os.O_RDWR)
-        except OSError as exc:
+            if fresh:
+                store.create_segment(segment, f" for a copy of {what}")
+            fd = store.open_segment(segment)  # our own fd: a free meanwhile drops the store's
+        except (OSError, errors.ObjectStoreFullError) as exc:
             store.abort(obj_id)
-            raise errors.ObjectStoreFullError(
-                f"could not create a {segment.capacity}-byte shared-memory segment for a copy "
-                f"of {what}: {exc}"
-            ) from None
+            if isinstance(exc, errors.ObjectStoreFullError):
+                raise
+            raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
         try:
             await self._fetch_into(fd, obj_id, nbytes, source, what)
         except BaseException as exc:
@@ -338,7 +343,7 @@ class Transfers:
         if state.objects.get(obj_id) is not obj:
             raise errors.ObjectLostError(f"{what} was freed while it was being pulled")
         state.seal(obj_id)
-        local = [SHARED, store.node_id, store.prefix + segment.name, obj_id, data_len, buffer_lens]
+        local = [SHARED, store.node_id, store.name_of(segment), obj_id, data_len, buffer_lens]
         store.set_sealed_wire(obj_id, local)
         self.pulls += 1
         self.pulled_bytes += nbytes

@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ from actorflow._private.runtime_env.spec import expand_env_vars, needs_fresh_pro
 logger = logging.getLogger("actorflow.worker_pool")
 
 STARTING, IDLE, LEASED, DEAD = "starting", "idle", "leased", "dead"
+EXITED_KEPT = 1000  # exited workers remembered for their log files
 
 
 @dataclass(eq=False)
@@ -110,6 +112,8 @@ class WorkerPool:
         self.on_exit = on_exit
         self.use_forkserver = use_forkserver and hasattr(os, "fork")
         self.workers: dict[str, WorkerProcess] = {}
+        # The last workers that exited, so that their logs can still be found (node/logs.py).
+        self.exited: deque[WorkerProcess] = deque(maxlen=EXITED_KEPT)
         self._by_pid: dict[int, WorkerProcess] = {}
         self._forkserver: _ForkServer | None = None
         self._forkserver_starting: asyncio.Future | None = None
@@ -232,6 +236,7 @@ class WorkerPool:
         worker.exit_code = code
         worker.state = DEAD
         self.workers.pop(worker.worker_id, None)
+        self.exited.append(worker)
         if worker.exited is not None and not worker.exited.done():
             worker.exited.set_result(code)
         self.on_exit(worker)

@@ -44,6 +44,7 @@ class HandleCounts:
         self._owner: dict[str, str] = {}
         self._collectable: set[str] = set()  # owned here, unnamed, not detached
         self._borrowers: dict[str, set[str]] = {}
+        self._watched: set[str] = set()  # borrower processes whose end we watch
 
     def owned_and_collectable(self, actor_id: str) -> None:
         with self._lock:
@@ -83,6 +84,23 @@ class HandleCounts:
         self._borrowers.setdefault(actor_id, set()).add(borrower)
         if call is not None:
             call.on_caller_lost(lambda: self.released(actor_id, borrower))
+        else:  # a one-way message: no connection to watch, so watch the borrower's process
+            self._watch(borrower)
+
+    def _watch(self, borrower: str) -> None:
+        """Release what borrower holds once it is gone (our connection to it closes or cannot
+        be opened): a process killed never sends its releases."""
+        if not borrower or borrower == self.runtime.address or borrower in self._watched:
+            return
+        self._watched.add(borrower)
+        self.runtime.on_peer_lost(borrower, lambda: self._borrower_gone(borrower))
+        opened = self.runtime.request(borrower, "core", "ping", None)  # opens the connection
+        opened.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _borrower_gone(self, borrower: str) -> None:
+        self._watched.discard(borrower)
+        for actor_id in [a for a, who in self._borrowers.items() if borrower in who]:
+            self.released(actor_id, borrower)
 
     def released(self, actor_id: str, borrower: str) -> None:
         borrowers = self._borrowers.get(actor_id)

@@ -93,3 +93,11 @@ class WorkerProgress(NamedTuple):
 
     origin: str  # where it runs, as output's prefix ("name pid=...")
     state: dict  # {"uuid", "desc", "total", "x", "unit", "closed"}
+
+
+@message("core", "segments_gone")
+class SegmentsGone(NamedTuple):
+    """The node's store dropped these segments: close the fds of them it handed us (they keep
+    the memory alive)."""
+
+    names: list[str]

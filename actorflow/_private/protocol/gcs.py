@@ -31,6 +31,18 @@ class Heartbeat(NamedTuple):
     node_id: str
     available: dict
     queued: int  # lease requests waiting there
+    # What the autoscaler reads (node/demand.py): shapes waiting for resources, requests no
+    # node could fit, and what keeps the node busy (leases, kept workers, primary objects).
+    report: dict | None = None
+
+
+@message("gcs", "drain_node")
+class DrainNode(NamedTuple):
+    """A node is leaving (SIGTERM): no new leases or actors go to it; the node process ends
+    once its running tasks finish or its grace period is over."""
+
+    node_id: str
+    reason: str
 
 
 class PeerNode(NamedTuple):
@@ -74,6 +86,15 @@ class JobInfo(NamedTuple):
 
 
 # -- key-value ----------------------------------------------------------------------------------
+
+# Entries of this namespace are keyed by an actor id and go when that actor is dead for good:
+# state an actor keeps across its restarts (a supervisor's children, supervision/).
+ACTOR_STATE_NAMESPACE = "actor_state"
+
+# Where each supervisor (actorflow.supervision) keeps its report for the dashboard and
+# `actorflow list supervisors`: the key is its actor id, the value JSON (its children, its
+# recent restart history).
+SUPERVISION_NAMESPACE = "actorflow_supervision"
 
 
 @message("gcs", "kv_put")

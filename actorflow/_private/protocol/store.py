@@ -12,7 +12,8 @@ from actorflow._private.protocol.message import message
 
 @message("store", "create")
 class Create(NamedTuple):
-    """Room for a value: answered [segment file name, capacity, fresh] for the writer to fill,
+    """Room for a value: answered [segment name, capacity, fresh] for the writer to fill (its
+    fd comes from the store's segment socket, node/segment_socket.py),
     or ["exists", wire] when the object is stored already (a retried task's result)."""
 
     obj_id: bytes
@@ -36,7 +37,7 @@ class Abort(NamedTuple):
 
 @message("store", "adopt")
 class Adopt(NamedTuple):
-    """A segment a writer made itself (a pooled mapping it reused)."""
+    """A segment a writer made itself, its fd handed to the store's segment socket first."""
 
     obj_id: bytes
     nbytes: int

@@ -15,7 +15,8 @@ from actorflow._private.protocol.message import message
 OK = 0  # payload: one wire per result
 FAILED = 1  # payload: the error's wire
 CANCELLED = 2  # payload: nil
-RESCHEDULE = 3  # the worker is leaving: send the task elsewhere (payload: nil)
+RESCHEDULE = 3  # the worker is leaving: send the task elsewhere (payload: nil, or DRAINING)
+DRAINING = "draining"  # RESCHEDULE's payload from a worker of a draining node: lease it no more
 
 
 # A task's or call's answer: (status, payload, seconds it ran, contained, started), where
@@ -44,6 +45,14 @@ class PushTask(NamedTuple):
     owner: str
     gpu_ids: list | None = None  # the GPUs of the lease, for CUDA_VISIBLE_DEVICES
     placement_group: list | None = None  # the group it runs in (scheduling_strategies' wire)
+
+
+@message("worker", "drain")
+class DrainWorker(NamedTuple):
+    """From the raylet of a draining node: run no new task (each is sent back to its owner
+    with RESCHEDULE, DRAINING); answered once the running ones have finished."""
+
+    reason: str
 
 
 @message("worker", "cancel_task")

@@ -21,7 +21,7 @@ from actorflow._private.errors import MalformedMessageError
 
 # Bumped when the fields change: a worker and its node always run the same code, but a stale file
 # from another version should fail clearly rather than half-work.
-SPEC_VERSION = 2
+SPEC_VERSION = 3
 
 
 class MalformedWorkerSpecError(MalformedMessageError):
@@ -40,7 +40,12 @@ class WorkerSpec:
     session_dir: str
     shm_prefix: str  # names of the node's shared-memory segments ("" without a store)
     spill_dir: str  # where the node's store spills objects ("" without a store)
+    # The unix socket the node's store hands out segments' fds on ("" without a store).
+    segment_socket: str
     token: bytes = field(repr=False)  # the cluster token (kept out of reprs and logs)
+    # The node's TLS directory (ca.pem, cert.pem, key.pem) when its cluster runs with TLS:
+    # the worker speaks TLS with the node's certificate ("" plaintext).
+    tls_dir: str = ""
     # The node's configuration: the worker uses the same tunables as its node.
     config: Config = field(default_factory=Config)
     # -- this worker --
@@ -159,7 +164,9 @@ _FIELD_TYPES: dict[str, type] = {
     "session_dir": str,
     "shm_prefix": str,
     "spill_dir": str,
+    "segment_socket": str,
     "token": bytes,
+    "tls_dir": str,
     "config": dict,
     "worker_id": str,
     "parent_pid": int,

@@ -17,6 +17,7 @@ from typing import Any
 
 from actorflow._private import errors, ids, serialization
 from actorflow._private.config import Config
+from actorflow._private.node.segments import SegmentTable
 from actorflow._private.ownership.handles import HandleCounts
 from actorflow._private.ownership.state import Ownership
 from actorflow._private.protocol import core, gcs, raylet, store
@@ -58,6 +59,8 @@ class CoreWorker:
         namespace: str,
         shm_prefix: str = "",
         spill_dir: str = "",
+        segment_socket: str = "",
+        local_segments: SegmentTable | None = None,
     ) -> None:
         self.runtime = runtime
         self.config = config
@@ -97,6 +100,8 @@ class CoreWorker:
             raylet_address=raylet_address,
             shm_prefix=shm_prefix,
             spill_dir=spill_dir,
+            segment_socket=segment_socket,
+            local_segments=local_segments,
         )
         self.refs = refs = OwnershipIO(
             runtime, self.ownership, self.shared, self.on_loop_thread, config.in_flight_seconds
@@ -323,6 +328,10 @@ class CoreWorker:
     def handle_cancel(self, payload: list, call: Call | None) -> None:
         task_id, force, recursive = decode(core.CancelTask, payload)
         self._cancel_owned(task_id, bool(force), bool(recursive))
+
+    def handle_segments_gone(self, payload: list, call: Call | None) -> None:
+        """The store dropped segments we were handed fds of (see shared_objects)."""
+        self.shared.segments_gone(decode(core.SegmentsGone, payload).names)
 
     def handle_release_mappings(self, payload: Any, call: Call) -> list:
         """The store is short of room: let go of mappings no value uses (see shared_objects)."""

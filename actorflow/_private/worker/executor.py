@@ -29,10 +29,12 @@ from actorflow._private import errors, ids, serialization
 from actorflow._private.protocol.message import decode
 from actorflow._private.protocol.worker import (
     CANCELLED,
+    DRAINING,
     FAILED,
     OK,
     RESCHEDULE,
     CancelRunningTask,
+    DrainWorker,
     PushTask,
     Reply,
     StreamItem,
@@ -242,6 +244,9 @@ class TaskExecutor:
         self.exit_reason: str | None = None  # once set, calls are refused, not run
         # The task on the main thread is blocked in get/wait (set by worker.main's hooks).
         self.task_blocked = False
+        # Set when the node drains: new tasks go back to their owners (RESCHEDULE, DRAINING).
+        self.draining = ""
+        self._task_futures: set[asyncio.Future] = set()  # the tasks not answered yet
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------
 
@@ -256,9 +261,14 @@ class TaskExecutor:
     def handle_push_task(self, payload: list, call: Call) -> asyncio.Future:
         task = decode(PushTask, payload)
         task_id, fn_id, blob, fn_name, args_wire, slots, num_returns, owner, gpu_ids, group = task
+        future = self.runtime.loop.create_future()
+        if self.draining:
+            future.set_result((RESCHEDULE, DRAINING, 0.0, [], 0.0))
+            return future
         if gpu_ids is not None:
             set_visible_gpus(gpu_ids)
-        future = self.runtime.loop.create_future()
+        self._task_futures.add(future)
+        future.add_done_callback(self._task_futures.discard)
         try:
             fn = self.function(fn_id, blob, fn_name)
         except Exception as exc:
@@ -410,6 +420,22 @@ class TaskExecutor:
         """Whether actorflow.cancel was called on the running task task_id."""
         job = self._running.get(task_id)
         return job is not None and job.cancelled
+
+    async def handle_drain(self, payload: list, call: Call) -> int:
+        """The node drains: queued tasks go back to their owners, new ones too; answered once
+        the running tasks are answered (how many were running)."""
+        self.draining = decode(DrainWorker, payload).reason or "draining"
+        with self._queued_lock:
+            bounced = [job for job in self._queued.values() if job.movable]
+            for job in bounced:
+                del self._queued[job.task_id]
+        for job in bounced:
+            _settle(job.future, (RESCHEDULE, DRAINING, 0.0, [], 0.0))
+        running = [f for f in self._task_futures if not f.done()]
+        if running:
+            await asyncio.wait(running)
+        await asyncio.sleep(0)  # the replies' own callbacks write them first
+        return len(running)
 
     def bounce_queued(self) -> None:
         """The running task blocked: give queued tasks back to their owners to run elsewhere,

@@ -77,13 +77,17 @@ def main(argv: list[str] | None = None) -> None:
     from actorflow._private.worker.core_worker import CoreWorker
     from actorflow._private.worker.executor import TaskExecutor
     from actorflow._private.worker.task_context import current_task_name
+    from transports import TLSConfig
 
     config = spec.config
     raylet_address = spec.raylet_address
     worker_id = spec.worker_id
     loop_thread = LoopThread()
     loop_thread.start()
-    runtime = Runtime(loop_thread.loop, spec.token, config.max_frame_size, config.connect_timeout)
+    tls = TLSConfig.from_dir(spec.tls_dir) if spec.tls_dir else None
+    runtime = Runtime(
+        loop_thread.loop, spec.token, config.max_frame_size, config.connect_timeout, tls
+    )
     # On the node's own interface: peers on other machines must reach this worker.
     host = spec.node_host or "127.0.0.1"
     loop_thread.run(runtime.start(f"tcp://{host}:0"), timeout=30)
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> None:
         namespace=spec.namespace,
         shm_prefix=spec.shm_prefix,
         spill_dir=spec.spill_dir,
+        segment_socket=spec.segment_socket,
     )
     core.job_info = {
         "namespace": spec.namespace,

@@ -45,6 +45,9 @@ ACTOR_OPTIONS = COMMON | {
     "get_if_exists",
     "concurrency_groups",
     "max_pending_calls",
+    # actorflow's own: the actor dies with the actor that created it, not with its process, so
+    # it outlives that actor's restarts (a supervisor's children: supervision/).
+    "_survive_owner_restart",
 }
 METHOD_OPTIONS = {
     "num_returns",
@@ -72,6 +75,7 @@ ACTOR_OPTIONS |= ACCEPTED_AND_IGNORED | {
     "allow_out_of_order_execution",
     "enable_tensor_transport",
     "_actor_generator_backpressure_num_objects",
+    "_mesh_member",  # set by actorflow.mesh: the member's rank and the mesh's shape
 }
 METHOD_OPTIONS |= {
     "enable_task_events",
@@ -104,6 +108,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "_generator_backpressure_num_objects": (int, _NONE),
     "_num_objects_per_yield": (int, _NONE),
     "_actor_generator_backpressure_num_objects": (int, _NONE),
+    "_mesh_member": (dict, _NONE),
 }
 
 

@@ -1,10 +1,15 @@
 """This process's side of the node's object store: writing large values into shared memory and
 reading them back without a copy.
 
+Segments are anonymous memory (node/segments.py): this process maps one through an fd the
+node's store hands it over a unix socket (node/segment_socket.py), kept per segment, so mapping
+it again is one lookup; the store says when it dropped a segment ("segments_gone"), and the fd
+is closed then (it would keep the memory alive).
+
 Writing: the store hands out a segment (often a pooled one whose pages are already faulted in);
 this process keeps a few writable mappings of segments it wrote before, so writing into a reused
 one runs at memcpy speed. Code on the runtime loop cannot wait for the store, so it makes its own
-segment file and tells the store afterwards ("adopt").
+segment and hands its fd to the store, then tells it ("adopt").
 
 Reading: each object is mapped read-only once per process and values are built on views of that
 mapping. The store is told when a mapping is made and when it is closed; a mapping can only be
@@ -23,6 +28,7 @@ them there too (``free_everywhere``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import mmap
 import os
 import pickle
@@ -34,6 +40,8 @@ from typing import Any
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
 from actorflow._private.node import shm
+from actorflow._private.node.segment_socket import SegmentClient
+from actorflow._private.node.segments import SegmentTable, anonymous_memory
 from actorflow._private.node.transfer import NodeDirectory, describe
 from actorflow._private.ownership.table import ObjectTable
 from actorflow._private.protocol import store
@@ -67,6 +75,8 @@ class SharedObjects:
         raylet_address: str,
         shm_prefix: str,
         spill_dir: str,
+        segment_socket: str = "",
+        local_segments: SegmentTable | None = None,
     ) -> None:
         self.runtime = runtime
         self.threshold = config.inline_object_max_bytes
@@ -84,6 +94,13 @@ class SharedObjects:
         self._sweeping = False
         self._write_maps: OrderedDict[str, tuple[int, mmap.mmap]] = OrderedDict()
         self._write_lock = threading.Lock()
+        self._own_names = itertools.count()
+        # The store's fds; in the store's own process (init()'s cluster) straight from its table.
+        self.segments = SegmentClient(
+            segment_socket, runtime.address, local=local_segments, keep=config.segment_fds_kept
+        )
+        if raylet_address and raylet_address != runtime.address:
+            self._watch_store()
         self._copies: dict[bytes, set[str]] = {}  # our objects -> stores holding copies
         # on_lost(wire, owner_hint, cause) -> a wire to try instead (worker/recovery.py)
         self.on_lost: Callable[[list, str, str], Coroutine[Any, Any, list]] | None = None
@@ -144,44 +161,67 @@ class SharedObjects:
         buffers: list,
         offsets: list[int],
     ) -> None:
-        path = os.path.join(shm.SHM_ROOT, name)
         if fresh:  # pwrite into new pages is twice as fast as faulting them in through a map
-            fd = os.open(path, os.O_RDWR)
+            fd = self._open_segment(name, obj_id)
             try:
                 shm.write_parts(fd, obj_id, data, buffers, offsets)
             finally:
                 os.close(fd)
             return
         with self._write_lock:
-            mapping = self._writable(path, capacity)
+            mapping = self._writable(name, capacity, obj_id)
             shm.write_parts(mapping, obj_id, data, buffers, offsets)
 
-    def _writable(self, path: str, capacity: int) -> mmap.mmap:
+    def _open_segment(self, name: str, obj_id: bytes) -> int:
+        fd = self.segments.open(name)
+        if fd is None:
+            raise errors.ObjectLostError(
+                f"object {obj_id.hex()}: its segment {name} was dropped before it was written"
+            )
+        return fd
+
+    def _writable(self, name: str, capacity: int, obj_id: bytes) -> mmap.mmap:
         """A writable mapping of a pooled segment, kept for the next write into it."""
-        kept = self._write_maps.get(path)
+        kept = self._write_maps.get(name)
         if kept is not None and kept[0] == capacity:
-            self._write_maps.move_to_end(path)
+            self._write_maps.move_to_end(name)
             return kept[1]
-        # Drop mappings of segments the store has since removed: they would pin their memory.
-        for old_path in list(self._write_maps):
-            if not os.path.exists(old_path) or len(self._write_maps) >= self._write_mappings_kept:
-                self._write_maps.pop(old_path)[1].close()
-        fd = os.open(path, os.O_RDWR)
+        while len(self._write_maps) >= self._write_mappings_kept:
+            self._write_maps.popitem(last=False)[1][1].close()
+        fd = self._open_segment(name, obj_id)
         try:
             mapping = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         finally:
             os.close(fd)
-        self._write_maps[path] = (capacity, mapping)
-        self.runtime.call_soon(self._start_sweep)  # to let go of it once the store drops it
+        self._write_maps[name] = (capacity, mapping)
         return mapping
 
-    def _drop_stale_write_maps(self) -> None:
-        """Unmap kept writable mappings of segments the store has removed (they would keep
-        the memory alive). Cheap: at most write_mappings_kept entries."""
-        with self._write_lock:
-            for path in list(self._write_maps):
-                if not os.path.exists(path):
-                    self._write_maps.pop(path)[1].close()
+    def _watch_store(self) -> None:
+        """If our node's store goes (its process killed), let go of every fd and writable
+        mapping of its segments: they would keep its memory alive as long as we live."""
+        self.runtime.on_peer_lost(self.store_address, self._store_lost)
+
+    def _store_lost(self) -> None:
+        self.segments.forget(None)
+        self.segments_gone(None)
+        if not self.runtime.closed:
+            self._watch_store()  # a store reached again later may be lost again
+
+    def segments_gone(self, names: list[str] | None) -> None:
+        """The store dropped these segments (None: all of them): close our fds and writable
+        mappings of them, which would keep their memory alive (loop thread). A write in
+        progress (into another segment) is not waited for: retried shortly."""
+        self.segments.forget(names)
+        if not self._write_lock.acquire(blocking=False):
+            self.runtime.loop.call_later(0.05, self.segments_gone, names)
+            return
+        try:
+            for name in list(self._write_maps) if names is None else names:
+                kept = self._write_maps.pop(name, None)
+                if kept is not None:
+                    kept[1].close()
+        finally:
+            self._write_lock.release()
 
     def _write_own_segment(
         self,
@@ -194,19 +234,17 @@ class SharedObjects:
         data_len: int,
         buffer_lens: list,
     ) -> list:
-        name = f"{self._prefix()}w{obj_id.hex()}"
-        path = os.path.join(shm.SHM_ROOT, name)
+        # Unique: a retried task's result may be written again, by this process or another.
+        name = f"{self._prefix()}w{obj_id.hex()}-{os.getpid()}-{next(self._own_names)}"
         try:
-            fd = shm.create_file(path, nbytes)
-        except FileExistsError:  # written before by this task's earlier attempt
-            os.unlink(path)
-            fd = shm.create_file(path, nbytes)
+            fd = anonymous_memory(name, nbytes)
         except OSError as exc:
             raise errors.ObjectStoreFullError(
                 f"could not create a {nbytes}-byte shared-memory segment: {exc}"
             ) from None
         try:
             shm.write_parts(fd, obj_id, data, buffers, offsets)
+            self.segments.give(name, fd)  # before "adopt", and before anyone sees the wire
         finally:
             os.close(fd)
         wire = [SHARED, self._node_id, name, obj_id, data_len, buffer_lens]
@@ -250,10 +288,7 @@ class SharedObjects:
             if entry is None:
                 if node != self._node_id:
                     return None
-                mapping = shm.map_for_reading(
-                    [os.path.join(shm.SHM_ROOT, name), os.path.join(self.spill_dir, obj_id.hex())],
-                    obj_id,
-                )
+                mapping = self._map(name, obj_id)
                 if mapping is None:
                     raise errors.ObjectLostError(
                         f"object {obj_id.hex()} is no longer in the object store (it was freed)"
@@ -265,6 +300,19 @@ class SharedObjects:
             if job:
                 entry.jobs += 1
             return shm.views(entry.mmap, data_len, buffer_lens)
+
+    def _map(self, name: str, obj_id: bytes) -> mmap.mmap | None:
+        """obj_id mapped read-only: from its segment, else from its spill file; None if
+        neither holds it."""
+        fd = self.segments.open(name)
+        if fd is not None:
+            try:
+                mapping = shm.map_fd(fd, obj_id)
+            finally:
+                os.close(fd)
+            if mapping is not None:
+                return mapping
+        return shm.map_file(os.path.join(self.spill_dir, obj_id.hex()), obj_id)
 
     # -- other nodes ----------------------------------------------------------------------------
 
@@ -476,17 +524,18 @@ class SharedObjects:
         for obj_id in list(self._lingering):
             self._lingering.discard(obj_id)
             self.release(obj_id)
-        self._drop_stale_write_maps()
-        if self._lingering or self._write_maps:
+        if self._lingering:
             self._start_sweep()
 
     def mapped_count(self) -> int:
         return len(self._maps)
 
     def close(self) -> None:
-        for _capacity, mapping in self._write_maps.values():
-            mapping.close()
-        self._write_maps.clear()
+        with self._write_lock:
+            for _capacity, mapping in self._write_maps.values():
+                mapping.close()
+            self._write_maps.clear()
+        self.segments.close()
 
 
 def shared_ids(wires: list) -> list[bytes]:

@@ -25,6 +25,7 @@ from actorflow._private.ownership.lineage import Lineage, TaskSpec
 from actorflow._private.protocol.raylet import RequestLease, ReturnLease
 from actorflow._private.protocol.worker import (
     CANCELLED,
+    DRAINING,
     FAILED,
     OK,
     RESCHEDULE,
@@ -382,11 +383,27 @@ class TaskSubmitter:
             elif status == CANCELLED:
                 self._finish_cancelled(task)
             elif status == RESCHEDULE:
+                if payload == DRAINING:
+                    self._retire(shape, worker)  # its node is leaving: lease elsewhere
                 self._enqueue(task, front=True)
         if not worker.dead:
             if worker.in_flight == 0 and not shape.queue:
                 self._schedule_return(shape, worker)
             self._pump(shape)
+
+    def _retire(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
+        """The worker's node drains: push it nothing more, and give its lease back (its node
+        ends it once what it runs is done)."""
+        if worker.dead:
+            return
+        worker.dead = True
+        if worker in shape.workers:
+            shape.workers.remove(worker)
+        if worker.idle_timer is not None:
+            worker.idle_timer.cancel()
+            worker.idle_timer = None
+        self._fns_sent.pop(worker.address, None)
+        self.runtime.tell(worker.raylet_address, ReturnLease(worker.lease_id, False))
 
     def _worker_lost(self, shape: ShapeQueue, worker: LeasedWorker) -> None:
         if worker.dead:

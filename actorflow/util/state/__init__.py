@@ -8,7 +8,11 @@ dicts, see ``common.py``): ``list_actors``, ``list_nodes``, ``list_jobs``, ``lis
 
 actorflow's own views, plain dicts behind ``actorflow status``, ``actorflow list`` and
 ``actorflow memory``: ``cluster_status``, ``node_rows``, ``actor_rows``, ``worker_rows``,
-``task_lease_rows``, ``object_rows``, ``memory_summary``, ``object_store_stats`` (``views.py``).
+``task_lease_rows``, ``object_rows``, ``memory_summary``, ``object_store_stats`` (``views.py``),
+``supervisor_rows`` (``supervision.py``); each one's JSON, as the CLI and the dashboard show it:
+``json_view`` (``listings.py``).
+
+Logs (Ray's): ``list_logs``, ``get_log``, and ``log_rows`` (``logs.py``).
 """
 
 from actorflow.util.state.api import (
@@ -31,6 +35,14 @@ from actorflow.util.state.api import (
     summarize_tasks,
     task_events_dropped,
 )
+from actorflow.util.state.listings import (
+    JOB_COLUMNS,
+    LOG_COLUMNS,
+    SUPERVISOR_COLUMNS,
+    json_view,
+)
+from actorflow.util.state.logs import get_log, list_logs, log_rows
+from actorflow.util.state.supervision import supervisor_rows
 from actorflow.util.state.task_views import (
     TASK_ATTEMPT_COLUMNS,
     format_task_attempts,
@@ -45,6 +57,7 @@ from actorflow.util.state.views import (
     ClusterNotFoundError,
     actor_rows,
     actors_of,
+    cluster_demand,
     cluster_status,
     format_bytes,
     format_status,
@@ -64,6 +77,9 @@ from actorflow.util.state.views import (
 
 __all__ = [
     "ACTOR_COLUMNS",
+    "JOB_COLUMNS",
+    "LOG_COLUMNS",
+    "SUPERVISOR_COLUMNS",
     "TASK_ATTEMPT_COLUMNS",
     "NODE_COLUMNS",
     "TASK_COLUMNS",
@@ -71,6 +87,7 @@ __all__ = [
     "ClusterNotFoundError",
     "actor_rows",
     "actors_of",
+    "cluster_demand",
     "cluster_status",
     "format_bytes",
     "format_status",
@@ -79,6 +96,7 @@ __all__ = [
     "format_task_attempts",
     "format_task_summary",
     "get_actor",
+    "get_log",
     "get_job",
     "get_node",
     "get_objects",
@@ -86,12 +104,15 @@ __all__ = [
     "get_task",
     "get_worker",
     "list_actors",
+    "json_view",
     "list_jobs",
+    "list_logs",
     "list_nodes",
     "list_objects",
     "list_placement_groups",
     "list_tasks",
     "list_workers",
+    "log_rows",
     "memory_summary",
     "node_rows",
     "nodes_of",
@@ -101,6 +122,7 @@ __all__ = [
     "summarize_actors",
     "summarize_objects",
     "summarize_tasks",
+    "supervisor_rows",
     "task_attempts",
     "task_events_dropped",
     "task_lease_rows",

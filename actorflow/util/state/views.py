@@ -26,6 +26,7 @@ from actorflow.exceptions import ClusterNotFoundError
 __all__ = [
     "ClusterNotFoundError",
     "actor_rows",
+    "cluster_demand",
     "cluster_status",
     "placement_group_rows",
     "memory_summary",
@@ -42,6 +43,22 @@ ACTOR_STATES = ("ALIVE", "PENDING", "RESTARTING", "DEAD")
 # -- nodes, actors, workers, tasks ---------------------------------------------------------------
 
 
+def cluster_demand(address: str | None = None) -> dict[str, Any]:
+    """The cluster's pending demand, as the GCS sums it from the nodes' heartbeats (what an
+    autoscaler reads, ``actorflow.autoscaler``).
+
+    Keys: pending (rows {"shape", "count", "kind"}: the resource shapes of the lease requests
+    queued on the nodes for lack of resources, kind "task" or "actor"; not those only waiting
+    for a worker process to start), pending_actors (actors not placed yet, the same rows),
+    infeasible (requests no node could ever fit, seen in the last minute: they failed with
+    TaskUnschedulableError), nodes (per live node: node_id, address, is_head, pid, host,
+    resources, available, draining (why, or ""), idle and idle_seconds (no lease, queued
+    request, actor, kept worker or primary object copy, for that long), busy (those counts),
+    hosts_actors).
+    """
+    return dict(inspection.run(address, inspection.collect_cluster).demand)
+
+
 def node_rows(address: str | None = None) -> list[dict[str, Any]]:
     """One row per node the GCS knows, dead ones too, the head first.
 
@@ -51,7 +68,8 @@ def node_rows(address: str | None = None) -> list[dict[str, Any]]:
     the node's raylet (None if it did not answer, or the node is dead): workers (worker
     processes), leases (workers leased: running tasks or hosting actors), queued_lease_requests
     (requests waiting for a worker or resources), metrics_address (HOST:PORT of the node's
-    Prometheus endpoint, /metrics; "" if it serves none).
+    Prometheus endpoint, /metrics; "" if it serves none), draining (why the node drains, "" if
+    it does not: no new work goes there).
     """
     return nodes_of(inspection.run(address, inspection.collect_cluster))
 
@@ -136,6 +154,7 @@ def nodes_of(view: inspection.ClusterView) -> list[dict[str, Any]]:
                 "workers": len(info.get("workers", [])) if info else None,
                 "leases": info.get("leases") if info else None,
                 "queued_lease_requests": info.get("queued_lease_requests") if info else None,
+                "draining": node.get("draining", "") or "",
             }
         )
     return sorted(rows, key=lambda r: (not r["alive"], not r["is_head"], r["node_id"]))
@@ -242,6 +261,10 @@ def status_of(view: inspection.ClusterView) -> dict[str, Any]:
             "finished": sum(1 for j in view.jobs if not j.get("alive")),
         },
         "unreachable": list(view.unreachable),
+        "demand": {
+            key: list(view.demand.get(key) or [])
+            for key in ("pending", "pending_actors", "infeasible")
+        },
     }
 
 
@@ -373,6 +396,8 @@ def _usage(row: dict[str, Any]) -> str:
 
 
 def _node_state(row: dict[str, Any]) -> str:
+    if row.get("draining") and row["alive"]:
+        return f"DRAINING ({row['draining']})"
     return row["state"] + (f" ({row['death_cause']})" if row["death_cause"] else "")
 
 
@@ -431,6 +456,26 @@ def format_table(rows: list[dict[str, Any]], columns: list[Column]) -> str:
     )
 
 
+def _shapes(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(
+        f"{row['count']} x {{{', '.join(f'{k}: {_number(v)}' for k, v in row['shape'].items())}}}"
+        + (f" ({row['kind']})" if row.get("kind") == "actor" else "")
+        for row in rows
+    )
+
+
+def format_demand(demand: dict[str, Any]) -> list[str]:
+    """The status lines of the pending demand (``cluster_demand``)."""
+    pending, infeasible = demand.get("pending") or [], demand.get("infeasible") or []
+    lines = ["", "Demand:"]
+    lines.append(
+        f"  pending (waiting for resources): {_shapes(pending)}" if pending else "  none pending"
+    )
+    if infeasible:
+        lines.append(f"  infeasible (no node could fit them, last minute): {_shapes(infeasible)}")
+    return lines
+
+
 def format_status(status: dict[str, Any]) -> str:
     nodes = status["nodes"]
     live = [n for n in nodes if n["alive"]]
@@ -462,6 +507,7 @@ def format_status(status: dict[str, Any]) -> str:
         f"{tasks['workers']} worker process(es) in all",
         f"Jobs: {jobs['alive']} driver(s) connected, {jobs['finished']} finished",
     ]
+    lines += format_demand(status.get("demand") or {})
     if status["unreachable"]:
         lines.append(
             f"{len(status['unreachable'])} node(s) did not answer: "
