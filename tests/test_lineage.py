@@ -6,7 +6,6 @@ are not made again and say why. Nodes are ended by pid (LocalCluster.kill_node).
 from __future__ import annotations
 
 import concurrent.futures
-import glob
 import os
 
 import numpy as np
@@ -15,7 +14,6 @@ import pytest
 import actorflow
 from actorflow import exceptions
 from actorflow._private import ids
-from actorflow._private.node import shm
 from actorflow._private.ownership.lineage import Lineage, TaskSpec
 from actorflow._private.worker import context
 from actorflow.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -231,8 +229,6 @@ def test_a_lost_put_says_it_was_a_put(local_cluster):
     # The driver's own node dies (the GCS, a process of its own, lives on), and its shared
     # memory with it.
     local_cluster.kill_node(head)
-    for path in glob.glob(os.path.join(shm.SHM_ROOT, wire[2])):
-        os.unlink(path)
     with pytest.raises(exceptions.ObjectReconstructionFailedError) as lost:
         actorflow.get(ref, timeout=120)
     assert isinstance(lost.value, exceptions.ObjectLostError)

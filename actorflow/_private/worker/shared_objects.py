@@ -288,7 +288,14 @@ class SharedObjects:
             if entry is None:
                 if node != self._node_id:
                     return None
-                mapping = self._map(name, obj_id)
+                try:
+                    mapping = self._map(name, obj_id)
+                except errors.ObjectLostError:
+                    raise
+                except errors.ActorflowError as exc:  # this node's store is gone, and it too
+                    raise errors.ObjectLostError(
+                        f"object {obj_id.hex()} cannot be read here: {exc}"
+                    ) from None
                 if mapping is None:
                     raise errors.ObjectLostError(
                         f"object {obj_id.hex()} is no longer in the object store (it was freed)"
