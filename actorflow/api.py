@@ -123,6 +123,7 @@ def init(
             return _info()
         if "log_to_driver" in ray_compat:
             config = config.replace(log_to_driver=bool(ray_compat["log_to_driver"]))
+        config = _system_config(config, ray_compat.get("_system_config"))
         if object_store_memory is not None:
             if not isinstance(object_store_memory, int) or object_store_memory <= 0:
                 raise ValueError(
@@ -176,6 +177,26 @@ def _dashboard_options(ray_compat: dict[str, Any]) -> dict[str, Any] | None:
     ):
         raise ValueError(f"dashboard_port must be a port number 0-65535, got {port!r}")
     return {"host": host, "port": port}
+
+
+# Ray's _system_config keys that have a Config field of the same meaning; others are ignored.
+_SYSTEM_CONFIG_KEYS = {"lineage_pinning_enabled": bool, "max_lineage_bytes": int}
+
+
+def _system_config(config: Config, given: Any) -> Config:
+    """Config with the _system_config keys we know applied (a wrong type is a ValueError)."""
+    if not given:
+        return config
+    if not isinstance(given, dict):
+        raise ValueError(f"_system_config must be a dict, got {type(given).__name__}")
+    changes = {}
+    for key, kind in _SYSTEM_CONFIG_KEYS.items():
+        if key in given:
+            value = given[key]
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ValueError(f"_system_config[{key!r}] must be {kind.__name__}, got {value!r}")
+            changes[key] = value
+    return config.replace(**changes) if changes else config
 
 
 def _metrics_port(port: Any) -> int | None:

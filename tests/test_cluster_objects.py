@@ -162,7 +162,8 @@ def test_copies_go_when_their_owner_does(local_cluster, poll_until):
 
 def test_object_only_a_dead_node_held_is_lost(local_cluster):
     head, other = two_nodes(local_cluster)
-    made = on(other, make).remote(N)
+    # max_retries=0: not made again (test_lineage.py covers lineage reconstruction)
+    made = on(other, make).options(max_retries=0).remote(N)
     ready, _ = actorflow.wait([made], timeout=120)
     assert ready
     local_cluster.kill_node(other)

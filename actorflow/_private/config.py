@@ -107,6 +107,12 @@ class Config:
     # <session>/gcs.sqlite; or sqlite:///PATH, or redis://HOST:PORT/DB.
     gcs_storage: str = ""
     default_max_retries: int = 3
+    # -- lost objects (ownership/lineage.py, worker/recovery.py) --
+    # Owners keep the specs of their tasks while their results are referenced, to re-run a task
+    # when every copy of a result is lost (Ray's lineage_pinning_enabled); at most this many
+    # bytes of them per owner (Ray's max_lineage_bytes), the oldest evicted first.
+    lineage_pinning_enabled: bool = True
+    max_lineage_bytes: int = 1 << 30
     session_root: str = "/tmp/actorflow-sessions"  # not importable: cannot shadow the package
     # Fork workers from a pre-imported template process (milliseconds) instead of starting a
     # fresh interpreter for each (about 150 ms).

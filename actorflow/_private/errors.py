@@ -19,6 +19,9 @@ __all__ = [
     "WorkerCrashedError",
     "ObjectLostError",
     "OwnerDiedError",
+    "ObjectReconstructionFailedError",
+    "ObjectReconstructionFailedMaxAttemptsExceededError",
+    "ObjectReconstructionFailedLineageEvictedError",
     "ObjectStoreFullError",
     "ObjectTooLargeError",
     "ActorError",
@@ -165,6 +168,38 @@ class ObjectLostError(ActorflowError):
 
 class OwnerDiedError(ObjectLostError):
     """The process that owned the object has exited."""
+
+
+class ObjectReconstructionFailedError(ObjectLostError):
+    """Every copy of the object is gone and it cannot be made again; ``reason`` says why (as
+    Ray's reasons without the OBJECT_UNRECONSTRUCTABLE_ prefix): ``PUT`` (made by put, which has
+    no task to re-run), ``ACTOR_TASK`` (an actor method's result), ``GENERATOR`` (an item of a
+    streaming generator), ``BORROWED`` (its owner said so), ``LINEAGE_DISABLED``,
+    ``DEPENDENCY`` (an argument of its task could not be had), ``TASK_FAILED``."""
+
+    reason = "UNKNOWN"
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        if reason is not None:
+            self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self), self.reason))
+
+
+class ObjectReconstructionFailedMaxAttemptsExceededError(ObjectReconstructionFailedError):
+    """The task that made the object has no retries left (its ``max_retries``): reason
+    ``MAX_ATTEMPTS_EXCEEDED``, or ``RETRIES_DISABLED`` for a task made with max_retries=0."""
+
+    reason = "MAX_ATTEMPTS_EXCEEDED"
+
+
+class ObjectReconstructionFailedLineageEvictedError(ObjectReconstructionFailedError):
+    """The owner no longer keeps the task that made the object: its lineage was evicted to stay
+    within ``max_lineage_bytes``."""
+
+    reason = "LINEAGE_EVICTED"
 
 
 class ObjectTooLargeError(ActorflowError, ValueError):

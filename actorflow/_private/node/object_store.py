@@ -195,6 +195,10 @@ class ObjectStore:
         wire, source = decode(store.Pull, payload)
         return await self.transfers.pull(wire, source)
 
+    def handle_locate(self, payload: list, call: Call) -> list | None:
+        """This store's wire of the object, if it holds it (an owner looking for a copy)."""
+        return self.transfers.local_wire(decode(store.Locate, payload).obj_id)
+
     async def handle_transfer_begin(self, payload: list, call: Call) -> list:
         """[owner, size] of an object another store pulls; it is pinned meanwhile."""
         obj_id, puller = decode(store.TransferBegin, payload)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from actorflow._private import serialization
+from actorflow._private.ownership.lineage import Lineage
 from actorflow._private.ownership.table import MISSING, ObjectTable
 from actorflow._private.protocol import core
 
@@ -58,15 +59,19 @@ class Ownership:
         self.in_flight: dict[bytes, list] = {}  # task id -> refs sent in its results
         self.borrows_to_send: dict[str, list[bytes]] = {}  # owner -> refs to register
         self.fetching: set[bytes] = set()
+        self.lineage = Lineage()  # the specs of our tasks, to re-create lost results
 
     def watch_drops(self, callback: Callable[[bytes, bool, str, list | None], None]) -> None:
         """callback(obj_id, owned, owner, wire), from any thread, for each object the table
         lets go of that concerns anyone but us (the shell then calls dropped() on its loop).
         An inline value we own that holds nothing is simply gone: nobody is told."""
         pins, shared = self.object_pins, serialization.SHARED
+        lineage = self.lineage
 
         def table_dropped(obj_id: bytes, entry: Any) -> None:  # one per put: kept lean
             wire = entry.wire
+            if entry.owned and (lineage.specs or lineage.evicted or lineage.no_lineage):
+                lineage.note_dropped(obj_id)
             if entry.owned and obj_id not in pins and (wire is None or wire[0] != shared):
                 return
             callback(obj_id, entry.owned, entry.owner, wire)

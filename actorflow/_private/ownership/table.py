@@ -117,6 +117,34 @@ class ObjectTable:
             return []
         return callbacks or []
 
+    def reset(self, obj_id: bytes) -> bool:
+        """The value is lost and is being made again: the entry is pending once more (readers
+        wait for the new value). False if the object is not here."""
+        with self:
+            entry = self._entries.get(obj_id)
+            if entry is None:
+                return False
+            entry.wire = None
+            return True
+
+    def replace_wire(self, obj_id: bytes, wire: list) -> list[Callable[[list], None]]:
+        """Where the value is has changed (another copy, or it was made again): store the new
+        wire even over an old one; return the callbacks that waited for it."""
+        with self:
+            entry = self._entries.get(obj_id)
+            if entry is None:
+                return []
+            entry.wire = wire
+            callbacks, entry.callbacks = entry.callbacks, None
+            return callbacks or []
+
+    def owner_of(self, obj_id: bytes) -> str | None:
+        """The owner's address of an object known here ("" if we own it), None if unknown."""
+        entry = self._entries.get(obj_id)
+        if entry is None:
+            return None
+        return "" if entry.owned else entry.owner
+
     def get_wire(self, obj_id: bytes) -> list | None:
         entry = self._entries.get(obj_id)
         return None if entry is None else entry.wire

@@ -38,6 +38,16 @@ class GetObject(NamedTuple):
     obj_id: bytes
 
 
+@message("core", "recover_object")
+class RecoverObject(NamedTuple):
+    """A reader could not get any copy of the object (wire: the one it tried; cause: why):
+    answered with a wire that works (another copy, or the value made again), or the error."""
+
+    obj_id: bytes
+    wire: list
+    cause: str
+
+
 @message("core", "object_copied")
 class ObjectCopied(NamedTuple):
     """Another node's store made a copy of an object we own."""

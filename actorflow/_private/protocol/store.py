@@ -54,6 +54,13 @@ class Pull(NamedTuple):
     source: str  # that node's store address
 
 
+@message("store", "locate")
+class Locate(NamedTuple):
+    """Does this store hold the object? Answered with its local wire, or None."""
+
+    obj_id: bytes
+
+
 @message("store", "transfer_begin")
 class TransferBegin(NamedTuple):
     """From the store pulling it: answered [owner, size]; the object is pinned meanwhile."""

@@ -141,6 +141,8 @@ class Completion:
             self._streams.finish(call.task_id, wires[0] if wires else None)
         else:
             for obj_id, wire in zip(call.return_ids, wires, strict=False):
+                if call.actor_id and wire[0] == serialization.SHARED:
+                    self._ownership.lineage.mark(obj_id, "ACTOR_TASK")  # never made again
                 self._set_object(obj_id, wire)
 
     def retrying(self, call: CallRecord, error: Any) -> None:

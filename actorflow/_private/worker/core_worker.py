@@ -15,7 +15,7 @@ import logging
 import os
 from typing import Any
 
-from actorflow._private import ids, serialization
+from actorflow._private import errors, ids, serialization
 from actorflow._private.config import Config
 from actorflow._private.node.segments import SegmentTable
 from actorflow._private.ownership.handles import HandleCounts
@@ -31,6 +31,7 @@ from actorflow._private.worker.control_client import ControlClient
 from actorflow._private.worker.metrics import MetricsReporter
 from actorflow._private.worker.object_ref import ObjectRef
 from actorflow._private.worker.ownership_io import OwnershipIO
+from actorflow._private.worker.recovery import Recovery
 from actorflow._private.worker.runtime_envs import RuntimeEnvs
 from actorflow._private.worker.shared_objects import SharedObjects
 from actorflow._private.worker.streams import StreamTable
@@ -79,6 +80,8 @@ class CoreWorker:
         self._watching_nodes = False
 
         self.ownership = Ownership(runtime.address)
+        self.ownership.lineage.enabled = config.lineage_pinning_enabled
+        self.ownership.lineage.max_bytes = config.max_lineage_bytes
         self.objects = self.ownership.objects
         self.control = ControlClient(runtime, config, gcs_address)
         self.gcs_request = self.control.gcs_request
@@ -121,7 +124,16 @@ class CoreWorker:
             self.task_events,
         )
         self.completion = completion
-        self.submitter = TaskSubmitter(runtime, config, self, completion)
+        self.submitter = TaskSubmitter(runtime, config, self, completion, self.ownership.lineage)
+        # Lost objects: other copies, or their tasks run again (recovery.py).
+        self.recovery = Recovery(
+            runtime,
+            self.ownership,
+            self.shared,
+            self.submitter.submit,
+            config.connect_timeout,
+        )
+        self.shared.on_lost = self.recovery.on_lost
         self.actor_submitter = ActorSubmitter(runtime, config, self, completion)
         self.handles = HandleCounts(
             runtime,
@@ -186,6 +198,8 @@ class CoreWorker:
         self._note_escaped(nested)
         obj_id = ids.object_id(ids.new_task_id(), 0)
         wire = self.shared.finish(obj_id, wire)
+        if wire[0] == serialization.SHARED:
+            self.ownership.lineage.mark(obj_id, "PUT")  # a put has no task to run again
         self.objects.put(obj_id, wire)
         ref: ObjectRef[Any] = ObjectRef(obj_id, self.address)
         self.ownership.pin_to_object(obj_id, nested)
@@ -269,6 +283,21 @@ class CoreWorker:
 
     async def handle_get_object(self, payload: list, call: Call) -> list:
         return await self.refs.value_for_borrower(decode(core.GetObject, payload).obj_id)
+
+    async def handle_recover_object(self, payload: list, call: Call) -> list:
+        """A reader found no copy of an object we own (or borrow: asked on its behalf, as the
+        caller of the task that reads it): a wire that works, or the error saying why not."""
+        obj_id, wire, cause = decode(core.RecoverObject, payload)
+        if not (
+            len(wire) == 6
+            and wire[0] == serialization.SHARED
+            and isinstance(wire[1], str)
+            and wire[3] == obj_id
+        ):
+            raise errors.MalformedMessageError(
+                "recover_object: wire must be the SHARED wire of obj_id that the reader tried"
+            )
+        return await self.recovery.on_lost(wire, "", cause)
 
     def handle_object_copied(self, payload: list, call: Call) -> bool:
         copied = decode(core.ObjectCopied, payload)

@@ -130,7 +130,7 @@ def start_pulls(core: CoreWorker, job: _Job) -> None:
         return
 
     async def pull(wire: list) -> None:
-        job.pulled[wire[3]] = await core.shared.localize(wire)
+        job.pulled[wire[3]] = await core.shared.localize(wire, job.owner)  # owner: ask if lost
 
     job.pulling = asyncio.gather(*(pull(w) for w in remote))
     job.pulling.add_done_callback(_retrieve)
@@ -155,7 +155,7 @@ def decode_args(core: CoreWorker, job: _Job) -> tuple[list, dict]:
 
 def _load(core: CoreWorker, wire: list, job: _Job) -> Any:
     if wire[0] == serialization.SHARED:  # held for the job: released when it ends
-        value = core.shared.load(job.pulled.get(wire[3], wire), job=True)
+        value = core.shared.load(job.pulled.get(wire[3], wire), job=True, owner=job.owner)
         job.opened.append(wire[3])
         return value
     return serialization.deserialize(wire)

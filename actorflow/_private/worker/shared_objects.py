@@ -34,6 +34,7 @@ import os
 import pickle
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from actorflow._private import errors, serialization
@@ -48,6 +49,9 @@ from actorflow._private.runtime import Runtime
 from actorflow._private.worker.control_client import ControlClient
 
 SHARED = serialization.SHARED
+# How many times a read asks an object's owner for another copy before it gives up (each
+# answer is a copy the owner found there, or the value made again).
+_RECOVERY_ROUNDS = 3
 
 
 class _Mapping:
@@ -98,6 +102,8 @@ class SharedObjects:
         if raylet_address and raylet_address != runtime.address:
             self._watch_store()
         self._copies: dict[bytes, set[str]] = {}  # our objects -> stores holding copies
+        # on_lost(wire, owner_hint, cause) -> a wire to try instead (worker/recovery.py)
+        self.on_lost: Callable[[list, str, str], Coroutine[Any, Any, list]] | None = None
         self.nodes = NodeDirectory(lambda: self._control.gcs_request("gcs", "get_nodes", None))
 
     @property
@@ -252,13 +258,21 @@ class SharedObjects:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def load(self, wire: list, job: bool = False) -> Any:
+    def load(self, wire: list, job: bool = False, owner: str = "") -> Any:
         """The value of a SHARED wire, built on views of this process's mapping of it (an
-        object of another node is pulled here first)."""
+        object of another node is pulled here first; owner: who to ask if it is lost)."""
+        rounds = 0
         while True:
             if wire[1] != self._node_id and wire[3] not in self._maps:
-                wire = self._localize_blocking(wire)
-            views = self._views(wire, job)
+                wire = self._localize_blocking(wire, owner)
+            try:
+                views = self._views(wire, job)
+            except errors.ObjectLostError as lost:  # this node's store lost it (it died)
+                rounds += 1
+                if rounds > _RECOVERY_ROUNDS or self.on_lost is None:
+                    raise
+                wire = self._recover_blocking(wire, owner, str(lost))
+                continue
             if views is not None:
                 break  # else it was mapped, and unmapped since: pull it again
         data, buffers = views
@@ -274,7 +288,14 @@ class SharedObjects:
             if entry is None:
                 if node != self._node_id:
                     return None
-                mapping = self._map(name, obj_id)
+                try:
+                    mapping = self._map(name, obj_id)
+                except errors.ObjectLostError:
+                    raise
+                except errors.ActorflowError as exc:  # this node's store is gone, and it too
+                    raise errors.ObjectLostError(
+                        f"object {obj_id.hex()} cannot be read here: {exc}"
+                    ) from None
                 if mapping is None:
                     raise errors.ObjectLostError(
                         f"object {obj_id.hex()} is no longer in the object store (it was freed)"
@@ -310,11 +331,27 @@ class SharedObjects:
             and wire[1] != self._node_id
         )
 
-    async def localize(self, wire: list) -> list:
+    async def localize(self, wire: list, owner: str = "") -> list:
         """The wire of a copy of wire's object in this node's store, pulled there if need be
-        (loop thread). ObjectLostError if the node that held it is gone or lost it."""
+        (loop thread). If the node that held it is gone or lost it, its owner (found in the
+        table, else owner) is asked for another copy or to make it again (on_lost); the error
+        it answers is raised (an ObjectLostError)."""
         if not self.is_remote(wire):
             return wire
+        for _round in range(_RECOVERY_ROUNDS):
+            try:
+                return await self._pull(wire)
+            except errors.ObjectLostError as lost:
+                if self.on_lost is None or self.runtime.closed:
+                    raise
+                wire = await self.on_lost(wire, owner, str(lost))
+            if serialization.is_error(wire):
+                raise serialization.deserialize(wire)
+            if not self.is_remote(wire):
+                return wire
+        return await self._pull(wire)
+
+    async def _pull(self, wire: list) -> list:
         node_id = wire[1]
         source = await self.nodes.store_of(node_id, describe(wire[3], node_id))
         try:
@@ -330,14 +367,25 @@ class SharedObjects:
         future = asyncio.run_coroutine_threadsafe(self.localize(wire), self.runtime.loop)
         return await asyncio.wrap_future(future)
 
-    def _localize_blocking(self, wire: list) -> list:
+    def _localize_blocking(self, wire: list, owner: str = "") -> list:
         if self._control.on_loop_thread():
             raise errors.ActorflowError(
                 f"object {wire[3].hex()} is on another node and must be pulled before it is "
                 f"read on actorflow's event loop: await the ref instead"
             )
-        future = asyncio.run_coroutine_threadsafe(self.localize(wire), self.runtime.loop)
+        future = asyncio.run_coroutine_threadsafe(self.localize(wire, owner), self.runtime.loop)
         return future.result()
+
+    def _recover_blocking(self, wire: list, owner: str, cause: str) -> list:
+        if self._control.on_loop_thread() or self.on_lost is None:
+            raise errors.ObjectLostError(cause)
+        future = asyncio.run_coroutine_threadsafe(
+            self.on_lost(wire, owner, cause), self.runtime.loop
+        )
+        wire = future.result()
+        if serialization.is_error(wire):
+            raise serialization.deserialize(wire)
+        return wire
 
     def prefetch(self, wires: list) -> None:
         """Start pulling the objects of wires that are on other nodes (any thread); a load
@@ -357,6 +405,18 @@ class SharedObjects:
             return False
         self._copies.setdefault(obj_id, set()).add(store)
         return True
+
+    def copies_of(self, obj_id: bytes) -> list[str]:
+        """The stores other than the primary one known to hold a copy of our object."""
+        return sorted(self._copies.get(obj_id, ()))
+
+    def forget_copy(self, obj_id: bytes, store: str) -> None:
+        """That store no longer holds a copy (or its copy became the primary one)."""
+        copies = self._copies.get(obj_id)
+        if copies is not None:
+            copies.discard(store)
+            if not copies:
+                del self._copies[obj_id]
 
     def free_everywhere(self, obj_id: bytes, wire: list) -> None:
         """Our object is nobody's: free it in the store that made it and in every store that

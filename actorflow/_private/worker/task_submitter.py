@@ -21,6 +21,7 @@ from typing import Any
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.ownership.lineage import Lineage, TaskSpec
 from actorflow._private.protocol.raylet import RequestLease, ReturnLease
 from actorflow._private.protocol.worker import (
     CANCELLED,
@@ -81,9 +82,15 @@ class ShapeQueue:
 
 class TaskSubmitter:
     def __init__(
-        self, runtime: Runtime, config: Config, owner: CallOwner, completion: Completion
+        self,
+        runtime: Runtime,
+        config: Config,
+        owner: CallOwner,
+        completion: Completion,
+        lineage: Lineage | None = None,
     ) -> None:
         self.runtime = runtime
+        self.lineage = lineage or Lineage(enabled=False)  # specs kept to re-create results
         self.config = config
         self.owner = owner
         self.completion = completion
@@ -98,6 +105,8 @@ class TaskSubmitter:
 
     def submit(self, task: PendingTask) -> None:
         self.tasks[task.task_id] = task
+        if self.lineage.enabled and task.num_returns > 0:
+            self._keep_lineage(task)
         if task.parent_task_id is not None:
             self.children.setdefault(task.parent_task_id, set()).add(task.task_id)
         # Count every slot first: a ready ref resolves synchronously inside resolve_ref.
@@ -110,6 +119,12 @@ class TaskSubmitter:
             self.owner.resolve_ref(slot[1], resolved)
         if not task.slots:
             self._enqueue(task)  # with slots, the last one resolved enqueues it
+
+    def _keep_lineage(self, task: PendingTask) -> None:
+        """Keep the task's spec while its results live, to run it again if they are lost
+        (its ref arguments as ids: their values are not kept alive by it)."""
+        arg_refs = [[slot[0], slot[1].id, slot[1].owner] for slot in task.slots]
+        self.lineage.record(TaskSpec(task, arg_refs, task.retries_left))
 
     def _resolved(self, task: PendingTask, slot: list, wire: list) -> None:
         if task.state != RESOLVING:
@@ -424,6 +439,8 @@ class TaskSubmitter:
             return
         task.state = DONE
         self.tasks.pop(task.task_id, None)
+        if self.lineage.specs and task.task_id in self.lineage.specs:
+            task.slots = []  # its arguments' values: the spec keeps their ids, not them
         if task.parent_task_id is not None:
             siblings = self.children.get(task.parent_task_id)
             if siblings is not None:
