@@ -157,6 +157,7 @@ def test_head_service_redis_pdb_and_autoscaler():
         "gcs": 6380,
         "metrics": 8080,
         "gcs-metrics": 8081,
+        "dashboard": 8265,
     }
     assert head["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
     assert head["spec"]["selector"]["app.kubernetes.io/component"] == "head"

@@ -286,9 +286,7 @@ def _authenticated_at(endpoint: tuple[str, int], token: bytes) -> tuple[socket.s
 def fuzzed(cluster):
     """The shared cluster's driver port (the GCS, raylet and store live there under init())
     and an actor worker's port, authenticated. The fuzz leaves junk behind (KV keys, objects,
-    borrow records), so the shared cluster is started afresh for the next test."""
-    from conftest import _Shared
-
+    borrow records), so it is shut down: the next test gets a fresh one."""
     echo = Echo.remote()
     token = _token(cluster)
     ports = {
@@ -298,7 +296,7 @@ def fuzzed(cluster):
     yield ports, echo
     for port in ports.values():
         port.close()
-    _Shared.dirty = True
+    actorflow.shutdown()
 
 
 def _still_works(ports: dict[str, Port], echo: Any) -> None:

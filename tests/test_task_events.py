@@ -9,6 +9,7 @@ functions of its own names and looks only at those.
 from __future__ import annotations
 
 import json
+import time
 import os
 import subprocess
 import sys
@@ -221,12 +222,20 @@ def test_cli_lists_tasks_with_filters_and_summarises(cluster):
 def test_timeline_is_a_chrome_trace_with_a_line_per_worker(cluster, tmp_path):
     counter = EvCounter.remote()
     actorflow.get([ev_square.remote(i) for i in range(6)] + [counter.bump.remote()])
-    events = actorflow.timeline()
+    # The shared cluster may still be reporting earlier tests' events: compare the timeline
+    # with a listing taken while no new event came in (the same events in both).
+    for _ in range(50):
+        before = list_tasks(limit=100_000, detail=True)
+        events = actorflow.timeline()
+        after = list_tasks(limit=100_000, detail=True)
+        if len(before) == len(after):
+            break
+        time.sleep(0.2)
     complete = [e for e in events if e["ph"] == "X"]
     assert complete and all({"name", "pid", "tid", "ts", "dur"} <= set(e) for e in complete)
     mine = [e for e in complete if e["name"] in ("ev_square", "EvCounter.bump")]
     assert {e["name"] for e in mine} == {"ev_square", "EvCounter.bump"}
-    rows = [r for r in list_tasks(limit=100_000, detail=True) if r.start_time_ms]
+    rows = [r for r in after if r.start_time_ms]
     workers = {(r.node_id, r.worker_id) for r in rows}
     lines = {(e["pid"], e["tid"]) for e in complete}
     assert len(lines) == len(workers)  # one line per worker that ran something
