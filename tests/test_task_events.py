@@ -9,10 +9,10 @@ functions of its own names and looks only at those.
 from __future__ import annotations
 
 import json
-import time
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
