@@ -78,6 +78,7 @@ class CompiledDAG:
         self._slot_size = slot_size
         self._enable_asyncio = enable_asyncio
         self._socket_channels = False  # sockets even between ends on one machine
+        self._spin_seconds = 0.0  # how long readers poll before they sleep (channel.py)
         self._name = f"actorflow-cgraph-{uuid.uuid4().hex[:12]}"
         self._memories: list[ch.ChannelMemory] = []  # held here; the ends open them by pid/fd
         self._ends: dict[int, ch.Channel | sc.SocketChannel] = {}  # the driver's end of each
@@ -232,6 +233,8 @@ class CompiledDAG:
         handles = [p.handle for p in plans.values()]
         keys = core.get([h.__ray_call__.remote(host_key) for h in handles], None)
         host_of = {id(plan): key for plan, key in zip(plans.values(), keys, strict=True)}
+        if len(plans) + 1 <= (os.cpu_count() or 1):  # the driver and each actor: a core each
+            self._spin_seconds = ch.SPIN_SECONDS
         wires = {id(plan): self._shm_wire(plan) for plan in plans.values()}
         # A channel whose ends are not both on this machine (the driver's memory holds every
         # shared-memory channel) is a socket: the reader listens, the writer dials it.
@@ -274,6 +277,7 @@ class CompiledDAG:
                 for cid in plan.channels
             },
             "is_async": bool(plan.handle._meta.get("is_async")),
+            "spin_seconds": self._spin_seconds,
         }
 
     def _ends_of(self, plans: dict[str, _ActorPlan]) -> dict[int, list[Any]]:
@@ -402,6 +406,8 @@ class CompiledDAG:
             poller = self._pollers[cid] = select.poll()
             poller.register(self._ends[cid].fd, select.POLLIN)
             poller.register(self._death_r, select.POLLIN)
+        if self._spin_seconds:
+            ch.spin_until_readable(poller, self._spin_seconds)
         for fd, _ in poller.poll(int(timeout * 1000)):
             if fd == self._ends[cid].fd:
                 return True

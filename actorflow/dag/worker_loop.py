@@ -43,6 +43,9 @@ class _Loop:
         self.class_name = type(instance).__name__
         self.ops = plan["ops"]
         self.channels = _open_channels(plan["channels"], nonblocking)
+        for channel in self.channels.values():
+            if isinstance(channel, ch.Channel) and not nonblocking:  # a sync actor's reads
+                channel.spin_seconds = plan.get("spin_seconds", 0.0)
         self.methods = [getattr(instance, op["method"]) for op in self.ops]
 
     def resolve(self, spec: Any, inputs: dict, results: list) -> tuple[Any, Any]:
