@@ -114,6 +114,7 @@ def test_without_the_token_only_the_login_page_shows(dash, browser, shots):
     browser.get(url + "/login")
     browser.find_element(By.ID, "token").send_keys("00" * 32)
     browser.find_element(By.ID, "login").click()
+    wait(browser, lambda: browser.find_elements(By.CLASS_NAME, "error"))  # the answer's page
     assert "not the cluster's token" in browser.find_element(By.CLASS_NAME, "error").text
     assert browser.current_url.startswith(url + "/login")
 
