@@ -244,15 +244,7 @@ def run_actorflow(probe: str, n: int) -> dict:
     with PeakMemory() as memory, tempfile.TemporaryDirectory(prefix="af-scale-") as root:
         if probe == "nodes":
             return _nodes_actorflow(n, root, memory)
-        kwargs: dict[str, Any] = {"num_cpus": 2, "_temp_dir": root}
-        if probe == "big_object":
-            kwargs["object_store_memory"] = n + 2 * 1024**3
-        actorflow.init(**kwargs)
-        try:
-            figures = _run_probe(actorflow, probe, n, memory)
-        finally:
-            _, down = _timed(actorflow.shutdown)
-        figures["shutdown_seconds"] = down
+        figures = _on_one_node(actorflow, probe, n, memory, _temp_dir=root)
     figures.update(peak_rss_mb=memory.rss_mb, peak_pss_mb=memory.pss_mb)
     return figures
 
@@ -263,16 +255,21 @@ def run_ray(probe: str, n: int) -> dict:
     with PeakMemory() as memory:
         if probe == "nodes":
             return _nodes_ray(n, memory)
-        kwargs: dict[str, Any] = {"num_cpus": 2}
-        if probe == "big_object":
-            kwargs["object_store_memory"] = n + 2 * 1024**3
-        ray.init(**kwargs)
-        try:
-            figures = _run_probe(ray, probe, n, memory)
-        finally:
-            _, down = _timed(ray.shutdown)
-        figures["shutdown_seconds"] = down
+        figures = _on_one_node(ray, probe, n, memory)
     figures.update(peak_rss_mb=memory.rss_mb, peak_pss_mb=memory.pss_mb)
+    return figures
+
+
+def _on_one_node(api: Any, probe: str, n: int, memory: PeakMemory, **init_kwargs: Any) -> dict:
+    """The probe on a fresh one-node cluster of api's (2 CPUs), and how long it took to end."""
+    if probe == "big_object":
+        init_kwargs["object_store_memory"] = n + 2 * 1024**3
+    api.init(num_cpus=2, **init_kwargs)
+    try:
+        figures = _run_probe(api, probe, n, memory)
+    finally:
+        _, down = _timed(api.shutdown)
+    figures["shutdown_seconds"] = down
     return figures
 
 

@@ -10,6 +10,7 @@ import os
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -137,3 +138,20 @@ class Client:
 
     def login(self, token: str) -> tuple[int, dict, bytes]:
         return self.request("/login", {"token": token, "next": "/"})
+
+
+def populated_cluster(root: str) -> Iterator[tuple[LocalCluster, str, dict[str, Any]]]:
+    """For a module fixture: (cluster, token, ids) of a populated dashboard cluster in a session
+    root of its own, ended after the module."""
+    import pytest
+
+    leave_the_shared_cluster()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ACTORFLOW_SESSION_ROOT", root)
+        cluster = start_cluster(root)
+        try:
+            ids = populate(cluster)
+            token = open(os.path.join(cluster.head["session_dir"], "token")).read().strip()
+            yield cluster, token, ids
+        finally:
+            cluster.shutdown()

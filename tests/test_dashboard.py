@@ -13,7 +13,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from dashboard_helpers import Client, connected, leave_the_shared_cluster, populate, start_cluster
+from dashboard_helpers import Client, connected, populated_cluster
 from helpers import poll_until, process_gone
 
 import actorflow
@@ -22,17 +22,7 @@ from actorflow import cli
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory):
-    leave_the_shared_cluster()
-    root = str(tmp_path_factory.mktemp("dashsession"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ACTORFLOW_SESSION_ROOT", root)
-        cluster = start_cluster(root)
-        try:
-            ids = populate(cluster)
-            token = open(os.path.join(cluster.head["session_dir"], "token")).read().strip()
-            yield cluster, token, ids
-        finally:
-            cluster.shutdown()
+    yield from populated_cluster(str(tmp_path_factory.mktemp("dashsession")))
 
 
 def _logged_in(dash) -> Client:

@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from dashboard_helpers import connected, leave_the_shared_cluster, populate, start_cluster
+from dashboard_helpers import connected, populated_cluster
 
 import actorflow
 
@@ -44,17 +44,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory):
-    leave_the_shared_cluster()
-    root = str(tmp_path_factory.mktemp("browsersession"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ACTORFLOW_SESSION_ROOT", root)
-        cluster = start_cluster(root)
-        try:
-            ids = populate(cluster)
-            token = open(os.path.join(cluster.head["session_dir"], "token")).read().strip()
-            yield cluster, token, ids
-        finally:
-            cluster.shutdown()
+    yield from populated_cluster(str(tmp_path_factory.mktemp("browsersession")))
 
 
 @pytest.fixture(scope="module")

@@ -409,35 +409,18 @@ def _is_node_process(pid: int) -> bool:
 def stop_dashboards(session_root: str, grace: float = 5.0) -> list[int]:
     """End every dashboard process started under session_root (SIGTERM, then SIGKILL after
     grace); the pids that were running."""
-    import signal
-
     pids = []
     for session in session_dir.sessions(session_root):
         info = session_dir.read_json(os.path.join(session, "dashboard.json")) or {}
         pid = int(info.get("pid", 0))
         if pid > 0 and _is_node_process(pid):
             pids.append(pid)
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(_is_node_process(p) for p in pids):
-        time.sleep(0.05)
-    for pid in pids:
-        if _is_node_process(pid):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    return pids
+    return _terminate(pids, grace)
 
 
 def stop_nodes(session_root: str, grace: float = 5.0) -> list[int]:
     """End every node process started under session_root (SIGTERM, then SIGKILL after grace);
     their workers end with them. Returns the pids that were running."""
-    import signal
-
     pids = []
     for session in session_dir.sessions(session_root):
         for path in session_dir.node_files(session):
@@ -445,15 +428,23 @@ def stop_nodes(session_root: str, grace: float = 5.0) -> list[int]:
             pid = int(info.get("pid", 0))
             if pid > 0 and _is_node_process(pid):
                 pids.append(pid)
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
             else:
                 try:
                     os.unlink(path)  # a node that ended without cleaning up
                 except OSError:
                     pass
+    return _terminate(pids, grace)
+
+
+def _terminate(pids: list[int], grace: float) -> list[int]:
+    """SIGTERM each of our processes, then SIGKILL those still running after grace."""
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_is_node_process(p) for p in pids):
         time.sleep(0.05)
