@@ -193,6 +193,13 @@ class ActorClass(Generic[T]):
         blob, meta = self._exported()
         concurrent = meta["is_async"] or (o.get("max_concurrency") or 1) > 1
         out_of_order = o.get("allow_out_of_order_execution")
+        if concurrent and out_of_order is False:
+            # An async or threaded actor runs calls side by side: it cannot keep their order.
+            kind = "an async actor" if meta["is_async"] else "a threaded actor (max_concurrency > 1)"
+            raise ValueError(
+                f"{self.__name__}: allow_out_of_order_execution=False is not possible for "
+                f"{kind}, which runs calls concurrently; leave it unset or True"
+            )
         meta = {
             **meta,
             "out_of_order": concurrent if out_of_order is None else out_of_order,

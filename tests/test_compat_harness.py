@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # compat/ is a folder of the repository, not an installed package
 
-from compat import compare, procs, run_scripts, run_tests  # noqa: E402
+from compat import compare, md_testcode, procs, run_scripts, run_tests  # noqa: E402
 
 ALIAS = REPO / "compat" / "ray_alias"
 
@@ -239,3 +239,44 @@ def test_compare_script_table(here_status: str) -> None:
     table = compare.script_table(ray_run, here_run)
     expected = "" if here_status == "pass" else "E: x"
     assert f"| a.py | pass | {here_status} | {expected} |" in table
+
+
+def test_md_testcode_keeps_runnable_blocks_in_order() -> None:
+    page = textwrap.dedent(
+        """
+        # Title
+
+        ```{testcode}
+        import ray
+        x = 1
+        ```
+
+        ```{testoutput}
+        1
+        ```
+
+        ```{testcode}
+        :hide:
+
+        y = x + 1
+        ```
+
+        ```{testcode}
+        :skipif: True
+
+        raise SystemExit("never run")
+        ```
+
+        ```python
+        not a testcode block
+        ```
+        """
+    )
+    assert md_testcode.page_to_script(page) == "import ray\nx = 1\n\ny = x + 1\n"
+
+
+def test_md_testcode_refuses_a_page_without_blocks_or_with_an_open_block() -> None:
+    with pytest.raises(ValueError, match="no runnable"):
+        md_testcode.page_to_script("```{testcode}\n:skipif: True\n\nx = 1\n```\n")
+    with pytest.raises(ValueError, match="not closed"):
+        md_testcode.page_to_script("```{testcode}\nx = 1\n")

@@ -63,6 +63,25 @@ def test_ray_per_call_options_are_accepted(cluster):
     assert actorflow.get(a.plain.remote(), timeout=30) == "plain"
 
 
+def test_in_order_execution_is_refused_for_concurrent_actors(cluster):
+    class Async:
+        async def m(self):
+            return 1
+
+    class Threaded:
+        def m(self):
+            return 1
+
+    with pytest.raises(ValueError, match="an async actor"):
+        actorflow.remote(Async).options(allow_out_of_order_execution=False).remote()
+    with pytest.raises(ValueError, match="a threaded actor"):
+        actorflow.remote(max_concurrency=2, allow_out_of_order_execution=False)(Threaded).remote()
+    # Asked for out of order (or left to the default), both are created and answer.
+    a = actorflow.remote(Async).options(allow_out_of_order_execution=True).remote()
+    t = actorflow.remote(max_concurrency=2)(Threaded).remote()
+    assert actorflow.get([a.m.remote(), t.m.remote()], timeout=30) == [1, 1]
+
+
 def test_option_types_and_decorator_misuse_get_clear_errors(cluster):
     @actorflow.remote
     class A:
