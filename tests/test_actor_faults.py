@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -332,6 +333,26 @@ class Raiser:
 
     def count(self) -> tuple:
         return self.calls, os.getpid()
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 2], ids=["single-threaded", "threaded"])
+def test_sys_exit_in_a_method_ends_the_process_and_the_actor_restarts(cluster, max_concurrency):
+    """sys.exit() in a method ends the actor's process whichever thread runs the call (a pool
+    thread of a threaded actor too): the call fails at once instead of never answering."""
+
+    @actorflow.remote(max_restarts=1)
+    class Quitter:
+        def quit(self):
+            sys.exit(3)
+
+        def pid(self):
+            return os.getpid()
+
+    actor = Quitter.options(max_concurrency=max_concurrency).remote()
+    first = actorflow.get(actor.pid.remote(), timeout=30)
+    with pytest.raises(exceptions.RayActorError):
+        actorflow.get(actor.quit.remote(), timeout=30)
+    assert actorflow.get(actor.pid.remote(), timeout=30) != first  # restarted, new process
 
 
 def test_an_exception_is_not_retried_or_restarted(cluster):

@@ -18,6 +18,7 @@ import pickle
 import queue
 import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -365,6 +366,8 @@ class TaskExecutor:
             reply = self._run_sync(job)
         except TaskCancelledSignal:
             reply = (CANCELLED, None, 0.0, [], 0.0)
+        except SystemExit as exc:
+            _exit_process(exc)
         self._running.pop(job.task_id, None)
         self.runtime.call_soon(self._reply, job, reply)
 
@@ -614,6 +617,21 @@ class TaskExecutor:
             reply = (FAILED, task_error(job.fn_name, cancelled), reply[2], [], 0.0)
         self._running.pop(job.task_id, None)
         self._reply(job, reply)
+
+
+def _exit_process(exc: SystemExit) -> None:
+    """sys.exit() in a call on a pool thread (threaded actors) ends the worker process, as it
+    does on the main thread and in Ray; left alone it would end only that thread's call, which
+    then never answers."""
+    code = exc.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)  # what the interpreter does with sys.exit("message")
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: the exit matters more
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 def _drain(generator: Any) -> tuple[list, Exception | None]:
