@@ -117,7 +117,7 @@ class RemoteFunction(Generic[P, R]):
         return core.submit_task(
             fn_id=fn_id,
             fn_blob=blob,
-            fn_name=self._name,
+            fn_name=o.get("name") or self._name,  # as Ray: options(name=) names the task
             args=args,
             kwargs=kwargs,
             num_returns=num_returns,

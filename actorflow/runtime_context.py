@@ -1,12 +1,14 @@
 """``actorflow.get_runtime_context()``: what is running here (Ray's ``ray.runtime_context``).
 
-Ids are hex strings: Ray's deprecated ``job_id``/``node_id``/``task_id``/``actor_id`` properties
-return id objects there, strings here (the ``get_*`` methods return strings in both).
+Ids are hex strings (the ``get_*`` methods, as in Ray). Ray's deprecated ``job_id``/``node_id``/
+``task_id``/``actor_id``/``current_placement_group_id`` properties and ``get()`` give id objects;
+here they give ``HexId``, a hex string that also answers ``.hex()``, so code of either kind works.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from actorflow._private.protocol import raylet
@@ -16,7 +18,30 @@ from actorflow._private.worker.actor_handle import ActorHandle
 from actorflow._private.worker.core_worker import CoreWorker
 from actorflow._private.worker.task_context import current_task_id, current_task_name
 
-__all__ = ["RuntimeContext", "get_runtime_context"]
+__all__ = ["HexId", "RuntimeContext", "get_runtime_context"]
+
+
+class HexId(str):
+    """An id as its hex string that, like Ray's id objects, also answers ``.hex()``."""
+
+    __slots__ = ()
+
+    def hex(self) -> str:  # type: ignore[override]  # str has no hex(); Ray's ids do
+        return str(self)
+
+
+def _hex_id(value: str | None) -> HexId | None:
+    return None if value is None else HexId(value)
+
+
+def _deprecated(getter_name: str) -> property:
+    """Ray's old id property: the id as a HexId, with Ray's warning naming the getter."""
+
+    def read(self: RuntimeContext) -> HexId | None:
+        warnings.warn(f"Use {getter_name}() instead", DeprecationWarning, stacklevel=2)
+        return _hex_id(getattr(self, getter_name)())
+
+    return property(read)
 
 
 class RuntimeContext:
@@ -49,7 +74,10 @@ class RuntimeContext:
         return self._core.extensions.get("actor_id")
 
     def get_actor_name(self) -> str | None:
-        return self._core.extensions.get("actor_name") or None
+        """The actor's name: "" in an unnamed actor, None outside an actor (as Ray)."""
+        if self._core.extensions.get("actor_id") is None:
+            return None
+        return self._core.extensions.get("actor_name") or ""
 
     def get_namespace(self) -> str:
         return self._core.namespace
@@ -97,10 +125,11 @@ class RuntimeContext:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "") if in_worker else ""
         return {"GPU": [i.strip() for i in visible.split(",") if i.strip()]}
 
-    job_id = property(get_job_id)
-    node_id = property(get_node_id)
-    task_id = property(get_task_id)
-    actor_id = property(get_actor_id)
+    job_id = _deprecated("get_job_id")
+    node_id = _deprecated("get_node_id")
+    task_id = _deprecated("get_task_id")
+    actor_id = _deprecated("get_actor_id")
+    current_placement_group_id = _deprecated("get_placement_group_id")
     namespace = property(get_namespace)
 
     @property
@@ -146,15 +175,18 @@ class RuntimeContext:
         return ActorHandle(actor_id, self._core.extensions["actor_meta"])
 
     def get(self) -> dict[str, Any]:
-        return {
-            "job_id": self.get_job_id(),
-            "node_id": self.get_node_id(),
-            "worker_id": self.get_worker_id(),
-            "task_id": self.get_task_id(),
-            "actor_id": self.get_actor_id(),
-            "placement_group_id": self.get_placement_group_id(),
+        """The ids as a dict, as Ray's: ``task_id`` only inside a task or call, ``actor_id``
+        only inside an actor, ``placement_group_id`` only inside a placement group."""
+        found: dict[str, Any] = {
+            "job_id": HexId(self.get_job_id()),
+            "node_id": HexId(self.get_node_id()),
+            "worker_id": HexId(self.get_worker_id()),
+            "task_id": _hex_id(self.get_task_id()),
+            "actor_id": _hex_id(self.get_actor_id()),
+            "placement_group_id": _hex_id(self.get_placement_group_id()),
             "namespace": self.namespace,
         }
+        return {key: value for key, value in found.items() if value is not None}
 
 
 def get_runtime_context() -> RuntimeContext:

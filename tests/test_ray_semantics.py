@@ -224,6 +224,43 @@ class Introspective:
         os._exit(1)
 
 
+@actorflow.remote
+def task_context():
+    ctx = actorflow.get_runtime_context()
+    found = ctx.get()
+    return {
+        "keys": sorted(found),
+        "task_id_matches": found["task_id"].hex() == ctx.get_task_id(),
+        "task_name": ctx.get_task_name(),
+        "actor_name": ctx.get_actor_name(),
+    }
+
+
+@actorflow.remote
+class Unnamed:
+    def context(self):
+        ctx = actorflow.get_runtime_context()
+        return sorted(ctx.get()), ctx.get_actor_name()
+
+
+def test_runtime_context_dict_names_and_deprecated_ids_as_ray(cluster):
+    ctx = actorflow.get_runtime_context()
+    found = ctx.get()  # in the driver: no task, no actor
+    assert "task_id" not in found and "actor_id" not in found
+    assert found["job_id"].hex() == ctx.get_job_id() == found["job_id"]
+    with pytest.warns(DeprecationWarning, match=r"Use get_node_id\(\) instead"):
+        assert ctx.node_id.hex() == ctx.get_node_id()
+    with pytest.warns(DeprecationWarning, match=r"Use get_task_id\(\) instead"):
+        assert ctx.task_id is None
+    assert ctx.get_actor_name() is None
+    seen = actorflow.get(task_context.options(name="named_task").remote(), timeout=30)
+    assert "task_id" in seen["keys"] and "actor_id" not in seen["keys"]
+    assert seen["task_id_matches"] and seen["task_name"] == "named_task"
+    assert seen["actor_name"] is None
+    keys, name = actorflow.get(Unnamed.remote().context.remote(), timeout=30)
+    assert {"actor_id", "task_id"} <= set(keys) and name == ""
+
+
 def test_runtime_context_properties(cluster):
     ctx = actorflow.get_runtime_context()
     assert ctx.node_id == ctx.get_node_id() and ctx.job_id == ctx.get_job_id()
