@@ -195,7 +195,9 @@ class ActorClass(Generic[T]):
         out_of_order = o.get("allow_out_of_order_execution")
         if concurrent and out_of_order is False:
             # An async or threaded actor runs calls side by side: it cannot keep their order.
-            kind = "an async actor" if meta["is_async"] else "a threaded actor (max_concurrency > 1)"
+            kind = "an async actor"
+            if not meta["is_async"]:
+                kind = "a threaded actor (max_concurrency > 1)"
             raise ValueError(
                 f"{self.__name__}: allow_out_of_order_execution=False is not possible for "
                 f"{kind}, which runs calls concurrently; leave it unset or True"
