@@ -191,7 +191,9 @@ def test_runtime_context(cluster):
     assert task_id == ref.task_id()
     assert job_id == ctx.get_job_id()
     assert worker_id != ctx.get_worker_id()
-    assert set(ctx.get()) >= {"job_id", "node_id", "worker_id", "task_id", "namespace"}
+    found = ctx.get()
+    assert set(found) >= {"job_id", "node_id", "worker_id", "namespace"}
+    assert "task_id" not in found  # as Ray: only inside a task or call
 
 
 # -- configuration ------------------------------------------------------------------------------
