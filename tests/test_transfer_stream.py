@@ -210,20 +210,26 @@ def test_a_stalled_source_times_out_and_frees_the_target(monkeypatch):
 
 
 def test_no_stream_listener_reachable_falls_back_to_chunks(monkeypatch):
+    closed: list[str] = []
+
     async def closed_port(self: Any) -> str:
-        listener = await transports.listen("tcp://127.0.0.1:0", lambda conn: None, token=TOKEN)
-        listener.close()
-        return listener.address  # nothing listens there any more
+        if not closed:
+            listener = await transports.listen("tcp://127.0.0.1:0", lambda c: None, token=TOKEN)
+            listener.close()
+            closed.append(listener.address)  # nothing listens there any more
+        return closed[0]
 
     monkeypatch.setattr(transfer_stream.StreamServer, "address", closed_port)
 
     async def main() -> None:
         async with two_stores() as (source, puller):
-            data = os.urandom(300_000)
-            wire = put(source, data)
-            local = await puller.transfers.pull(wire, source.runtime.address)
-            assert contents(puller, local) == data
+            for _ in range(2):  # the second does not try the stream again
+                data = os.urandom(300_000)
+                wire = put(source, data)
+                local = await puller.transfers.pull(wire, source.runtime.address)
+                assert contents(puller, local) == data
             assert puller.transfers.stats()["streamed_pulls"] == 0
+            assert len(puller.transfers._unreachable_streams) == 1
 
     run(main)
 

@@ -25,11 +25,11 @@ import ctypes
 import logging
 import mmap
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import transports
-
 from actorflow._private import errors
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
@@ -81,6 +81,7 @@ class TransferStore(Protocol):
 
 logger = logging.getLogger(__name__)
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+_STREAM_RETRY_SECONDS = 60.0  # a stream listener that could not be reached is tried again then
 SHARED = 3  # serialization.SHARED (not imported: serialization pulls in cloudpickle)
 # Chunk size, window and timeouts are Config's transfer_* fields.
 TRANSFER_READER = "transfer:"  # prefix of the reader a transfer pins its object with
@@ -182,6 +183,9 @@ class Transfers:
         self.pulled_bytes = 0
         self.served_bytes = 0
         self.streamed_pulls = 0  # pulls whose bytes came over a stream (transfer_stream.py)
+        # stream address -> until when not to try it again (it could not be reached: a
+        # firewall that drops its packets would cost a connect timeout per pull)
+        self._unreachable_streams: dict[str, float] = {}
         self.streams = transfer_stream.StreamServer(
             self.runtime,
             lambda obj_id, puller: self._serving.get((obj_id, puller)),
@@ -384,6 +388,8 @@ class Transfers:
     ) -> bool:
         """Receive the object from the source's stream listener straight into fd's memory;
         False if no stream could be opened (then it goes in chunks)."""
+        if self._unreachable_streams.get(address, 0.0) > time.monotonic():
+            return False
         try:  # populated at once: faulting its pages in one by one costs more than the copy
             mapping = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED | _MAP_POPULATE)
         except (OSError, ValueError) as exc:
@@ -398,7 +404,8 @@ class Transfers:
                 self.config.transfer_chunk_timeout_seconds,
             )
         except transports.ConnectError as exc:
-            logger.info("%s: no stream from %s (%s); pulling it in chunks", what, address, exc)
+            logger.warning("%s: no stream from %s (%s); pulling in chunks", what, address, exc)
+            self._unreachable_streams[address] = time.monotonic() + _STREAM_RETRY_SECONDS
             return False
         except ConnectionError as exc:
             raise errors.ObjectLostError(

@@ -23,9 +23,8 @@ import mmap
 from collections.abc import Callable
 
 import transports
-from transports.address import format_host_port, parse_address, split_host_port
-
 from actorflow._private.runtime import Runtime
+from transports.address import format_host_port, parse_address, split_host_port
 
 logger = logging.getLogger(__name__)
 
