@@ -103,6 +103,7 @@ def nothing_kept(puller: ObjectStore, source: ObjectStore, obj_id: bytes) -> Non
     mapping are gone."""
     assert obj_id not in puller.state.objects
     assert puller.state.used == 0 and len(puller.segments) == 0
+    assert not puller.transfers.targets._maps  # no mapping of the dropped segment kept
     assert puller.transfers.stats()["pulls_in_progress"] == 0
     obj = source.state.objects.get(obj_id)
     assert obj is None or not obj.readers
@@ -141,6 +142,27 @@ def test_sizes_around_the_slice_and_the_chunk(path, loop, monkeypatch):
             await until(lambda: not any(o.readers for o in source.state.objects.values()))
 
     run(main, loop)
+
+
+def test_a_pooled_segment_is_pulled_into_again_through_its_kept_mapping():
+    async def main() -> None:
+        async with two_stores(store_pool_idle_seconds=0.2) as (source, puller):
+            kept = puller.transfers.targets._maps
+            first = put(source, os.urandom(3 << 20))
+            local = await puller.transfers.pull(first, source.runtime.address)
+            name = local[2]
+            assert set(kept) == {name}
+            puller.handle_free([[first[3]]], None)  # pooled: the mapping stays
+            assert set(kept) == {name} and puller.state.pool
+            second_data = os.urandom((3 << 20) - 999)
+            second = put(source, second_data)
+            again = await puller.transfers.pull(second, source.runtime.address)
+            assert again[2] == name and contents(puller, again) == second_data
+            puller.handle_free([[second[3]]], None)
+            await until(lambda: not puller.state.pool)  # expired: unlinked, and unmapped
+            assert not kept and len(puller.segments) == 0
+
+    run(main)
 
 
 def test_an_empty_object_needs_no_bytes():

@@ -80,7 +80,6 @@ class TransferStore(Protocol):
 
 
 logger = logging.getLogger(__name__)
-_MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
 _STREAM_RETRY_SECONDS = 60.0  # a stream listener that could not be reached is tried again then
 SHARED = 3  # serialization.SHARED (not imported: serialization pulls in cloudpickle)
 # Chunk size, window and timeouts are Config's transfer_* fields.
@@ -186,6 +185,7 @@ class Transfers:
         # stream address -> until when not to try it again (it could not be reached: a
         # firewall that drops its packets would cost a connect timeout per pull)
         self._unreachable_streams: dict[str, float] = {}
+        self.targets = transfer_stream.TargetMappings()  # where streamed pulls land
         self.streams = transfer_stream.StreamServer(
             self.runtime,
             lambda obj_id, puller: self._serving.get((obj_id, puller)),
@@ -360,7 +360,9 @@ class Transfers:
             raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
         try:
             if nbytes >= max(1, self.config.transfer_stream_min_bytes) and stream_address:
-                streamed = await self._stream_into(fd, obj_id, nbytes, stream_address, what)
+                streamed = await self._stream_into(
+                    fd, segment, obj_id, nbytes, stream_address, what
+                )
             else:
                 streamed = False
             if not streamed:
@@ -384,17 +386,16 @@ class Transfers:
         return local
 
     async def _stream_into(
-        self, fd: int, obj_id: bytes, nbytes: int, address: str, what: str
+        self, fd: int, segment: Segment, obj_id: bytes, nbytes: int, address: str, what: str
     ) -> bool:
         """Receive the object from the source's stream listener straight into fd's memory;
         False if no stream could be opened (then it goes in chunks)."""
         if self._unreachable_streams.get(address, 0.0) > time.monotonic():
             return False
-        try:  # populated at once: faulting its pages in one by one costs more than the copy
-            mapping = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED | _MAP_POPULATE)
+        try:
+            target = self.targets.target(self.store.name_of(segment), fd, segment.capacity, nbytes)
         except (OSError, ValueError) as exc:
             raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
-        target = memoryview(mapping)
         try:
             await transfer_stream.receive(
                 self.runtime,
@@ -413,10 +414,6 @@ class Transfers:
             ) from None
         finally:
             target.release()
-            try:
-                mapping.close()
-            except BufferError:  # a view still held by a transport: unmapped when it goes
-                pass
         self.streamed_pulls += 1
         return True
 
@@ -490,6 +487,7 @@ class Transfers:
 
     def close(self) -> None:
         self.streams.close()
+        self.targets.close()
         self._serving.clear()
         for task in self._pulls.values():
             task.cancel()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import mmap
+import sys
 from collections.abc import Callable
 
 import transports
@@ -30,6 +31,50 @@ logger = logging.getLogger(__name__)
 
 _SLICE_BYTES = 4 << 20  # bytes per transport.write: the write buffer holds a few of them
 _OVERFLOW_BYTES = 64 << 10
+# madvise(MADV_POPULATE_WRITE) (Linux 5.14): fault a range in at once (Python 3.11 lacks it)
+_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform == "linux" else -1)
+
+
+class TargetMappings:
+    """Read-write mappings of the store's segments that pulls land in, kept while the segment
+    lives (a pooled segment is pulled into again): mapping 1 GiB anew and faulting it in costs
+    more than receiving it (0.07 s of page-table setup for pages already there, 0.7 s for fresh
+    ones, on this 2-core VM). Segment names are never reused, so a mapping is found only for
+    its own segment; the store calls ``dropped`` when it unlinks segments."""
+
+    def __init__(self) -> None:
+        self._maps: dict[str, tuple[mmap.mmap, int]] = {}  # name -> (mapping, bytes faulted in)
+
+    def target(self, name: str, fd: int, capacity: int, nbytes: int) -> memoryview:
+        """A view of the first nbytes of segment name (fd: one of its fds), faulted in."""
+        mapping, populated = self._maps.get(name) or (None, 0)
+        if mapping is None or len(mapping) < nbytes:
+            mapping, populated = mmap.mmap(fd, capacity, flags=mmap.MAP_SHARED), 0
+        if populated < nbytes:
+            if _POPULATE_WRITE >= 0:
+                try:
+                    mapping.madvise(_POPULATE_WRITE, 0, nbytes)
+                except OSError:  # an older kernel: the receive faults the pages in
+                    pass
+            populated = nbytes
+        self._maps[name] = (mapping, populated)
+        return memoryview(mapping)[:nbytes]
+
+    def dropped(self, names: list[str]) -> None:
+        for name in names:
+            mapping, _ = self._maps.pop(name, (None, 0))
+            if mapping is not None:
+                _close(mapping)
+
+    def close(self) -> None:
+        self.dropped(list(self._maps))
+
+
+def _close(mapping: mmap.mmap) -> None:
+    try:
+        mapping.close()
+    except BufferError:  # a view still held by a transport: unmapped when it goes
+        pass
 
 
 def listen_address_near(address: str) -> str:
