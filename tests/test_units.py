@@ -85,6 +85,7 @@ def test_tuning_constants_are_config_fields_with_environment_overrides():
     config = Config()
     assert (config.transfer_chunk_bytes, config.transfer_window) == (8 << 20, 4)
     assert (config.transfer_seal_wait_seconds, config.transfer_chunk_timeout_seconds) == (10, 60)
+    assert config.transfer_stream_min_bytes == 1 << 20
     assert (config.store_pool_idle_seconds, config.store_readers_timeout) == (10.0, 5.0)
     assert (config.actor_history, config.inspection_request_timeout) == (64, 10.0)
     assert (config.in_flight_seconds, config.actor_fate_timeout) == (60.0, 10.0)

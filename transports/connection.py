@@ -256,6 +256,28 @@ class Connection:
     ) -> None:
         await self.aclose()
 
+    def detach(self, protocol: asyncio.BaseProtocol) -> Any:
+        """Hand the authenticated byte stream over to ``protocol`` (e.g. raw bytes after a framed
+        request): frames queued so far are flushed first; then the transport is ``protocol``'s
+        (set now, its ``connection_made`` is not called) and this connection reads as closed,
+        sends nothing and delivers nothing (no ``on_close``). Returns the transport, for the
+        caller to close. RuntimeError if received bytes are still undelivered: they were meant
+        for frames, not for ``protocol``."""
+        if self._closing:
+            raise self._closed_error()
+        if self._inbox or self._decoder.buffered:
+            raise RuntimeError("detach() with received messages or bytes not yet delivered")
+        self._flush()
+        self._closing = self._user_closed = self._lost = True
+        self._closed_by = "us (detached)"
+        self._on_message = self._on_close = None
+        self._transport.set_protocol(protocol)
+        self._wake_recv_waiters()
+        self._wake_drainers()
+        if not self._closed_fut.done():
+            self._closed_fut.set_result(None)
+        return self._transport
+
     def _connection_lost(self, exc: BaseException | None) -> None:
         """The transport is gone (called exactly once by the protocol)."""
         if self._lost:

@@ -131,8 +131,12 @@ class Config:
     transfer_window: int = 4
     # How long a source waits for an object its writer has not sealed yet.
     transfer_seal_wait_seconds: float = 10.0
-    # No chunk for this long: the source is taken for gone.
+    # No chunk (or no streamed byte) for this long: the source is taken for gone.
     transfer_chunk_timeout_seconds: float = 60.0
+    # Objects of at least this many bytes are streamed into the target segment over a
+    # connection of their own (node/transfer_stream.py), smaller ones go in chunks (a new
+    # connection, with TLS a handshake, costs more than their copies).
+    transfer_stream_min_bytes: int = 1 << 20
     # -- the node's object store (node/object_store.py) --
     # Pooled shared-memory segments unused for this long are unlinked.
     store_pool_idle_seconds: float = 10.0

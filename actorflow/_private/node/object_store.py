@@ -327,7 +327,9 @@ class ObjectStore:
 
     def _unlink_segments(self, dropped: list[Segment]) -> None:
         if dropped:
-            self._tell_holders(self.segments.drop([self.name_of(s) for s in dropped]))
+            names = [self.name_of(s) for s in dropped]
+            self.transfers.targets.dropped(names)  # pulls' mappings of them
+            self._tell_holders(self.segments.drop(names))
 
     def _tell_holders(self, holders: dict[str, list[str]]) -> None:
         """Processes handed fds of dropped segments close theirs (the memory goes then)."""

@@ -22,14 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import logging
 import mmap
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+import transports
 from actorflow._private import errors
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
+from actorflow._private.node import transfer_stream
 from actorflow._private.node.store_state import (
     SEALED,
     SPILLED,
@@ -75,6 +79,8 @@ class TransferStore(Protocol):
     def abort(self, obj_id: bytes) -> None: ...
 
 
+logger = logging.getLogger(__name__)
+_STREAM_RETRY_SECONDS = 60.0  # a stream listener that could not be reached is tried again then
 SHARED = 3  # serialization.SHARED (not imported: serialization pulls in cloudpickle)
 # Chunk size, window and timeouts are Config's transfer_* fields.
 TRANSFER_READER = "transfer:"  # prefix of the reader a transfer pins its object with
@@ -175,12 +181,25 @@ class Transfers:
         self.pulls = 0
         self.pulled_bytes = 0
         self.served_bytes = 0
+        self.streamed_pulls = 0  # pulls whose bytes came over a stream (transfer_stream.py)
+        # stream address -> until when not to try it again (it could not be reached: a
+        # firewall that drops its packets would cost a connect timeout per pull)
+        self._unreachable_streams: dict[str, float] = {}
+        self.targets = transfer_stream.TargetMappings()  # where streamed pulls land
+        self.streams = transfer_stream.StreamServer(
+            self.runtime,
+            lambda obj_id, puller: self._serving.get((obj_id, puller)),
+            self._count_served,
+            self.config.transfer_chunk_timeout_seconds,
+        )
 
     # -- serving --------------------------------------------------------------------------------
 
     async def begin(self, obj_id: bytes, puller: str, call: Call) -> list:
-        """A store starts pulling obj_id from here: pin it, open it; answer [owner, size]."""
+        """A store starts pulling obj_id from here: pin it, open it; answer [owner, size,
+        the address to stream it from ("": in chunks only)]."""
         keep_chunk_buffers()
+        stream_address = await self.streams.address()
         state = self.store.state
         obj = state.objects.get(obj_id)
         if obj is None or obj.state not in (SEALED, SPILLING, SPILLED):
@@ -202,23 +221,26 @@ class Transfers:
         here = describe(obj_id, self.store.node_id)
         if obj is None or obj.state not in (SEALED, SPILLING, SPILLED):
             raise errors.ObjectLostError(f"{here} is lost: that node no longer has it")
+        if obj.size == 0:  # nothing to read: nothing to pin
+            return [obj.owner, 0, stream_address]
         try:
             if obj.segment is not None:
                 fd = self.store.open_segment(obj.segment)
             else:
                 fd = os.open(obj.spill_path, os.O_RDONLY)
-            try:  # chunks are answered as views of it: packed straight from shared memory
+            try:  # served as views of it: sent straight from shared memory
                 mapping = mmap.mmap(fd, 0, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
             finally:
                 os.close(fd)
         except (OSError, ValueError) as exc:
             raise errors.ObjectLostError(f"{here} is lost: {exc}") from None
-        self._serving[(obj_id, puller)] = mapping  # a retried pull's old one goes with its views
+        self.streams.stop(obj_id, puller)  # a retried pull's old stream
+        self._serving[(obj_id, puller)] = mapping  # the old mapping goes with its views
         state.opened(obj_id, TRANSFER_READER + puller)
         if puller not in self._pullers:
             self._pullers.add(puller)
             call.on_caller_lost(lambda: self._puller_lost(puller))
-        return [obj.owner, obj.size]
+        return [obj.owner, obj.size, stream_address]
 
     def sealed(self, obj_id: bytes) -> None:
         """obj_id was sealed or adopted here: wake transfers waiting for it."""
@@ -236,11 +258,15 @@ class Transfers:
             )
         offset = max(0, min(offset, len(mapping)))
         end = min(len(mapping), offset + max(0, min(length, self.chunk_bytes)))
-        self.served_bytes += end - offset
+        self._count_served(end - offset)
         return memoryview(mapping)[offset:end]
+
+    def _count_served(self, nbytes: int) -> None:
+        self.served_bytes += nbytes
 
     def end(self, obj_id: bytes, puller: str) -> None:
         # Unmapped once the last view of it goes (never closed under a view still queued).
+        self.streams.stop(obj_id, puller)
         if self._serving.pop((obj_id, puller), None) is None:
             return
         self.store.handle_closed([obj_id, TRANSFER_READER + puller], None)
@@ -290,7 +316,7 @@ class Transfers:
         what = describe(obj_id, node_id)
         me = self.runtime.address
         try:
-            owner, nbytes = await asyncio.wait_for(
+            owner, nbytes, *stream = await asyncio.wait_for(
                 self.runtime.ask(source, store_messages.TransferBegin(obj_id, me)),
                 self.config.transfer_seal_wait_seconds + self.config.transfer_chunk_timeout_seconds,
             )
@@ -302,15 +328,18 @@ class Transfers:
             ) from None
         except Exception as exc:
             raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
+        stream_address = stream[0] if stream and isinstance(stream[0], str) else ""
         try:
-            local = await self._receive(wire, owner, nbytes, source, what)
+            local = await self._receive(wire, owner, nbytes, source, stream_address, what)
         finally:
             if not self.runtime.closed:
                 self.runtime.tell(source, store_messages.TransferEnd(obj_id, me))
         await self._tell_owner(obj_id, owner, what)
         return local
 
-    async def _receive(self, wire: list, owner: str, nbytes: int, source: str, what: str) -> list:
+    async def _receive(
+        self, wire: list, owner: str, nbytes: int, source: str, stream_address: str, what: str
+    ) -> list:
         obj_id, data_len, buffer_lens = wire[3], wire[4], wire[5]
         store, state = self.store, self.store.state
         await store.make_room(nbytes)
@@ -330,7 +359,14 @@ class Transfers:
                 raise
             raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
         try:
-            await self._fetch_into(fd, obj_id, nbytes, source, what)
+            if nbytes >= max(1, self.config.transfer_stream_min_bytes) and stream_address:
+                streamed = await self._stream_into(
+                    fd, segment, obj_id, nbytes, stream_address, what
+                )
+            else:
+                streamed = False
+            if not streamed:
+                await self._fetch_into(fd, obj_id, nbytes, source, what)
         except BaseException as exc:
             store.abort(obj_id)
             if isinstance(exc, errors.ObjectLostError) or not isinstance(exc, Exception):
@@ -348,6 +384,38 @@ class Transfers:
         self.pulls += 1
         self.pulled_bytes += nbytes
         return local
+
+    async def _stream_into(
+        self, fd: int, segment: Segment, obj_id: bytes, nbytes: int, address: str, what: str
+    ) -> bool:
+        """Receive the object from the source's stream listener straight into fd's memory;
+        False if no stream could be opened (then it goes in chunks)."""
+        if self._unreachable_streams.get(address, 0.0) > time.monotonic():
+            return False
+        try:
+            target = self.targets.target(self.store.name_of(segment), fd, segment.capacity, nbytes)
+        except (OSError, ValueError) as exc:
+            raise errors.ObjectLostError(f"{what} could not be pulled: {exc}") from None
+        try:
+            await transfer_stream.receive(
+                self.runtime,
+                address,
+                obj_id,
+                target,
+                self.config.transfer_chunk_timeout_seconds,
+            )
+        except transports.ConnectError as exc:
+            logger.warning("%s: no stream from %s (%s); pulling in chunks", what, address, exc)
+            self._unreachable_streams[address] = time.monotonic() + _STREAM_RETRY_SECONDS
+            return False
+        except ConnectionError as exc:
+            raise errors.ObjectLostError(
+                f"{what} is lost: its stream from {address} broke: {exc}"
+            ) from None
+        finally:
+            target.release()
+        self.streamed_pulls += 1
+        return True
 
     async def _fetch_into(
         self, fd: int, obj_id: bytes, nbytes: int, source: str, what: str
@@ -418,6 +486,8 @@ class Transfers:
         self.store.process_gone(owner)
 
     def close(self) -> None:
+        self.streams.close()
+        self.targets.close()
         self._serving.clear()
         for task in self._pulls.values():
             task.cancel()
@@ -427,6 +497,7 @@ class Transfers:
             "pulls": self.pulls,
             "pulled_bytes": self.pulled_bytes,
             "served_bytes": self.served_bytes,
+            "streamed_pulls": self.streamed_pulls,
             "pulls_in_progress": len(self._pulls),
         }
 
