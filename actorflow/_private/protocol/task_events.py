@@ -2,19 +2,16 @@
 
 An owner (the process that submitted a call) records one event per attempt of each task and
 actor call when that attempt ends, and reports them in batches (``AddTaskEvents``). An event is
-a plain array, the fields in the order of ``EVENT_FIELDS``; the times are wall-clock seconds
-(0.0: that step did not happen), ``error`` is ``[error type, message]`` or nil. A batch travels
-packed (``pack_events``: one msgpack array of events, as bytes), and the GCS keeps it so,
-unpacking only when asked: its table of up to 100,000 attempts per job is then a few hundred
-bytes objects, which cost the garbage collector and the allocator nothing per event (under
-``init()`` that table lives in the driver's own process).
+a plain array (a tuple of plain values in memory, which the garbage collector need not track),
+the fields in the order of ``EVENT_FIELDS``; the times are wall-clock seconds
+(0.0: that step did not happen), ``error`` is ``[error type, message]`` or nil. The GCS keeps
+each batch whole (control/task_events.py): as it came when its owner is in its own process
+(init()'s embedded cluster), else packed into one msgpack bytes object.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
-
-import msgpack  # type: ignore[import-untyped]  # no stubs published
 
 from actorflow._private.protocol.message import message
 
@@ -59,7 +56,7 @@ class AddTaskEvents(NamedTuple):
     """An owner's batch of ended attempts (answered with nil)."""
 
     job_id: str
-    events: bytes  # pack_events() of arrays as EVENT_FIELDS
+    events: list  # arrays as EVENT_FIELDS
     dropped: int  # events its buffer had no room for since its last report
 
 
@@ -70,26 +67,3 @@ class ListTaskEvents(NamedTuple):
     were dropped by owners or evicted here."""
 
     job_id: str = ""
-
-
-def pack_events(events: list) -> bytes:
-    """A batch of events (tuples or lists as EVENT_FIELDS) as one msgpack array."""
-    return msgpack.packb(events, use_bin_type=True)  # type: ignore[no-any-return]
-
-
-def unpack_events(packed: bytes) -> list:
-    """The events of a packed batch, as lists (bytes fields stay bytes)."""
-    return msgpack.unpackb(packed, raw=False)  # type: ignore[no-any-return]
-
-
-def events_in(packed: bytes) -> int:
-    """How many events a packed batch holds, read from its msgpack array header (nothing is
-    unpacked); a ValueError if it is not a msgpack array."""
-    head = packed[0] if packed else -1
-    if 0x90 <= head <= 0x9F:  # fixarray
-        return head & 0x0F
-    if head == 0xDC and len(packed) >= 3:  # array 16
-        return int.from_bytes(packed[1:3], "big")
-    if head == 0xDD and len(packed) >= 5:  # array 32
-        return int.from_bytes(packed[1:5], "big")
-    raise ValueError(f"a batch of task events must be a packed msgpack array, got {packed[:8]!r}")

@@ -6,8 +6,7 @@ attempt ends (``ended``, on the runtime loop). The stamps live in one list rathe
 attributes of their own: a task's record already has 27 attributes, and CPython keeps an
 instance's attributes inline only up to 30 keys per class, beyond which every record would get
 a dict of its own (an allocation and a tracked object per call). Reports go to the GCS's
-``task_events`` actor off that path, packed into one bytes object per batch
-(protocol/task_events.py): a timer on the loop sends what is buffered every
+``task_events`` actor off that path: a timer on the loop sends what is buffered every
 ``task_events_report_seconds`` (or at once when ``task_events_batch_size`` are waiting). The
 buffer is bounded: when it is full, events are dropped and counted, and the count travels with
 the next report. Errors are reduced to ``[error type, message]`` when reported, not when they
@@ -24,7 +23,7 @@ from typing import Any
 
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
-from actorflow._private.protocol.task_events import ERROR, AddTaskEvents, pack_events
+from actorflow._private.protocol.task_events import ERROR, AddTaskEvents
 from actorflow._private.runtime import Runtime
 
 logger = logging.getLogger("actorflow.task_events")
@@ -149,7 +148,7 @@ class TaskEventBuffer:
             event = events[i]
             events[i] = (*event[:ERROR], error_of(event[ERROR]), *event[ERROR + 1 :])
         try:
-            message = AddTaskEvents(self.job_id(), pack_events(events), dropped)
+            message = AddTaskEvents(self.job_id(), events, dropped)
             await self.runtime.ask(self.gcs_address, message)
         except Exception as exc:
             if not self.runtime.closed:

@@ -21,7 +21,7 @@ from typing import Any
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
-from actorflow._private.ownership.lineage import Lineage, TaskSpec
+from actorflow._private.ownership.lineage import NO_REFS, Lineage, TaskSpec
 from actorflow._private.protocol.raylet import RequestLease, ReturnLease
 from actorflow._private.protocol.worker import (
     CANCELLED,
@@ -131,7 +131,8 @@ class TaskSubmitter:
     def _keep_lineage(self, task: PendingTask) -> None:
         """Keep the task's spec while its results live, to run it again if they are lost
         (its ref arguments as ids: their values are not kept alive by it)."""
-        arg_refs = [[slot[0], slot[1].id, slot[1].owner] for slot in task.slots]
+        slots = task.slots
+        arg_refs = [[s[0], s[1].id, s[1].owner] for s in slots] if slots else NO_REFS
         self.lineage.record(TaskSpec(task, arg_refs, task.retries_left))
 
     def _resolved(self, task: PendingTask, slot: list, wire: list) -> None:
@@ -450,7 +451,7 @@ class TaskSubmitter:
             return
         task.state = DONE
         self.tasks.pop(task.task_id, None)
-        if self.lineage.specs and task.task_id in self.lineage.specs:
+        if task.slots and task.task_id in self.lineage.specs:
             task.slots = []  # its arguments' values: the spec keeps their ids, not them
         if task.parent_task_id is not None:
             siblings = self.children.get(task.parent_task_id)
