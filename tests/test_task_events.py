@@ -8,6 +8,7 @@ functions of its own names and looks only at those.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -285,12 +286,33 @@ def test_the_gcs_table_keeps_the_newest_attempts_per_job_and_counts_the_rest():
     failed = _event(b"d")
     failed[ERROR], failed[RESOURCES] = ["TASK_EXECUTION_EXCEPTION", "boom"], [["CPU", 1.0]]
     table.add("01", [_event(b"c"), failed], dropped=2)
-    table.add("02", [_event(b"e")])
+    table.add("02", [tuple(_event(b"e"))])  # from an owner in the GCS's own process
     listing = table.listing("01")
     assert [e[0] for _job, e in listing["events"]] == [b"b", b"c", b"d"]
     assert listing["dropped"] == {"01": 3}  # 2 dropped by the owner, 1 evicted here
     assert [job for job, _e in table.listing()["events"]] == ["01", "01", "01", "02"]
     kept = listing["events"][-1][1]
-    assert kept[ERROR] == ("TASK_EXECUTION_EXCEPTION", "boom") and kept[RESOURCES] == (
-        ("CPU", 1.0),
-    )
+    assert kept[ERROR] == ["TASK_EXECUTION_EXCEPTION", "boom"] and kept[RESOURCES] == [["CPU", 1.0]]
+    assert kept[5:13] == [1.0, 0.0, 1.1, 1.2, 0.1, 1.4, "tcp://w", "w1"]
+    assert table.listing("02")["events"] == [["02", tuple(_event(b"e"))]]
+
+
+def test_the_gcs_table_keeps_batches_whole_and_out_of_the_collectors_sight():
+    """Batches are kept whole (packed if they came off the wire) and evicted whole once all
+    their events are older than the newest max_per_job: what is listed is exactly the newest
+    ones, whatever the batch sizes; a full table is a few objects the collector ignores."""
+    table = TaskEventTable(max_per_job=50)
+    added = 0
+    for i, size in enumerate([1, 7, 20, 3, 40, 0, 15, 100, 2, 16, 70]):
+        events = [_event(str(added + j).encode()) for j in range(size)]
+        table.add("01", [tuple(e) for e in events] if i % 2 else events)
+        added += size
+        ids = [int(e[0]) for _job, e in table.listing("01")["events"]]
+        assert ids == list(range(max(0, added - 50), added))
+        assert table.dropped.get("01", 0) == max(0, added - 50)
+    batches = table.jobs["01"].batches
+    assert len(batches) <= 3  # older batches went whole
+    gc.collect()
+    assert not any(gc.is_tracked(batch) for batch, _count in batches)
+    table.add("03", [], dropped=4)  # a report of drops alone
+    assert table.listing("03") == {"events": [], "dropped": {"03": 4}}

@@ -11,6 +11,11 @@ specs stay, as with Ray's lineage pinning). The specs are bounded in bytes: beyo
 
 The table tells us which results went (``note_dropped``, from any thread: it only appends to a
 deque); the rest runs on the runtime loop.
+
+Every task with results passes through here twice (``record`` when it is submitted, and
+``apply_drops`` when its last result goes), so both are kept to a few dict operations: a spec
+without ref arguments shares one empty tuple for them and for its dependencies, and the common
+release (the last result of a spec nobody depends on) is done in line.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from actorflow._private import ids, serialization
 
 # Bytes counted for a spec beyond its arguments' wire: the record and its small fields.
 SPEC_OVERHEAD = 512
+TASK_ID_BYTES = ids.TASK_ID_BYTES
+PICKLED = serialization.PICKLED
+NO_REFS: tuple = ()  # arg_refs and deps of a spec that has none (shared, never changed)
 
 
 class TaskSpec:
@@ -39,14 +47,15 @@ class TaskSpec:
         "attempts",
     )
 
-    def __init__(self, task: Any, arg_refs: list, max_retries: int) -> None:
+    def __init__(self, task: Any, arg_refs: list | tuple, max_retries: int) -> None:
         self.task = task
-        self.arg_refs = arg_refs  # [[position or keyword, obj_id, owner], ...]
+        self.arg_refs = arg_refs  # [[position or keyword, obj_id, owner], ...] or NO_REFS
         self.max_retries = max_retries
         self.size = 0
         self.live = 0  # its results still in the owner's table
         self.dependents = 0  # kept specs that take one of its results as an argument
-        self.deps: list[bytes] = []  # task ids of the kept specs it takes results of
+        # Task ids of the kept specs it takes results of (NO_REFS until it has one).
+        self.deps: list[bytes] | tuple = NO_REFS
         self.attempts = 1  # runs so far (the first, retries and re-creations)
 
     @property
@@ -82,24 +91,29 @@ class Lineage:
         """A task was submitted: keep its spec (loop thread)."""
         if self._dropped:
             self.apply_drops()
-        specs = self.specs
         task = spec.task
-        if not self.enabled or task.task_id in specs:
+        task_id = task.task_id
+        specs = self.specs
+        if not self.enabled or task_id in specs:
             return
         spec.live = task.num_returns
         wire = task.args_wire
-        size = SPEC_OVERHEAD + (len(wire[1]) if isinstance(wire[1], (bytes, str)) else 64)
-        if wire[0] == serialization.PICKLED and len(wire) > 2 and wire[2]:  # buffers
+        data = wire[1]
+        size = SPEC_OVERHEAD + (len(data) if isinstance(data, (bytes, str)) else 64)
+        if len(wire) > 2 and wire[2] and wire[0] == PICKLED:  # buffers
             size += sum(memoryview(b).nbytes for b in wire[2])
         if spec.arg_refs:
             size += 64 * len(spec.arg_refs)
             for _position, obj_id, _owner in spec.arg_refs:
-                dep = specs.get(obj_id[: ids.TASK_ID_BYTES])
-                if dep is not None and dep.task_id not in spec.deps:
+                dep_id = obj_id[:TASK_ID_BYTES]
+                dep = specs.get(dep_id)
+                if dep is not None and dep_id not in spec.deps:
                     dep.dependents += 1
-                    spec.deps.append(dep.task_id)
+                    if not spec.deps:
+                        spec.deps = []
+                    spec.deps.append(dep_id)  # type: ignore[union-attr]
         spec.size = size
-        specs[task.task_id] = spec
+        specs[task_id] = spec
         self.bytes += size
         if self.bytes > self.max_bytes:
             while self.bytes > self.max_bytes and specs:
@@ -107,23 +121,35 @@ class Lineage:
 
     def note_dropped(self, obj_id: bytes) -> None:
         """The owner's table let go of obj_id (any thread: applied later on the loop)."""
-        task_id = obj_id[: ids.TASK_ID_BYTES]
+        task_id = obj_id[:TASK_ID_BYTES]
         if task_id in self.specs or task_id in self.evicted or obj_id in self.no_lineage:
             self._dropped.append(obj_id)
 
     def apply_drops(self) -> None:
-        while self._dropped:
-            obj_id = self._dropped.popleft()
-            self.no_lineage.pop(obj_id, None)
-            task_id = ids.task_id_of(obj_id)
-            spec = self.specs.get(task_id)
+        dropped, specs, evicted, no_lineage = (
+            self._dropped,
+            self.specs,
+            self.evicted,
+            self.no_lineage,
+        )
+        while dropped:
+            obj_id = dropped.popleft()
+            if no_lineage:
+                no_lineage.pop(obj_id, None)
+            task_id = obj_id[:TASK_ID_BYTES]
+            spec = specs.get(task_id)
             if spec is not None:
                 spec.live -= 1
-                self._release_if_unused(spec)
-            elif task_id in self.evicted:
-                self.evicted[task_id] -= 1
-                if self.evicted[task_id] <= 0:
-                    del self.evicted[task_id]
+                if spec.live <= 0 and spec.dependents <= 0:
+                    if spec.deps:
+                        self._forget(spec)
+                    else:  # the common case, in line: nothing else to let go of
+                        del specs[task_id]
+                        self.bytes -= spec.size
+            elif task_id in evicted:
+                evicted[task_id] -= 1
+                if evicted[task_id] <= 0:
+                    del evicted[task_id]
 
     def mark(self, obj_id: bytes, reason: str) -> None:
         """A large object we own that cannot be re-created (a put, an actor method's result):
@@ -144,7 +170,7 @@ class Lineage:
             if dep is not None:
                 dep.dependents -= 1
                 self._release_if_unused(dep)
-        spec.deps = []
+        spec.deps = NO_REFS
 
     def _evict(self, spec: TaskSpec) -> None:
         if spec.live > 0:

@@ -4,7 +4,9 @@ An owner (the process that submitted a call) records one event per attempt of ea
 actor call when that attempt ends, and reports them in batches (``AddTaskEvents``). An event is
 a plain array (a tuple of plain values in memory, which the garbage collector need not track),
 the fields in the order of ``EVENT_FIELDS``; the times are wall-clock seconds
-(0.0: that step did not happen), ``error`` is ``[error type, message]`` or nil.
+(0.0: that step did not happen), ``error`` is ``[error type, message]`` or nil. The GCS keeps
+each batch whole (control/task_events.py): as it came when its owner is in its own process
+(init()'s embedded cluster), else packed into one msgpack bytes object.
 """
 
 from __future__ import annotations

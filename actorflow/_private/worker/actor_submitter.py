@@ -28,6 +28,13 @@ from actorflow._private.protocol.actors import ActorState, CreateActor, WaitActo
 from actorflow._private.protocol.worker import CANCELLED, FAILED, OK, CallMethod, CancelCall
 from actorflow._private.runtime import Runtime
 from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Completion
+from actorflow._private.worker.task_events import (
+    TRACE_PUSHED,
+    TRACE_READY,
+    TRACE_SECONDS,
+    TRACE_STARTED,
+    TRACE_WORKER_ADDRESS,
+)
 
 logger = logging.getLogger("actorflow.actors")
 
@@ -152,7 +159,7 @@ class ActorSubmitter:
         slot[1] = wire
         call.unresolved -= 1
         if call.unresolved == 0 and call.events:
-            call.ready_at = time.time()
+            call.trace[TRACE_READY] = time.time()
         self._pump(ch)
 
     def _pump(self, ch: ActorChannel) -> None:
@@ -202,8 +209,8 @@ class ActorSubmitter:
         ch.in_flight[call.task_id] = call
         address = ch.address
         if call.events:
-            call.pushed_at = time.time()
-            call.worker_address = address
+            call.trace[TRACE_PUSHED] = time.time()
+            call.trace[TRACE_WORKER_ADDRESS] = address
         message = CallMethod(
             call.task_id,
             call.method,
@@ -231,7 +238,7 @@ class ActorSubmitter:
         if exc is None:
             status, payload, seconds, contained, started = future.result()
             if call.events:
-                call.started, call.seconds = started, seconds
+                call.trace[TRACE_STARTED], call.trace[TRACE_SECONDS] = started, seconds
             if status == OK:
                 self._calls.pop(call.task_id, None)
                 self.completion.succeeded(call, payload, contained, address)

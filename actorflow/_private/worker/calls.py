@@ -17,7 +17,13 @@ from typing import Any, Protocol
 from actorflow._private import errors, ids, serialization
 from actorflow._private.ownership.state import Ownership
 from actorflow._private.worker.streams import StreamTable
-from actorflow._private.worker.task_events import TaskEventBuffer
+from actorflow._private.worker.task_events import (
+    NO_TRACE,
+    TRACE_SECONDS,
+    TRACE_STARTED,
+    TaskEventBuffer,
+    new_trace,
+)
 
 STREAMING = -1  # num_returns of a streaming generator
 
@@ -62,20 +68,15 @@ class CallRecord:
     # values (no dict), so its event is not tracked by the garbage collector. () for actor calls.
     resource_items: tuple = ()
 
-    # Its current attempt, for task events (task_events.py): plain class attributes, not
-    # fields, so that a call pays for them only when they are set.
-    attempt = 0
-    submitted_at = 0.0
-    ready_at = 0.0
-    pushed_at = 0.0
-    started = 0.0  # on the worker, from its reply
-    seconds = 0.0
-    worker_address = ""
-    worker_id = ""
+    attempt = 0  # its current attempt (a plain class attribute: set only by a retry)
 
     return_ids: list[bytes] = field(init=False)
+    # Its current attempt's times and worker, for its task events (task_events.new_trace).
+    # NO_TRACE (empty: never written to) when its events are off.
+    trace: list = field(init=False)
 
     def __post_init__(self) -> None:  # computed once: it is read several times per call
+        self.trace = new_trace() if self.events else NO_TRACE
         if self.num_returns == STREAMING:
             self.return_ids = [ids.object_id(self.task_id, 0)]
         else:
@@ -149,7 +150,7 @@ class Completion:
         """The attempt failed (error: its wire or exception) and the call is tried again."""
         if call.events:
             self.events.ended(call, error)
-            call.started = call.seconds = 0.0
+            call.trace[TRACE_STARTED] = call.trace[TRACE_SECONDS] = 0.0
         call.attempt += 1
 
     def cancelled(self, call: CallRecord, kind: str) -> None:

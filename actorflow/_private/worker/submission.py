@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -127,8 +126,6 @@ class Submission:
 
     def _start(self, call: CallRecord, submit: Callable[..., None], *submit_args: Any) -> Any:
         call.parent_task_id = current_task_id.get()
-        if call.events:
-            call.submitted_at = time.time()
         refs = [r for r in call.pinned if isinstance(r, ObjectRef)]
         refs += [slot[1] for slot in call.slots]
         if refs:  # most calls pass no refs: nothing to pin

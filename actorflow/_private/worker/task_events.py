@@ -1,7 +1,11 @@
 """The owner's side of task events: one event per ended attempt, buffered, reported in batches.
 
-The calls' hot path only stamps a few times on the call record (calls.py) and appends one array
-here when an attempt ends (``ended``, on the runtime loop). Reports go to the GCS's
+The calls' hot path only stamps a few times into the call's ``trace`` (a list made with the call
+record, calls.py; indexed by the ``TRACE_*`` positions below) and appends one tuple here when an
+attempt ends (``ended``, on the runtime loop). The stamps live in one list rather than in
+attributes of their own: a task's record already has 27 attributes, and CPython keeps an
+instance's attributes inline only up to 30 keys per class, beyond which every record would get
+a dict of its own (an allocation and a tracked object per call). Reports go to the GCS's
 ``task_events`` actor off that path: a timer on the loop sends what is buffered every
 ``task_events_report_seconds`` (or at once when ``task_events_batch_size`` are waiting). The
 buffer is bounded: when it is full, events are dropped and counted, and the count travels with
@@ -25,6 +29,21 @@ from actorflow._private.runtime import Runtime
 logger = logging.getLogger("actorflow.task_events")
 
 _time = time.time
+
+# A call's trace (CallRecord.trace): [submitted, ready, pushed, started, seconds, worker
+# address, worker id] of its current attempt; times are wall-clock seconds, 0.0 for a step that
+# did not happen ("started" and "seconds" come from the worker's reply).
+TRACE_SUBMITTED, TRACE_READY, TRACE_PUSHED, TRACE_STARTED, TRACE_SECONDS = range(5)
+TRACE_WORKER_ADDRESS, TRACE_WORKER_ID = 5, 6
+
+
+NO_TRACE: list = []  # the trace of a call whose events are off: never written to
+
+
+def new_trace() -> list:
+    """The trace of a call submitted now."""
+    return [_time(), 0.0, 0.0, 0.0, 0.0, "", ""]
+
 
 # Ray's ErrorType names for the errors a call ends with (the first match wins).
 _ERROR_TYPES: list[tuple[type, str]] = [
@@ -68,6 +87,7 @@ class TaskEventBuffer:
         self._batch = config.task_events_batch_size
         self._every = config.task_events_report_seconds
         self._events: list = []
+        self._failed: list[int] = []  # positions in _events of events that carry an error
         self._timer: asyncio.TimerHandle | None = None
         self._flushing: set[asyncio.Task] = set()
         self.dropped = 0  # since the last report
@@ -81,8 +101,10 @@ class TaskEventBuffer:
             self.dropped_total += 1
             return
         # A tuple of plain values (but a failure's error wire, until it is reported): the
-        # garbage collector stops tracking it, so that neither this buffer nor the GCS's full
-        # table (in this process under init()) costs GC time.
+        # garbage collector stops tracking it at its first collection.
+        trace = call.trace
+        if error is not None:
+            self._failed.append(len(events))
         events.append(
             (
                 call.task_id,
@@ -90,14 +112,14 @@ class TaskEventBuffer:
                 call.fn_name,
                 call.actor_id,
                 call.parent_task_id,
-                call.submitted_at,
-                call.ready_at,
-                call.pushed_at,
-                call.started,
-                call.seconds,
+                trace[0],  # TRACE_SUBMITTED ... TRACE_SECONDS, in EVENT_FIELDS' order
+                trace[1],
+                trace[2],
+                trace[3],
+                trace[4],
                 _time(),
-                call.worker_address,
-                call.worker_id,
+                trace[5],  # TRACE_WORKER_ADDRESS
+                trace[6],  # TRACE_WORKER_ID
                 error,
                 call.resource_items or None,
             )
@@ -118,14 +140,15 @@ class TaskEventBuffer:
         """Send what is buffered to the GCS now (loop thread); events it cannot take are
         counted as dropped."""
         events, self._events = self._events, []
+        failed, self._failed = self._failed, []
         dropped, self.dropped = self.dropped, 0
         if not events and not dropped:
             return
-        for i, event in enumerate(events):
-            if event[ERROR] is not None:  # as plain values: the error's type and message
-                events[i] = (*event[:ERROR], error_of(event[ERROR]), *event[ERROR + 1 :])
-        message = AddTaskEvents(self.job_id(), events, dropped)
+        for i in failed:  # as plain values: the error's type and message
+            event = events[i]
+            events[i] = (*event[:ERROR], error_of(event[ERROR]), *event[ERROR + 1 :])
         try:
+            message = AddTaskEvents(self.job_id(), events, dropped)
             await self.runtime.ask(self.gcs_address, message)
         except Exception as exc:
             if not self.runtime.closed:

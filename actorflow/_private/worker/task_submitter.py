@@ -21,7 +21,7 @@ from typing import Any
 from actorflow._private import errors, serialization
 from actorflow._private.config import Config
 from actorflow._private.errors import PeerUnreachableError
-from actorflow._private.ownership.lineage import Lineage, TaskSpec
+from actorflow._private.ownership.lineage import NO_REFS, Lineage, TaskSpec
 from actorflow._private.protocol.raylet import RequestLease, ReturnLease
 from actorflow._private.protocol.worker import (
     CANCELLED,
@@ -35,6 +35,14 @@ from actorflow._private.protocol.worker import (
 from actorflow._private.runtime import Runtime
 from actorflow._private.scheduling_strategies import is_group_wire
 from actorflow._private.worker.calls import STREAMING, CallOwner, CallRecord, Completion
+from actorflow._private.worker.task_events import (
+    TRACE_PUSHED,
+    TRACE_READY,
+    TRACE_SECONDS,
+    TRACE_STARTED,
+    TRACE_WORKER_ADDRESS,
+    TRACE_WORKER_ID,
+)
 
 logger = logging.getLogger("actorflow.tasks")
 
@@ -123,7 +131,8 @@ class TaskSubmitter:
     def _keep_lineage(self, task: PendingTask) -> None:
         """Keep the task's spec while its results live, to run it again if they are lost
         (its ref arguments as ids: their values are not kept alive by it)."""
-        arg_refs = [[slot[0], slot[1].id, slot[1].owner] for slot in task.slots]
+        slots = task.slots
+        arg_refs = [[s[0], s[1].id, s[1].owner] for s in slots] if slots else NO_REFS
         self.lineage.record(TaskSpec(task, arg_refs, task.retries_left))
 
     def _resolved(self, task: PendingTask, slot: list, wire: list) -> None:
@@ -137,7 +146,7 @@ class TaskSubmitter:
         task.unresolved -= 1
         if task.unresolved == 0:
             if task.events:
-                task.ready_at = time.time()
+                task.trace[TRACE_READY] = time.time()
             self._enqueue(task)
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
@@ -307,7 +316,7 @@ class TaskSubmitter:
         task.state = RUNNING
         task.worker = worker
         if task.events:
-            task.pushed_at = time.time()
+            task.trace[TRACE_PUSHED] = time.time()
         worker.in_flight += 1
         slow = not self._is_short(task.fn_id)
         worker.slow_in_flight += slow
@@ -360,14 +369,17 @@ class TaskSubmitter:
             self._finish(task, task.errors_for_all(exc))
         elif exc is not None:
             if task.events:
-                task.worker_address, task.worker_id = worker.address, worker.worker_id
+                task.trace[TRACE_WORKER_ADDRESS] = worker.address
+                task.trace[TRACE_WORKER_ID] = worker.worker_id
             self._worker_lost(shape, worker)
             self._after_crash(task, exc)
         else:
             status, payload, seconds, contained, started = future.result()
             if task.events:
-                task.started, task.seconds = started, seconds
-                task.worker_address, task.worker_id = worker.address, worker.worker_id
+                trace = task.trace
+                trace[TRACE_STARTED], trace[TRACE_SECONDS] = started, seconds
+                trace[TRACE_WORKER_ADDRESS] = worker.address
+                trace[TRACE_WORKER_ID] = worker.worker_id
             old = self._fn_seconds.get(task.fn_id)
             self._fn_seconds[task.fn_id] = seconds if old is None else 0.8 * old + 0.2 * seconds
             if status == OK:
@@ -439,7 +451,7 @@ class TaskSubmitter:
             return
         task.state = DONE
         self.tasks.pop(task.task_id, None)
-        if self.lineage.specs and task.task_id in self.lineage.specs:
+        if task.slots and task.task_id in self.lineage.specs:
             task.slots = []  # its arguments' values: the spec keeps their ids, not them
         if task.parent_task_id is not None:
             siblings = self.children.get(task.parent_task_id)
