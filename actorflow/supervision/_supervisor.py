@@ -149,7 +149,9 @@ class Supervisor:
         self._report_handle: asyncio.TimerHandle | None = None
         # Children start in order before the constructor returns, so the supervisor is ALIVE
         # only once all of them are (as OTP's start_link); a child that cannot start fails it.
-        future = asyncio.run_coroutine_threadsafe(self._init(specs), core.runtime.loop)
+        # On the loop its methods run on: they share the tasks and asyncio objects it makes.
+        loop = core.extensions["actor_loop"]()
+        future = asyncio.run_coroutine_threadsafe(self._init(specs), loop)
         future.result()
 
     @classmethod
