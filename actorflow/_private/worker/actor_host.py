@@ -131,6 +131,7 @@ class ActorHost:
 
     def _configure(self, cls: type, spec: dict[str, Any]) -> None:
         self.is_async = spec["meta"]["is_async"]
+        self.core.extensions["async_actor"] = self.is_async  # (see actor_loop)
         max_concurrency = spec.get("max_concurrency") or (1000 if self.is_async else 1)
         self.threaded = not self.is_async and max_concurrency > 1
         groups = dict(spec.get("concurrency_groups") or {})
