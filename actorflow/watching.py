@@ -167,7 +167,8 @@ def watch(
     an async actor's) or ``for`` (from sync code). With a callback, it is called with each
     event on actorflow's runtime loop thread, or, when watch() is called in an async actor (its
     constructor too) or async task, on the loop that runs their code (an ``async def`` callback
-    is awaited there): keep it short and never block in it. The watch ends after the DEAD event, or on ``stop()``.
+    is awaited there): keep it short and never block in it. The watch ends after the DEAD
+    event, or on ``stop()``.
     """
     handle = ActorWatch(actor)
     if callback is not None:

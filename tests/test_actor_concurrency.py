@@ -15,7 +15,6 @@ import pytest
 from helpers import Signal
 
 import actorflow
-from actorflow import exceptions
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -3,9 +3,9 @@
 Synchronous functions run one at a time on the process's main thread, so that a cancel can
 interrupt them with a signal even inside ``time.sleep``; ``async def`` functions and async
 generators (and every method of an async actor) run on the user loop (user_loop.py), not on the
-runtime loop, so that a blocking get in them can wait. The reply to ``push_task`` is ``protocol.worker.Reply``
-(with the wall-clock time the call began running, for its owner's task events); generators
-stream ``[index, value]`` items before it.
+runtime loop, so that a blocking get in them can wait. The reply to ``push_task`` is
+``protocol.worker.Reply`` (with the wall-clock time the call began running, for its owner's
+task events); generators stream ``[index, value]`` items before it.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ from actorflow._private.runtime import Call
 from actorflow._private.worker.call_slots import CallSlots
 from actorflow._private.worker.calls import STREAMING
 from actorflow._private.worker.core_worker import CoreWorker
-from actorflow._private.worker.user_loop import LazyUserLoop
 from actorflow._private.worker.task_context import (
     current_caller,
     current_placement_group_wire,
     current_task_id,
     current_task_name,
 )
+from actorflow._private.worker.user_loop import LazyUserLoop
 
 logger = logging.getLogger("actorflow.executor")
 

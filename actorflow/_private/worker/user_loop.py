@@ -20,6 +20,7 @@ from typing import Any
 
 from actorflow._private.loop_thread import LoopThread
 
+
 class UserLoop:
     def __init__(self, runtime_loop: asyncio.AbstractEventLoop) -> None:
         self._thread = LoopThread("actorflow-user")
