@@ -119,7 +119,7 @@ class ActorWatch:
         self._stopped = True
         task = self._callback_task
         if task is not None and not task.done():
-            self._core.runtime.call_soon(task.cancel)
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     def _start_callback(self, callback: Callable[[ActorEvent], Awaitable[None] | None]) -> None:
         async def deliver() -> None:
@@ -134,11 +134,23 @@ class ActorWatch:
         def start() -> None:
             self._callback_task = asyncio.ensure_future(deliver())
 
-        if self._core.on_loop_thread():
+        loop = self._callback_loop()
+        if loop is asyncio._get_running_loop():
             start()
         else:
-            done = asyncio.run_coroutine_threadsafe(_call(start), self._core.runtime.loop)
-            done.result()
+            asyncio.run_coroutine_threadsafe(_call(start), loop).result()
+
+    def _callback_loop(self) -> asyncio.AbstractEventLoop:
+        """Where callbacks run: in an async actor or async task (its sync constructor too) the
+        loop that runs its code, so they may touch its state; elsewhere the runtime loop."""
+        core = self._core
+        running = asyncio._get_running_loop()
+        if core.mode == "worker" and not core.on_loop_thread():
+            if running is not None:
+                return running
+            if core.extensions.get("async_actor"):
+                return core.extensions["actor_loop"]()
+        return core.runtime.loop
 
 
 async def _call(fn: Callable[[], None]) -> None:
@@ -153,8 +165,10 @@ def watch(
 
     Without a callback, iterate the result with ``async for`` (from any event loop, including
     an async actor's) or ``for`` (from sync code). With a callback, it is called with each
-    event on actorflow's runtime loop thread (an ``async def`` callback is awaited there): keep
-    it short and never block in it. The watch ends after the DEAD event, or on ``stop()``.
+    event on actorflow's runtime loop thread, or, when watch() is called in an async actor (its
+    constructor too) or async task, on the loop that runs their code (an ``async def`` callback
+    is awaited there): keep it short and never block in it. The watch ends after the DEAD
+    event, or on ``stop()``.
     """
     handle = ActorWatch(actor)
     if callback is not None:

@@ -197,9 +197,8 @@ async def test_sync_generator_iteration_inside_a_running_loop_blocks_it_as_in_ra
     assert [await ref async for ref in gen] == [2]
 
 
-def test_blocking_get_inside_an_async_task_is_refused(cluster):
-    with pytest.raises(exceptions.AsyncioContextError):
-        actorflow.get(blocking_get_in_async_task.remote(), timeout=30)
+def test_blocking_get_inside_an_async_task_waits_for_the_value(cluster):
+    assert actorflow.get(blocking_get_in_async_task.remote(), timeout=30) == 4
 
 
 # -- async remote functions awaiting other tasks -------------------------------------------------

@@ -542,8 +542,10 @@ def test_blocking_get_in_an_async_actor(cluster):
 
     actor = Mixed.remote()
     assert actorflow.get(actor.ready_value.remote(), timeout=30) == "here"
-    with pytest.raises(exceptions.AsyncioContextError, match="actorflow's own event loop"):
-        actorflow.get(actor.pending_value.remote(Signal.remote()), timeout=30)
+    signal = Signal.remote()
+    pending = actor.pending_value.remote(signal)
+    actorflow.get(signal.send.remote(), timeout=30)
+    assert actorflow.get(pending, timeout=30) is None  # blocked its loop until it came
 
 
 # -- actors and the worker cap ---------------------------------------------------------------------

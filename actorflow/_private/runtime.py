@@ -300,6 +300,10 @@ class Runtime:
                     pending.conn = conn
             try:
                 conn.send(message)
+            except CommClosedError as exc:  # closed as soon as opened: it never left
+                error = errors.PeerUnreachableError(f"connection to {address} lost: {exc}")
+                error.delivered = False
+                self._fail_request(message, error)
             except Exception as exc:  # e.g. a frame over the limit: fail only that request
                 self._fail_request(message, exc)
 

@@ -149,7 +149,9 @@ class Supervisor:
         self._report_handle: asyncio.TimerHandle | None = None
         # Children start in order before the constructor returns, so the supervisor is ALIVE
         # only once all of them are (as OTP's start_link); a child that cannot start fails it.
-        future = asyncio.run_coroutine_threadsafe(self._init(specs), core.runtime.loop)
+        # On the loop its methods run on: they share the tasks and asyncio objects it makes.
+        loop = core.extensions["actor_loop"]()
+        future = asyncio.run_coroutine_threadsafe(self._init(specs), loop)
         future.result()
 
     @classmethod
@@ -391,8 +393,11 @@ class Supervisor:
 
     async def _load_children(self) -> dict[str, list]:
         """{child name: [actor id, meta, restarts]} saved by this actor's previous process."""
-        raw = await self._core.gcs_request(
-            "gcs", "kv_get", KvGet(ACTOR_STATE_NAMESPACE, self._actor_id.encode())
+        raw = await self._core.request_from_any_loop(
+            self._core.gcs_address,
+            "gcs",
+            "kv_get",
+            KvGet(ACTOR_STATE_NAMESPACE, self._actor_id.encode()),
         )
         return {} if raw is None else dict(msgpack.unpackb(raw))
 
@@ -405,7 +410,12 @@ class Supervisor:
             if c.inc is not None and c.state == "running"
         }
         message = KvPut(ACTOR_STATE_NAMESPACE, self._actor_id.encode(), msgpack.packb(saved), True)
-        self._core.gcs_request("gcs", "kv_put", message).add_done_callback(self._saved_or_logged)
+        core = self._core  # its methods run on the actor's loop; requests go from the runtime's
+        core.runtime.call_soon(
+            lambda: core.gcs_request("gcs", "kv_put", message).add_done_callback(
+                self._saved_or_logged
+            )
+        )
 
     def _saved_or_logged(self, future: asyncio.Future) -> None:
         if not future.cancelled() and future.exception() is not None:
@@ -634,7 +644,9 @@ class Supervisor:
         self._report()  # now: its last state, before it dies
         await asyncio.sleep(0.05)  # so that the replies to events() callers leave first
         core = self._core
-        core.runtime.tell(core.gcs_address, KillActor(self._actor_id, True, cause))
+        core.runtime.call_soon(
+            core.runtime.tell, core.gcs_address, KillActor(self._actor_id, True, cause)
+        )
 
     # -- bookkeeping ----------------------------------------------------------------------------
 
@@ -673,14 +685,16 @@ class Supervisor:
         core = self._core
         value = json.dumps(self._report_value()).encode()
         key = self._actor_id.encode()
-        core.runtime.tell(core.gcs_address, KvPut(SUPERVISION_NAMESPACE, key, value, True))
+        message = KvPut(SUPERVISION_NAMESPACE, key, value, True)
+        core.runtime.call_soon(core.runtime.tell, core.gcs_address, message)
 
     def _withdraw_report(self) -> None:
         if self._report_handle is not None:
             self._report_handle.cancel()
             self._report_handle = None
         core = self._core
-        core.runtime.tell(core.gcs_address, KvDel(SUPERVISION_NAMESPACE, self._actor_id.encode()))
+        message = KvDel(SUPERVISION_NAMESPACE, self._actor_id.encode())
+        core.runtime.call_soon(core.runtime.tell, core.gcs_address, message)
 
     def _report_value(self) -> dict[str, Any]:
         children = []

@@ -4,7 +4,8 @@ The GCS sends ``become_actor`` once (the constructor runs on the main thread); c
 ``call`` straight here. How a call runs depends on the kind of actor:
 
 - default: one call at a time, in arrival order, on the main thread;
-- async (any ``async def`` method): every method on the loop, at most ``max_concurrency`` at once;
+- async (any ``async def`` method): every method on the user loop (user_loop.py), at most
+  ``max_concurrency`` at once;
 - threaded (sync, ``max_concurrency > 1``): a thread pool of that size.
 
 ``concurrency_groups`` give named methods their own limit (a semaphore or a thread pool each).
@@ -65,6 +66,9 @@ class ActorHost:
         self._method_groups: dict[str, str] = {}
         self._exiting = False
         executor.on_actor_exit = self.exit
+        # The loop an async actor's methods run on, for library actors whose sync constructor
+        # starts coroutines that its methods then share (the Supervisor).
+        core.extensions["actor_loop"] = lambda: executor.user_loop.get().loop
 
     # -- creation -------------------------------------------------------------------------------
 
@@ -127,6 +131,7 @@ class ActorHost:
 
     def _configure(self, cls: type, spec: dict[str, Any]) -> None:
         self.is_async = spec["meta"]["is_async"]
+        self.core.extensions["async_actor"] = self.is_async  # (see actor_loop)
         max_concurrency = spec.get("max_concurrency") or (1000 if self.is_async else 1)
         self.threaded = not self.is_async and max_concurrency > 1
         groups = dict(spec.get("concurrency_groups") or {})

@@ -2,9 +2,10 @@
 
 Synchronous functions run one at a time on the process's main thread, so that a cancel can
 interrupt them with a signal even inside ``time.sleep``; ``async def`` functions and async
-generators run on the runtime loop. The reply to ``push_task`` is ``protocol.worker.Reply``
-(with the wall-clock time the call began running, for its owner's task events); generators
-stream ``[index, value]`` items before it.
+generators (and every method of an async actor) run on the user loop (user_loop.py), not on the
+runtime loop, so that a blocking get in them can wait. The reply to ``push_task`` is
+``protocol.worker.Reply`` (with the wall-clock time the call began running, for its owner's
+task events); generators stream ``[index, value]`` items before it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from actorflow._private.worker.task_context import (
     current_task_id,
     current_task_name,
 )
+from actorflow._private.worker.user_loop import LazyUserLoop
 
 logger = logging.getLogger("actorflow.executor")
 
@@ -75,6 +77,7 @@ class _Job:
         "future",
         "cancelled",
         "async_task",
+        "on_user_loop",
         "thread_id",
         "movable",
         "owner",
@@ -106,7 +109,8 @@ class _Job:
         self.call = call
         self.future = future
         self.cancelled = False
-        self.async_task: asyncio.Task | None = None
+        self.async_task: asyncio.Task | None = None  # its task on the user loop, once started
+        self.on_user_loop = False  # an async job, handed to the user loop
         self.thread_id: int | None = None
         self.movable = False  # a task (not an actor call) may be given back to run elsewhere
         self.owner = owner  # the caller: owner of the results
@@ -248,6 +252,7 @@ class TaskExecutor:
         # Set when the node drains: new tasks go back to their owners (RESCHEDULE, DRAINING).
         self.draining = ""
         self._task_futures: set[asyncio.Future] = set()  # the tasks not answered yet
+        self.user_loop = LazyUserLoop(self.runtime.loop)  # where async jobs run
 
     # -- receiving tasks (loop thread) ----------------------------------------------------------
 
@@ -322,21 +327,34 @@ class TaskExecutor:
         self._main_queue.put(job)
 
     def start_async(self, job: _Job, limiter: CallSlots | None = None) -> None:
-        """Run an async job on the loop, at most limiter's count at once."""
+        """Run an async job on the user loop, at most limiter's count at once."""
         self._running[job.task_id] = job
+        job.on_user_loop = True
+        self.user_loop.get().call_soon(self._start_on_user_loop, job, limiter)
+
+    def _start_on_user_loop(self, job: _Job, limiter: CallSlots | None) -> None:
+        loop = asyncio.get_running_loop()
         if limiter is None:
-            job.async_task = self.runtime.loop.create_task(self._run_async_now(job))
+            if not self._cancelled_before_start(job):
+                job.async_task = loop.create_task(self._run_async_now(job))
             return
 
         def start() -> None:
-            if job.cancelled:  # cancelled while it waited for a slot: it never runs
-                self._running.pop(job.task_id, None)
-                _settle(job.future, (CANCELLED, None, 0.0, [], 0.0))
+            if self._cancelled_before_start(job):
                 limiter.release()
                 return
-            job.async_task = self.runtime.loop.create_task(self._run_limited(job, limiter))
+            job.async_task = loop.create_task(self._run_limited(job, limiter))
 
         limiter.run(start)
+
+    def _cancelled_before_start(self, job: _Job) -> bool:
+        """Cancelled before it began (in a slot's queue, or on its way to the user loop): it
+        never runs."""
+        if not job.cancelled:
+            return False
+        self._running.pop(job.task_id, None)
+        self.runtime.call_soon(_settle, job.future, (CANCELLED, None, 0.0, [], 0.0))
+        return True
 
     def run_in_pool(self, job: _Job, pool: Any) -> None:
         """Run a sync job on a thread of pool (threaded actors)."""
@@ -410,8 +428,8 @@ class TaskExecutor:
             logger.warning("force-cancelling %s: this worker exits", job.fn_name)
             os._exit(1)
         job.cancelled = True
-        if job.async_task is not None:
-            job.async_task.cancel()
+        if job.on_user_loop:  # a job not started yet sees job.cancelled when it starts
+            self.user_loop.get().call_soon(_cancel_async, job)
         elif job.thread_id == self._main_thread_id:
             signal.pthread_kill(self._main_thread_id, signal.SIGINT)
         elif job.thread_id is not None:  # a thread-pool thread: no signals there
@@ -564,9 +582,10 @@ class TaskExecutor:
             limiter.release()
 
     async def _run_async_now(self, job: _Job) -> None:
+        """Run an async job (on the user loop); its reply goes back to the runtime loop."""
         if self.exit_reason is not None:
             self._running.pop(job.task_id, None)
-            _settle(job.future, self._refused(0.0))
+            self.runtime.call_soon(_settle, job.future, self._refused(0.0))
             return
         current_task_id.set(job.task_id)  # this asyncio task has its own context copy
         current_task_name.set(job.fn_name)
@@ -577,7 +596,8 @@ class TaskExecutor:
         reply: Reply
         try:
             if job.pulling is not None:  # arguments on other nodes: here before it runs
-                await job.pulling
+                await self.user_loop.get().wait_for_runtime_future(job.pulling)
+                job.pulling.result()
             args, kwargs = decode_args(self.core, job)
             if job.num_returns == STREAMING:
                 index = 0
@@ -587,7 +607,7 @@ class TaskExecutor:
                     wires, contained = serialize_returns(
                         self.core, item, 1, job.fn_name, job, index + 1
                     )
-                    job.call.stream(StreamItem(index, wires[0], contained))
+                    self.runtime.call_soon(job.call.stream, StreamItem(index, wires[0], contained))
                     index += 1
                 reply = (OK, [], time.perf_counter() - start, [], 0.0)
             else:
@@ -616,7 +636,13 @@ class TaskExecutor:
             )
             reply = (FAILED, task_error(job.fn_name, cancelled), reply[2], [], 0.0)
         self._running.pop(job.task_id, None)
-        self._reply(job, reply)
+        self.runtime.call_soon(self._reply, job, reply)
+
+
+def _cancel_async(job: _Job) -> None:
+    """On the user loop: cancel the job's task if it has begun."""
+    if job.async_task is not None:
+        job.async_task.cancel()
 
 
 def _exit_process(exc: SystemExit) -> None:

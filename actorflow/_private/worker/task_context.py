@@ -36,7 +36,8 @@ current_placement_group_wire: contextvars.ContextVar[list | None] = contextvars.
 
 
 # Blocking calls made on a thread that runs an event loop (set by CoreWorker): refused only on
-# actorflow's own loop, where the value would arrive, unless strict.
+# actorflow's runtime loop, where the value would arrive (callbacks actorflow runs there), unless
+# strict. Async actors' and async tasks' code runs on a loop of its own (user_loop.py).
 _blocking_policy: dict[str, object] = {"runtime_loop": None, "strict": False, "warned": False}
 
 
@@ -48,10 +49,12 @@ def check_not_in_event_loop(
     what: str, instead: str = "", ready: Callable[[], bool] | None = None
 ) -> None:
     """A blocking call on a thread whose event loop is running (as Ray): allowed with a warning
-    (once per process) on a loop of the user's own, since actorflow's loop runs on its own
-    thread; refused on actorflow's own loop (an async actor's or async task's code), unless
-    the value is already here (ready() says so), and everywhere with the strict setting
-    (ACTORFLOW_STRICT_ASYNCIO_BLOCKING=1). instead says what to await."""
+    (once per process), blocking that loop until the value is here, on any loop but the
+    runtime's (a driver's own loop; the user loop of async actors and async tasks), since the
+    runtime loop runs on a thread of its own; refused on the runtime loop itself (a done
+    callback actorflow runs there), unless the value is already here (ready() says so), and
+    everywhere with the strict setting (ACTORFLOW_STRICT_ASYNCIO_BLOCKING=1). instead says
+    what to await."""
     loop = asyncio._get_running_loop()  # no exception raised and caught per call
     if loop is None:
         return
@@ -71,8 +74,8 @@ def check_not_in_event_loop(
             )
         return
     where = (
-        "this thread runs actorflow's own event loop (the code of an async actor or async "
-        "task), the loop that would deliver the value"
+        "this thread runs actorflow's runtime event loop (a callback actorflow runs there), "
+        "the loop that would deliver the value"
         if own_loop and not _blocking_policy["strict"]
         else "this thread is running an asyncio event loop"
     )
