@@ -22,6 +22,7 @@ from actorflow._private import ids, serialization
 
 # Bytes counted for a spec beyond its arguments' wire: the record and its small fields.
 SPEC_OVERHEAD = 512
+_NO_DEPS: list[bytes] = []  # the deps of every spec that has none (never changed)
 
 
 class TaskSpec:
@@ -46,7 +47,7 @@ class TaskSpec:
         self.size = 0
         self.live = 0  # its results still in the owner's table
         self.dependents = 0  # kept specs that take one of its results as an argument
-        self.deps: list[bytes] = []  # task ids of the kept specs it takes results of
+        self.deps: list[bytes] = _NO_DEPS  # task ids of the kept specs it takes results of
         self.attempts = 1  # runs so far (the first, retries and re-creations)
 
     @property
@@ -97,6 +98,8 @@ class Lineage:
                 dep = specs.get(obj_id[: ids.TASK_ID_BYTES])
                 if dep is not None and dep.task_id not in spec.deps:
                     dep.dependents += 1
+                    if spec.deps is _NO_DEPS:
+                        spec.deps = []
                     spec.deps.append(dep.task_id)
         spec.size = size
         specs[task.task_id] = spec
@@ -144,7 +147,7 @@ class Lineage:
             if dep is not None:
                 dep.dependents -= 1
                 self._release_if_unused(dep)
-        spec.deps = []
+        spec.deps = _NO_DEPS
 
     def _evict(self, spec: TaskSpec) -> None:
         if spec.live > 0:

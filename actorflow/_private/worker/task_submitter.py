@@ -40,10 +40,11 @@ logger = logging.getLogger("actorflow.tasks")
 
 
 RESOLVING, QUEUED, RUNNING, DONE = range(4)
+_NO_ARG_REFS: list = []  # the lineage of every task without ref arguments (never changed)
 STATE_NAMES = {RESOLVING: "resolving", QUEUED: "queued", RUNNING: "pushed"}
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class PendingTask(CallRecord):
     fn_id: bytes
     fn_blob: bytes
@@ -100,6 +101,7 @@ class TaskSubmitter:
         self._fn_seconds: dict[bytes, float] = {}  # moving average of run time per function
         self._fns_sent: dict[str, set[bytes]] = {}  # worker address -> function ids it has
         self._dead_raylets: set[str] = set()  # of nodes the GCS declared dead
+        self._items_of: tuple[Any, tuple] = (None, ())  # the last request dict, its pairs
 
     # -- submission -----------------------------------------------------------------------------
 
@@ -123,7 +125,7 @@ class TaskSubmitter:
     def _keep_lineage(self, task: PendingTask) -> None:
         """Keep the task's spec while its results live, to run it again if they are lost
         (its ref arguments as ids: their values are not kept alive by it)."""
-        arg_refs = [[slot[0], slot[1].id, slot[1].owner] for slot in task.slots]
+        arg_refs = [[slot[0], slot[1].id, slot[1].owner] for slot in task.slots] or _NO_ARG_REFS
         self.lineage.record(TaskSpec(task, arg_refs, task.retries_left))
 
     def _resolved(self, task: PendingTask, slot: list, wire: list) -> None:
@@ -142,7 +144,7 @@ class TaskSubmitter:
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         task.state = QUEUED
-        items = task.resource_items or tuple(sorted(task.resources.items()))
+        items = task.resource_items or self._resource_items(task.resources)
         task.resource_items = items  # its queue's key, and its task events' request
         key = (items, repr(task.strategy), task.env_key)
         shape = self._shapes.get(key)
@@ -155,6 +157,13 @@ class TaskSubmitter:
         else:
             shape.queue.append(task)
         self._pump(shape)
+
+    def _resource_items(self, resources: dict[str, float]) -> tuple:
+        """resources as sorted pairs, made once per request dict (a remote function's tasks
+        share theirs): queued tasks share the tuple."""
+        if resources is not self._items_of[0]:
+            self._items_of = (resources, tuple(sorted(resources.items())))
+        return self._items_of[1]
 
     def _pump(self, shape: ShapeQueue) -> None:
         queue = shape.queue
