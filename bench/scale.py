@@ -402,6 +402,7 @@ def main() -> None:
     parser.add_argument("--size", type=float, default=1.0, help="scale every count by this")
     parser.add_argument("--ray-python", default="")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--ray-only", action="store_true", help="measure Ray alone")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--probe", default="", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -414,7 +415,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown probes {sorted(unknown)}; known: {', '.join(BASE)}")
     ray = "" if args.no_ray else ray_python(args.ray_python)
-    frameworks = [("actorflow", sys.executable)] + ([("ray", ray)] if ray else [])
+    frameworks = [] if args.ray_only else [("actorflow", sys.executable)]
+    frameworks += [("ray", ray)] if ray else []
     results: dict = {"size": args.size, "loadavg": _loadavg(), "probes": {}}
     for probe in probes:
         n = max(2 if probe == "nodes" else 1, int(BASE[probe] * args.size))
