@@ -40,6 +40,9 @@ class RemoteFunction(Generic[P, R]):
         )
         self._export: tuple[bytes, bytes] | None = None
         self._env: tuple[Any, Any] | None = None  # (core, its ResolvedEnv for our runtime_env)
+        # The resource request, made once and shared by every task submitted from here (a
+        # million queued tasks then hold one dict, not a million).
+        self._resources = opts.resource_request(self._options, 1.0)
         self._lock = threading.Lock()
         self.__doc__ = function.__doc__
         self.__name__ = getattr(function, "__name__", self._name)
@@ -110,7 +113,7 @@ class RemoteFunction(Generic[P, R]):
         else:
             fn_id, blob = self._exported()
         max_retries = o.get("max_retries")
-        resources = opts.resource_request(o, 1.0)
+        resources = self._resources
         env = self._env
         if env is None or env[0] is not core:  # packed (and uploaded) once per process
             env = self._env = (core, core.runtime_envs.resolve(o.get("runtime_env")))

@@ -159,20 +159,43 @@ def probe_get(api: Any, n: int) -> dict:
 
 
 def probe_queued(api: Any, n: int, memory: PeakMemory) -> dict:
+    """n no-op tasks submitted while a gate task holds both CPUs, so that all n are queued
+    (none runs) when the tree's RSS is read: the bytes per queued task are the owner's cost of
+    a waiting task, not of finished results."""
+
     @api.remote(num_cpus=1)
     def noop() -> None:
         return None
 
+    @api.remote(num_cpus=2)
+    def gate(path: str) -> None:
+        import os as os_
+        import time as time_
+
+        while not os_.path.exists(path):
+            time_.sleep(0.05)
+
     api.get([noop.remote() for _ in range(10)])
-    before = memory.sample()["rss_mb"]
-    start = time.perf_counter()
-    refs = [noop.remote() for _ in range(n)]
-    submitted = time.perf_counter() - start
-    queued = memory.sample()["rss_mb"]
-    api.get(refs)
+    with tempfile.TemporaryDirectory(prefix="scale-gate-") as gate_dir:
+        opened = os.path.join(gate_dir, "open")
+        held = gate.remote(opened)
+        time.sleep(2.0)  # the gate is running: every CPU is taken
+        before = memory.sample()["rss_mb"]
+        start = time.perf_counter()
+        refs = [noop.remote() for _ in range(n)]
+        submitted = time.perf_counter() - start
+        time.sleep(1.0)  # what the submissions left for the loop is done
+        queued = memory.sample()["rss_mb"]
+        with open(opened, "w"):
+            pass
+        run_start = time.perf_counter()
+        api.get(held)
+        api.get(refs)
+        ran = time.perf_counter() - run_start
     return {
-        "seconds": time.perf_counter() - start,
+        "seconds": submitted + ran,
         "submit_seconds": submitted,
+        "run_seconds": ran,
         "bytes_per_queued_task": (queued - before) * 1024 * 1024 / n,
     }
 
@@ -379,6 +402,7 @@ def main() -> None:
     parser.add_argument("--size", type=float, default=1.0, help="scale every count by this")
     parser.add_argument("--ray-python", default="")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--ray-only", action="store_true", help="measure Ray alone")
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--probe", default="", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -391,7 +415,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown probes {sorted(unknown)}; known: {', '.join(BASE)}")
     ray = "" if args.no_ray else ray_python(args.ray_python)
-    frameworks = [("actorflow", sys.executable)] + ([("ray", ray)] if ray else [])
+    frameworks = [] if args.ray_only else [("actorflow", sys.executable)]
+    frameworks += [("ray", ray)] if ray else []
     results: dict = {"size": args.size, "loadavg": _loadavg(), "probes": {}}
     for probe in probes:
         n = max(2 if probe == "nodes" else 1, int(BASE[probe] * args.size))

@@ -17,6 +17,12 @@ from actorflow._private.runtime import Runtime
 from actorflow._private.worker.object_ref import ObjectRef
 from actorflow._private.worker.shared_objects import SharedObjects
 
+# The wire of a call without arguments, and the nested refs of plain arguments: one object for
+# every such call (read only, never changed), not fresh lists per queued call.
+_NO_ARGUMENTS: list = [serialization.PLAIN, [[], {}]]
+_NOTHING_NESTED: list = []
+_NO_SLOTS: list = []
+
 
 class ArgumentPacker:
     def __init__(
@@ -37,6 +43,8 @@ class ArgumentPacker:
         """Top-level refs become slots the owner resolves before the task runs; the rest is
         serialized once (plain values skip pickling). Also returns the refs and handles found
         inside the arguments: the caller keeps them until the task is done."""
+        if not args and not kwargs:  # shared: nothing changes a call's argument wire
+            return _NO_ARGUMENTS, _NO_SLOTS, _NOTHING_NESTED
         slots: list = []
         arg_list = list(args)
         for i, value in enumerate(arg_list):
@@ -52,7 +60,7 @@ class ArgumentPacker:
         if all(is_plain(v) for v in arg_list) and all(is_plain(v) for v in kw.values()):
             wire = [serialization.PLAIN, [arg_list, kw]]
             if _plain_size(arg_list, kw) <= self._inline_max:
-                return wire, slots, []
+                return wire, slots, _NOTHING_NESTED
             wire, ref = self._store_args(wire)
             return wire, slots, [ref]
         try:

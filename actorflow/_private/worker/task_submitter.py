@@ -51,7 +51,7 @@ RESOLVING, QUEUED, RUNNING, DONE = range(4)
 STATE_NAMES = {RESOLVING: "resolving", QUEUED: "queued", RUNNING: "pushed"}
 
 
-@dataclass(eq=False, kw_only=True)
+@dataclass(eq=False, kw_only=True, slots=True)
 class PendingTask(CallRecord):
     fn_id: bytes
     fn_blob: bytes
@@ -108,6 +108,7 @@ class TaskSubmitter:
         self._fn_seconds: dict[bytes, float] = {}  # moving average of run time per function
         self._fns_sent: dict[str, set[bytes]] = {}  # worker address -> function ids it has
         self._dead_raylets: set[str] = set()  # of nodes the GCS declared dead
+        self._items_of: tuple[Any, tuple] = (None, ())  # the last request dict, its pairs
 
     # -- submission -----------------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class TaskSubmitter:
 
     def _enqueue(self, task: PendingTask, front: bool = False) -> None:
         task.state = QUEUED
-        items = task.resource_items or tuple(sorted(task.resources.items()))
+        items = task.resource_items or self._resource_items(task.resources)
         task.resource_items = items  # its queue's key, and its task events' request
         key = (items, repr(task.strategy), task.env_key)
         shape = self._shapes.get(key)
@@ -164,6 +165,13 @@ class TaskSubmitter:
         else:
             shape.queue.append(task)
         self._pump(shape)
+
+    def _resource_items(self, resources: dict[str, float]) -> tuple:
+        """resources as sorted pairs, made once per request dict (a remote function's tasks
+        share theirs): queued tasks share the tuple."""
+        if resources is not self._items_of[0]:
+            self._items_of = (resources, tuple(sorted(resources.items())))
+        return self._items_of[1]
 
     def _pump(self, shape: ShapeQueue) -> None:
         queue = shape.queue
