@@ -12,7 +12,7 @@ Thread-safety is the table's (see table.py); everything else here is used on the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from actorflow._private import serialization
@@ -102,10 +102,9 @@ class Ownership:
             self.objects.pin(obj_id)
         return pin_ids
 
-    def unpin_for_call(self, pin_ids: list[bytes]) -> None:
+    def unpin_for_call(self, pin_ids: Iterable[bytes]) -> None:
         for obj_id in pin_ids:
             self.objects.unpin(obj_id)
-        pin_ids.clear()  # a call may be finished twice (a late reply after a retry)
 
     def return_ids_pending(self, obj_ids: list[bytes]) -> None:
         """A call's results will arrive here: waiters may register for them at once."""

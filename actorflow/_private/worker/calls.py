@@ -134,7 +134,9 @@ class Completion:
             self.events.ended(call, None if succeeded else (wires[0] if wires else None))
         call.pinned = ()  # the refs and handles its arguments held may go now
         if call.pin_ids:
-            self._ownership.unpin_for_call(call.pin_ids)
+            # Emptied first: a call may be finished twice (a late reply after a retry).
+            pin_ids, call.pin_ids = call.pin_ids, ()
+            self._ownership.unpin_for_call(pin_ids)
         if not succeeded:
             self._results_failed(call.return_ids, wires)
         failed = not succeeded and bool(wires) and serialization.is_error(wires[0])
