@@ -18,6 +18,7 @@ from actorflow._private.cluster.launcher import cluster_token, tcp_address
 from actorflow._private.cluster.local import job_config, upload_job_env
 from actorflow._private.config import Config, env_address
 from actorflow._private.errors import NoTokenError, PeerUnreachableError
+from actorflow._private.fd_limit import raise_open_file_limit
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.services import host_of
 from actorflow._private.protocol import gcs
@@ -115,6 +116,7 @@ class ClusterDriver:
         self.store = None
 
     def start(self) -> CoreWorker:
+        raise_open_file_limit()  # the driver maps objects too, and may host the store
         self.loop_thread = LoopThread()
         self.loop_thread.start()
         try:

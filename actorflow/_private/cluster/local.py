@@ -21,6 +21,7 @@ from actorflow._private.config import Config
 from actorflow._private.control.gcs import GCS
 from actorflow._private.control.host import host_gcs
 from actorflow._private.control.metrics import GCSCollector
+from actorflow._private.fd_limit import raise_open_file_limit
 from actorflow._private.loop_thread import LoopThread
 from actorflow._private.node.object_store import ObjectStore
 from actorflow._private.node.raylet import Raylet
@@ -98,6 +99,7 @@ class LocalSession:
         return self.node.raylet if self.node else None
 
     def start(self) -> CoreWorker:
+        raise_open_file_limit()  # this process hosts the store and maps objects
         self.session_dir = session_dir.create(self.config.session_root)
         self.token = secrets.token_bytes(32)
         session_dir.write_token(self.session_dir, self.token)

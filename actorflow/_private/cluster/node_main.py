@@ -29,6 +29,7 @@ from actorflow._private.config import Config, env_token
 from actorflow._private.control.host import host_gcs
 from actorflow._private.control.metrics import GCSCollector
 from actorflow._private.control.storage import open_storage
+from actorflow._private.fd_limit import raise_open_file_limit
 from actorflow._private.node.metrics import NodeMetrics
 from actorflow._private.node.services import NodeServices, node_resources
 from actorflow._private.runtime import Runtime
@@ -189,6 +190,7 @@ async def serve(args: argparse.Namespace, token: bytes) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     os.umask(0o077)  # what this process writes (GCS tables, spill files) is this user's only
+    raise_open_file_limit()
     args = parse_args(argv)
     token = env_token(consume=True)  # so that no process this one starts inherits it
     if args.token_file:

@@ -18,6 +18,7 @@ import glob
 import mmap
 import os
 import pickle
+import sys
 from typing import Any
 
 SHM_ROOT = "/dev/shm"
@@ -73,10 +74,15 @@ def write_parts(
         view.release()
 
 
+# From Python 3.13 a read-only mapping need not keep a duplicate of its fd (it is only used by
+# size() and resize(), which we never call): a process can then map as many objects as it likes.
+_NO_FD_COPY: dict = {"trackfd": False} if sys.version_info >= (3, 13) else {}
+
+
 def map_fd(fd: int, obj_id: bytes) -> mmap.mmap | None:
     """Map fd read-only (the caller closes fd), after checking that it holds obj_id; None if
     it holds another object (a segment reused: this one is gone)."""
-    mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+    mapping = mmap.mmap(fd, 0, prot=mmap.PROT_READ, **_NO_FD_COPY)
     if mapping[: len(_MAGIC) + len(obj_id)] != _MAGIC + obj_id:
         mapping.close()
         return None

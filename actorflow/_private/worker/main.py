@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     spec = WorkerSpec.consume(args.spec)
     die_with_parent(spec.parent_pid)
     apply_runtime_env(spec, args.forked)
+    from actorflow._private.fd_limit import raise_open_file_limit
+
+    raise_open_file_limit()
 
     from actorflow._private.loop_thread import LoopThread
     from actorflow._private.protocol import core as core_messages

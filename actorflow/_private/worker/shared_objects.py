@@ -37,7 +37,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from actorflow._private import errors, serialization
+from actorflow._private import errors, fd_limit, serialization
 from actorflow._private.config import Config
 from actorflow._private.node import shm
 from actorflow._private.node.segment_socket import SegmentClient
@@ -311,15 +311,25 @@ class SharedObjects:
     def _map(self, name: str, obj_id: bytes) -> mmap.mmap | None:
         """obj_id mapped read-only: from its segment, else from its spill file; None if
         neither holds it."""
-        fd = self.segments.open(name)
-        if fd is not None:
-            try:
-                mapping = shm.map_fd(fd, obj_id)
-            finally:
-                os.close(fd)
-            if mapping is not None:
-                return mapping
-        return shm.map_file(os.path.join(self.spill_dir, obj_id.hex()), obj_id)
+        try:
+            fd = self.segments.open(name)
+            if fd is not None:
+                try:
+                    mapping = shm.map_fd(fd, obj_id)
+                finally:
+                    os.close(fd)
+                if mapping is not None:
+                    return mapping
+            return shm.map_file(os.path.join(self.spill_dir, obj_id.hex()), obj_id)
+        except OSError as exc:
+            if not fd_limit.is_out_of_fds(exc):
+                raise
+            raise OSError(
+                exc.errno,
+                f"cannot map object {obj_id.hex()}: this process has too many open files "
+                f"(limit {fd_limit.open_file_limit()}); before Python 3.13 every object held "
+                "mapped keeps an fd open: raise the limit (ulimit -n) or hold fewer at once",
+            ) from exc
 
     # -- other nodes ----------------------------------------------------------------------------
 
